@@ -1,0 +1,82 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+import type { OpenOptions } from '../open.js';
+
+export interface Command {
+  readonly name: string;
+  /** One-line synopsis, as in DESIGN.md. */
+  readonly synopsis: string;
+  readonly help: string;
+  /** Returns the exit status (0 ok, 1 a negative answer). Throws DiskpipeError on errors. */
+  run(argv: string[]): Promise<number>;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Options every image-reading command takes (trust rule, forced format). */
+export const IMAGE_OPTIONS = {
+  format: { type: 'string', short: 'f' },
+  untrusted: { type: 'boolean' },
+  'allow-backing': { type: 'string', multiple: true },
+  'cache-dir': { type: 'string' },
+} as const satisfies Options;
+
+export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
+
+/** Parses argv strictly; unknown flags and missing values become usage errors. */
+export function parse<T extends Options>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, ...HELP_OPTION }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional.*$/s, ''));
+  }
+}
+
+export function openOptions(values: {
+  format?: string | undefined;
+  untrusted?: boolean | undefined;
+  'allow-backing'?: string[] | undefined;
+  'cache-dir'?: string | undefined;
+}): OpenOptions {
+  const opts: OpenOptions = {};
+  if (values.format !== undefined) opts.format = values.format;
+  if (values.untrusted) opts.untrusted = true;
+  if (values['allow-backing']) opts.allowBacking = values['allow-backing'];
+  if (values['cache-dir'] !== undefined) opts.cacheDir = values['cache-dir'];
+  return opts;
+}
+
+export function positionals(list: string[], min: number, max: number, usage: string): string[] {
+  if (list.length < min || list.length > max) throw new UsageError(`usage: ${usage}`);
+  return list;
+}
+
+const UNITS: Record<string, number> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50, E: 2 ** 60 };
+
+/** SIZE: bytes with an optional K/M/G/T/P/E suffix (powers of 1024), as qemu-img. */
+export function parseSize(text: string, what = 'size'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGTPEB]?)(?:i?B)?$/i.exec(text.trim());
+  const unit = m ? UNITS[m[2]!.toUpperCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`invalid ${what} '${text}' (bytes, or a number with K, M, G or T)`);
+  const n = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`invalid ${what} '${text}': not a whole number of bytes up to 2^53`);
+  return n;
+}
+
+/** Formats a byte count as qemu-img does in human output ("8 GiB", "1.5 MiB"). */
+export function humanSize(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  if (i === 0) return `${n} B`;
+  const s = v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0).replace(/\.?0+$/, '');
+  return `${s} ${units[i]}`;
+}
+
+export function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}

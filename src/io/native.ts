@@ -1,0 +1,144 @@
+/**
+ * The few system calls Node's fs lacks, through koffi (a prebuilt FFI binding shipped inside
+ * its npm package). Every call has a portable fallback; `nativeStatus()` says which path runs.
+ * Only cheap synchronous calls are made (koffi's async calls cost ~50 µs each).
+ */
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const FICLONE = 0x40049409;
+const ENXIO = 6;
+
+interface Libc {
+  lseek(fd: number, offset: number, whence: number): number;
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  ioctl(fd: number, request: number, arg: number): number;
+  copyFileRange(fdIn: number, offIn: number[], fdOut: number, offOut: number[], len: number, flags: number): number;
+  errno(): number;
+}
+
+let libc: Libc | null | undefined;
+let loadError = '';
+
+function load(): Libc | null {
+  if (libc !== undefined) return libc;
+  libc = null;
+  if (process.platform !== 'linux' || process.env.DISKPIPE_NO_NATIVE === '1') {
+    loadError = process.platform !== 'linux' ? `not on Linux (${process.platform})` : 'disabled';
+    return libc;
+  }
+  try {
+    const koffi = require('koffi');
+    const lib = koffi.load('libc.so.6');
+    const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
+    const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
+    const ioctl = lib.func('int ioctl(int fd, unsigned long request, int arg)');
+    const cfr = lib.func(
+      'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
+    );
+    libc = {
+      lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
+      fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length),
+      ioctl: (fd, request, arg) => ioctl(fd, request, arg),
+      copyFileRange: (a, oa, b, ob, len, flags) => Number(cfr(a, oa, b, ob, len, flags)),
+      errno: () => koffi.errno(),
+    };
+  } catch (err) {
+    loadError = `koffi unavailable: ${(err as Error).message}`;
+  }
+  return libc;
+}
+
+/** Which native path is in use (for `--version`-style diagnostics and tests). */
+export function nativeStatus(): { native: boolean; reason: string } {
+  return load() ? { native: true, reason: 'koffi/libc' } : { native: false, reason: loadError };
+}
+
+export type SeekResult = number | 'eof' | 'unsupported';
+
+/**
+ * lseek(SEEK_DATA/SEEK_HOLE): the next data (or hole) offset at or after `offset`; 'eof' when
+ * there is no more data; 'unsupported' when the system cannot tell (treat the file as data).
+ */
+export function seekDataHole(fd: number, offset: number, what: 'data' | 'hole'): SeekResult {
+  const c = load();
+  if (!c) return 'unsupported';
+  const r = c.lseek(fd, offset, what === 'data' ? SEEK_DATA : SEEK_HOLE);
+  if (r >= 0) return r;
+  const e = c.errno();
+  if (e === ENXIO) return 'eof';
+  return 'unsupported';
+}
+
+function errnoError(op: string, errno: number): NodeJS.ErrnoException {
+  const names: Record<number, string> = { 1: 'EPERM', 5: 'EIO', 9: 'EBADF', 13: 'EACCES', 18: 'EXDEV', 22: 'EINVAL', 28: 'ENOSPC', 95: 'EOPNOTSUPP', 38: 'ENOSYS', 25: 'ENOTTY' };
+  const err: NodeJS.ErrnoException = new Error(`${op} failed: errno ${errno}`);
+  err.code = names[errno] ?? `E${errno}`;
+  err.errno = errno;
+  return err;
+}
+
+const NOT_SUPPORTED = new Set([95, 38, 25, 22, 18, 1]); // EOPNOTSUPP ENOSYS ENOTTY EINVAL EXDEV EPERM
+
+/**
+ * fallocate punch-hole (KEEP_SIZE): deallocates a range so it reads as zeroes.
+ * Returns false when the filesystem or platform cannot (the caller writes zeroes instead).
+ */
+export function punchHole(fd: number, offset: number, length: number): boolean {
+  return falloc(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length, 'punch hole');
+}
+
+/** fallocate zero-range (KEEP_SIZE): zeroes a range efficiently; false when unsupported. */
+export function zeroRange(fd: number, offset: number, length: number): boolean {
+  return falloc(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length, 'zero range');
+}
+
+function falloc(fd: number, mode: number, offset: number, length: number, op: string): boolean {
+  const c = load();
+  if (!c || length === 0) return length === 0;
+  if (c.fallocate(fd, mode, offset, length) === 0) return true;
+  const e = c.errno();
+  if (NOT_SUPPORTED.has(e)) return false;
+  throw errnoError(op, e);
+}
+
+/** ioctl(FICLONE): makes `dstFd` share all of `srcFd`'s blocks. False when not supported. */
+export function ficlone(dstFd: number, srcFd: number): boolean {
+  const c = load();
+  if (!c) return false;
+  if (c.ioctl(dstFd, FICLONE, srcFd) === 0) return true;
+  const e = c.errno();
+  if (NOT_SUPPORTED.has(e) || e === 9) return false;
+  throw errnoError('FICLONE', e);
+}
+
+/**
+ * copy_file_range for [offset, offset+length) between two files at the same offsets (the
+ * kernel may reflink or copy server-side). Returns bytes copied, or -1 when unsupported
+ * before any byte moved (the caller falls back to read+write).
+ */
+export function copyFileRange(srcFd: number, dstFd: number, offset: number, length: number): number {
+  const c = load();
+  if (!c) return -1;
+  let done = 0;
+  while (done < length) {
+    const inOff = [offset + done];
+    const outOff = [offset + done];
+    const n = c.copyFileRange(srcFd, inOff, dstFd, outOff, Math.min(length - done, 1 << 30), 0);
+    if (n > 0) {
+      done += n;
+      continue;
+    }
+    if (n === 0) break; // source ended early
+    const e = c.errno();
+    if (done === 0 && NOT_SUPPORTED.has(e)) return -1;
+    throw errnoError('copy_file_range', e);
+  }
+  return done;
+}

@@ -1,0 +1,86 @@
+import { CorruptImageError, UsageError } from './errors.js';
+import { type FormatDriver, type OpenContext, PROBE_BYTES, formatDriver, formatNames, probeFormat } from './formats/registry.js';
+import './formats/index.js';
+import { LocalFile } from './io/file.js';
+import type { TrustOptions } from './image/trust.js';
+import { TrustPolicy } from './image/trust.js';
+import type { ByteSource, Image } from './image/types.js';
+import { openSource } from './sources/index.js';
+
+export interface OpenOptions extends TrustOptions {
+  /** Force a format (-f); probing (and, later, unwrapping) is off then. */
+  format?: string;
+  writable?: boolean;
+}
+
+/** Longest backing chain diskpipe follows (qemu has no fixed limit; hostile chains need one). */
+export const MAX_CHAIN_DEPTH = 64;
+
+/** Opens an IMAGE argument: a path or URL, probed (or forced) to its format. */
+export async function openImage(spec: string, opts: OpenOptions = {}): Promise<Image> {
+  const { source, untrusted } = await openSource(spec, { writable: opts.writable ?? false });
+  const trust = TrustPolicy.forImage(opts, source.path, untrusted);
+  try {
+    return await openOn(source, opts.format, trust, 0, new Set(), opts.writable ?? false);
+  } catch (err) {
+    await source.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** Opens an image on an already opened byte source (library use: tar members, NBD...). */
+export async function openImageOn(source: ByteSource, opts: OpenOptions & { untrusted?: boolean } = {}): Promise<Image> {
+  const trust = TrustPolicy.forImage(opts, source.path, opts.untrusted ?? false);
+  return openOn(source, opts.format, trust, 0, new Set(), opts.writable ?? false);
+}
+
+export function driverFor(format: string): FormatDriver {
+  const d = formatDriver(format);
+  if (!d) throw new UsageError(`unknown format '${format}' (known: ${formatNames().join(', ')})`);
+  return d;
+}
+
+export async function probeSource(source: ByteSource): Promise<FormatDriver> {
+  const head = new Uint8Array(Math.min(PROBE_BYTES, source.size));
+  const n = await source.read(head, 0);
+  return probeFormat(head.subarray(0, n), source.size);
+}
+
+async function openOn(
+  source: ByteSource,
+  format: string | undefined,
+  trust: TrustPolicy,
+  depth: number,
+  chain: Set<string>,
+  writable: boolean,
+): Promise<Image> {
+  if (depth > MAX_CHAIN_DEPTH) {
+    throw new CorruptImageError(`backing chain is longer than ${MAX_CHAIN_DEPTH} images`);
+  }
+  if (source.path) {
+    if (chain.has(source.path)) throw new CorruptImageError(`backing chain loops back to ${source.path}`);
+    chain = new Set(chain).add(source.path);
+  }
+  const driver = format ? driverFor(format) : await probeSource(source);
+  const ctx: OpenContext = {
+    trust,
+    depth,
+    writable,
+    async openBacking(ref, referrer, backingFormat) {
+      const path = trust.resolve(ref, referrer.path, 'backing file');
+      if (chain.has(path)) throw new CorruptImageError(`backing chain loops back to ${path}`);
+      const file = await LocalFile.open(path, 'r');
+      try {
+        return await openOn(file, backingFormat, trust, depth + 1, chain, false);
+      } catch (err) {
+        await file.close().catch(() => {});
+        throw err;
+      }
+    },
+    async openReferencedFile(ref, referrer, kind, wantWrite) {
+      const path = trust.resolve(ref, referrer.path, kind);
+      return LocalFile.open(path, wantWrite ? 'r+' : 'r');
+    },
+  };
+  return driver.open(source, ctx);
+}

@@ -1,0 +1,39 @@
+import { UnsupportedFeatureError } from '../errors.js';
+import type { ByteSource } from '../image/types.js';
+import { LocalFile } from '../io/file.js';
+
+export interface OpenedSource {
+  source: ByteSource;
+  /** Bytes from the network or another untrusted origin: no file references allowed. */
+  untrusted: boolean;
+}
+
+export interface SourceOptions {
+  writable?: boolean;
+}
+
+type SourceOpener = (spec: string, opts: SourceOptions) => Promise<OpenedSource>;
+
+const schemes = new Map<string, SourceOpener>();
+
+/** Adds a URL scheme (http, https, nbd, nbd+unix...) as a byte source. */
+export function registerScheme(scheme: string, opener: SourceOpener): void {
+  schemes.set(scheme, opener);
+}
+
+export function schemeOf(spec: string): string | undefined {
+  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec);
+  return m?.[1]?.toLowerCase();
+}
+
+/** Opens an IMAGE argument (a path or a URL) as random-access bytes. */
+export async function openSource(spec: string, opts: SourceOptions = {}): Promise<OpenedSource> {
+  const scheme = schemeOf(spec);
+  if (scheme === undefined || scheme === 'file') {
+    const path = scheme === 'file' ? decodeURIComponent(new URL(spec).pathname) : spec;
+    return { source: await LocalFile.open(path, opts.writable ? 'r+' : 'r'), untrusted: false };
+  }
+  const opener = schemes.get(scheme);
+  if (!opener) throw new UnsupportedFeatureError(`${scheme}:// sources are not supported`);
+  return opener(spec, opts);
+}
