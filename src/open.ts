@@ -1,10 +1,17 @@
 import { CorruptImageError, UsageError } from './errors.js';
-import { type FormatDriver, type OpenContext, PROBE_BYTES, formatDriver, formatNames, probeFormat } from './formats/registry.js';
+import {
+  type FormatDriver,
+  formatDriver,
+  formatNames,
+  type OpenContext,
+  PROBE_BYTES,
+  probeFormat,
+} from './formats/registry.js';
 import './formats/index.js';
-import { LocalFile } from './io/file.js';
 import type { TrustOptions } from './image/trust.js';
 import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
+import { LocalFile } from './io/file.js';
 import { openSource } from './sources/index.js';
 
 export interface OpenOptions extends TrustOptions {
@@ -29,7 +36,10 @@ export async function openImage(spec: string, opts: OpenOptions = {}): Promise<I
 }
 
 /** Opens an image on an already opened byte source (library use: tar members, NBD...). */
-export async function openImageOn(source: ByteSource, opts: OpenOptions & { untrusted?: boolean } = {}): Promise<Image> {
+export async function openImageOn(
+  source: ByteSource,
+  opts: OpenOptions & { untrusted?: boolean } = {},
+): Promise<Image> {
   const trust = TrustPolicy.forImage(opts, source.path, opts.untrusted ?? false);
   return openOn(source, opts.format, trust, 0, new Set(), opts.writable ?? false);
 }
@@ -58,7 +68,8 @@ async function openOn(
     throw new CorruptImageError(`backing chain is longer than ${MAX_CHAIN_DEPTH} images`);
   }
   if (source.path) {
-    if (chain.has(source.path)) throw new CorruptImageError(`backing chain loops back to ${source.path}`);
+    if (chain.has(source.path))
+      throw new CorruptImageError(`backing chain loops back to ${source.path}`);
     chain = new Set(chain).add(source.path);
   }
   const driver = format ? driverFor(format) : await probeSource(source);

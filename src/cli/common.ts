@@ -12,6 +12,13 @@ export interface Command {
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+type Config<T extends Options> = {
+  args: string[];
+  options: T & typeof HELP_OPTION;
+  allowPositionals: true;
+  strict: true;
+};
+export type Parsed<T extends Options> = ReturnType<typeof parseArgs<Config<T>>>;
 
 /** Options every image-reading command takes (trust rule, forced format). */
 export const IMAGE_OPTIONS = {
@@ -24,9 +31,14 @@ export const IMAGE_OPTIONS = {
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
 
 /** Parses argv strictly; unknown flags and missing values become usage errors. */
-export function parse<T extends Options>(argv: string[], options: T) {
+export function parse<T extends Options>(argv: string[], options: T): Parsed<T> {
   try {
-    return parseArgs({ args: argv, options: { ...options, ...HELP_OPTION }, allowPositionals: true, strict: true });
+    return parseArgs({
+      args: argv,
+      options: { ...options, ...HELP_OPTION },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/\. To specify a positional.*$/s, ''));
   }
@@ -51,15 +63,26 @@ export function positionals(list: string[], min: number, max: number, usage: str
   return list;
 }
 
-const UNITS: Record<string, number> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50, E: 2 ** 60 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  B: 1,
+  K: 2 ** 10,
+  M: 2 ** 20,
+  G: 2 ** 30,
+  T: 2 ** 40,
+  P: 2 ** 50,
+  E: 2 ** 60,
+};
 
 /** SIZE: bytes with an optional K/M/G/T/P/E suffix (powers of 1024), as qemu-img. */
 export function parseSize(text: string, what = 'size'): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGTPEB]?)(?:i?B)?$/i.exec(text.trim());
   const unit = m ? UNITS[m[2]!.toUpperCase()] : undefined;
-  if (!m || unit === undefined) throw new UsageError(`invalid ${what} '${text}' (bytes, or a number with K, M, G or T)`);
+  if (!m || unit === undefined)
+    throw new UsageError(`invalid ${what} '${text}' (bytes, or a number with K, M, G or T)`);
   const n = Number(m[1]) * unit;
-  if (!Number.isSafeInteger(n)) throw new UsageError(`invalid ${what} '${text}': not a whole number of bytes up to 2^53`);
+  if (!Number.isSafeInteger(n))
+    throw new UsageError(`invalid ${what} '${text}': not a whole number of bytes up to 2^53`);
   return n;
 }
 

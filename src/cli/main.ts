@@ -32,7 +32,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = commands.get(name);
-  if (!command) throw new DiskpipeError('USAGE', `unknown command '${name}'; run 'diskpipe --help'`);
+  if (!command)
+    throw new DiskpipeError('USAGE', `unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
     process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);
     return 0;

@@ -1,6 +1,13 @@
 import { CorruptImageError } from '../errors.js';
 import { BaseImage } from '../image/base.js';
-import type { ByteSource, Capabilities, Extent, FormatDetails, MapEntry, ZeroOptions } from '../image/types.js';
+import type {
+  ByteSource,
+  Capabilities,
+  Extent,
+  FormatDetails,
+  MapEntry,
+  ZeroOptions,
+} from '../image/types.js';
 import { LocalFile } from '../io/file.js';
 import type { FormatDriver } from './registry.js';
 
@@ -66,7 +73,15 @@ export class RawImage extends BaseImage {
   /** qemu-img map for raw: every range is present at depth 0 with its own host offset. */
   async *mapping(offset: number, length: number): AsyncIterable<MapEntry> {
     for await (const e of this.extents(offset, length)) {
-      yield { offset: e.offset, length: e.length, depth: 0, present: true, zero: e.zero, data: !e.zero, hostOffset: e.offset };
+      yield {
+        offset: e.offset,
+        length: e.length,
+        depth: 0,
+        present: true,
+        zero: e.zero,
+        data: !e.zero,
+        hostOffset: e.offset,
+      };
     }
   }
 

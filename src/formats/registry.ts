@@ -1,5 +1,5 @@
-import type { ByteSource, Image } from '../image/types.js';
 import type { TrustPolicy } from '../image/trust.js';
+import type { ByteSource, Image } from '../image/types.js';
 
 /** What a format needs from the opener to follow references safely. */
 export interface OpenContext {
@@ -9,7 +9,12 @@ export interface OpenContext {
   /** Opens another image this one references (a backing file), through the trust rule. */
   openBacking(ref: string, referrer: ByteSource, format: string | undefined): Promise<Image>;
   /** Opens a plain file this one references (data file, extent), through the trust rule. */
-  openReferencedFile(ref: string, referrer: ByteSource, kind: 'data file' | 'extent file', writable?: boolean): Promise<ByteSource>;
+  openReferencedFile(
+    ref: string,
+    referrer: ByteSource,
+    kind: 'data file' | 'extent file',
+    writable?: boolean,
+  ): Promise<ByteSource>;
   /** Open the image for writing (create/convert targets, serve --writable). */
   readonly writable: boolean;
 }

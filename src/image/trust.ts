@@ -6,7 +6,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { UntrustedReferenceError, ioError } from '../errors.js';
+import { ioError, UntrustedReferenceError } from '../errors.js';
 
 export interface TrustOptions {
   /** Treat the image as coming from an untrusted source: no references at all. */
@@ -35,7 +35,9 @@ export class TrustPolicy {
       ...allowed.map(realOrSelf),
     ];
     const untrusted = opts.untrusted === true || untrustedSource;
-    const why = opts.untrusted ? 'the image is opened with --untrusted' : 'the image comes from an untrusted source';
+    const why = opts.untrusted
+      ? 'the image is opened with --untrusted'
+      : 'the image comes from an untrusted source';
     return new TrustPolicy(untrusted, roots, why);
   }
 
@@ -45,14 +47,21 @@ export class TrustPolicy {
    */
   resolve(ref: string, referrer: string | undefined, kind: ReferenceKind): string {
     if (this.untrusted) {
-      throw new UntrustedReferenceError(`${kind} reference '${ref}' refused: ${this.why} and may not reference other files`);
+      throw new UntrustedReferenceError(
+        `${kind} reference '${ref}' refused: ${this.why} and may not reference other files`,
+      );
     }
-    if (ref.length === 0 || ref.includes('\0')) throw new UntrustedReferenceError(`invalid ${kind} reference`);
+    if (ref.length === 0 || ref.includes('\0'))
+      throw new UntrustedReferenceError(`invalid ${kind} reference`);
     if (/^[a-z][a-z0-9+.-]*:/i.test(ref) && !isAbsolute(ref)) {
-      throw new UntrustedReferenceError(`${kind} '${ref}' is a protocol reference; diskpipe only follows local files`);
+      throw new UntrustedReferenceError(
+        `${kind} '${ref}' is a protocol reference; diskpipe only follows local files`,
+      );
     }
     if (!referrer && !isAbsolute(ref)) {
-      throw new UntrustedReferenceError(`${kind} '${ref}' is relative, but the image is not a local file`);
+      throw new UntrustedReferenceError(
+        `${kind} '${ref}' is relative, but the image is not a local file`,
+      );
     }
     const target = isAbsolute(ref) ? ref : resolve(dirname(referrer!), ref);
     let real: string;

@@ -11,11 +11,17 @@ import { ioError } from '../errors.js';
 const pending = new Set<string>();
 
 export function temporaryNameFor(dest: string): string {
-  return join(dirname(dest), `.${basename(dest)}.diskpipe-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  return join(
+    dirname(dest),
+    `.${basename(dest)}.diskpipe-${process.pid}-${randomBytes(4).toString('hex')}.tmp`,
+  );
 }
 
 /** Runs `fn` on a temporary path and renames it to `dest` when it succeeds; removes it otherwise. */
-export async function writeAtomically<T>(dest: string, fn: (tmp: string) => Promise<T>): Promise<T> {
+export async function writeAtomically<T>(
+  dest: string,
+  fn: (tmp: string) => Promise<T>,
+): Promise<T> {
   const tmp = temporaryNameFor(dest);
   pending.add(tmp);
   try {

@@ -56,7 +56,12 @@ export class LocalFile implements ByteSource {
     try {
       let done = 0;
       while (done < buf.length) {
-        const { bytesWritten } = await this.handle.write(buf, done, buf.length - done, offset + done);
+        const { bytesWritten } = await this.handle.write(
+          buf,
+          done,
+          buf.length - done,
+          offset + done,
+        );
         done += bytesWritten;
       }
     } catch (err) {
@@ -78,7 +83,9 @@ export class LocalFile implements ByteSource {
   async zero(offset: number, length: number, mayTrim: boolean): Promise<void> {
     const end = Math.min(offset + length, this.size);
     if (end > offset) {
-      const done = (mayTrim && punchHole(this.fd, offset, end - offset)) || zeroRange(this.fd, offset, end - offset);
+      const done =
+        (mayTrim && punchHole(this.fd, offset, end - offset)) ||
+        zeroRange(this.fd, offset, end - offset);
       if (!done) await writeZeroes(this, offset, end - offset);
     }
     if (offset + length > this.size) await this.truncate(offset + length);

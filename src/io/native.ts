@@ -19,7 +19,14 @@ interface Libc {
   lseek(fd: number, offset: number, whence: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   ioctl(fd: number, request: number, arg: number): number;
-  copyFileRange(fdIn: number, offIn: number[], fdOut: number, offOut: number[], len: number, flags: number): number;
+  copyFileRange(
+    fdIn: number,
+    offIn: number[],
+    fdOut: number,
+    offOut: number[],
+    len: number,
+    flags: number,
+  ): number;
   errno(): number;
 }
 
@@ -77,7 +84,18 @@ export function seekDataHole(fd: number, offset: number, what: 'data' | 'hole'):
 }
 
 function errnoError(op: string, errno: number): NodeJS.ErrnoException {
-  const names: Record<number, string> = { 1: 'EPERM', 5: 'EIO', 9: 'EBADF', 13: 'EACCES', 18: 'EXDEV', 22: 'EINVAL', 28: 'ENOSPC', 95: 'EOPNOTSUPP', 38: 'ENOSYS', 25: 'ENOTTY' };
+  const names: Record<number, string> = {
+    1: 'EPERM',
+    5: 'EIO',
+    9: 'EBADF',
+    13: 'EACCES',
+    18: 'EXDEV',
+    22: 'EINVAL',
+    28: 'ENOSPC',
+    95: 'EOPNOTSUPP',
+    38: 'ENOSYS',
+    25: 'ENOTTY',
+  };
   const err: NodeJS.ErrnoException = new Error(`${op} failed: errno ${errno}`);
   err.code = names[errno] ?? `E${errno}`;
   err.errno = errno;
@@ -123,7 +141,12 @@ export function ficlone(dstFd: number, srcFd: number): boolean {
  * kernel may reflink or copy server-side). Returns bytes copied, or -1 when unsupported
  * before any byte moved (the caller falls back to read+write).
  */
-export function copyFileRange(srcFd: number, dstFd: number, offset: number, length: number): number {
+export function copyFileRange(
+  srcFd: number,
+  dstFd: number,
+  offset: number,
+  length: number,
+): number {
   const c = load();
   if (!c) return -1;
   let done = 0;

@@ -1,6 +1,4 @@
 import type { Command } from '../common.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
-export const commands = new Map<string, Command>(
-  ([] as Command[]).map((c) => [c.name, c]),
-);
+export const commands = new Map<string, Command>(([] as Command[]).map((c) => [c.name, c]));

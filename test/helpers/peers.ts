@@ -1,0 +1,82 @@
+/**
+ * Test helpers around the real peers (qemu-img, qemu-io, nbdinfo...). CI installs them, so a
+ * missing peer is a failure, never a skip.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+/** Runs a command; rejects with its stderr on a non-zero exit. */
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string } = {},
+): Promise<string> {
+  if (opts.input !== undefined) {
+    const r = spawnSync(cmd, args, { input: opts.input, encoding: 'utf8', maxBuffer: 1 << 28 });
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  }
+  try {
+    const { stdout } = await execFileP(cmd, args, { maxBuffer: 1 << 28, encoding: 'utf8' });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
+  }
+}
+
+export function qemuImg(...args: string[]): Promise<string> {
+  return run('qemu-img', args);
+}
+
+/** Runs qemu-io commands (e.g. 'write -P 0x55 0 64k') on an image. */
+export function qemuIo(image: string, commands: string[], format?: string): Promise<string> {
+  const args = format ? ['-f', format] : [];
+  for (const c of commands) args.push('-c', c);
+  return run('qemu-io', [...args, image]);
+}
+
+export interface QemuMapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+  offset?: number;
+}
+
+export async function qemuMap(image: string, format?: string): Promise<QemuMapEntry[]> {
+  const args = ['map', '--output=json', ...(format ? ['-f', format] : []), image];
+  return JSON.parse(await qemuImg(...args)) as QemuMapEntry[];
+}
+
+/** A temporary directory removed when the process exits. */
+export function tempDir(prefix = 'diskpipe-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Runs the built CLI; returns exit status, stdout and stderr (never throws on status). */
+export function diskpipe(args: string[], opts: { input?: Buffer; env?: NodeJS.ProcessEnv } = {}) {
+  const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
+  const r = spawnSync(process.execPath, [main, ...args], {
+    input: opts.input,
+    env: { ...process.env, ...opts.env },
+    maxBuffer: 1 << 28,
+  });
+  return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** Creates (or resets) a sparse file of `size` bytes. */
+export function sparseFile(path: string, size: number): string {
+  writeFileSync(path, '');
+  truncateSync(path, size);
+  return path;
+}
