@@ -50,6 +50,8 @@ export interface Image {
   describe?(): FormatDetails;
   /** The next image in a backing chain, if any. */
   readonly backing?: Image | undefined;
+  /** The bytes this image is stored in, when it has one (info's actual-size, map's file). */
+  readonly source?: ByteSource | undefined;
 }
 
 /** One `qemu-img map --output=json` entry. */

@@ -1,0 +1,60 @@
+import { openImage } from '../../open.js';
+import { AllocationBar, mapEntryJson, mapImage } from '../../ops/map.js';
+import { type Command, IMAGE_OPTIONS, humanSize, openOptions, parse, positionals, print } from '../common.js';
+
+const SYNOPSIS = 'diskpipe map [--json] [-f FMT] IMAGE';
+
+export const map: Command = {
+  name: 'map',
+  synopsis: SYNOPSIS,
+  help: [
+    'Shows where an image holds data, zeroes and holes.',
+    '  --json   qemu-img map --output=json entries: start, length, depth, present, zero, data, offset',
+    'Human output starts with a bar of the whole image: # data, 0 allocated zeroes, . unallocated.',
+  ].join('\n'),
+  async run(argv) {
+    const { values, positionals: args } = parse(argv, { ...IMAGE_OPTIONS, json: { type: 'boolean' } });
+    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+    const image = await openImage(spec!, openOptions(values));
+    try {
+      if (values.json) {
+        // Streamed, one entry per line, in qemu-img's layout, so huge maps never sit in memory.
+        let first = true;
+        for await (const e of mapImage(image)) {
+          process.stdout.write(`${first ? '[' : ',\n'}${qemuStyle(mapEntryJson(e))}`);
+          first = false;
+        }
+        print(first ? '[]' : ']');
+        return 0;
+      }
+      const bar = new AllocationBar(image.size);
+      const rows: string[] = [];
+      let data = 0;
+      for await (const e of mapImage(image)) {
+        bar.add(e);
+        if (e.data) data += e.length;
+        const kind = e.data ? 'data' : e.present ? 'zero' : 'hole';
+        const where = e.hostOffset !== undefined ? `0x${e.hostOffset.toString(16)}` : '-';
+        if (rows.length < 10_000) rows.push(`${hex(e.offset)}${hex(e.length)}${kind.padEnd(6)}${String(e.depth).padEnd(7)}${where}`);
+      }
+      print(`[${bar}]  ${humanSize(image.size)}, ${humanSize(data)} data`);
+      print(`${'Offset'.padEnd(20)}${'Length'.padEnd(20)}${'Kind'.padEnd(6)}${'Depth'.padEnd(7)}Host offset`);
+      for (const r of rows) print(r);
+      if (rows.length === 10_000) print('... (use --json for the full map)');
+    } finally {
+      await image.close();
+    }
+    return 0;
+  },
+};
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`.padEnd(20);
+}
+
+/** `{ "start": 0, "length": 65536, ...}` exactly as qemu-img prints each map entry. */
+function qemuStyle(entry: Record<string, number | boolean>): string {
+  return `{ ${Object.entries(entry)
+    .map(([k, v]) => `"${k}": ${v}`)
+    .join(', ')}}`;
+}
