@@ -27,6 +27,7 @@ interface Libc {
     len: number,
     flags: number,
   ): number;
+  flock(fd: number, operation: number): number;
   errno(): number;
 }
 
@@ -46,6 +47,7 @@ function load(): Libc | null {
     const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
     const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
     const ioctl = lib.func('int ioctl(int fd, unsigned long request, int arg)');
+    const flock = lib.func('int flock(int fd, int operation)');
     const cfr = lib.func(
       'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
     );
@@ -54,6 +56,7 @@ function load(): Libc | null {
       fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length),
       ioctl: (fd, request, arg) => ioctl(fd, request, arg),
       copyFileRange: (a, oa, b, ob, len, flags) => Number(cfr(a, oa, b, ob, len, flags)),
+      flock: (fd, operation) => flock(fd, operation),
       errno: () => koffi.errno(),
     };
   } catch (err) {
@@ -164,4 +167,21 @@ export function copyFileRange(
     throw errnoError('copy_file_range', e);
   }
   return done;
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/**
+ * flock(LOCK_EX|LOCK_NB): true when this process now holds the lock, false when another holds
+ * it, 'unsupported' without the native layer. The kernel drops the lock when the process dies.
+ */
+export function tryFlock(fd: number): boolean | 'unsupported' {
+  const c = load();
+  if (!c) return 'unsupported';
+  if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const e = c.errno();
+  if (e === EWOULDBLOCK) return false;
+  throw errnoError('flock', e);
 }

@@ -26,7 +26,10 @@ export async function describeChain(image: Image, filename: string): Promise<Lay
   const layers: LayerInfo[] = [];
   let name = filename;
   for (let layer: Image | undefined = image; layer; layer = layer.backing) {
-    const details: FormatDetails = layer.describe?.() ?? { format: layer.format, virtualSize: layer.size };
+    const details: FormatDetails = layer.describe?.() ?? {
+      format: layer.format,
+      virtualSize: layer.size,
+    };
     if (details.actualSize === undefined) {
       const allocated = await layer.source?.allocatedSize?.();
       if (allocated !== undefined) details.actualSize = allocated;
@@ -38,7 +41,12 @@ export async function describeChain(image: Image, filename: string): Promise<Lay
 }
 
 export function infoJson({ filename, details: d }: LayerInfo): ImageInfoJson {
-  const out: ImageInfoJson = { 'virtual-size': d.virtualSize, filename, format: d.format, 'dirty-flag': d.dirty ?? false };
+  const out: ImageInfoJson = {
+    'virtual-size': d.virtualSize,
+    filename,
+    format: d.format,
+    'dirty-flag': d.dirty ?? false,
+  };
   if (d.actualSize !== undefined) out['actual-size'] = d.actualSize;
   if (d.clusterSize !== undefined) out['cluster-size'] = d.clusterSize;
   if (d.encrypted) out.encrypted = true;

@@ -5,7 +5,11 @@ import type { Image, MapEntry } from '../image/types.js';
  * (depth, host offsets) answer `mapping()`; others are described from their extents.
  * Adjacent entries that qemu-img would print as one are merged.
  */
-export async function* mapImage(image: Image, offset = 0, length = image.size - offset): AsyncIterable<MapEntry> {
+export async function* mapImage(
+  image: Image,
+  offset = 0,
+  length = image.size - offset,
+): AsyncIterable<MapEntry> {
   const source = image.mapping ? image.mapping(offset, length) : fromExtents(image, offset, length);
   let pending: MapEntry | undefined;
   for await (const e of source) {
@@ -22,15 +26,24 @@ export async function* mapImage(image: Image, offset = 0, length = image.size - 
 
 async function* fromExtents(image: Image, offset: number, length: number): AsyncIterable<MapEntry> {
   for await (const e of image.extents(offset, length)) {
-    yield { offset: e.offset, length: e.length, depth: 0, present: !e.hole, zero: e.zero, data: !e.zero };
+    yield {
+      offset: e.offset,
+      length: e.length,
+      depth: 0,
+      present: !e.hole,
+      zero: e.zero,
+      data: !e.zero,
+    };
   }
 }
 
 function continues(a: MapEntry, b: MapEntry): boolean {
   if (a.offset + a.length !== b.offset) return false;
-  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data) return false;
+  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data)
+    return false;
   if ((a.compressed ?? false) !== (b.compressed ?? false)) return false;
-  if (a.hostOffset === undefined || b.hostOffset === undefined) return a.hostOffset === b.hostOffset;
+  if (a.hostOffset === undefined || b.hostOffset === undefined)
+    return a.hostOffset === b.hostOffset;
   return a.hostOffset + a.length === b.hostOffset;
 }
 
@@ -65,7 +78,10 @@ export class AllocationBar {
     if (this.size === 0) return;
     const rank = e.data ? 2 : e.present ? 1 : 0;
     const first = Math.floor((e.offset / this.size) * this.width);
-    const last = Math.min(this.width - 1, Math.floor(((e.offset + e.length - 1) / this.size) * this.width));
+    const last = Math.min(
+      this.width - 1,
+      Math.floor(((e.offset + e.length - 1) / this.size) * this.width),
+    );
     for (let i = first; i <= last; i++) this.cells[i] = Math.max(this.cells[i]!, rank);
   }
   toString(): string {

@@ -13,7 +13,10 @@ test('map --json prints exactly what qemu-img map prints for a raw file', async 
   closeSync(fd);
   const ours = diskpipe(['map', '--json', path]);
   assert.equal(ours.status, 0, ours.stderr);
-  assert.equal(ours.stdout.trim(), (await qemuImg('map', '--output=json', '-f', 'raw', path)).trim());
+  assert.equal(
+    ours.stdout.trim(),
+    (await qemuImg('map', '--output=json', '-f', 'raw', path)).trim(),
+  );
 });
 
 test('info --json uses qemu-img field names', async () => {

@@ -11,47 +11,93 @@ const other = join(root, 'other');
 mkdirSync(join(images, 'sub'), { recursive: true });
 mkdirSync(other);
 const top = join(images, 'top.qcow2');
-for (const f of [top, join(images, 'base.img'), join(images, 'sub', 'deep.img'), join(other, 'x.img')]) writeFileSync(f, '');
+for (const f of [
+  top,
+  join(images, 'base.img'),
+  join(images, 'sub', 'deep.img'),
+  join(other, 'x.img'),
+])
+  writeFileSync(f, '');
 symlinkSync(join(other, 'x.img'), join(images, 'escape.img'));
 
 test('trust: references inside the image directory tree resolve to real paths', () => {
   const policy = TrustPolicy.forImage({}, top);
   assert.equal(policy.resolve('base.img', top, 'backing file'), join(images, 'base.img'));
-  assert.equal(policy.resolve('sub/deep.img', top, 'backing file'), join(images, 'sub', 'deep.img'));
-  assert.equal(policy.resolve(join(images, 'base.img'), top, 'data file'), join(images, 'base.img'));
+  assert.equal(
+    policy.resolve('sub/deep.img', top, 'backing file'),
+    join(images, 'sub', 'deep.img'),
+  );
+  assert.equal(
+    policy.resolve(join(images, 'base.img'), top, 'data file'),
+    join(images, 'base.img'),
+  );
 });
 
 test('trust: paths leaving the tree are refused with the flag that allows them', () => {
   const policy = TrustPolicy.forImage({}, top);
   for (const ref of ['../other/x.img', join(other, 'x.img'), 'escape.img']) {
-    assert.throws(() => policy.resolve(ref, top, 'backing file'), (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'UNTRUSTED_REFERENCE');
-      assert.match(err.message, /--allow-backing/);
-      return true;
-    });
+    assert.throws(
+      () => policy.resolve(ref, top, 'backing file'),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'UNTRUSTED_REFERENCE');
+        assert.match(err.message, /--allow-backing/);
+        return true;
+      },
+    );
   }
-  assert.throws(() => policy.resolve('/etc/passwd', top, 'extent file'), { code: 'UNTRUSTED_REFERENCE' });
+  assert.throws(() => policy.resolve('/etc/passwd', top, 'extent file'), {
+    code: 'UNTRUSTED_REFERENCE',
+  });
 });
 
 test('trust: --allow-backing and DISKPIPE_ALLOW_BACKING open a directory', () => {
-  assert.equal(TrustPolicy.forImage({ allowBacking: [other] }, top).resolve('../other/x.img', top, 'backing file'), join(other, 'x.img'));
+  assert.equal(
+    TrustPolicy.forImage({ allowBacking: [other] }, top).resolve(
+      '../other/x.img',
+      top,
+      'backing file',
+    ),
+    join(other, 'x.img'),
+  );
   process.env.DISKPIPE_ALLOW_BACKING = other;
   try {
-    assert.equal(TrustPolicy.forImage({}, top).resolve('escape.img', top, 'backing file'), join(other, 'x.img'));
+    assert.equal(
+      TrustPolicy.forImage({}, top).resolve('escape.img', top, 'backing file'),
+      join(other, 'x.img'),
+    );
   } finally {
     delete process.env.DISKPIPE_ALLOW_BACKING;
   }
 });
 
 test('trust: untrusted images may not reference anything; devices and protocols are refused', () => {
-  assert.throws(() => TrustPolicy.forImage({ untrusted: true }, top).resolve('base.img', top, 'backing file'), {
-    code: 'UNTRUSTED_REFERENCE',
-    message: /--untrusted/,
+  assert.throws(
+    () => TrustPolicy.forImage({ untrusted: true }, top).resolve('base.img', top, 'backing file'),
+    {
+      code: 'UNTRUSTED_REFERENCE',
+      message: /--untrusted/,
+    },
+  );
+  assert.throws(
+    () => TrustPolicy.forImage({}, top, true).resolve('base.img', top, 'backing file'),
+    { code: 'UNTRUSTED_REFERENCE' },
+  );
+  assert.throws(
+    () =>
+      TrustPolicy.forImage({ allowBacking: ['/dev'] }, top).resolve(
+        '/dev/null',
+        top,
+        'backing file',
+      ),
+    {
+      message: /not a regular file/,
+    },
+  );
+  assert.throws(
+    () => TrustPolicy.forImage({}, top).resolve('nbd://10.0.0.1/x', top, 'backing file'),
+    { message: /protocol/ },
+  );
+  assert.throws(() => TrustPolicy.forImage({}, top).resolve('missing.img', top, 'backing file'), {
+    code: 'NOT_FOUND',
   });
-  assert.throws(() => TrustPolicy.forImage({}, top, true).resolve('base.img', top, 'backing file'), { code: 'UNTRUSTED_REFERENCE' });
-  assert.throws(() => TrustPolicy.forImage({ allowBacking: ['/dev'] }, top).resolve('/dev/null', top, 'backing file'), {
-    message: /not a regular file/,
-  });
-  assert.throws(() => TrustPolicy.forImage({}, top).resolve('nbd://10.0.0.1/x', top, 'backing file'), { message: /protocol/ });
-  assert.throws(() => TrustPolicy.forImage({}, top).resolve('missing.img', top, 'backing file'), { code: 'NOT_FOUND' });
 });

@@ -1,6 +1,14 @@
 import { openImage } from '../../open.js';
-import { type LayerInfo, describeChain, infoJson } from '../../ops/info.js';
-import { type Command, IMAGE_OPTIONS, humanSize, openOptions, parse, positionals, print } from '../common.js';
+import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
+import {
+  type Command,
+  humanSize,
+  IMAGE_OPTIONS,
+  openOptions,
+  parse,
+  positionals,
+  print,
+} from '../common.js';
 
 const SYNOPSIS = 'diskpipe info [--json] [--backing-chain] [-f FMT] IMAGE';
 
@@ -14,7 +22,11 @@ export const info: Command = {
     '  -f FMT            do not probe; open as FMT',
   ].join('\n'),
   async run(argv) {
-    const { values, positionals: args } = parse(argv, { ...IMAGE_OPTIONS, json: { type: 'boolean' }, 'backing-chain': { type: 'boolean' } });
+    const { values, positionals: args } = parse(argv, {
+      ...IMAGE_OPTIONS,
+      json: { type: 'boolean' },
+      'backing-chain': { type: 'boolean' },
+    });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const image = await openImage(spec!, openOptions(values));
     try {
@@ -26,7 +38,9 @@ export const info: Command = {
       } else {
         print(shown.map(humanInfo).join('\n\n'));
         if (!values['backing-chain'] && chain.length > 1) {
-          print(`backing chain: ${chain.map((l) => `${l.filename} (${l.details.format})`).join(' -> ')}`);
+          print(
+            `backing chain: ${chain.map((l) => `${l.filename} (${l.details.format})`).join(' -> ')}`,
+          );
         }
       }
     } finally {
@@ -37,27 +51,42 @@ export const info: Command = {
 };
 
 function humanInfo({ filename, details: d }: LayerInfo): string {
-  const lines = [`image: ${filename}`, `file format: ${d.format}`, `virtual size: ${humanSize(d.virtualSize)} (${d.virtualSize} bytes)`];
+  const lines = [
+    `image: ${filename}`,
+    `file format: ${d.format}`,
+    `virtual size: ${humanSize(d.virtualSize)} (${d.virtualSize} bytes)`,
+  ];
   if (d.actualSize !== undefined) lines.push(`disk size: ${humanSize(d.actualSize)}`);
   if (d.clusterSize !== undefined) lines.push(`cluster_size: ${d.clusterSize}`);
   if (d.encrypted) lines.push('encrypted: yes');
   if (d.backingFilename !== undefined) {
-    const actual = d.fullBackingFilename && d.fullBackingFilename !== d.backingFilename ? ` (actual path: ${d.fullBackingFilename})` : '';
+    const actual =
+      d.fullBackingFilename && d.fullBackingFilename !== d.backingFilename
+        ? ` (actual path: ${d.fullBackingFilename})`
+        : '';
     lines.push(`backing file: ${d.backingFilename}${actual}`);
   }
   if (d.backingFormat !== undefined) lines.push(`backing file format: ${d.backingFormat}`);
   if (d.dataFile !== undefined) lines.push(`data file: ${d.dataFile}`);
   if (d.dirty) lines.push('dirty: yes (the image was not closed cleanly)');
   if (d.snapshots && d.snapshots.length > 0) {
-    lines.push('Snapshot list:', 'ID        TAG               VM SIZE                DATE     VM CLOCK');
+    lines.push(
+      'Snapshot list:',
+      'ID        TAG               VM SIZE                DATE     VM CLOCK',
+    );
     for (const s of d.snapshots) {
       const date = new Date(s.dateSec * 1000).toISOString().replace('T', ' ').slice(0, 19);
-      lines.push(`${s.id.padEnd(10)}${s.name.padEnd(18)}${humanSize(s.vmStateSize).padStart(7)} ${date} ${clock(s.vmClockNsec)}`);
+      lines.push(
+        `${s.id.padEnd(10)}${s.name.padEnd(18)}${humanSize(s.vmStateSize).padStart(7)} ${date} ${clock(s.vmClockNsec)}`,
+      );
     }
   }
   if (d.specific && Object.keys(d.specific).length > 0) {
     lines.push('Format specific information:');
-    for (const [k, v] of Object.entries(d.specific)) lines.push(`    ${k.replace(/-/g, ' ')}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+    for (const [k, v] of Object.entries(d.specific))
+      lines.push(
+        `    ${k.replace(/-/g, ' ')}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`,
+      );
   }
   return lines.join('\n');
 }

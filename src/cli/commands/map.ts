@@ -1,6 +1,14 @@
 import { openImage } from '../../open.js';
 import { AllocationBar, mapEntryJson, mapImage } from '../../ops/map.js';
-import { type Command, IMAGE_OPTIONS, humanSize, openOptions, parse, positionals, print } from '../common.js';
+import {
+  type Command,
+  humanSize,
+  IMAGE_OPTIONS,
+  openOptions,
+  parse,
+  positionals,
+  print,
+} from '../common.js';
 
 const SYNOPSIS = 'diskpipe map [--json] [-f FMT] IMAGE';
 
@@ -13,7 +21,10 @@ export const map: Command = {
     'Human output starts with a bar of the whole image: # data, 0 allocated zeroes, . unallocated.',
   ].join('\n'),
   async run(argv) {
-    const { values, positionals: args } = parse(argv, { ...IMAGE_OPTIONS, json: { type: 'boolean' } });
+    const { values, positionals: args } = parse(argv, {
+      ...IMAGE_OPTIONS,
+      json: { type: 'boolean' },
+    });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const image = await openImage(spec!, openOptions(values));
     try {
@@ -35,10 +46,15 @@ export const map: Command = {
         if (e.data) data += e.length;
         const kind = e.data ? 'data' : e.present ? 'zero' : 'hole';
         const where = e.hostOffset !== undefined ? `0x${e.hostOffset.toString(16)}` : '-';
-        if (rows.length < 10_000) rows.push(`${hex(e.offset)}${hex(e.length)}${kind.padEnd(6)}${String(e.depth).padEnd(7)}${where}`);
+        if (rows.length < 10_000)
+          rows.push(
+            `${hex(e.offset)}${hex(e.length)}${kind.padEnd(6)}${String(e.depth).padEnd(7)}${where}`,
+          );
       }
       print(`[${bar}]  ${humanSize(image.size)}, ${humanSize(data)} data`);
-      print(`${'Offset'.padEnd(20)}${'Length'.padEnd(20)}${'Kind'.padEnd(6)}${'Depth'.padEnd(7)}Host offset`);
+      print(
+        `${'Offset'.padEnd(20)}${'Length'.padEnd(20)}${'Kind'.padEnd(6)}${'Depth'.padEnd(7)}Host offset`,
+      );
       for (const r of rows) print(r);
       if (rows.length === 10_000) print('... (use --json for the full map)');
     } finally {

@@ -1,0 +1,302 @@
+/**
+ * Resumable HTTP(S) download into a partial file, hashed while it streams.
+ * A partial download keeps its validator (ETag / Last-Modified) beside it, so the next attempt
+ * asks only for the missing bytes with Range + If-Range and starts over if the file changed.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DiskpipeError, ioError, UsageError } from '../errors.js';
+import { readJson, writeJsonDurably } from '../io/json-file.js';
+
+export type DigestAlgorithm = 'sha256' | 'sha512';
+
+export interface ExpectedDigest {
+  algorithm: DigestAlgorithm;
+  hex: string;
+}
+
+export interface Validators {
+  etag?: string | undefined;
+  lastModified?: string | undefined;
+}
+
+export interface DownloadOptions {
+  url: string;
+  /** Where the bytes go; kept across attempts for resuming. */
+  partPath: string;
+  expected?: ExpectedDigest | undefined;
+  /** Send a conditional request; a 304 answer means the cached copy is current. */
+  revalidate?: Validators | undefined;
+  onProgress?: ((done: number, total: number | undefined) => void) | undefined;
+  /** Attempts after a failure mid-transfer (default 4), with exponential backoff. */
+  retries?: number;
+  /** Abort when no byte arrives for this long (default 30 s). */
+  idleTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface DownloadResult {
+  notModified: boolean;
+  size: number;
+  validators: Validators;
+  /** Hex digests of the whole download: always sha256, plus the expected algorithm. */
+  digests: Partial<Record<DigestAlgorithm, string>>;
+  /** Bytes already present from an earlier, interrupted attempt. */
+  resumedFrom: number;
+  /** Bytes fetched over the network by this call. */
+  fetched: number;
+}
+
+interface PartMeta extends Validators {
+  url: string;
+  total?: number | undefined;
+}
+
+export function parseDigestSpec(spec: string): ExpectedDigest {
+  const m = /^(sha256|sha512):([0-9a-fA-F]+)$/.exec(spec);
+  const len = m?.[1] === 'sha256' ? 64 : 128;
+  if (!m || m[2]!.length !== len)
+    throw new UsageError(`invalid --digest '${spec}' (expected sha256:HEX or sha512:HEX)`);
+  return { algorithm: m[1] as DigestAlgorithm, hex: m[2]!.toLowerCase() };
+}
+
+export async function download(opts: DownloadOptions): Promise<DownloadResult> {
+  const retries = opts.retries ?? 4;
+  let fetched = 0;
+  let resumedFrom = -1;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await attemptDownload(opts);
+      if (resumedFrom < 0) resumedFrom = r.resumedFrom;
+      fetched += r.fetched;
+      return { ...r, resumedFrom, fetched };
+    } catch (err) {
+      const e = err as DiskpipeError & {
+        fetched?: number;
+        resumedFrom?: number;
+        transient?: boolean;
+      };
+      if (resumedFrom < 0 && e.resumedFrom !== undefined) resumedFrom = e.resumedFrom;
+      fetched += e.fetched ?? 0;
+      if (!e.transient || attempt >= retries || opts.signal?.aborted) throw err;
+      await sleep(Math.min(200 * 2 ** attempt, 5000));
+    }
+  }
+}
+
+async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
+  const metaPath = `${opts.partPath}.json`;
+  const meta = await readJson<PartMeta>(metaPath);
+  let have = meta?.url === opts.url ? await sizeOf(opts.partPath) : 0;
+  const validator = meta?.etag ?? meta?.lastModified;
+  if (have > 0 && !validator) have = 0; // without a validator a partial file cannot be trusted
+
+  const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (have > 0) {
+    headers.range = `bytes=${have}-`;
+    headers['if-range'] = validator!;
+  } else if (opts.revalidate?.etag) {
+    headers['if-none-match'] = opts.revalidate.etag;
+  } else if (opts.revalidate?.lastModified) {
+    headers['if-modified-since'] = opts.revalidate.lastModified;
+  }
+
+  const idle = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, idle.signal]) : idle.signal;
+  let timer = setTimeout(() => idle.abort(), opts.idleTimeoutMs ?? 30_000);
+  const touch = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => idle.abort(), opts.idleTimeoutMs ?? 30_000);
+  };
+
+  let response: Response;
+  try {
+    response = await fetch(opts.url, { headers, redirect: 'follow', signal });
+  } catch (err) {
+    clearTimeout(timer);
+    throw transient(
+      new DiskpipeError('HTTP', `${opts.url}: ${networkReason(err, idle.signal.aborted)}`),
+      0,
+      have,
+    );
+  }
+
+  const validators: Validators = {
+    etag: response.headers.get('etag') ?? undefined,
+    lastModified: response.headers.get('last-modified') ?? undefined,
+  };
+  if (response.status === 304) {
+    clearTimeout(timer);
+    await response.body?.cancel();
+    return {
+      notModified: true,
+      size: 0,
+      validators: { ...opts.revalidate, ...pick(validators) },
+      digests: {},
+      resumedFrom: 0,
+      fetched: 0,
+    };
+  }
+  if (response.status === 416 && have > 0) {
+    // The partial file is already complete (or the server lost track): start over next time.
+    clearTimeout(timer);
+    await response.body?.cancel();
+    await discardPart(opts.partPath);
+    throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
+  }
+  if (!response.ok) {
+    clearTimeout(timer);
+    await response.body?.cancel();
+    const err = new DiskpipeError(
+      'HTTP',
+      `${opts.url}: HTTP ${response.status} ${response.statusText}`.trim(),
+    );
+    throw response.status >= 500 || response.status === 429 ? transient(err, 0, have) : err;
+  }
+
+  let start = 0;
+  if (response.status === 206) {
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
+    if (!m || Number(m[1]) !== have) {
+      clearTimeout(timer);
+      await response.body?.cancel();
+      await discardPart(opts.partPath);
+      throw transient(new DiskpipeError('HTTP', `${opts.url}: unexpected Content-Range`), 0, have);
+    }
+    start = have;
+  }
+  const length = Number(response.headers.get('content-length') ?? Number.NaN);
+  const total = Number.isFinite(length) ? start + length : undefined;
+  await writeJsonDurably(metaPath, {
+    url: opts.url,
+    ...pick(validators),
+    total,
+  } satisfies PartMeta);
+
+  const hashes = makeHashes(opts.expected?.algorithm);
+  if (start > 0) await hashExisting(opts.partPath, start, hashes);
+  const handle = await openPart(opts.partPath, start);
+  let position = start;
+  try {
+    if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      touch();
+      await writeAll(handle, chunk, position);
+      for (const h of hashes.values()) h.update(chunk);
+      position += chunk.length;
+      opts.onProgress?.(position, total);
+    }
+  } catch (err) {
+    clearTimeout(timer);
+    await handle.close();
+    if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
+    throw transient(
+      new DiskpipeError(
+        'HTTP',
+        `${opts.url}: ${networkReason(err, idle.signal.aborted)} after ${position} bytes`,
+      ),
+      position - start,
+      start,
+    );
+  }
+  clearTimeout(timer);
+  await handle.sync();
+  await handle.close();
+  if (total !== undefined && position !== total) {
+    throw transient(
+      new DiskpipeError(
+        'HTTP',
+        `${opts.url}: connection closed after ${position} of ${total} bytes`,
+      ),
+      position - start,
+      start,
+    );
+  }
+  const digests: Partial<Record<DigestAlgorithm, string>> = {};
+  for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
+  if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
+    await discardPart(opts.partPath);
+    throw new DiskpipeError(
+      'CHECKSUM_MISMATCH',
+      `${opts.url}: download ${opts.expected.algorithm} is ${digests[opts.expected.algorithm]}, expected ${opts.expected.hex}`,
+    );
+  }
+  return {
+    notModified: false,
+    size: position,
+    validators: pick(validators),
+    digests,
+    resumedFrom: start,
+    fetched: position - start,
+  };
+}
+
+/** Removes a partial download and its metadata. */
+export async function discardPart(partPath: string): Promise<void> {
+  await unlink(partPath).catch(() => {});
+  await unlink(`${partPath}.json`).catch(() => {});
+}
+
+function makeHashes(extra: DigestAlgorithm | undefined): Map<DigestAlgorithm, Hash> {
+  const m = new Map<DigestAlgorithm, Hash>([['sha256', createHash('sha256')]]);
+  if (extra && !m.has(extra)) m.set(extra, createHash(extra));
+  return m;
+}
+
+async function hashExisting(
+  path: string,
+  length: number,
+  hashes: Map<DigestAlgorithm, Hash>,
+): Promise<void> {
+  const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 });
+  for await (const chunk of stream as AsyncIterable<Buffer>)
+    for (const h of hashes.values()) h.update(chunk);
+}
+
+async function openPart(path: string, start: number): Promise<FileHandle> {
+  try {
+    const h = await open(path, start > 0 ? 'r+' : 'w');
+    if (start > 0) await h.truncate(start);
+    return h;
+  } catch (err) {
+    throw ioError(err, `cannot write ${path}`);
+  }
+}
+
+async function writeAll(h: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
+  try {
+    for (let done = 0; done < chunk.length; ) {
+      const { bytesWritten } = await h.write(chunk, done, chunk.length - done, position + done);
+      done += bytesWritten;
+    }
+  } catch (err) {
+    throw ioError(err, 'cannot write the download');
+  }
+}
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+function pick(v: Validators): Validators {
+  const out: Validators = {};
+  if (v.etag) out.etag = v.etag;
+  if (v.lastModified) out.lastModified = v.lastModified;
+  return out;
+}
+
+function transient<T extends DiskpipeError>(err: T, fetched: number, resumedFrom: number): T {
+  return Object.assign(err, { transient: true, fetched, resumedFrom });
+}
+
+function networkReason(err: unknown, idle: boolean): string {
+  if (idle) return 'no data received for too long (timeout)';
+  const e = err as { cause?: { code?: string; message?: string }; message?: string };
+  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+}

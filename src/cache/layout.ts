@@ -1,0 +1,78 @@
+/**
+ * Where the image cache keeps things. Content-addressed: a converted raw image is stored once
+ * under its content digest (blkhash sha256), and each URL record points at one.
+ *
+ *   blobs/<digest>.raw       read-only sparse raw images
+ *   records/<key>.json       one per source URL (key = sha256 of the URL)
+ *   pins/<digest>/<key>.json disks (qcow2 overlays) whose backing file is that blob
+ *   tmp/                     partial downloads and conversions, never pointed at by a record
+ *   locks/                   cross-process lock files
+ */
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { CacheError, ioError } from '../errors.js';
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.DISKPIPE_CACHE) return resolve(env.DISKPIPE_CACHE);
+  if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'diskpipe');
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'diskpipe');
+}
+
+export function urlKey(url: string): string {
+  return createHash('sha256').update(url).digest('hex');
+}
+
+const DIGEST = /^[0-9a-f]{64}$/;
+
+export class CacheLayout {
+  readonly root: string;
+
+  constructor(root: string = defaultCacheDir()) {
+    this.root = resolve(root);
+  }
+
+  get blobsDir(): string {
+    return join(this.root, 'blobs');
+  }
+  get recordsDir(): string {
+    return join(this.root, 'records');
+  }
+  get pinsDir(): string {
+    return join(this.root, 'pins');
+  }
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+  get locksDir(): string {
+    return join(this.root, 'locks');
+  }
+
+  blobPath(digest: string): string {
+    if (!DIGEST.test(digest)) throw new CacheError(`invalid content digest '${digest}'`);
+    return join(this.blobsDir, `${digest}.raw`);
+  }
+  blobMetaPath(digest: string): string {
+    return join(this.blobsDir, `${digest}.json`);
+  }
+  recordPath(url: string): string {
+    return join(this.recordsDir, `${urlKey(url)}.json`);
+  }
+  pinDir(digest: string): string {
+    return join(this.pinsDir, digest);
+  }
+  lockPath(name: string): string {
+    return join(this.locksDir, `${name}.lock`);
+  }
+
+  async ensure(): Promise<void> {
+    for (const dir of [this.blobsDir, this.recordsDir, this.pinsDir, this.tmpDir, this.locksDir]) {
+      try {
+        await mkdir(dir, { recursive: true });
+      } catch (err) {
+        throw ioError(err, `cache directory ${this.root} is not writable`);
+      }
+    }
+  }
+}
