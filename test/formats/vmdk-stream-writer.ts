@@ -13,6 +13,8 @@ export interface StreamOptions {
   grainSectors?: number;
   /** Write bare deflate instead of zlib-wrapped grains. */
   raw?: boolean;
+  /** Replaces a grain's compressed bytes (hostile tests). */
+  encode?: (grain: number, compressed: Buffer) => Buffer;
 }
 
 function pad(buf: Buffer): Buffer {
@@ -72,7 +74,8 @@ export function streamOptimized(data: Buffer, opts: StreamOptions = {}): Buffer 
   for (let g = 0; g < grains; g++) {
     const chunk = data.subarray(g * grainBytes, Math.min(data.length, (g + 1) * grainBytes));
     if (chunk.every((b) => b === 0)) continue;
-    const z = opts.raw ? deflateRawSync(chunk) : deflateSync(chunk);
+    const deflated = opts.raw ? deflateRawSync(chunk) : deflateSync(chunk);
+    const z = opts.encode ? opts.encode(g, deflated) : deflated;
     const rec = Buffer.alloc(12 + z.length);
     rec.writeBigUInt64LE(BigInt(g * grainSectors), 0);
     rec.writeUInt32LE(z.length, 8);

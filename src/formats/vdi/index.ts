@@ -10,7 +10,8 @@ export { VdiImage } from './image.js';
 
 export const vdiDriver: FormatDriver = {
   name: 'vdi',
-  probe: (head) => head.length >= HEADER_BYTES && hasVdiSignature(head),
+  // A truncated header is still claimed, so that it is refused rather than read as raw.
+  probe: (head) => hasVdiSignature(head),
   open: openVdi,
 };
 
