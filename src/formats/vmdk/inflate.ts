@@ -9,6 +9,7 @@ import { CorruptImageError } from '../../errors.js';
 
 const inflateZlib = promisify(inflate);
 const inflateBare = promisify(inflateRaw);
+const MIN_CHUNK = 64;
 
 /** RFC 1950 header: deflate method, 32K window or less, header check multiple of 31. */
 function isZlibWrapped(data: Uint8Array): boolean {
@@ -26,7 +27,9 @@ export async function inflateGrain(
 ): Promise<Buffer> {
   try {
     const run = isZlibWrapped(data) ? inflateZlib : inflateBare;
-    return await run(data, { maxOutputLength: maxBytes });
+    // One output chunk of a whole grain: one trip to the thread pool instead of one per 16 KiB.
+    const chunkSize = Math.max(MIN_CHUNK, maxBytes);
+    return await run(data, { maxOutputLength: maxBytes, chunkSize });
   } catch (err) {
     const why = (err as Error).message ?? String(err);
     throw new CorruptImageError(`${where}: compressed grain does not inflate (${why})`);
