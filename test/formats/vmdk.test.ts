@@ -277,3 +277,24 @@ test('vmdk: mapping of a flat extent gives host offsets in the extent file', T, 
     assert.ok(flat.every((b) => b === 0x33));
   });
 });
+
+test('vmdk and vdi: mapping() refuses ranges outside the image', T, async () => {
+  const vmdk = join(dir, 'range.vmdk');
+  const vdi = join(dir, 'range.vdi');
+  await qemuImg('convert', '-O', 'vmdk', src, vmdk);
+  await qemuImg('convert', '-O', 'vdi', src, vdi);
+  for (const path of [vmdk, vdi]) {
+    const image = await openImage(path);
+    await withImage(image, async () => {
+      await assert.rejects(async () => collectExtents(image.extents(image.size - 1, 2)), {
+        code: 'OUT_OF_RANGE',
+      });
+      const walk = async () => {
+        for await (const _ of image.mapping!(image.size - 10, 11)) {
+          // nothing: the range check fails first
+        }
+      };
+      await assert.rejects(walk(), { code: 'OUT_OF_RANGE' });
+    });
+  }
+});

@@ -3,7 +3,7 @@
  * data block in the file, or marks it unallocated or zero; both of those read as zeroes.
  */
 import { CorruptImageError } from '../../errors.js';
-import { BaseImage } from '../../image/base.js';
+import { BaseImage, checkRange } from '../../image/base.js';
 import type {
   ByteSource,
   Capabilities,
@@ -128,6 +128,7 @@ export class VdiImage extends BaseImage {
 
   /** qemu-img map: unallocated and zero blocks are present zeroes (VDI has no backing). */
   async *mapping(offset: number, length: number): AsyncIterable<MapEntry> {
+    checkRange(offset, length, this.size, this.label);
     for (const r of this.classified(offset, length)) {
       const base = { offset: r.offset, length: r.length, depth: 0, present: true };
       if (r.hostOffset === undefined) yield { ...base, zero: true, data: false };

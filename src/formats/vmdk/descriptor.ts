@@ -81,13 +81,17 @@ export function descriptorText(buf: Uint8Array): string {
   return TEXT_DECODER.decode(nul >= 0 ? buf.subarray(0, nul) : buf);
 }
 
-/** Parses a descriptor; `who` names the file in messages. */
-export function parseDescriptor(text: string, who: string): Descriptor {
+/**
+ * Parses a descriptor; `who` names the file in messages. An embedded descriptor's extent lines
+ * only describe the file itself, so they are skipped (`extents: false`).
+ */
+export function parseDescriptor(text: string, who: string, extents = true): Descriptor {
   const d: Descriptor = { extents: [] };
   let total = 0;
   for (const raw of text.split('\n')) {
     const line = raw.replace(/\r$/, '').trim();
     if (line === '' || line.startsWith('#')) continue;
+    if (!extents && EXTENT_START.test(line)) continue;
     const extent = parseExtentLine(line, who);
     if (extent) {
       if (d.extents.length >= MAX_EXTENTS) {
@@ -131,11 +135,12 @@ function parseCid(v: string, what: string, who: string): number {
   return Number.parseInt(v, 16);
 }
 
+const EXTENT_START = /^(RW|RDONLY|NOACCESS)\s/;
 const EXTENT_RE = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Z]+)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$/;
 
 /** One extent line, or undefined when the line is not an extent line at all. */
 function parseExtentLine(line: string, who: string): ExtentLine | undefined {
-  if (!/^(RW|RDONLY|NOACCESS)\s/.test(line)) return undefined;
+  if (!EXTENT_START.test(line)) return undefined;
   const m = EXTENT_RE.exec(line);
   if (!m) throw new CorruptImageError(`${who}: invalid extent line '${line}'`);
   const [, access, sectorText, type, file, offsetText] = m;

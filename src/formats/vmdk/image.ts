@@ -2,7 +2,7 @@
  * A VMDK image: its extents laid end to end, plus an optional parent (delta link) that
  * supplies the bytes of unallocated grains.
  */
-import { BaseImage } from '../../image/base.js';
+import { BaseImage, checkRange } from '../../image/base.js';
 import type {
   ByteSource,
   Capabilities,
@@ -136,6 +136,7 @@ export class VmdkImage extends BaseImage {
 
   /** qemu-img map: depth 0 for this image's grains, depth+1 for what the parent supplies. */
   async *mapping(offset: number, length: number): AsyncIterable<MapEntry> {
+    checkRange(offset, length, this.size, this.label);
     for await (const r of this.imageRuns(offset, length)) {
       const base = { offset: r.offset, length: r.length, depth: 0 };
       if (r.kind === 'data') {

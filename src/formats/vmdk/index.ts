@@ -53,7 +53,8 @@ async function openVmdk(source: ByteSource, ctx: OpenContext): Promise<Image> {
 async function openMonolithic(source: ByteSource, ctx: OpenContext): Promise<Image> {
   const sparse = await SparseExtent.open(source, '');
   const bytes = await sparse.descriptorBytes();
-  const desc = bytes.length > 0 ? parseDescriptor(descriptorText(bytes), source.name) : undefined;
+  const desc =
+    bytes.length > 0 ? parseDescriptor(descriptorText(bytes), source.name, false) : undefined;
   if (desc) checkCreateType(desc, source.name);
   const createType =
     desc?.createType ?? (sparse.compressed ? 'streamOptimized' : 'monolithicSparse');
