@@ -1,0 +1,38 @@
+/**
+ * Formats diskpipe recognises but does not read. Probing them by magic keeps such images from
+ * ever being read as raw: opening one fails with "<name> images are not supported".
+ */
+import { UnsupportedFeatureError } from '../errors.js';
+import type { FormatDriver } from './registry.js';
+
+function startsWith(head: Uint8Array, magic: string | readonly number[]): boolean {
+  const bytes = typeof magic === 'string' ? [...magic].map((c) => c.charCodeAt(0)) : magic;
+  return head.length >= bytes.length && bytes.every((b, i) => head[i] === b);
+}
+
+function refused(name: string, probe: (head: Uint8Array) => boolean): FormatDriver {
+  return {
+    name,
+    probe,
+    open: async (source) => {
+      throw new UnsupportedFeatureError(`${source.name}: ${name} images are not supported`);
+    },
+  };
+}
+
+export const refusedDrivers: FormatDriver[] = [
+  // Parallels: 'WithoutFreeSpace' (v2) or 'WithouFreSpacExt' (expanding, v2 extended).
+  refused(
+    'parallels',
+    (h) => startsWith(h, 'WithoutFreeSpace') || startsWith(h, 'WithouFreSpacExt'),
+  ),
+  refused('bochs', (h) => startsWith(h, 'Bochs Virtual HD Image')),
+  // cloop images start with a shell script that mounts them, then a version line.
+  refused('cloop', (h) => /^#!\/bin\/sh\n#V\d\.\d Format\n/.test(asText(h.subarray(0, 64)))),
+  refused('qed', (h) => startsWith(h, [0x51, 0x45, 0x44, 0x00])),
+  refused('luks', (h) => startsWith(h, [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])),
+];
+
+function asText(b: Uint8Array): string {
+  return String.fromCharCode(...b);
+}
