@@ -32,7 +32,6 @@ export class DiskpipeError extends Error {
   }
 
   // instanceof keeps working across two copies of the package in one process.
-  // biome-ignore lint/complexity/noThisInStatic: `this` is the subclass being tested against
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (this !== DiskpipeError) return Function.prototype[Symbol.hasInstance].call(this, value);
     return typeof value === 'object' && value !== null && BRAND in value;

@@ -16,7 +16,11 @@ export interface RemoveResult {
 }
 
 /** Removes one entry; a pinned one only with `force` (its overlays then lose their backing). */
-export async function removeEntry(index: CacheIndex, entry: CacheEntry, force: boolean): Promise<void> {
+export async function removeEntry(
+  index: CacheIndex,
+  entry: CacheEntry,
+  force: boolean,
+): Promise<void> {
   if (entry.pins.length > 0 && !force) {
     throw new CacheError(
       `entry ${entry.blob.contentDigest.slice(0, 12)} backs ${entry.pins.length} disk(s) (${entry.pins.map((p) => p.path).join(', ')}); use --force to remove it anyway`,
@@ -51,10 +55,13 @@ export async function prune(index: CacheIndex, opts: PruneOptions): Promise<Remo
   const victims = new Set<CacheEntry>();
   const keptPinned: CacheEntry[] = [];
   for (const e of entries) {
-    if (opts.olderThanMs !== undefined && now - Date.parse(e.blob.lastUsed) > opts.olderThanMs) victims.add(e);
+    if (opts.olderThanMs !== undefined && now - Date.parse(e.blob.lastUsed) > opts.olderThanMs)
+      victims.add(e);
   }
   if (opts.maxSize !== undefined) {
-    let total = entries.filter((e) => !victims.has(e)).reduce((n, e) => n + e.blob.allocatedSize, 0);
+    let total = entries
+      .filter((e) => !victims.has(e))
+      .reduce((n, e) => n + e.blob.allocatedSize, 0);
     for (const e of [...entries].reverse()) {
       if (total <= opts.maxSize) break;
       if (victims.has(e)) continue;
@@ -73,7 +80,12 @@ export async function prune(index: CacheIndex, opts: PruneOptions): Promise<Remo
   }
   const staleTemporaries = await staleTemporaryFiles(index, opts.staleAfterMs ?? 24 * 3600_000);
   if (!opts.dryRun) for (const f of staleTemporaries) await unlink(f).catch(() => {});
-  return { removed, freed: removed.reduce((n, e) => n + e.blob.allocatedSize, 0), keptPinned, staleTemporaries };
+  return {
+    removed,
+    freed: removed.reduce((n, e) => n + e.blob.allocatedSize, 0),
+    keptPinned,
+    staleTemporaries,
+  };
 }
 
 async function staleTemporaryFiles(index: CacheIndex, staleAfterMs: number): Promise<string[]> {

@@ -111,7 +111,12 @@ export class CacheIndex {
     const live: Pin[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
       const pin = await readJson<Pin>(join(dir, name));
-      const exists = pin ? await stat(pin.path).then(() => true, () => false) : false;
+      const exists = pin
+        ? await stat(pin.path).then(
+            () => true,
+            () => false,
+          )
+        : false;
       if (pin && exists) live.push(pin);
       else await unlink(join(dir, name)).catch(() => {});
     }
@@ -122,7 +127,11 @@ export class CacheIndex {
     const sources = await this.sources();
     const out: CacheEntry[] = [];
     for (const blob of await this.blobs()) {
-      out.push({ blob, sources: sources.filter((s) => s.contentDigest === blob.contentDigest), pins: await this.pins(blob.contentDigest) });
+      out.push({
+        blob,
+        sources: sources.filter((s) => s.contentDigest === blob.contentDigest),
+        pins: await this.pins(blob.contentDigest),
+      });
     }
     return out.sort((a, b) => b.blob.lastUsed.localeCompare(a.blob.lastUsed));
   }
@@ -136,7 +145,8 @@ export class CacheIndex {
     if (/^[0-9a-f]{8,64}$/i.test(ref)) {
       const matches = entries.filter((e) => e.blob.contentDigest.startsWith(ref.toLowerCase()));
       if (matches.length === 1) return matches[0]!;
-      if (matches.length > 1) throw new CacheError(`'${ref}' matches ${matches.length} cache entries; give more digits`);
+      if (matches.length > 1)
+        throw new CacheError(`'${ref}' matches ${matches.length} cache entries; give more digits`);
     }
     const byUrl = entries.find((e) => e.sources.some((s) => s.url === ref));
     if (byUrl) return byUrl;
