@@ -138,7 +138,11 @@ export class QedImage extends BlockImage {
       virtualSize: this.size,
       clusterSize: this.header.clusterSize,
       dirty: this.dirty,
-      specific: { 'table-size': this.header.tableSize, 'header-size': this.header.headerSize },
+      specific: {
+        'table-size': this.header.tableSize,
+        'header-size': this.header.headerSize,
+        'need-check': this.dirty,
+      },
     };
     if (this.backingName !== undefined) {
       d.backingFilename = this.backingName;
