@@ -83,7 +83,7 @@ for (const subformat of ['dynamic', 'fixed'] as const) {
   }
 }
 
-test('vpc: -f vhd is an alias; dynamic blocks are read with one host read per block', async () => {
+test('vpc: -f vhd is an alias; map host offsets point at the block data', async () => {
   const path = await dynamicImage('alias');
   const image = await openImage(path, { format: 'vhd' });
   assert.equal(image.format, 'vpc');

@@ -113,8 +113,18 @@ export class VhdImage extends BlockImage {
       const stop = Math.min(end, blockStart + d.blockSize);
       const entry = d.bat[index]!;
       if (entry === UNALLOCATED) {
-        yield this.absent(pos, stop - pos);
-        pos = stop;
+        // Runs of unallocated blocks become one segment (fast walks over empty disks).
+        let last = index;
+        while (
+          last + 1 < d.bat.length &&
+          d.bat[last + 1] === UNALLOCATED &&
+          (last + 1) * d.blockSize < end
+        ) {
+          last++;
+        }
+        const runEnd = Math.min(end, (last + 1) * d.blockSize);
+        yield this.absent(pos, runEnd - pos);
+        pos = runEnd;
         continue;
       }
       const dataAt = entry * 512 + d.bitmapSize;

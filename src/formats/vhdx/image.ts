@@ -83,6 +83,7 @@ export class VhdxImage extends BlockImage {
       ...regions.all.map((r) => ({ what: `region ${r.guid}`, offset: r.offset, length: r.length })),
     ];
     checkNoOverlap(reserved, label);
+    const spans = reserved.filter((r) => r.length > 0);
     const md = await readMetadata(source, regions.metadata, label);
     const chunkRatio = (2 ** 23 * md.logicalSectorSize) / md.blockSize;
     const payloadBlocks = Math.ceil(md.virtualSize / md.blockSize);
@@ -96,7 +97,7 @@ export class VhdxImage extends BlockImage {
     if (regions.bat.offset + batEntries * 8 > source.size) {
       throw new CorruptImageError(`${label}: BAT lies past the end of the file (truncated?)`);
     }
-    return new VhdxImage(source, md, regions.bat.offset, reserved, replayed);
+    return new VhdxImage(source, md, regions.bat.offset, spans, replayed);
   }
 
   protected async *segments(offset: number, length: number): AsyncIterable<Segment> {
