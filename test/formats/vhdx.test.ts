@@ -59,6 +59,7 @@ for (const [name, options] of variants) {
         number
       >;
       assert.equal(d.clusterSize, info['cluster-size']);
+      assert.equal(d.dirty, false);
       assert.equal(
         (d.specific as Record<string, boolean>)['leave-blocks-allocated'],
         name.startsWith('fixed'),
@@ -136,7 +137,9 @@ test('vhdx with a pending log: replayed in memory, same bytes as qemu-img check 
   const before = readFileSync(path);
   const image = await openImage(path);
   try {
-    assert.equal((image.describe!().specific as Record<string, number>)['log-entries-replayed'], 1);
+    const d = image.describe!();
+    assert.equal((d.specific as Record<string, number>)['log-entries-replayed'], 1);
+    assert.equal(d.dirty, true);
     assert.ok((await readAll(image)).equals(expected));
     for (const e of await checkedExtents(image)) {
       if (e.zero) assert.ok(expected.subarray(e.offset, e.offset + e.length).every((b) => b === 0));

@@ -71,22 +71,28 @@ export abstract class BlockImage extends BaseImage {
       run = undefined;
       await pending.add(this.readHost(buf.subarray(at, at + length), host));
     };
-    for await (const s of this.checked(offset, buf.length)) {
-      const at = s.offset - offset;
-      if (s.kind === 'data') {
-        if (run && run.at + run.length === at && run.host + run.length === s.host) {
-          run.length += s.length;
+    try {
+      for await (const s of this.checked(offset, buf.length)) {
+        const at = s.offset - offset;
+        if (s.kind === 'data') {
+          if (run && run.at + run.length === at && run.host + run.length === s.host) {
+            run.length += s.length;
+            continue;
+          }
+          await flush();
+          run = { at, host: s.host, length: s.length };
           continue;
         }
         await flush();
-        run = { at, host: s.host, length: s.length };
-        continue;
+        if (s.kind === 'zero') buf.fill(0, at, at + s.length);
+        else await pending.add(this.readLower(buf.subarray(at, at + s.length), s.offset));
       }
       await flush();
-      if (s.kind === 'zero') buf.fill(0, at, at + s.length);
-      else await pending.add(this.readLower(buf.subarray(at, at + s.length), s.offset));
+    } catch (err) {
+      // Let reads already in flight finish before the caller may reuse the buffer.
+      await pending.done().catch(() => {});
+      throw err;
     }
-    await flush();
     await pending.done();
   }
 

@@ -165,7 +165,8 @@ export class VhdxImage extends BlockImage {
       format: 'vhdx',
       virtualSize: this.size,
       clusterSize: this.md.blockSize,
-      dirty: false,
+      // A log left to replay means the image was not closed cleanly.
+      dirty: this.replayed > 0,
       specific: {
         'block-size': this.md.blockSize,
         'logical-sector-size': this.md.logicalSectorSize,
