@@ -29,7 +29,6 @@ export const refusedDrivers: FormatDriver[] = [
   refused('bochs', (h) => startsWith(h, 'Bochs Virtual HD Image')),
   // cloop images start with a shell script that mounts them, then a version line.
   refused('cloop', (h) => /^#!\/bin\/sh\n#V\d\.\d Format\n/.test(asText(h.subarray(0, 64)))),
-  refused('qed', (h) => startsWith(h, [0x51, 0x45, 0x44, 0x00])),
   refused('luks', (h) => startsWith(h, [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])),
 ];
 

@@ -1,0 +1,292 @@
+/**
+ * The shared engine of the block-table formats (VHD, VHDX, QED): a format only says how each
+ * guest range is stored (`segments`), and this class reads, reports extents and builds the
+ * qemu-img map view from that one answer, so the three always agree.
+ */
+import { CorruptImageError } from '../../errors.js';
+import { BaseImage, checkRange, READ_ONLY } from '../../image/base.js';
+import { mergeExtents } from '../../image/extents.js';
+import type { ByteSource, Capabilities, Extent, Image, MapEntry } from '../../image/types.js';
+import { LocalFile } from '../../io/file.js';
+
+/** How one run of guest bytes is stored. Offsets are guest offsets; `host` is a file offset. */
+export type Segment =
+  /**
+   * Stored in this file at `host`. `sparse`: the host range may contain file holes that read as
+   * zero (fixed disks preallocate the whole payload); extents and map look at the file then,
+   * as qemu does for fixed VHD.
+   */
+  | { kind: 'data'; offset: number; length: number; host: number; sparse?: boolean }
+  /** Reads as zero with no storage; `present`: this layer itself says so (qemu's "present"). */
+  | { kind: 'zero'; offset: number; length: number; present: boolean }
+  /** Not in this layer: the backing image's bytes, zero where there is none. */
+  | { kind: 'lower'; offset: number; length: number };
+
+/** How many host reads one `read` call keeps in flight. */
+const READ_PARALLELISM = 8;
+
+export abstract class BlockImage extends BaseImage {
+  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
+    ...READ_ONLY,
+    extents: true,
+  });
+  abstract readonly source: ByteSource;
+
+  /**
+   * Yields segments that exactly cover [offset, offset+length), in order. Called only with
+   * ranges inside the image; implementations validate every table entry they use.
+   */
+  protected abstract segments(offset: number, length: number): AsyncIterable<Segment>;
+
+  override get label(): string {
+    return `${this.format} image ${this.source.name}`;
+  }
+
+  /** Segments, checked to be contiguous and covering (a format bug must not return garbage). */
+  private async *checked(offset: number, length: number): AsyncIterable<Segment> {
+    let next = offset;
+    const end = offset + length;
+    for await (const s of this.segments(offset, length)) {
+      if (s.offset !== next || s.length <= 0 || s.offset + s.length > end) {
+        throw new CorruptImageError(`${this.label}: inconsistent block map at offset ${next}`);
+      }
+      if (s.kind === 'data' && s.host + s.length > this.source.size) {
+        throw new CorruptImageError(
+          `${this.label}: data for guest offset ${s.offset} lies past the end of the file`,
+        );
+      }
+      next += s.length;
+      yield s;
+    }
+    if (next !== end) throw new CorruptImageError(`${this.label}: block map ends at ${next}`);
+  }
+
+  protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
+    const pending = new Pending(READ_PARALLELISM);
+    // Contiguous data segments become one host read (blocks laid out back to back).
+    let run: { at: number; host: number; length: number } | undefined;
+    const flush = async () => {
+      if (!run) return;
+      const { at, host, length } = run;
+      run = undefined;
+      await pending.add(this.readHost(buf.subarray(at, at + length), host));
+    };
+    try {
+      for await (const s of this.checked(offset, buf.length)) {
+        const at = s.offset - offset;
+        if (s.kind === 'data') {
+          if (run && run.at + run.length === at && run.host + run.length === s.host) {
+            run.length += s.length;
+            continue;
+          }
+          await flush();
+          run = { at, host: s.host, length: s.length };
+          continue;
+        }
+        await flush();
+        if (s.kind === 'zero') buf.fill(0, at, at + s.length);
+        else await pending.add(this.readLower(buf.subarray(at, at + s.length), s.offset));
+      }
+      await flush();
+    } catch (err) {
+      // Let reads already in flight finish before the caller may reuse the buffer.
+      await pending.done().catch(() => {});
+      throw err;
+    }
+    await pending.done();
+  }
+
+  private async readHost(buf: Uint8Array, host: number): Promise<void> {
+    const n = await this.source.read(buf, host);
+    if (n !== buf.length) {
+      throw new CorruptImageError(`${this.label}: file ended at ${host + n} while reading data`);
+    }
+  }
+
+  private async readLower(buf: Uint8Array, offset: number): Promise<void> {
+    const lower = this.backing;
+    const within = lower ? Math.max(0, Math.min(buf.length, lower.size - offset)) : 0;
+    if (lower && within > 0) await lower.read(buf.subarray(0, within), offset);
+    buf.fill(0, within);
+  }
+
+  protected override extentsAt(offset: number, length: number): AsyncIterable<Extent> {
+    return mergeExtents(this.rawExtents(offset, length));
+  }
+
+  private async *rawExtents(offset: number, length: number): AsyncIterable<Extent> {
+    for await (const s of this.checked(offset, length)) {
+      if (s.kind === 'data') {
+        if (s.sparse && this.source instanceof LocalFile) {
+          for (const h of hostRuns(this.source, s)) {
+            yield { offset: h.offset, length: h.length, zero: h.hole, hole: h.hole };
+          }
+        } else {
+          yield { offset: s.offset, length: s.length, zero: false, hole: false };
+        }
+      } else if (s.kind === 'zero') {
+        yield { offset: s.offset, length: s.length, zero: true, hole: true };
+      } else {
+        const lower = this.backing;
+        const within = lower ? Math.max(0, Math.min(s.length, lower.size - s.offset)) : 0;
+        if (lower && within > 0) yield* lower.extents(s.offset, within);
+        if (within < s.length) {
+          yield { offset: s.offset + within, length: s.length - within, zero: true, hole: true };
+        }
+      }
+    }
+  }
+
+  /**
+   * qemu-img map entries for the range: what qemu's block status reports for this format,
+   * following the backing chain (depth) exactly as `qemu-img map` does.
+   */
+  mapping(offset: number, length: number): AsyncIterable<MapEntry> {
+    checkRange(offset, length, this.size, this.label);
+    return mergeMapEntries(this.rawMapping(offset, length));
+  }
+
+  private async *rawMapping(offset: number, length: number): AsyncIterable<MapEntry> {
+    if (length === 0) return;
+    for await (const s of this.checked(offset, length)) {
+      if (s.kind === 'data') {
+        if (s.sparse && this.source instanceof LocalFile) {
+          // qemu recurses into the file here: holes are zero yet still "data" at an offset.
+          for (const h of hostRuns(this.source, s)) {
+            yield {
+              offset: h.offset,
+              length: h.length,
+              depth: 0,
+              present: true,
+              zero: h.hole,
+              data: true,
+              hostOffset: s.host + (h.offset - s.offset),
+            };
+          }
+        } else {
+          yield {
+            offset: s.offset,
+            length: s.length,
+            depth: 0,
+            present: true,
+            zero: false,
+            data: true,
+            hostOffset: s.host,
+          };
+        }
+      } else if (s.kind === 'zero') {
+        const { offset: at, length: n, present } = s;
+        yield { offset: at, length: n, depth: 0, present, zero: true, data: false };
+      } else {
+        yield* lowerMapping(this.backing, s.offset, s.length);
+      }
+    }
+  }
+}
+
+/** Map entries of a range this layer leaves to its backing image (one level deeper). */
+async function* lowerMapping(
+  lower: Image | undefined,
+  offset: number,
+  length: number,
+): AsyncIterable<MapEntry> {
+  const within = lower ? Math.max(0, Math.min(length, lower.size - offset)) : 0;
+  if (lower && within > 0) {
+    if (lower.mapping) {
+      for await (const e of lower.mapping(offset, within)) yield { ...e, depth: e.depth + 1 };
+    } else {
+      for await (const e of lower.extents(offset, within)) {
+        yield { ...e, depth: 1, present: true, data: !e.zero };
+      }
+    }
+  }
+  // Unallocated and past the backing file's end (or no backing): qemu reports depth 0, absent.
+  if (within < length) {
+    yield {
+      offset: offset + within,
+      length: length - within,
+      depth: 0,
+      present: false,
+      zero: true,
+      data: false,
+    };
+  }
+}
+
+/** Joins neighbours as qemu-img map does: same flags and depth, host offsets continuing. */
+export async function* mergeMapEntries(source: AsyncIterable<MapEntry>): AsyncIterable<MapEntry> {
+  let cur: MapEntry | undefined;
+  for await (const e of source) {
+    if (cur && mergeable(cur, e)) {
+      cur.length += e.length;
+      continue;
+    }
+    if (cur) yield cur;
+    cur = { ...e };
+  }
+  if (cur) yield cur;
+}
+
+function mergeable(a: MapEntry, b: MapEntry): boolean {
+  if (a.offset + a.length !== b.offset) return false;
+  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data) {
+    return false;
+  }
+  if ((a.hostOffset === undefined) !== (b.hostOffset === undefined)) return false;
+  return a.hostOffset === undefined || a.hostOffset + a.length === b.hostOffset;
+}
+
+/** Splits a sparse data segment into file data and file holes (SEEK_DATA/SEEK_HOLE). */
+function hostRuns(
+  file: LocalFile,
+  s: { offset: number; length: number; host: number },
+): { offset: number; length: number; hole: boolean }[] {
+  const out: { offset: number; length: number; hole: boolean }[] = [];
+  const end = s.host + s.length;
+  let pos = s.host;
+  while (pos < end) {
+    const data = file.seek(pos, 'data');
+    if (data === 'unsupported') break;
+    const dataStart = data === 'eof' ? end : Math.min(data, end);
+    if (dataStart > pos)
+      out.push({ offset: s.offset + (pos - s.host), length: dataStart - pos, hole: true });
+    pos = dataStart;
+    if (pos >= end) break;
+    const hole = file.seek(pos, 'hole');
+    const dataEnd = typeof hole === 'number' ? Math.min(hole, end) : end;
+    out.push({ offset: s.offset + (pos - s.host), length: dataEnd - pos, hole: false });
+    pos = dataEnd;
+  }
+  if (pos < end) out.push({ offset: s.offset + (pos - s.host), length: end - pos, hole: false });
+  return out;
+}
+
+/** Keeps up to `limit` reads in flight and reports the first failure. */
+class Pending {
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { error: unknown } | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  async add(p: Promise<void>): Promise<void> {
+    const tracked: Promise<void> = p.then(
+      () => {
+        this.inFlight.delete(tracked);
+      },
+      (error: unknown) => {
+        this.inFlight.delete(tracked);
+        this.failure ??= { error };
+      },
+    );
+    this.inFlight.add(tracked);
+    if (this.inFlight.size >= this.limit) await Promise.race(this.inFlight);
+    if (this.failure) {
+      await this.done();
+    }
+  }
+
+  async done(): Promise<void> {
+    await Promise.all(this.inFlight);
+    if (this.failure) throw this.failure.error;
+  }
+}
