@@ -111,8 +111,9 @@ export class Qcow2Image extends BaseImage {
     const n = await this.data.read(dst, r.host);
     if (n === dst.length) return;
     if (r.host >= this.data.size) {
+      const file = this.data === this.source ? 'the file' : `data file ${this.data.name}`;
       throw new CorruptImageError(
-        `${this.label}: data for guest offset ${r.offset} is at host offset ${r.host}, past the end of ${this.data.name}`,
+        `${this.label}: data for guest offset ${r.offset} is at host offset ${r.host}, past the end of ${file}`,
       );
     }
     // A last cluster written only in part: qemu reads the rest as zeroes.

@@ -14,7 +14,7 @@ import {
   type Qcow2Header,
 } from './header.js';
 import { Qcow2Image } from './image.js';
-import { Qcow2Map } from './mapping.js';
+import { BACKING_L2_CACHE_BYTES, L2_CACHE_BYTES, Qcow2Map } from './mapping.js';
 import { readExact } from './reader.js';
 import { readBitmaps, readSnapshots } from './snapshots.js';
 
@@ -60,6 +60,7 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
       header.dataFile !== undefined,
       (off) => readExact(source, off, header.clusterSize, 'L2 table'),
       who,
+      ctx.depth === 0 ? L2_CACHE_BYTES : BACKING_L2_CACHE_BYTES,
     );
     const actualSize = await source.allocatedSize?.();
     return new Qcow2Image({ source, data, header, map, backing, snapshots, bitmaps, actualSize });

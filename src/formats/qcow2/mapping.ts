@@ -33,8 +33,9 @@ export interface Run {
   compressedSize: number;
 }
 
-/** Memory budget of the L2 table cache. */
-const L2_CACHE_BYTES = 32 * 1024 * 1024;
+/** Memory budget of the L2 table cache of the image named by the user, and of each backing. */
+export const L2_CACHE_BYTES = 16 * 1024 * 1024;
+export const BACKING_L2_CACHE_BYTES = 4 * 1024 * 1024;
 const TWO32 = 2 ** 32;
 
 export function hasHost(kind: Kind): boolean {
@@ -57,13 +58,14 @@ export class Qcow2Map {
     private readonly externalData: boolean,
     readCluster: (offset: number) => Promise<Uint8Array>,
     private readonly who: string,
+    cacheBytes = L2_CACHE_BYTES,
   ) {
     this.cs = header.clusterSize;
     this.l2Entries = this.cs / (header.extendedL2 ? 16 : 8);
     this.coverage = this.cs * this.l2Entries;
     this.scSize = this.cs / 32;
     this.l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
-    this.l2 = new TableCache(capacityFor(L2_CACHE_BYTES, this.cs), async (off) => {
+    this.l2 = new TableCache(capacityFor(cacheBytes, this.cs), async (off) => {
       const t = await readCluster(off);
       return new DataView(t.buffer, t.byteOffset, t.byteLength);
     });
