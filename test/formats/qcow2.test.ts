@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openImage } from '../../src/open.js';
+import type { ByteSource } from '../../src/image/types.js';
+import { LocalFile } from '../../src/io/file.js';
+import { openImage, openImageOn } from '../../src/open.js';
 import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
 import { be64, checkAgainstQemu, patch } from './qcow2-check.js';
 
@@ -297,4 +299,55 @@ test('qcow2 describe() matches qemu-img info (format-specific, bitmaps, sizes)',
     assert.deepEqual(d.specific, info['format-specific'].data);
     await image.close();
   }
+});
+
+/** A local file that logs every read (offset, length) the format makes. */
+async function loggingSource(path: string) {
+  const file = await LocalFile.open(path);
+  const log: [number, number][] = [];
+  const source: ByteSource = {
+    name: file.name,
+    path: file.path,
+    get size() {
+      return file.size;
+    },
+    read: (buf, offset) => {
+      log.push([offset, buf.length]);
+      return file.read(buf, offset);
+    },
+    close: () => file.close(),
+  };
+  return { source, log };
+}
+
+test('qcow2 reads coalesce: contiguous clusters are one host read', T, async () => {
+  const path = await create('coalesce.qcow2', 8 * MiB);
+  await qemuIo(path, ['write -P 0x21 0 4M']); // allocated in order: host-contiguous
+  const { source, log } = await loggingSource(path);
+  const image = await openImageOn(source);
+  log.length = 0;
+  const buf = new Uint8Array(3 * MiB);
+  await image.read(buf, 65536 + 100);
+  assert.ok(buf.every((b) => b === 0x21));
+  const big = log.filter(([, len]) => len > 65536);
+  assert.equal(big.length, 1, `one large data read, got ${JSON.stringify(log)}`);
+  assert.equal(big[0]?.[1], 3 * MiB);
+  assert.ok(log.length <= 2, 'one data read plus at most one L2 table read');
+  await image.close();
+});
+
+test('qcow2 compressed neighbours are fetched together', T, async () => {
+  const src = await create('cgroup-src.qcow2', 4 * MiB);
+  await qemuIo(src, ['write -P 0x22 0 4M']);
+  const path = join(dir, 'cgroup.qcow2');
+  await qemuImg('convert', '-c', '-O', 'qcow2', src, path);
+  const { source, log } = await loggingSource(path);
+  const image = await openImageOn(source);
+  log.length = 0;
+  const buf = new Uint8Array(4 * MiB);
+  await image.read(buf, 0);
+  assert.ok(buf.every((b) => b === 0x22));
+  // 64 compressed clusters: one L2 table read and one read for the compressed run.
+  assert.ok(log.length <= 2, `few host reads, got ${log.length}`);
+  await image.close();
 });

@@ -16,7 +16,7 @@ import type {
   SnapshotInfo,
 } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
-import { decompressCluster } from './compressed.js';
+import { CompressedReader } from './compressed-reader.js';
 import {
   AUTOCLEAR_DATA_FILE_RAW,
   COMPAT_LAZY_REFCOUNTS,
@@ -24,7 +24,6 @@ import {
   INCOMPAT_DIRTY,
   type Qcow2Header,
 } from './header.js';
-import { capacityFor, TableCache } from './l2-cache.js';
 import { Kind, type Qcow2Map, type Run } from './mapping.js';
 import { Parallel } from './parallel.js';
 import { detectMetadataPreallocation } from './refcount.js';
@@ -32,8 +31,6 @@ import type { BitmapInfo } from './snapshots.js';
 
 /** Sub-reads of one request in flight at once (qemu uses 8 workers per request). */
 const READ_PARALLELISM = 8;
-/** Memory for recently decompressed clusters (sequential small reads reuse them). */
-const DECOMPRESSED_CACHE_BYTES = 8 * 1024 * 1024;
 
 export interface Qcow2Parts {
   source: ByteSource;
@@ -59,7 +56,7 @@ export class Qcow2Image extends BaseImage {
   private readonly source: ByteSource;
   private readonly data: ByteSource;
   private readonly map: Qcow2Map;
-  private readonly clusters: TableCache<Uint8Array>;
+  private readonly compressed: CompressedReader;
   private recurse: Promise<boolean> | undefined;
 
   constructor(private readonly parts: Qcow2Parts) {
@@ -70,10 +67,7 @@ export class Qcow2Image extends BaseImage {
     this.map = parts.map;
     this.backing = parts.backing;
     this.size = parts.header.size;
-    const cs = parts.header.clusterSize;
-    this.clusters = new TableCache(Math.min(256, capacityFor(DECOMPRESSED_CACHE_BYTES, cs)), () =>
-      Promise.reject(new Error('compressed clusters load through readCompressed')),
-    );
+    this.compressed = new CompressedReader(parts.source, parts.header, parts.source.name);
   }
 
   override get label(): string {
@@ -82,15 +76,24 @@ export class Qcow2Image extends BaseImage {
 
   protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
     const jobs = new Parallel(READ_PARALLELISM);
+    let group: Run[] = [];
+    const flushGroup = async () => {
+      const g = group;
+      group = [];
+      if (g.length > 0) await jobs.add(() => this.compressed.read(g, buf, offset));
+    };
     try {
       for await (const r of this.map.runs(offset, buf.length)) {
+        if (r.kind === Kind.Compressed) {
+          if (!this.compressed.fits(group, r)) await flushGroup();
+          group.push(r);
+          continue;
+        }
+        await flushGroup();
         const dst = buf.subarray(r.offset - offset, r.offset - offset + r.length);
         switch (r.kind) {
           case Kind.Data:
             await jobs.add(() => this.readHost(dst, r));
-            break;
-          case Kind.Compressed:
-            await jobs.add(() => this.readCompressed(dst, r));
             break;
           case Kind.ZeroPlain:
           case Kind.ZeroAlloc:
@@ -100,6 +103,7 @@ export class Qcow2Image extends BaseImage {
             await jobs.add(() => this.readBelow(dst, r.offset));
         }
       }
+      await flushGroup();
     } catch (err) {
       await jobs.settle();
       throw err;
@@ -125,29 +129,6 @@ export class Qcow2Image extends BaseImage {
     const below = this.backing ? Math.max(0, Math.min(dst.length, this.backing.size - guest)) : 0;
     if (below > 0) await this.backing!.read(dst.subarray(0, below), guest);
     dst.fill(0, below);
-  }
-
-  private async readCompressed(dst: Uint8Array, r: Run): Promise<void> {
-    const cs = this.header.clusterSize;
-    const clusterStart = r.offset - (r.offset % cs);
-    const cluster = await this.clusters.get(r.host, () => this.loadCompressed(r, clusterStart));
-    const from = r.offset - clusterStart;
-    dst.set(cluster.subarray(from, from + dst.length));
-  }
-
-  private async loadCompressed(r: Run, guest: number): Promise<Uint8Array> {
-    const where = `${this.label}: compressed cluster for guest offset ${guest}`;
-    const avail = Math.min(r.compressedSize, this.source.size - r.host);
-    // qemu counts whole sectors; only the last one may run past the end of the file.
-    if (r.compressedSize - avail >= 512) {
-      throw new CorruptImageError(
-        `${where} (${r.compressedSize} bytes at ${r.host}) runs past the end of the file`,
-      );
-    }
-    const raw = new Uint8Array(avail);
-    const n = await this.source.read(raw, r.host);
-    if (n !== avail) throw new CorruptImageError(`${where}: file ended at ${r.host + n}`);
-    return decompressCluster(this.header.compressionType, raw, this.header.clusterSize, where);
   }
 
   protected override extentsAt(offset: number, length: number): AsyncIterable<Extent> {
@@ -293,7 +274,7 @@ export class Qcow2Image extends BaseImage {
   }
 
   async close(): Promise<void> {
-    this.clusters.clear();
+    this.compressed.clear();
     const closing: Promise<void>[] = [];
     if (this.backing) closing.push(this.backing.close());
     if (this.data !== this.source) closing.push(this.data.close());
