@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ByteSource } from '../../src/image/types.js';
@@ -250,19 +250,21 @@ test('qcow2 odd virtual size from the header (not a multiple of 512)', T, async 
   await checkAgainstQemu(path, dir);
 });
 
-for (const [mode, cluster] of [
-  ['metadata', 65536],
-  ['metadata', 2 * MiB],
-  ['falloc', 65536],
+for (const [mode, cluster, bits] of [
+  ['metadata', 65536, 16],
+  ['metadata', 2 * MiB, 16],
+  ['metadata', 4096, 1],
+  ['metadata', 65536, 64],
+  ['falloc', 65536, 16],
 ] as const) {
   test(
-    `qcow2 preallocation=${mode}, cluster ${cluster}: host holes read and map as zero`,
+    `qcow2 preallocation=${mode}, cluster ${cluster}, refcount bits ${bits}: host holes are zero`,
     T,
     async () => {
       const path = await create(
-        `prealloc-${mode}-${cluster}.qcow2`,
+        `prealloc-${mode}-${cluster}-${bits}.qcow2`,
         12 * MiB,
-        `preallocation=${mode},cluster_size=${cluster}`,
+        `preallocation=${mode},cluster_size=${cluster},refcount_bits=${bits}`,
       );
       await qemuIo(path, [
         'write -P 0x71 1M 100k',
@@ -350,4 +352,16 @@ test('qcow2 compressed neighbours are fetched together', T, async () => {
   // 64 compressed clusters: one L2 table read and one read for the compressed run.
   assert.ok(log.length <= 2, `few host reads, got ${log.length}`);
   await image.close();
+});
+
+test('qcow2 host holes in a densely allocated image stay data, as in qemu-img map', T, async () => {
+  // qemu only asks the host file about holes when the image looks metadata-preallocated.
+  const path = await create('dense-hole.qcow2', 8 * MiB);
+  await qemuIo(path, ['write -P 0x44 0 4M']);
+  const l1 = readFileSync(path).readBigUInt64BE(40);
+  const l2 = readFileSync(path).readBigUInt64BE(Number(l1)) & 0x00fffffffffffe00n;
+  const host = Number(readFileSync(path).readBigUInt64BE(Number(l2)) & 0x00fffffffffffe00n);
+  await run('fallocate', ['-p', '-o', String(host + 65536), '-l', '8192', path]);
+  const extents = await checkAgainstQemu(path, dir);
+  assert.ok(!extents[0]?.zero && extents[0]!.length >= 4 * MiB);
 });
