@@ -37,6 +37,8 @@ export interface Run {
 export const L2_CACHE_BYTES = 16 * 1024 * 1024;
 export const BACKING_L2_CACHE_BYTES = 4 * 1024 * 1024;
 const TWO32 = 2 ** 32;
+/** L2 entries decoded per step. */
+const SLICE_CLUSTERS = 1024;
 
 export function hasHost(kind: Kind): boolean {
   return kind === Kind.Data || kind === Kind.ZeroAlloc || kind === Kind.UnallocatedAlloc;
@@ -82,12 +84,14 @@ export class Qcow2Map {
     while (pos < end) {
       const l1i = Math.floor(pos / this.coverage);
       const base = l1i * this.coverage;
-      const stop = Math.min(base + this.coverage, end);
-      const batch: Run[] = [];
       const l2off = this.l2Offset(l1i, pos);
+      const batch: Run[] = [];
+      let stop = Math.min(base + this.coverage, end);
       if (l2off === 0) {
         push(batch, run(pos, stop - pos, Kind.Unallocated, -1));
       } else {
+        // Decode a slice of the table at a time: the batch stays small whatever the range.
+        stop = Math.min(stop, pos - (pos % this.cs) + SLICE_CLUSTERS * this.cs);
         this.decode(await this.l2.get(l2off), base, pos, stop, batch);
       }
       for (const r of batch) {
