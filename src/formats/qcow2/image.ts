@@ -1,7 +1,8 @@
 /**
  * A qcow2 image (read-only): reads, extents and map of the whole backing chain, answered from
- * one mapping walk (mapping.ts). Semantics follow qemu: extents are NBD base:allocation
- * (zero = reads as zeroes, hole = no data), mapping() is `qemu-img map --output=json`.
+ * one mapping walk (mapping.ts). Semantics follow qemu: mapping() is `qemu-img map
+ * --output=json`; extents are what qemu-nbd reports as NBD base:allocation (zero = reads as
+ * zeroes; hole = no data, so zero clusters are holes even when preallocated).
  */
 import { CorruptImageError } from '../../errors.js';
 import { BaseImage, checkRange, READ_ONLY } from '../../image/base.js';
