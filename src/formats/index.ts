@@ -1,4 +1,5 @@
 // Every format diskpipe knows, in probe order; raw is last because it accepts anything.
+import { qcow2Driver } from './qcow2/index.js';
 import { qedDriver } from './qed/index.js';
 import { rawDriver } from './raw.js';
 import { refusedDrivers } from './refused.js';
@@ -8,6 +9,7 @@ import { vhdAliasDriver, vpcDriver } from './vhd/index.js';
 import { vhdxDriver } from './vhdx/index.js';
 import { vmdkDriver } from './vmdk/index.js';
 
+registerFormat(qcow2Driver);
 registerFormat(vpcDriver);
 registerFormat(vhdAliasDriver);
 registerFormat(vhdxDriver);
