@@ -140,7 +140,7 @@ export class OrderedBlkHash {
   private async consumeOne(): Promise<void> {
     this.consumeZeroes();
     const item = this.queue[0];
-    if (!item || item.kind !== 'data') return;
+    if (item?.kind !== 'data') return;
     const r = await item.result;
     this.queue.shift();
     this.outer.update(r.digests);
