@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { CorruptImageError } from '../../src/errors.js';
@@ -19,6 +20,7 @@ import {
   type Segment,
   totalLength,
   VECTORS,
+  vector,
   Z_SHA256_64K,
 } from './checksum-vectors.js';
 
@@ -322,6 +324,17 @@ describe('HashPool', () => {
     const expected = new Uint8Array(4 * 32);
     d.hashBlocks(new Uint8Array(4 * 65536).fill(0x41), 3 * 65536 + 5, expected);
     assert.deepEqual(Buffer.from(res.digests), Buffer.from(expected));
+  });
+
+  test('workers start whatever flags the parent process runs with', () => {
+    const url = new URL('../../src/ops/checksum/checksum.js', import.meta.url).href;
+    const script = [
+      `const { checksumStream } = await import(${JSON.stringify(url)});`,
+      'const r = await checksumStream([new Uint8Array(65536).fill(0x41)], { threads: 1 });',
+      'console.log(r.digest);',
+    ].join('\n');
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script]);
+    assert.equal(out.toString().trim(), vector('block_data').digest);
   });
 
   test('a closed pool refuses work', async () => {

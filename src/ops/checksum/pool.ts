@@ -121,7 +121,8 @@ export class HashPool implements BlockHasher {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(new URL('./worker.js', import.meta.url));
+    // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
     const slot: Slot = { worker, job: undefined };
     worker.unref();
     worker.on('message', (reply: HashReply) => {
