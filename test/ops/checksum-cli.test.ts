@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { diskpipe, sparseFile, tempDir } from '../helpers/peers.js';
@@ -29,6 +30,33 @@ test('checksum - hashes stdin as a raw stream', () => {
   const r = diskpipe(['checksum', '-'], { input: bytes });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, `${digest}  -\n`);
+});
+
+test('checksum - < FILE reads the file from fd 0', () => {
+  const { path, digest } = vectorFile('full_unaligned');
+  const big = join(dir, 'big-stdin.img');
+  const data = Buffer.concat([
+    randomBytes(9 * 1024 * 1024),
+    Buffer.alloc(3 * 65536),
+    randomBytes(77),
+  ]);
+  writeFileSync(big, data);
+  const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
+  for (const [file, expected] of [
+    [path, digest],
+    [big, referenceBlkhash(data)],
+  ] as const) {
+    const fd = openSync(file, 'r');
+    try {
+      const r = spawnSync(process.execPath, [main, 'checksum', '-'], {
+        stdio: [fd, 'pipe', 'pipe'],
+      });
+      assert.equal(r.stderr.toString(), '');
+      assert.equal(r.stdout.toString(), `${expected}  -\n`);
+    } finally {
+      closeSync(fd);
+    }
+  }
 });
 
 test('several images in order; names printed as given; -p without a terminal draws nothing', () => {

@@ -1,4 +1,5 @@
-import { UsageError } from '../../errors.js';
+import { fstatSync, read } from 'node:fs';
+import { ioError, UsageError } from '../../errors.js';
 import { type OpenOptions, openImage } from '../../open.js';
 import { checkAlgorithm, checkBlockSize, DEFAULT_BLOCK_SIZE } from '../../ops/checksum/blkhash.js';
 import {
@@ -81,11 +82,48 @@ async function hashOne(
   open: OpenOptions,
   opts: ChecksumOptions,
 ): Promise<ChecksumResult> {
-  if (name === '-') return checksumStream(process.stdin, opts);
+  if (name === '-') return checksumStream(stdinChunks(), opts);
   const image = await openImage(name, open);
   try {
     return await checksumImage(image, opts);
   } finally {
     await image.close();
   }
+}
+
+const STDIN_READ = 8 * 1024 * 1024;
+
+/**
+ * Stdin as chunks. A regular file (`< FILE`) is read from fd 0 in large requests into one
+ * reused buffer (the consumer copies each chunk before asking for the next); pipes and
+ * terminals go through process.stdin.
+ */
+async function* stdinChunks(): AsyncIterable<Uint8Array> {
+  let regular = false;
+  try {
+    regular = fstatSync(0).isFile();
+  } catch {
+    // No usable fd 0 (closed): let process.stdin report it.
+  }
+  if (!regular) {
+    yield* process.stdin;
+    return;
+  }
+  const buf = Buffer.allocUnsafe(STDIN_READ);
+  for (;;) {
+    let n: number;
+    try {
+      n = await readStdin(buf);
+    } catch (err) {
+      throw ioError(err, 'read error on stdin');
+    }
+    if (n === 0) return;
+    yield buf.subarray(0, n);
+  }
+}
+
+function readStdin(buf: Buffer): Promise<number> {
+  return new Promise((resolve, reject) =>
+    read(0, buf, 0, buf.length, null, (err, n) => (err ? reject(err) : resolve(n))),
+  );
 }
