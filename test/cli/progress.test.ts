@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { humanSize } from '../../src/cli/common.js';
 import { formatDuration, ProgressBar } from '../../src/cli/progress.js';
 
 /** A stand-in for process.stderr that records what is written. */
@@ -31,7 +32,7 @@ test('draws bytes, percent, rate and ETA; throttles; clears on finish', () => {
   assert.equal(written.length, 1);
   assert.match(
     written[0]!,
-    /^\r\x1b\[K\[#+ +\] {2}disk\.img +25% {2}512 MiB \/ 2 GiB {2}.+\/s {2}ETA \d+:\d\d$/,
+    /^\r\x1b\[K\[#+ +\] {2}disk\.img +25% +512 MiB \/ 2 GiB +.+\/s {2}ETA \d+:\d\d$/,
   );
   bar.finish();
   assert.equal(written.at(-1), '\r\x1b[K');
@@ -45,7 +46,17 @@ test('unknown total (a stream): bytes and rate only', () => {
   const bar = new ProgressBar({ stream });
   bar.update(3 * 1024 * 1024);
   const line = bar.line();
-  assert.match(line, /^3 MiB {2}.+\/s$/);
+  assert.match(line, /^ +3 MiB +.+\/s$/);
+});
+
+test('sizes keep their integer zeros (360 MiB, not 36 MiB)', () => {
+  const MiB = 1024 * 1024;
+  assert.equal(humanSize(360 * MiB), '360 MiB');
+  assert.equal(humanSize(1000 * MiB), '1000 MiB');
+  assert.equal(humanSize(1.5 * MiB), '1.5 MiB');
+  assert.equal(humanSize(2 * MiB), '2 MiB');
+  assert.equal(humanSize(10 * 1024 ** 3), '10 GiB');
+  assert.equal(humanSize(100), '100 B');
 });
 
 test('formatDuration', () => {
