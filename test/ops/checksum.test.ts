@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { CorruptImageError } from '../../src/errors.js';
+import type { Extent, Image } from '../../src/image/types.js';
 import { BlkHash, BlockDigester } from '../../src/ops/checksum/blkhash.js';
 import { checksumImage, checksumStream } from '../../src/ops/checksum/checksum.js';
 import { OrderedBlkHash } from '../../src/ops/checksum/ordered.js';
@@ -253,6 +254,10 @@ describe('checksumImage: extents layouts against the reference', () => {
   });
 });
 
+function ext(offset: number, length: number): Extent {
+  return { offset, length, zero: false, hole: false };
+}
+
 /** Records concurrency and buffers of an inner hasher; finishes jobs out of order. */
 class ShuffledHasher implements BlockHasher {
   readonly threads = 2;
@@ -358,6 +363,29 @@ describe('errors', () => {
     await assert.rejects(checksumImage(img, { windowSize: 65536, hasher: pool }), {
       code: 'CORRUPT',
     });
+  });
+
+  test('extents that skip, overlap, stop early or run past the end are refused', async () => {
+    const layouts: Extent[][] = [
+      [ext(0, 4096), ext(8192, 4096)],
+      [ext(0, 8192), ext(4096, 8192)],
+      [ext(0, 4096)],
+      [ext(0, 4096), ext(4096, 65536)],
+      [ext(0, 0), ext(0, 12288)],
+    ];
+    for (const list of layouts) {
+      const image: Image = {
+        format: 'hostile',
+        size: 12288,
+        capabilities: { write: false, zero: false, trim: false, flush: false, extents: true },
+        read: async (buf) => void buf.fill(1),
+        extents: async function* () {
+          yield* list;
+        },
+        close: async () => {},
+      };
+      await assert.rejects(checksumImage(image, { threads: 0 }), { code: 'CORRUPT' });
+    }
   });
 
   test('cancelled by an AbortSignal', async () => {

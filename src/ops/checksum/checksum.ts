@@ -99,6 +99,7 @@ export async function checksumImage(
     let run: { start: number; end: number; zero: boolean } | undefined;
     // Adjacent extents that read the same way are one run (hole or not does not matter here).
     for await (const e of image.extents(0, image.size) as AsyncIterable<Extent>) {
+      checkExtent(e, run?.end ?? 0, image);
       if (run && run.zero === e.zero && run.end === e.offset) {
         run.end = e.offset + e.length;
         continue;
@@ -117,6 +118,22 @@ export async function checksumImage(
     return await result(sink, walker.bytesRead);
   } finally {
     await release();
+  }
+}
+
+/** Extents come from formats that may be hostile: each must continue where the last ended. */
+function checkExtent(e: Extent, expected: number, image: Image): void {
+  const end = e.offset + e.length;
+  if (
+    e.offset !== expected ||
+    !Number.isSafeInteger(e.length) ||
+    e.length <= 0 ||
+    end > image.size
+  ) {
+    throw new DiskpipeError(
+      'CORRUPT',
+      `${image.format}: bad extent ${e.offset}+${e.length} (expected one at ${expected})`,
+    );
   }
 }
 
@@ -239,16 +256,22 @@ class ExtentWalker {
     checkAborted(this.signal);
     const buf = await this.sink.acquire();
     let filled = 0;
-    const reads: Promise<void>[] = [];
     for (const [offset, length] of cur.reads) {
       const at = offset - cur.start;
       if (at > filled) buf.fill(0, filled, at);
-      reads.push(this.image.read(buf.subarray(at, at + length), offset));
       this.bytesRead += length;
       filled = at + length;
     }
     const length = cur.end - cur.start;
     if (length > filled) buf.fill(0, filled, length);
-    this.sink.submit(buf, length, reads.length ? Promise.all(reads).then(() => {}) : undefined);
+    const ready = cur.reads.length ? this.readAll(buf, cur.start, cur.reads) : undefined;
+    this.sink.submit(buf, length, ready);
+  }
+
+  /** A window's reads, one after another: windows overlap, so reads stay bounded. */
+  private async readAll(buf: Uint8Array, start: number, reads: [number, number][]): Promise<void> {
+    for (const [offset, length] of reads) {
+      await this.image.read(buf.subarray(offset - start, offset - start + length), offset);
+    }
   }
 }
