@@ -11,13 +11,15 @@ import { type BlockHasher, HashPool, InlineHasher, sharedHashPool } from './pool
 
 export const DEFAULT_WINDOW_SIZE = 8 * 1024 * 1024;
 export const MAX_WINDOW_SIZE = 256 * 1024 * 1024;
+/** Default cap on windows in flight: 8 MiB × 10 bounds memory at 80 MiB on any machine. */
+export const MAX_DEFAULT_IN_FLIGHT = 10;
 
 export interface ChecksumOptions extends BlkHashOptions {
   /** Bytes per read request and hashing job (default 8 MiB; rounded up to whole blocks). */
   windowSize?: number;
-  /** Windows read or hashed at once (default: hashing threads + 2). Memory ≈ windowSize × inFlight. */
+  /** Windows read or hashed at once (default: threads + 2, at most 10). Memory ≈ windowSize × inFlight. */
   inFlight?: number;
-  /** Hashing threads: 0 hashes on the calling thread; default the shared pool, one per core. */
+  /** Hashing threads: 0 hashes on the calling thread; default the shared pool (one per core, ≤ 8). */
   threads?: number;
   /** A hasher to use instead (e.g. a HashPool shared by the caller); not closed here. */
   hasher?: BlockHasher;
@@ -61,7 +63,7 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
     hasher = new HashPool(opts.threads);
     owned = true;
   }
-  const inFlight = opts.inFlight ?? hasher.threads + 2;
+  const inFlight = opts.inFlight ?? Math.min(hasher.threads + 2, MAX_DEFAULT_IN_FLIGHT);
   const sink = new OrderedBlkHash(digester, hasher, {
     windowSize,
     inFlight,

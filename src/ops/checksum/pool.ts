@@ -159,8 +159,11 @@ export class HashPool implements BlockHasher {
 
 let shared: HashPool | undefined;
 
-/** The process-wide pool, one worker per core, started on first use. */
+/** Workers in the shared pool: one per core, up to this many (hashing outruns reads beyond). */
+export const MAX_SHARED_THREADS = 8;
+
+/** The process-wide pool, one worker per core (at most 8), started on first use. */
 export function sharedHashPool(): HashPool {
-  shared ??= new HashPool();
+  shared ??= new HashPool(Math.min(availableParallelism(), MAX_SHARED_THREADS));
   return shared;
 }
