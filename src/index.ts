@@ -24,5 +24,6 @@ export { writeAtomically } from './io/atomic.js';
 export { LocalFile } from './io/file.js';
 export { nativeStatus } from './io/native.js';
 export { MAX_CHAIN_DEPTH, type OpenOptions, openImage, openImageOn } from './open.js';
+export * from './ops/checksum/index.js';
 export { describeChain, type ImageInfoJson, infoJson, type LayerInfo } from './ops/info.js';
 export { AllocationBar, mapEntryJson, mapImage } from './ops/map.js';

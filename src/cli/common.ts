@@ -96,7 +96,7 @@ export function humanSize(n: number): string {
     i++;
   }
   if (i === 0) return `${n} B`;
-  const s = v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0).replace(/\.?0+$/, '');
+  const s = String(Number(v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0))); // 360, 1.5, 2 (not 36)
   return `${s} ${units[i]}`;
 }
 

@@ -1,0 +1,279 @@
+/**
+ * blkhash of an Image or of a byte stream. Images are walked by extents: zero extents are
+ * never read (each full zero block adds Z), data is read in large aligned windows with several
+ * in flight while the worker pool hashes earlier ones.
+ */
+import { DiskpipeError, UsageError } from '../../errors.js';
+import type { Extent, Image } from '../../image/types.js';
+import { type BlkHashOptions, BlockDigester } from './blkhash.js';
+import { OrderedBlkHash } from './ordered.js';
+import { type BlockHasher, HashPool, InlineHasher, sharedHashPool } from './pool.js';
+
+export const DEFAULT_WINDOW_SIZE = 8 * 1024 * 1024;
+export const MAX_WINDOW_SIZE = 256 * 1024 * 1024;
+/** Default cap on windows in flight: 8 MiB × 10 bounds memory at 80 MiB on any machine. */
+export const MAX_DEFAULT_IN_FLIGHT = 10;
+
+export interface ChecksumOptions extends BlkHashOptions {
+  /** Bytes per read request and hashing job (default 8 MiB; rounded up to whole blocks). */
+  windowSize?: number;
+  /** Windows read or hashed at once (default: threads + 2, at most 10). Memory ≈ windowSize × inFlight. */
+  inFlight?: number;
+  /** Hashing threads: 0 hashes on the calling thread; default the shared pool (one per core, ≤ 8). */
+  threads?: number;
+  /** A hasher to use instead (e.g. a HashPool shared by the caller); not closed here. */
+  hasher?: BlockHasher;
+  /** Called as bytes are accounted for, in order: done and the total (undefined for streams). */
+  onProgress?: (done: number, total: number | undefined) => void;
+  signal?: AbortSignal;
+}
+
+export interface ChecksumResult {
+  /** Lowercase hex digest, as blksum prints it. */
+  digest: string;
+  algorithm: string;
+  blockSize: number;
+  /** Bytes hashed (the image's virtual size, or the stream's length). */
+  size: number;
+  /** Bytes read from the image (zero extents are never read). */
+  bytesRead: number;
+  /** Bytes that went through the block hash as data (zero blocks are not hashed). */
+  hashedBytes: number;
+}
+
+interface Setup {
+  sink: OrderedBlkHash;
+  release(): Promise<void>;
+}
+
+function setup(opts: ChecksumOptions, total: number | undefined): Setup {
+  const digester = new BlockDigester(opts.digest, opts.blockSize);
+  const bs = digester.blockSize;
+  const requested = opts.windowSize ?? DEFAULT_WINDOW_SIZE;
+  if (!Number.isSafeInteger(requested) || requested < 1 || requested > MAX_WINDOW_SIZE) {
+    throw new UsageError(`invalid window size ${requested} (1 byte to 256 MiB)`);
+  }
+  const windowSize = Math.ceil(requested / bs) * bs;
+  let hasher: BlockHasher;
+  let owned = false;
+  if (opts.hasher) hasher = opts.hasher;
+  else if (opts.threads === 0) hasher = new InlineHasher();
+  else if (opts.threads === undefined) hasher = sharedHashPool();
+  else {
+    hasher = new HashPool(opts.threads);
+    owned = true;
+  }
+  const inFlight = opts.inFlight ?? Math.min(hasher.threads + 2, MAX_DEFAULT_IN_FLIGHT);
+  const sink = new OrderedBlkHash(digester, hasher, {
+    windowSize,
+    inFlight,
+    onProgress: opts.onProgress,
+    total,
+  });
+  return { sink, release: async () => (owned ? hasher.close() : undefined) };
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new DiskpipeError('ABORTED', 'checksum was cancelled');
+}
+
+async function result(sink: OrderedBlkHash, bytesRead: number): Promise<ChecksumResult> {
+  const size = sink.length;
+  const digest = (await sink.digest()).toString('hex');
+  return {
+    digest,
+    algorithm: sink.digester.algorithm,
+    blockSize: sink.digester.blockSize,
+    size,
+    bytesRead,
+    hashedBytes: sink.hashedBytes,
+  };
+}
+
+/** The blkhash digest of an image's guest-visible bytes. The image is not closed. */
+export async function checksumImage(
+  image: Image,
+  opts: ChecksumOptions = {},
+): Promise<ChecksumResult> {
+  const { sink, release } = setup(opts, image.size);
+  try {
+    const walker = new ExtentWalker(image, sink, opts.signal);
+    let run: { start: number; end: number; zero: boolean } | undefined;
+    // Adjacent extents that read the same way are one run (hole or not does not matter here).
+    for await (const e of image.extents(0, image.size) as AsyncIterable<Extent>) {
+      checkExtent(e, run?.end ?? 0, image);
+      if (run && run.zero === e.zero && run.end === e.offset) {
+        run.end = e.offset + e.length;
+        continue;
+      }
+      if (run) await walker.run(run.start, run.end, run.zero);
+      run = { start: e.offset, end: e.offset + e.length, zero: e.zero };
+    }
+    if (run) await walker.run(run.start, run.end, run.zero);
+    if (walker.position !== image.size) {
+      throw new DiskpipeError(
+        'CORRUPT',
+        `${image.format}: extents cover ${walker.position} of ${image.size} bytes`,
+      );
+    }
+    await walker.flush();
+    return await result(sink, walker.bytesRead);
+  } finally {
+    await release();
+  }
+}
+
+/** Extents come from formats that may be hostile: each must continue where the last ended. */
+function checkExtent(e: Extent, expected: number, image: Image): void {
+  const end = e.offset + e.length;
+  if (
+    e.offset !== expected ||
+    !Number.isSafeInteger(e.length) ||
+    e.length <= 0 ||
+    end > image.size
+  ) {
+    throw new DiskpipeError(
+      'CORRUPT',
+      `${image.format}: bad extent ${e.offset}+${e.length} (expected one at ${expected})`,
+    );
+  }
+}
+
+/** The blkhash digest of a byte stream (stdin, a decompressor), hashed as it arrives. */
+export async function checksumStream(
+  stream: AsyncIterable<Uint8Array | string>,
+  opts: ChecksumOptions = {},
+): Promise<ChecksumResult> {
+  const { sink, release } = setup(opts, undefined);
+  try {
+    const w = sink.windowSize;
+    let buf = await sink.acquire();
+    let fill = 0;
+    let bytesRead = 0;
+    for await (const chunk of stream) {
+      if (typeof chunk === 'string') throw new UsageError('checksum needs a byte stream, not text');
+      bytesRead += chunk.length;
+      for (let pos = 0; pos < chunk.length; ) {
+        const n = Math.min(w - fill, chunk.length - pos);
+        buf.set(chunk.subarray(pos, pos + n), fill);
+        fill += n;
+        pos += n;
+        if (fill === w) {
+          checkAborted(opts.signal);
+          sink.submit(buf, w);
+          buf = await sink.acquire();
+          fill = 0;
+        }
+      }
+    }
+    if (fill > 0) sink.submit(buf, fill);
+    return await result(sink, bytesRead);
+  } finally {
+    await release();
+  }
+}
+
+/**
+ * Turns runs of data and zeroes into windows and zero blocks. A window starts on a block
+ * boundary and ends on one (or at the image end); zero bytes inside a window that also holds
+ * data are zero-filled in the buffer, not read. Only whole blocks inside zero runs become Z.
+ */
+class ExtentWalker {
+  private readonly bs: number;
+  private readonly w: number;
+  /** The window being planned: [start, end) with the ranges to read; the rest is zeroes. */
+  private cur: { start: number; end: number; reads: [number, number][] } | undefined;
+  position = 0;
+  bytesRead = 0;
+
+  constructor(
+    private readonly image: Image,
+    private readonly sink: OrderedBlkHash,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.bs = sink.digester.blockSize;
+    this.w = sink.windowSize;
+  }
+
+  async run(start: number, end: number, zero: boolean): Promise<void> {
+    if (start !== this.position) {
+      throw new DiskpipeError('CORRUPT', `${this.image.format}: extents skip to ${start}`);
+    }
+    if (zero) await this.zeroRun(start, end);
+    else await this.dataRun(start, end);
+    this.position = end;
+  }
+
+  private async dataRun(from: number, to: number): Promise<void> {
+    let pos = from;
+    while (pos < to) {
+      const cur = this.window(pos);
+      const limit = cur.start + this.w;
+      const end = Math.min(to, limit);
+      const last = cur.reads.at(-1);
+      if (last && last[0] + last[1] === pos) last[1] += end - pos;
+      else cur.reads.push([pos, end - pos]);
+      cur.end = end;
+      pos = end;
+      if (end === limit) await this.flush();
+    }
+  }
+
+  private async zeroRun(from: number, to: number): Promise<void> {
+    const bs = this.bs;
+    let pos = from;
+    if (pos % bs !== 0) {
+      // The rest of a block that holds data: zero-filled in its window.
+      const stop = Math.min(to, pos + bs - (pos % bs));
+      const cur = this.window(pos);
+      cur.end = stop;
+      pos = stop;
+      if (cur.end === cur.start + this.w) await this.flush();
+    }
+    const full = Math.floor((to - pos) / bs);
+    if (full > 0) {
+      await this.flush();
+      this.sink.zeroBlocks(full);
+      pos += full * bs;
+    }
+    if (pos < to) this.window(pos).end = to;
+  }
+
+  /** The window that continues at `pos` (a new one must start on a block boundary). */
+  private window(pos: number): { start: number; end: number; reads: [number, number][] } {
+    if (this.cur) {
+      if (this.cur.end !== pos) throw new Error(`checksum walker: window gap at ${pos}`);
+      return this.cur;
+    }
+    if (pos % this.bs !== 0) throw new Error(`checksum walker: unaligned window at ${pos}`);
+    this.cur = { start: pos, end: pos, reads: [] };
+    return this.cur;
+  }
+
+  /** Reads the planned window into a buffer and queues it for hashing. */
+  async flush(): Promise<void> {
+    const cur = this.cur;
+    if (!cur) return;
+    this.cur = undefined;
+    checkAborted(this.signal);
+    const buf = await this.sink.acquire();
+    let filled = 0;
+    for (const [offset, length] of cur.reads) {
+      const at = offset - cur.start;
+      if (at > filled) buf.fill(0, filled, at);
+      this.bytesRead += length;
+      filled = at + length;
+    }
+    const length = cur.end - cur.start;
+    if (length > filled) buf.fill(0, filled, length);
+    const ready = cur.reads.length ? this.readAll(buf, cur.start, cur.reads) : undefined;
+    this.sink.submit(buf, length, ready);
+  }
+
+  /** A window's reads, one after another: windows overlap, so reads stay bounded. */
+  private async readAll(buf: Uint8Array, start: number, reads: [number, number][]): Promise<void> {
+    for (const [offset, length] of reads) {
+      await this.image.read(buf.subarray(offset - start, offset - start + length), offset);
+    }
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Block hashing off the main thread: a pool of worker_threads, one window of blocks per job.
+ * Window buffers are transferred to the worker and back (never copied). The pool only hashes;
+ * the caller feeds the digests to the outer hash in block order (see ordered.ts).
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { DiskpipeError } from '../../errors.js';
+import type { BlockDigester } from './blkhash.js';
+
+/** Posted to a worker. */
+export interface HashRequest {
+  id: number;
+  algorithm: string;
+  blockSize: number;
+  buffer: ArrayBuffer;
+  length: number;
+}
+
+/** Posted back by a worker; `buffer` is the request's buffer, returned for reuse. */
+export type HashReply =
+  | { id: number; buffer: ArrayBuffer; digests: ArrayBuffer; hashedBytes: number }
+  | { id: number; buffer: ArrayBuffer; error: string };
+
+export interface HashResult {
+  /** The window buffer, handed back to the caller. */
+  buffer: ArrayBuffer;
+  /** One digest per block of the window, in order. */
+  digests: Uint8Array;
+  /** Bytes hashed as data (all-zero full blocks are not hashed). */
+  hashedBytes: number;
+}
+
+/** Something that hashes windows of blocks: the worker pool, or the calling thread. */
+export interface BlockHasher {
+  /** Hashing threads (0: the calling thread). */
+  readonly threads: number;
+  /**
+   * Hashes the blocks of buffer[0, length). The buffer belongs to the hasher until the promise
+   * settles (it may be transferred to a worker); use the returned one afterwards.
+   */
+  hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult>;
+  close(): Promise<void>;
+}
+
+/** Hashes on the calling thread: for small inputs, or where workers are unwanted. */
+export class InlineHasher implements BlockHasher {
+  readonly threads = 0;
+
+  async hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult> {
+    const digests = new Uint8Array(Math.ceil(length / digester.blockSize) * digester.digestLength);
+    const hashedBytes = digester.hashBlocks(new Uint8Array(buffer, 0, length), length, digests);
+    return { buffer, digests, hashedBytes };
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface Job {
+  request: HashRequest;
+  resolve(result: HashResult): void;
+  reject(err: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  job: Job | undefined;
+}
+
+/**
+ * A pool of hash workers, started on demand. Idle workers are unref'd so that a pool left
+ * open never keeps the process alive; a busy one is ref'd so that a pending job does.
+ */
+export class HashPool implements BlockHasher {
+  readonly threads: number;
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(threads: number = availableParallelism()) {
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) {
+      throw new DiskpipeError('USAGE', `invalid number of hash threads: ${threads}`);
+    }
+    this.threads = threads;
+  }
+
+  hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult> {
+    if (this.closed) return Promise.reject(new DiskpipeError('ABORTED', 'hash pool is closed'));
+    const request: HashRequest = {
+      id: this.nextId++,
+      algorithm: digester.algorithm,
+      blockSize: digester.blockSize,
+      buffer,
+      length,
+    };
+    return new Promise<HashResult>((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) {
+      job.reject(new DiskpipeError('ABORTED', 'hash pool is closed'));
+    }
+    await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => s.job === undefined);
+      if (!slot && this.slots.length < this.threads) slot = this.spawn();
+      if (!slot) return;
+      const job = this.queue.shift()!;
+      slot.job = job;
+      slot.worker.ref();
+      slot.worker.postMessage(job.request, [job.request.buffer]);
+    }
+  }
+
+  private spawn(): Slot {
+    // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
+    const slot: Slot = { worker, job: undefined };
+    worker.unref();
+    worker.on('message', (reply: HashReply) => {
+      const job = slot.job;
+      slot.job = undefined;
+      if (job && job.request.id === reply.id) {
+        if ('error' in reply) {
+          job.reject(new DiskpipeError('IO', `hash worker: ${reply.error}`));
+        } else {
+          job.resolve({
+            buffer: reply.buffer,
+            digests: new Uint8Array(reply.digests),
+            hashedBytes: reply.hashedBytes,
+          });
+        }
+      }
+      this.pump();
+      if (slot.job === undefined) worker.unref();
+    });
+    const lost = (why: string) => {
+      const i = this.slots.indexOf(slot);
+      if (i < 0) return;
+      this.slots.splice(i, 1);
+      slot.job?.reject(new DiskpipeError('IO', `hash worker stopped: ${why}`));
+      slot.job = undefined;
+      if (!this.closed) this.pump();
+    };
+    worker.on('error', (err) => lost(err.message));
+    worker.on('exit', (code) => lost(`exit code ${code}`));
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+let shared: HashPool | undefined;
+
+/** Workers in the shared pool: one per core, up to this many (hashing outruns reads beyond). */
+export const MAX_SHARED_THREADS = 8;
+
+/** The process-wide pool, one worker per core (at most 8), started on first use. */
+export function sharedHashPool(): HashPool {
+  shared ??= new HashPool(Math.min(availableParallelism(), MAX_SHARED_THREADS));
+  return shared;
+}
