@@ -1,0 +1,131 @@
+import { CacheLayout } from '../../cache/layout.js';
+import { parseDuration, prune, removeEntry } from '../../cache/maintenance.js';
+import { type CacheEntry, CacheIndex } from '../../cache/records.js';
+import { UsageError } from '../../errors.js';
+import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
+import { cacheVerify } from './cache-verify.js';
+
+const SYNOPSIS =
+  'diskpipe cache ls [--json] | show REF | rm [--force] REF | prune [--older-than DUR] [--max-size SIZE] [--dry-run] | verify [REF]';
+
+const CACHE_DIR = { 'cache-dir': { type: 'string' } } as const;
+
+export function openIndex(dir: string | undefined): CacheIndex {
+  return new CacheIndex(new CacheLayout(dir));
+}
+
+export const cache: Command = {
+  name: 'cache',
+  synopsis: SYNOPSIS,
+  help: [
+    'Lists and maintains the image cache (default $XDG_CACHE_HOME/diskpipe; --cache-dir or DISKPIPE_CACHE).',
+    '  ls [--json]       entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
+    '  show REF          one entry in full (JSON); REF is a URL or a content digest prefix (>= 8 hex)',
+    '  rm [--force] REF  removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
+    '  prune [--older-than DUR] [--max-size SIZE] [--dry-run]',
+    '                    removes least recently used entries (never pinned ones) and stale temporaries',
+    '  verify [REF]      recomputes content digests; exit 1 on any mismatch',
+  ].join('\n'),
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    switch (sub) {
+      case 'ls':
+        return list(rest);
+      case 'show':
+        return show(rest);
+      case 'rm':
+        return remove(rest);
+      case 'prune':
+        return pruneCommand(rest);
+      case 'verify':
+        return cacheVerify(rest);
+      default:
+        throw new UsageError(`usage: ${SYNOPSIS}`);
+    }
+  },
+};
+
+/** The camelCase JSON an entry is shown as (documented in the README). */
+export function entryJson(e: CacheEntry) {
+  return {
+    contentDigest: e.blob.contentDigest,
+    virtualSize: e.blob.virtualSize,
+    allocatedSize: e.blob.allocatedSize,
+    created: e.blob.created,
+    lastUsed: e.blob.lastUsed,
+    sources: e.sources.map((s) => ({
+      url: s.url,
+      etag: s.etag ?? null,
+      lastModified: s.lastModified ?? null,
+      downloadSize: s.download.size,
+      downloadSha256: s.download.sha256,
+      verifiedDigest: s.download.verified ? `${s.download.verified.algorithm}:${s.download.verified.hex}` : null,
+      sourceFormat: s.sourceFormat,
+      compression: s.compression,
+      lastUsed: s.lastUsed,
+    })),
+    pins: e.pins.map((p) => p.path),
+  };
+}
+
+async function list(argv: string[]): Promise<number> {
+  const { values, positionals: args } = parse(argv, { ...CACHE_DIR, json: { type: 'boolean' } });
+  positionals(args, 0, 0, 'diskpipe cache ls [--json]');
+  const entries = await openIndex(values['cache-dir']).entries();
+  if (values.json) {
+    print(JSON.stringify(entries.map(entryJson), null, 2));
+    return 0;
+  }
+  print(`${'DIGEST'.padEnd(14)}${'VIRTUAL'.padEnd(11)}${'ON DISK'.padEnd(11)}${'DOWNLOAD'.padEnd(11)}${'PINS'.padEnd(6)}${'LAST USED'.padEnd(22)}SOURCE`);
+  for (const e of entries) {
+    const download = e.sources[0] ? humanSize(e.sources[0].download.size) : '-';
+    const source = e.sources.map((s) => s.url).join(' ') || '-';
+    print(
+      `${e.blob.contentDigest.slice(0, 12).padEnd(14)}${humanSize(e.blob.virtualSize).padEnd(11)}${humanSize(e.blob.allocatedSize).padEnd(11)}${download.padEnd(11)}${String(e.pins.length).padEnd(6)}${e.blob.lastUsed.slice(0, 19).replace('T', ' ').padEnd(22)}${source}`,
+    );
+  }
+  return 0;
+}
+
+async function show(argv: string[]): Promise<number> {
+  const { values, positionals: args } = parse(argv, CACHE_DIR);
+  const [ref] = positionals(args, 1, 1, 'diskpipe cache show REF');
+  const index = openIndex(values['cache-dir']);
+  const entry = await index.resolve(ref!);
+  print(JSON.stringify({ ...entryJson(entry), path: index.layout.blobPath(entry.blob.contentDigest) }, null, 2));
+  return 0;
+}
+
+async function remove(argv: string[]): Promise<number> {
+  const { values, positionals: args } = parse(argv, { ...CACHE_DIR, force: { type: 'boolean' } });
+  const [ref] = positionals(args, 1, 1, 'diskpipe cache rm [--force] REF');
+  const index = openIndex(values['cache-dir']);
+  const entry = await index.resolve(ref!);
+  if (entry.pins.length > 0 && values.force) {
+    process.stderr.write(`diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`);
+  }
+  await removeEntry(index, entry, values.force ?? false);
+  print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
+  return 0;
+}
+
+async function pruneCommand(argv: string[]): Promise<number> {
+  const { values, positionals: args } = parse(argv, {
+    ...CACHE_DIR,
+    'older-than': { type: 'string' },
+    'max-size': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+  });
+  positionals(args, 0, 0, 'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--dry-run]');
+  const olderThan = values['older-than'];
+  const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
+  if (olderThan !== undefined && olderThanMs === undefined) throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
+  const maxSize = values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
+  const result = await prune(openIndex(values['cache-dir']), { olderThanMs, maxSize, dryRun: values['dry-run'] });
+  const verb = values['dry-run'] ? 'would remove' : 'removed';
+  for (const e of result.removed) print(`${verb} ${e.blob.contentDigest} (${humanSize(e.blob.allocatedSize)})`);
+  for (const e of result.keptPinned) print(`kept ${e.blob.contentDigest}: used by ${e.pins.length} disk(s)`);
+  for (const f of result.staleTemporaries) print(`${verb} stale temporary ${f}`);
+  print(`${verb} ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}, ${humanSize(result.freed)}`);
+  return 0;
+}
