@@ -104,9 +104,11 @@ export async function startNbdServer(
 
   function close(): Promise<void> {
     closing ??= (async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // server.close() waits for open connections, so end them after it stops accepting.
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...sessions]);
+      await stopped;
       resolveDone();
     })();
     return closing;
