@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CowImage } from '../../src/filters/cow.js';
@@ -36,7 +35,10 @@ async function checkAgainst(image: CowImage, model: Buffer): Promise<void> {
   for (const e of await checkedExtents(image)) {
     if (e.zero) {
       const run = model.subarray(e.offset, e.offset + e.length);
-      assert.ok(run.every((b) => b === 0), `extent ${e.offset}+${e.length} says zero but is not`);
+      assert.ok(
+        run.every((b) => b === 0),
+        `extent ${e.offset}+${e.length} says zero but is not`,
+      );
     }
   }
   // Unaligned ranges too.
@@ -71,7 +73,8 @@ for (const [label, blockSize, memoryLimit] of [
           await image.trim(offset, length);
           // Trim only drops whole blocks; the model follows what the overlay reads back.
           const first = Math.ceil(offset / blockSize) * blockSize;
-          const end = offset + length === SIZE ? SIZE : Math.floor((offset + length) / blockSize) * blockSize;
+          const end =
+            offset + length === SIZE ? SIZE : Math.floor((offset + length) / blockSize) * blockSize;
           if (end > first) model.fill(0, first, end);
         }
       }
@@ -92,7 +95,9 @@ test('cow overlay: zeroing the whole disk is one entry, then writes show through
   const image = new CowImage(await openImage(path));
   try {
     await image.zero(0, SIZE);
-    assert.deepEqual(await checkedExtents(image), [{ offset: 0, length: SIZE, zero: true, hole: true }]);
+    assert.deepEqual(await checkedExtents(image), [
+      { offset: 0, length: SIZE, zero: true, hole: true },
+    ]);
     await image.write(Buffer.alloc(10, 0x33), 70_000);
     const ext = await checkedExtents(image);
     assert.deepEqual(

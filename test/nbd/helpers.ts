@@ -82,7 +82,7 @@ export function exitOf(peer: Peer, timeoutMs = 10000): Promise<number | null> {
       if (peer.proc.exitCode !== null) resolve(peer.proc.exitCode);
       else peer.proc.once('exit', (code) => resolve(code));
     }),
-    sleep(timeoutMs).then(() => {
+    sleep(timeoutMs, undefined, { ref: false }).then(() => {
       throw new Error('process did not exit');
     }),
   ]);

@@ -103,11 +103,16 @@ test('handshake: bad options get error replies and haggling goes on', async () =
     assert.equal((await ask(P.OPT_STRUCTURED_REPLY)).type, P.REP_ERR_INVALID);
     const lying = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
     assert.equal((await ask(P.OPT_LIST_META_CONTEXT, lying)).type, P.REP_ERR_INVALID);
-    const listed = await ask(P.OPT_LIST_META_CONTEXT, P.encodeMetaContextRequest({ name: '', queries: [] }));
+    const listed = await ask(
+      P.OPT_LIST_META_CONTEXT,
+      P.encodeMetaContextRequest({ name: '', queries: [] }),
+    );
     assert.equal(listed.type, P.REP_META_CONTEXT);
     assert.equal((await s.optionReply()).type, P.REP_ACK);
     // After all that, the session still reaches transmission and reads.
-    s.send(P.encodeOption(P.OPT_GO, P.encodeInfoRequest({ name: '', requests: [P.INFO_BLOCK_SIZE] })));
+    s.send(
+      P.encodeOption(P.OPT_GO, P.encodeInfoRequest({ name: '', requests: [P.INFO_BLOCK_SIZE] })),
+    );
     const types: number[] = [];
     for (;;) {
       const r = await s.optionReply();
@@ -118,7 +123,9 @@ test('handshake: bad options get error replies and haggling goes on', async () =
     s.request(P.CMD_READ, 1024 * 1024, 16, 1n);
     const c = await s.chunk();
     assert.equal(c.type, P.REPLY_TYPE_OFFSET_DATA);
-    assert.ok(Buffer.from(c.payload.subarray(8)).equals(original.subarray(1024 * 1024, 1024 * 1024 + 16)));
+    assert.ok(
+      Buffer.from(c.payload.subarray(8)).equals(original.subarray(1024 * 1024, 1024 * 1024 + 16)),
+    );
   } finally {
     s.close();
   }
@@ -166,7 +173,12 @@ test('transmission: bad magic, oversize writes and disconnects mid-request end o
       s.socket.destroy();
     },
     (s) => {
-      s.send(P.encodeRequest({ type: P.CMD_READ, flags: 0, cookie: 1n, offset: 0, length: 8 }).subarray(0, 10));
+      s.send(
+        P.encodeRequest({ type: P.CMD_READ, flags: 0, cookie: 1n, offset: 0, length: 8 }).subarray(
+          0,
+          10,
+        ),
+      );
       s.socket.destroy();
     },
   ];
@@ -193,12 +205,17 @@ test('memory stays bounded when a client pipelines reads and never reads replies
     }
   }
   const image = new AllData(await openImage(path2));
-  const srv = await startNbdServer(image, { port: 0, maxBytesPerConnection: 8 * 1024 * 1024, log: () => {} });
+  const srv = await startNbdServer(image, {
+    port: 0,
+    maxBytesPerConnection: 8 * 1024 * 1024,
+    log: () => {},
+  });
   const s = await RawSession.open(srv.address.transport === 'tcp' ? srv.address.port : 0);
   try {
     await s.negotiate();
     s.socket.pause(); // never read replies
-    for (let i = 0; i < 40; i++) s.request(P.CMD_READ, (i % 16) * 4 * 1024 * 1024, 4 * 1024 * 1024, BigInt(i));
+    for (let i = 0; i < 40; i++)
+      s.request(P.CMD_READ, (i % 16) * 4 * 1024 * 1024, 4 * 1024 * 1024, BigInt(i));
     await new Promise((r) => setTimeout(r, 1000));
     // 160 MiB requested; the server stops after its budget plus what the kernel buffers took.
     assert.ok(image.bytesRead <= 40 * 1024 * 1024, `server read ${image.bytesRead} bytes`);

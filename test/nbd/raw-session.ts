@@ -75,7 +75,14 @@ export class RawSession {
     }
   }
 
-  request(type: number, offset: number, length: number, cookie: bigint, flags = 0, payload?: Uint8Array) {
+  request(
+    type: number,
+    offset: number,
+    length: number,
+    cookie: bigint,
+    flags = 0,
+    payload?: Uint8Array,
+  ) {
     this.send(P.encodeRequest({ type, flags, cookie, offset, length }));
     if (payload) this.send(payload);
   }
@@ -92,14 +99,20 @@ export class RawSession {
   async chunk(): Promise<{ cookie: bigint; type: number; flags: number; payload: Uint8Array }> {
     const h = P.decodeReplyHeader(await this.reader.read(P.STRUCTURED_HEADER_SIZE));
     if (h?.kind !== 'structured') throw new Error('expected a structured reply');
-    return { cookie: h.cookie, type: h.type, flags: h.flags, payload: (await this.reader.read(h.length)).slice() };
+    return {
+      cookie: h.cookie,
+      type: h.type,
+      flags: h.flags,
+      payload: (await this.reader.read(h.length)).slice(),
+    };
   }
 
   /** Reads one reply of a structured session: a simple reply (no data) or a chunk. */
   async anyReply(): Promise<{ cookie: bigint; done: boolean }> {
     const head = await this.reader.read(P.SIMPLE_REPLY_SIZE);
     const size = P.replyHeaderSize(head);
-    if (size === P.SIMPLE_REPLY_SIZE) return { cookie: P.decodeReplyHeader(head.slice())!.cookie, done: true };
+    if (size === P.SIMPLE_REPLY_SIZE)
+      return { cookie: P.decodeReplyHeader(head.slice())!.cookie, done: true };
     const full = new Uint8Array(P.STRUCTURED_HEADER_SIZE);
     full.set(head);
     full.set(await this.reader.read(4), P.SIMPLE_REPLY_SIZE);

@@ -60,7 +60,10 @@ test('read-only export: content and extents through diskpipe client; writes refu
     assert.equal(remote.capabilities.write, false);
     assert.ok((await readAll(remote)).equals(readFileSync(path)));
     assert.deepEqual(await checkedExtents(remote), await collectExtents(local.extents()));
-    assert.deepEqual(await checkedExtents(remote, 1000, 9 * 1024 * 1024), await collectExtents(local.extents(1000, 9 * 1024 * 1024)));
+    assert.deepEqual(
+      await checkedExtents(remote, 1000, 9 * 1024 * 1024),
+      await collectExtents(local.extents(1000, 9 * 1024 * 1024)),
+    );
     await remote.close();
     await assert.rejects(openImage(server.uri, { writable: true }), { code: 'NOT_CAPABLE' });
     // The server itself refuses writes with EPERM (a client that ignores READ_ONLY).
@@ -90,7 +93,7 @@ test('pipelined requests run concurrently and are answered out of order', async 
     const first = await s.simpleReply(4096);
     const second = await s.simpleReply(4096);
     assert.deepEqual([first.cookie, second.cookie], [2n, 1n]);
-    assert.equal(first.data![0], ((4096 * 7 + 3) & 0xff));
+    assert.equal(first.data![0], (4096 * 7 + 3) & 0xff);
   } finally {
     s.close();
     await server.close();
