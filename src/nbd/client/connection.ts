@@ -98,6 +98,7 @@ export class NbdClient {
   private nextCookie = 1n;
   private failure: Error | undefined;
   private closing = false;
+  private corked = false;
   private readonly replies: Promise<void>;
   private readonly requestSize: number;
 
@@ -350,6 +351,7 @@ export class NbdClient {
         this.pending.set(cookie, p);
       });
       const header = encodeRequest({ flags, type, cookie, offset, length });
+      this.batchWrites();
       writeMessage(this.socket, payload ? [header, payload] : [header]).catch((err) =>
         this.fail(err),
       );
@@ -357,6 +359,17 @@ export class NbdClient {
     } finally {
       this.budget.release(0);
     }
+  }
+
+  /** Requests issued in one tick go out in one system call (cork until the next tick). */
+  private batchWrites(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
   }
 
   /** Breaks the connection: every waiting request fails with `err`. */

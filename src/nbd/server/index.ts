@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { DiskpipeError, ioError, NotCapableError, UsageError } from '../../errors.js';
 import type { Image } from '../../image/types.js';
+import { BufferPool } from '../buffer-pool.js';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol.js';
 import { formatNbdUri, type NbdAddress } from '../uri.js';
 import { ConnectionClosedError, WireReader } from '../wire.js';
@@ -74,6 +75,7 @@ export async function startNbdServer(
     maxBytes: opts.maxBytesPerConnection ?? 2 * DEFAULT_MAX_PAYLOAD,
   };
   const handshakeMs = (opts.handshakeTimeout ?? 30) * 1000;
+  const pool = new BufferPool();
 
   const sockets = new Set<Socket>();
   const sessions = new Set<Promise<void>>();
@@ -87,7 +89,7 @@ export async function startNbdServer(
   const server = createServer((socket) => {
     everConnected = true;
     sockets.add(socket);
-    const session = serveConnection(socket, exp, log, limits, handshakeMs);
+    const session = serveConnection(socket, exp, log, limits, handshakeMs, pool);
     sessions.add(session);
     session.finally(() => {
       sessions.delete(session);
@@ -169,6 +171,7 @@ async function serveConnection(
   log: (m: string) => void,
   limits: { maxRequests: number; maxBytes: number },
   handshakeMs: number,
+  pool: BufferPool,
 ): Promise<void> {
   const peer = socket.remoteAddress
     ? `${socket.remoteAddress}:${socket.remotePort}`
@@ -184,7 +187,7 @@ async function serveConnection(
     const negotiated = await serverHandshake(socket, reader, exp);
     clearTimeout(timer);
     if (!negotiated) return;
-    await new Transmission(socket, reader, exp, negotiated, say, limits).run();
+    await new Transmission(socket, reader, exp, negotiated, say, limits, pool).run();
   } catch (err) {
     if (!(err instanceof ConnectionClosedError)) {
       say(`${err instanceof DiskpipeError ? '' : 'internal error: '}${messageOf(err)}; closing`);

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { NbdProtocolError } from '../../errors.js';
 import type { Extent } from '../../image/types.js';
 import { Budget } from '../budget.js';
+import type { BufferPool } from '../buffer-pool.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_CACHE,
@@ -85,6 +86,7 @@ export class Transmission {
     private readonly negotiated: Negotiated,
     private readonly log: (message: string) => void,
     limits: TransmissionLimits,
+    private readonly pool: BufferPool,
   ) {
     this.budget = new Budget(limits.maxRequests, limits.maxBytes);
   }
@@ -133,18 +135,22 @@ export class Transmission {
     await this.budget.acquire(held);
     let data: Uint8Array | undefined;
     if (payload > 0) {
-      data = new Uint8Array(payload);
+      data = this.pool.take(payload); // filled completely by readInto
       try {
         await this.reader.readInto(data);
       } catch (err) {
         this.budget.release(held);
+        this.pool.give(data);
         if (err instanceof ConnectionClosedError) this.log('client left in the middle of a write');
         throw err;
       }
     }
     this.handle(req, data)
       .catch((err) => this.log(`request ${req.type}: ${messageOf(err)}`))
-      .finally(() => this.budget.release(held));
+      .finally(() => {
+        this.budget.release(held);
+        if (data) this.pool.give(data);
+      });
   }
 
   private async handle(req: Request, data: Uint8Array | undefined): Promise<void> {
@@ -234,54 +240,49 @@ export class Transmission {
 
   private async read(req: Request): Promise<void> {
     const { cookie, offset, length } = req;
-    if (!this.negotiated.structured || req.flags & CMD_FLAG_DF) {
-      const buf = await this.readWhole(offset, length);
-      const header = this.negotiated.structured
-        ? encodeOffsetDataHeader(cookie, REPLY_FLAG_DONE, offset, length)
-        : encodeSimpleReply(cookie, 0);
-      if (this.negotiated.structured && length === 0) {
-        await writeMessage(this.socket, [
-          encodeChunkHeader(cookie, REPLY_TYPE_NONE, REPLY_FLAG_DONE, 0),
-        ]);
+    const { structured } = this.negotiated;
+    if (structured && length === 0) {
+      const done = encodeChunkHeader(cookie, REPLY_TYPE_NONE, REPLY_FLAG_DONE, 0);
+      return writeMessage(this.socket, [done]);
+    }
+    const buffers: Uint8Array[] = [];
+    try {
+      if (!structured || req.flags & CMD_FLAG_DF) {
+        // One piece: zero extents are filled in, never read.
+        const buf = this.pool.take(length);
+        buffers.push(buf);
+        for await (const e of this.extents(offset, length)) {
+          const part = buf.subarray(e.offset - offset, e.offset - offset + e.length);
+          if (e.zero) part.fill(0);
+          else await this.image.read(part, e.offset);
+        }
+        const header = structured
+          ? encodeOffsetDataHeader(cookie, REPLY_FLAG_DONE, offset, length)
+          : encodeSimpleReply(cookie, 0);
+        await writeMessage(this.socket, [header, buf]);
         return;
       }
-      await writeMessage(this.socket, [header, buf]);
-      return;
-    }
-    // Structured: zero extents become OFFSET_HOLE chunks and are never read.
-    const parts: Uint8Array[] = [];
-    let lastHeader = -1;
-    for await (const e of this.extents(offset, length)) {
-      lastHeader = parts.length;
-      if (e.zero) {
-        parts.push(encodeOffsetHole(cookie, 0, e.offset, e.length));
-      } else {
-        const buf = new Uint8Array(e.length);
-        await this.image.read(buf, e.offset);
-        parts.push(encodeOffsetDataHeader(cookie, 0, e.offset, e.length), buf);
+      // Structured: zero extents become OFFSET_HOLE chunks and are never read.
+      const parts: Uint8Array[] = [];
+      let lastHeader = -1;
+      for await (const e of this.extents(offset, length)) {
+        lastHeader = parts.length;
+        if (e.zero) {
+          parts.push(encodeOffsetHole(cookie, 0, e.offset, e.length));
+        } else {
+          const buf = this.pool.take(e.length);
+          buffers.push(buf);
+          await this.image.read(buf, e.offset);
+          parts.push(encodeOffsetDataHeader(cookie, 0, e.offset, e.length), buf);
+        }
       }
-    }
-    if (lastHeader < 0) {
-      parts.push(encodeChunkHeader(cookie, REPLY_TYPE_NONE, REPLY_FLAG_DONE, 0));
-    } else {
       // Mark the last chunk final: flags are bytes 4-5 of its header.
       const h = parts[lastHeader]!;
       new DataView(h.buffer, h.byteOffset).setUint16(4, REPLY_FLAG_DONE);
+      await writeMessage(this.socket, parts);
+    } finally {
+      for (const b of buffers) this.pool.give(b);
     }
-    await writeMessage(this.socket, parts);
-  }
-
-  /** The range as one buffer: data extents read, zero extents left zero. */
-  private async readWhole(offset: number, length: number): Promise<Uint8Array> {
-    const buf = new Uint8Array(length);
-    for await (const e of this.extents(offset, length)) {
-      if (!e.zero)
-        await this.image.read(
-          buf.subarray(e.offset - offset, e.offset - offset + e.length),
-          e.offset,
-        );
-    }
-    return buf;
   }
 
   private extents(offset: number, length: number): AsyncIterable<Extent> {
