@@ -171,8 +171,9 @@ test('serve: SIGINT exits 130 and removes the socket; usage errors exit 2; non-l
   assert.match(both.stderr, /^diskpipe: .*exclude/);
   const missing = diskpipe(['serve', '--port', '0', join(dir, 'missing.raw')]);
   assert.equal(missing.status, 2);
-  const qcowWritable = diskpipe(['serve', '--writable', '--port', 'x', path]);
-  assert.equal(qcowWritable.status, 2);
+  const badPort = diskpipe(['serve', '--port', 'x', path]);
+  assert.equal(badPort.status, 2);
+  assert.match(badPort.stderr, /--port must be a whole number/);
 
   const open = await startServe(['--bind', '0.0.0.0', '--port', '0', '--once', path]);
   assert.match(open.uri, /^nbd:\/\/0\.0\.0\.0:\d+\/$/);

@@ -101,6 +101,26 @@ test('pipelined requests run concurrently and are answered out of order', async 
   }
 });
 
+test('diskpipe client: concurrent reads on one connection complete out of order', async () => {
+  const local = new Probe(await openImage(makeRaw('ooo.raw')));
+  local.slowAt = 1024 * 1024;
+  const server = await serve(local);
+  const remote = await openImage(server.uri);
+  try {
+    const done: string[] = [];
+    const slow = remote.read(new Uint8Array(4096), 1024 * 1024).then(() => done.push('slow'));
+    const fast = remote
+      .read(new Uint8Array(4096), 1024 * 1024 + 8192)
+      .then(() => done.push('fast'));
+    await Promise.all([slow, fast]);
+    assert.deepEqual(done, ['fast', 'slow']);
+  } finally {
+    await remote.close();
+    await server.close();
+    await local.close();
+  }
+});
+
 test('structured READ sends holes without reading them; BLOCK_STATUS reports base:allocation', async () => {
   const local = new Probe(await openImage(makeRaw('holes.raw')));
   const server = await serve(local);

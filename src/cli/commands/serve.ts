@@ -8,7 +8,7 @@ import { openImage } from '../../open.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
 
 const SYNOPSIS =
-  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] IMAGE';
+  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
 
 const HELP = `Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.
 Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
