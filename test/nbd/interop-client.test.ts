@@ -224,3 +224,32 @@ test('a server that insists on 4 KiB blocks: unaligned reads and writes still wo
     await peer.stop();
   }
 });
+
+test('a server without structured replies (nbdkit --no-sr): simple replies, one data extent', async () => {
+  const sock = socketPath();
+  const args = [
+    '--exit-with-parent',
+    '--no-sr',
+    '-f',
+    '-U',
+    sock,
+    'data',
+    '1 2 3 @0x80000 9',
+    'size=1M',
+  ];
+  const peer = await startPeer('nbdkit', args, sock);
+  try {
+    const image = await openImage(uriFor(sock));
+    assert.equal(image.capabilities.extents, false);
+    const expected = Buffer.alloc(1024 * 1024);
+    expected.set([1, 2, 3], 0);
+    expected[0x80000] = 9;
+    assert.ok((await readAll(image)).equals(expected));
+    assert.deepEqual(await checkedExtents(image), [
+      { offset: 0, length: 1024 * 1024, zero: false, hole: false },
+    ]);
+    await image.close();
+  } finally {
+    await peer.stop();
+  }
+});
