@@ -17,12 +17,18 @@ export async function verifyEntry(index: CacheIndex, entry: CacheEntry): Promise
   const st = await stat(path).catch(() => undefined);
   if (!st) return { entry, ok: false, problem: 'data file is missing' };
   if (st.size !== entry.blob.virtualSize) {
-    return { entry, ok: false, problem: `data file is ${st.size} bytes, record says ${entry.blob.virtualSize}` };
+    return {
+      entry,
+      ok: false,
+      problem: `data file is ${st.size} bytes, record says ${entry.blob.virtualSize}`,
+    };
   }
   const image = new RawImage(await LocalFile.open(path, 'r'));
   try {
     const { digest } = await checksumImage(image);
-    return digest === entry.blob.contentDigest ? { entry, ok: true, actual: digest } : { entry, ok: false, actual: digest, problem: 'content digest mismatch' };
+    return digest === entry.blob.contentDigest
+      ? { entry, ok: true, actual: digest }
+      : { entry, ok: false, actual: digest, problem: 'content digest mismatch' };
   } finally {
     await image.close();
   }

@@ -6,6 +6,7 @@ import type {
   Extent,
   FormatDetails,
   MapEntry,
+  SourceWriter,
   ZeroOptions,
 } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
@@ -13,22 +14,26 @@ import type { FormatDriver } from './registry.js';
 
 /**
  * A raw image: the bytes of its source, exact size (no rounding to 512 as qemu does).
- * On a local file, extents come from SEEK_DATA/SEEK_HOLE; holes read as zeroes.
+ * On a local file, extents come from SEEK_DATA/SEEK_HOLE; holes read as zeroes. Other sources
+ * that know their allocation (NBD base:allocation) provide `extents`, and a writable one a
+ * `writer` that writes go to.
  */
 export class RawImage extends BaseImage {
   readonly format = 'raw';
   override readonly capabilities: Readonly<Capabilities>;
+  private readonly writer: SourceWriter | undefined;
 
   constructor(readonly source: ByteSource) {
     super();
     const file = source instanceof LocalFile ? source : undefined;
-    const writable = file?.writable ?? false;
+    this.writer = file ? undefined : source.writer;
+    const writable = (file?.writable ?? false) || this.writer !== undefined;
     this.capabilities = Object.freeze({
       write: writable,
       zero: writable,
       trim: writable,
       flush: writable,
-      extents: file !== undefined,
+      extents: file !== undefined || source.extents !== undefined,
     });
   }
 
@@ -48,7 +53,11 @@ export class RawImage extends BaseImage {
   }
 
   protected override async *extentsAt(offset: number, length: number): AsyncIterable<Extent> {
-    const file = this.source as LocalFile;
+    if (!(this.source instanceof LocalFile)) {
+      yield* this.source.extents!(offset, length);
+      return;
+    }
+    const file = this.source;
     const end = offset + length;
     let pos = offset;
     while (pos < end) {
@@ -90,18 +99,22 @@ export class RawImage extends BaseImage {
   }
 
   protected override writeAt(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.writer) return this.writer.write(buf, offset);
     return (this.source as LocalFile).write(buf, offset);
   }
 
   protected override zeroAt(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    if (this.writer) return this.writer.zero(offset, length, opts.mayTrim ?? false);
     return (this.source as LocalFile).zero(offset, length, opts.mayTrim ?? false);
   }
 
   protected override async trimAt(offset: number, length: number): Promise<void> {
+    if (this.writer) return this.writer.trim(offset, length);
     (this.source as LocalFile).trim(offset, length);
   }
 
   protected override flushAll(): Promise<void> {
+    if (this.writer) return this.writer.flush();
     return (this.source as LocalFile).sync();
   }
 

@@ -110,4 +110,19 @@ export interface ByteSource {
   readonly path?: string;
   /** Host bytes allocated for the source, when known (`info` actual-size). */
   allocatedSize?(): Promise<number | undefined>;
+  /**
+   * Allocation of the bytes, when the source itself knows it (an NBD export's base:allocation).
+   * RawImage reports these as its extents; formats inside the source ignore them.
+   */
+  extents?(offset: number, length: number): AsyncIterable<Extent>;
+  /** The write side of a writable source that is not a local file (an NBD export). */
+  readonly writer?: SourceWriter;
+}
+
+/** Writes to a non-file ByteSource; RawImage forwards its write/zero/trim/flush here. */
+export interface SourceWriter {
+  write(buf: Uint8Array, offset: number): Promise<void>;
+  zero(offset: number, length: number, mayTrim: boolean): Promise<void>;
+  trim(offset: number, length: number): Promise<void>;
+  flush(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
+import { openNbd } from './nbd.js';
 
 export interface OpenedSource {
   source: ByteSource;
@@ -37,3 +38,6 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
   if (!opener) throw new UnsupportedFeatureError(`${scheme}:// sources are not supported`);
   return opener(spec, opts);
 }
+
+registerScheme('nbd', openNbd);
+registerScheme('nbd+unix', openNbd);

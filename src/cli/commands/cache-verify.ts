@@ -12,8 +12,12 @@ export async function cacheVerify(argv: string[]): Promise<number> {
   for (const entry of entries) {
     const r = await verifyEntry(index, entry);
     if (!r.ok) bad++;
-    print(`${r.ok ? 'ok' : 'MISMATCH'}  ${entry.blob.contentDigest}${r.problem ? `  (${r.problem}${r.actual ? `: ${r.actual}` : ''})` : ''}`);
+    print(
+      `${r.ok ? 'ok' : 'MISMATCH'}  ${entry.blob.contentDigest}${r.problem ? `  (${r.problem}${r.actual ? `: ${r.actual}` : ''})` : ''}`,
+    );
   }
-  print(`${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} checked, ${bad} mismatch${bad === 1 ? '' : 'es'}`);
+  print(
+    `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} checked, ${bad} mismatch${bad === 1 ? '' : 'es'}`,
+  );
   return bad === 0 ? 0 : 1;
 }

@@ -59,7 +59,9 @@ export function entryJson(e: CacheEntry) {
       lastModified: s.lastModified ?? null,
       downloadSize: s.download.size,
       downloadSha256: s.download.sha256,
-      verifiedDigest: s.download.verified ? `${s.download.verified.algorithm}:${s.download.verified.hex}` : null,
+      verifiedDigest: s.download.verified
+        ? `${s.download.verified.algorithm}:${s.download.verified.hex}`
+        : null,
       sourceFormat: s.sourceFormat,
       compression: s.compression,
       lastUsed: s.lastUsed,
@@ -76,7 +78,9 @@ async function list(argv: string[]): Promise<number> {
     print(JSON.stringify(entries.map(entryJson), null, 2));
     return 0;
   }
-  print(`${'DIGEST'.padEnd(14)}${'VIRTUAL'.padEnd(11)}${'ON DISK'.padEnd(11)}${'DOWNLOAD'.padEnd(11)}${'PINS'.padEnd(6)}${'LAST USED'.padEnd(22)}SOURCE`);
+  print(
+    `${'DIGEST'.padEnd(14)}${'VIRTUAL'.padEnd(11)}${'ON DISK'.padEnd(11)}${'DOWNLOAD'.padEnd(11)}${'PINS'.padEnd(6)}${'LAST USED'.padEnd(22)}SOURCE`,
+  );
   for (const e of entries) {
     const download = e.sources[0] ? humanSize(e.sources[0].download.size) : '-';
     const source = e.sources.map((s) => s.url).join(' ') || '-';
@@ -92,7 +96,13 @@ async function show(argv: string[]): Promise<number> {
   const [ref] = positionals(args, 1, 1, 'diskpipe cache show REF');
   const index = openIndex(values['cache-dir']);
   const entry = await index.resolve(ref!);
-  print(JSON.stringify({ ...entryJson(entry), path: index.layout.blobPath(entry.blob.contentDigest) }, null, 2));
+  print(
+    JSON.stringify(
+      { ...entryJson(entry), path: index.layout.blobPath(entry.blob.contentDigest) },
+      null,
+      2,
+    ),
+  );
   return 0;
 }
 
@@ -102,7 +112,9 @@ async function remove(argv: string[]): Promise<number> {
   const index = openIndex(values['cache-dir']);
   const entry = await index.resolve(ref!);
   if (entry.pins.length > 0 && values.force) {
-    process.stderr.write(`diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`);
+    process.stderr.write(
+      `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
+    );
   }
   await removeEntry(index, entry, values.force ?? false);
   print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
@@ -119,13 +131,23 @@ async function pruneCommand(argv: string[]): Promise<number> {
   positionals(args, 0, 0, 'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--dry-run]');
   const olderThan = values['older-than'];
   const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
-  if (olderThan !== undefined && olderThanMs === undefined) throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
-  const maxSize = values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
-  const result = await prune(openIndex(values['cache-dir']), { olderThanMs, maxSize, dryRun: values['dry-run'] });
+  if (olderThan !== undefined && olderThanMs === undefined)
+    throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
+  const maxSize =
+    values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
+  const result = await prune(openIndex(values['cache-dir']), {
+    olderThanMs,
+    maxSize,
+    dryRun: values['dry-run'],
+  });
   const verb = values['dry-run'] ? 'would remove' : 'removed';
-  for (const e of result.removed) print(`${verb} ${e.blob.contentDigest} (${humanSize(e.blob.allocatedSize)})`);
-  for (const e of result.keptPinned) print(`kept ${e.blob.contentDigest}: used by ${e.pins.length} disk(s)`);
+  for (const e of result.removed)
+    print(`${verb} ${e.blob.contentDigest} (${humanSize(e.blob.allocatedSize)})`);
+  for (const e of result.keptPinned)
+    print(`kept ${e.blob.contentDigest}: used by ${e.pins.length} disk(s)`);
   for (const f of result.staleTemporaries) print(`${verb} stale temporary ${f}`);
-  print(`${verb} ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}, ${humanSize(result.freed)}`);
+  print(
+    `${verb} ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}, ${humanSize(result.freed)}`,
+  );
   return 0;
 }

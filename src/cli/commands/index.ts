@@ -1,7 +1,11 @@
 import type { Command } from '../common.js';
+import { cache } from './cache.js';
 import { checksum } from './checksum.js';
 import { info } from './info.js';
 import { map } from './map.js';
+import { serve } from './serve.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
-export const commands = new Map<string, Command>([info, map, checksum].map((c) => [c.name, c]));
+export const commands = new Map<string, Command>(
+  [info, map, checksum, serve, cache].map((c) => [c.name, c]),
+);

@@ -1,0 +1,115 @@
+import { unlinkSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { NotCapableError, UsageError } from '../../errors.js';
+import { CowImage } from '../../filters/cow.js';
+import type { Image } from '../../image/types.js';
+import { startNbdServer } from '../../nbd/server/index.js';
+import { openImage } from '../../open.js';
+import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
+
+const SYNOPSIS =
+  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
+
+const HELP = `Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.
+Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
+
+  --bind ADDR      address to listen on (default 127.0.0.1; others get a warning: no TLS)
+  --port N         TCP port (default 10809; 0 picks a free one, printed in the URI)
+  --socket PATH    listen on a Unix socket instead of TCP
+  --export NAME    export name (default "")
+  --writable       accept writes and write them to IMAGE (raw files)
+  --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
+  --shared N       most clients at once (default 16)
+  --once           exit when the last client disconnects
+  -f FMT           image format (no probing)
+  --untrusted      the image may not reference other files
+  --allow-backing DIR  directory backing files may live in (repeatable)
+
+Read-only by default: writes fail with EPERM and the image is never modified.`;
+
+const OPTIONS = {
+  ...IMAGE_OPTIONS,
+  bind: { type: 'string' },
+  port: { type: 'string' },
+  socket: { type: 'string' },
+  export: { type: 'string' },
+  writable: { type: 'boolean' },
+  overlay: { type: 'boolean' },
+  shared: { type: 'string' },
+  once: { type: 'boolean' },
+} as const;
+
+export const serve: Command = {
+  name: 'serve',
+  synopsis: SYNOPSIS,
+  help: HELP,
+  async run(argv) {
+    const { values, positionals: args } = parse(argv, OPTIONS);
+    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+    if (values.socket !== undefined && (values.port !== undefined || values.bind !== undefined)) {
+      throw new UsageError('--socket cannot be combined with --port or --bind');
+    }
+    if (values.writable && values.overlay) {
+      throw new UsageError('--writable and --overlay exclude each other');
+    }
+    const port = values.port === undefined ? undefined : integer(values.port, '--port', 0, 65535);
+    const shared = values.shared === undefined ? 16 : integer(values.shared, '--shared', 1, 1024);
+    const writable = values.writable ?? false;
+
+    const image = await openImage(spec!, { ...openOptions(values), writable });
+    let served: Image = image;
+    try {
+      if (writable && !image.capabilities.write) {
+        throw new NotCapableError(
+          `${spec} (${image.format}) cannot be written in place; use --overlay`,
+        );
+      }
+      if (values.overlay) served = new CowImage(image);
+      const bind = values.bind ?? '127.0.0.1';
+      if (values.socket === undefined && !isLoopback(bind)) {
+        process.stderr.write(
+          `diskpipe: warning: serving on ${bind} without TLS: anyone who can reach it can read${writable ? ' and write' : ''} the image\n`,
+        );
+      }
+      const server = await startNbdServer(served, {
+        bind,
+        ...(port !== undefined ? { port } : {}),
+        ...(values.socket !== undefined ? { socket: values.socket } : {}),
+        exportName: values.export ?? '',
+        writable: writable || (values.overlay ?? false),
+        shared,
+        once: values.once ?? false,
+      });
+      const socketPath = values.socket;
+      if (socketPath !== undefined) {
+        // A signal ends the process without closing the server: remove the socket file then.
+        process.once('exit', () => {
+          try {
+            unlinkSync(socketPath);
+          } catch {
+            // already removed by a clean close
+          }
+        });
+      }
+      print(server.uri);
+      await server.done;
+    } finally {
+      await served.close();
+    }
+    return 0;
+  },
+};
+
+function integer(text: string, flag: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) {
+    throw new UsageError(`${flag} must be a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function isLoopback(address: string): boolean {
+  if (address === 'localhost') return true;
+  if (isIP(address) === 4) return address.startsWith('127.');
+  return address === '::1';
+}

@@ -1,0 +1,308 @@
+/**
+ * Server side of the transmission phase. Requests are read in order, but each runs on its own
+ * and is answered when done, so pipelined requests overlap and replies go out of order. A Budget
+ * bounds what one connection may have in flight; a request that breaks the rules gets an error
+ * reply, and only a stream we can no longer parse (bad magic, oversize write payload) is dropped.
+ */
+import type { Socket } from 'node:net';
+import { NbdProtocolError } from '../../errors.js';
+import type { Extent } from '../../image/types.js';
+import { Budget } from '../budget.js';
+import type { BufferPool } from '../buffer-pool.js';
+import {
+  CMD_BLOCK_STATUS,
+  CMD_CACHE,
+  CMD_DISC,
+  CMD_FLAG_DF,
+  CMD_FLAG_FAST_ZERO,
+  CMD_FLAG_FUA,
+  CMD_FLAG_NO_HOLE,
+  CMD_FLAG_REQ_ONE,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_TRIM,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
+  decodeRequest,
+  encodeBlockStatus,
+  encodeChunkHeader,
+  encodeErrorChunk,
+  encodeOffsetDataHeader,
+  encodeOffsetHole,
+  encodeSimpleReply,
+  NBD_EINVAL,
+  NBD_ENOSPC,
+  NBD_ENOTSUP,
+  NBD_EOVERFLOW,
+  NBD_EPERM,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_NONE,
+  REQUEST_SIZE,
+  type Request,
+  STATE_HOLE,
+  STATE_ZERO,
+} from '../protocol.js';
+import { ConnectionClosedError, type WireReader, writeMessage } from '../wire.js';
+import { errorValue, messageOf, type ServedExport } from './export.js';
+import type { Negotiated } from './handshake.js';
+
+export interface TransmissionLimits {
+  /** Requests one connection may have in flight. */
+  maxRequests: number;
+  /** Payload and reply bytes one connection may hold in memory. */
+  maxBytes: number;
+}
+
+/** More descriptors than this in one BLOCK_STATUS reply are cut (the client asks again). */
+const MAX_DESCRIPTORS = 1 << 16;
+
+/** Flags each command accepts (FUA is accepted everywhere: clients are known to send it). */
+const ALLOWED_FLAGS: Record<number, number> = {
+  [CMD_READ]: CMD_FLAG_FUA | CMD_FLAG_DF,
+  [CMD_WRITE]: CMD_FLAG_FUA,
+  [CMD_FLUSH]: CMD_FLAG_FUA,
+  [CMD_TRIM]: CMD_FLAG_FUA,
+  [CMD_CACHE]: CMD_FLAG_FUA,
+  [CMD_WRITE_ZEROES]: CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO,
+  [CMD_BLOCK_STATUS]: CMD_FLAG_FUA | CMD_FLAG_REQ_ONE,
+};
+
+class RequestError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Transmission {
+  private readonly budget: Budget;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly reader: WireReader,
+    private readonly exp: ServedExport,
+    private readonly negotiated: Negotiated,
+    private readonly log: (message: string) => void,
+    limits: TransmissionLimits,
+    private readonly pool: BufferPool,
+  ) {
+    this.budget = new Budget(limits.maxRequests, limits.maxBytes);
+  }
+
+  /** Serves requests until the client disconnects; rejects only on a broken stream. */
+  async run(): Promise<void> {
+    try {
+      for (;;) {
+        await this.budget.acquire(0);
+        let header: Uint8Array;
+        try {
+          header = await this.reader.read(REQUEST_SIZE);
+        } catch (err) {
+          this.budget.release(0);
+          if (err instanceof ConnectionClosedError) return;
+          throw err;
+        }
+        const req = decodeRequest(header);
+        if (!req) {
+          this.budget.release(0);
+          throw new NbdProtocolError('bad request magic');
+        }
+        if (req.type === CMD_DISC) {
+          this.budget.release(0);
+          await this.budget.idle();
+          this.socket.end();
+          return;
+        }
+        this.budget.release(0);
+        await this.start(req);
+      }
+    } finally {
+      await this.budget.idle();
+    }
+  }
+
+  /** Takes the request's bytes off the wire (writes) and runs it without waiting for it. */
+  private async start(req: Request): Promise<void> {
+    const payload = req.type === CMD_WRITE ? req.length : 0;
+    if (payload > this.exp.maxPayload) {
+      // The payload cannot be skipped cheaply: a client sending it broke the size rules.
+      throw new NbdProtocolError(`write of ${payload} bytes exceeds the maximum payload`);
+    }
+    const replyBytes = req.type === CMD_READ ? Math.min(req.length, this.exp.maxPayload) : 0;
+    const held = payload + replyBytes;
+    await this.budget.acquire(held);
+    let data: Uint8Array | undefined;
+    if (payload > 0) {
+      data = this.pool.take(payload); // filled completely by readInto
+      try {
+        await this.reader.readInto(data);
+      } catch (err) {
+        this.budget.release(held);
+        this.pool.give(data);
+        if (err instanceof ConnectionClosedError) this.log('client left in the middle of a write');
+        throw err;
+      }
+    }
+    this.handle(req, data)
+      .catch((err) => this.log(`request ${req.type}: ${messageOf(err)}`))
+      .finally(() => {
+        this.budget.release(held);
+        if (data) this.pool.give(data);
+      });
+  }
+
+  private async handle(req: Request, data: Uint8Array | undefined): Promise<void> {
+    try {
+      this.check(req);
+      switch (req.type) {
+        case CMD_READ:
+          return await this.read(req);
+        case CMD_WRITE:
+          await this.image.write!(data!, req.offset);
+          break;
+        case CMD_WRITE_ZEROES:
+          await this.writeZeroes(req);
+          break;
+        case CMD_TRIM:
+          await this.image.trim?.(req.offset, req.length);
+          break;
+        case CMD_FLUSH:
+          await this.image.flush?.();
+          break;
+        case CMD_CACHE:
+          break; // advisory; reads are served from the image directly
+        case CMD_BLOCK_STATUS:
+          return await this.blockStatus(req);
+      }
+      if (req.flags & CMD_FLAG_FUA && this.exp.writable) await this.image.flush?.();
+      await writeMessage(this.socket, [encodeSimpleReply(req.cookie, 0)]);
+    } catch (err) {
+      if (err instanceof ConnectionClosedError) return;
+      const errno = err instanceof RequestError ? err.errno : errorValue(err);
+      if (!(err instanceof RequestError)) this.log(`I/O error: ${messageOf(err)}`);
+      await this.replyError(req, errno, messageOf(err));
+    }
+  }
+
+  private get image() {
+    return this.exp.image;
+  }
+
+  /** Validates flags, capabilities and range; throws RequestError with the NBD error. */
+  private check(req: Request): void {
+    const allowed = ALLOWED_FLAGS[req.type];
+    if (allowed === undefined) throw new RequestError(NBD_EINVAL, `unknown command ${req.type}`);
+    if ((req.flags & ~allowed) !== 0) {
+      throw new RequestError(NBD_EINVAL, `invalid flags 0x${req.flags.toString(16)}`);
+    }
+    if (req.flags & CMD_FLAG_DF && !this.negotiated.structured) {
+      throw new RequestError(NBD_EINVAL, 'DF needs structured replies');
+    }
+    const writes = req.type === CMD_WRITE || req.type === CMD_WRITE_ZEROES || req.type === CMD_TRIM;
+    if (writes && !this.exp.writable) throw new RequestError(NBD_EPERM, 'the export is read-only');
+    if (req.type === CMD_FLUSH) return;
+    if (req.offset + req.length > this.image.size) {
+      const errno =
+        req.type === CMD_WRITE || req.type === CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL;
+      throw new RequestError(
+        errno,
+        `range ${req.offset}+${req.length} is past the end (${this.image.size})`,
+      );
+    }
+    if (req.type === CMD_READ && req.length > this.exp.maxPayload) {
+      const errno = this.negotiated.structured ? NBD_EOVERFLOW : NBD_EINVAL;
+      throw new RequestError(errno, `read of ${req.length} bytes exceeds the maximum`);
+    }
+    if (req.type === CMD_BLOCK_STATUS) {
+      if (this.negotiated.allocationContext === undefined) {
+        throw new RequestError(NBD_EINVAL, 'no metadata context was negotiated');
+      }
+      if (req.length === 0) throw new RequestError(NBD_EINVAL, 'empty block status request');
+    }
+  }
+
+  private async replyError(req: Request, errno: number, message: string): Promise<void> {
+    const parts = this.negotiated.structured
+      ? [encodeErrorChunk(req.cookie, REPLY_FLAG_DONE, errno, message)]
+      : [encodeSimpleReply(req.cookie, errno)];
+    await writeMessage(this.socket, parts).catch(() => {});
+  }
+
+  private async writeZeroes(req: Request): Promise<void> {
+    // Fast zero: fail at once when zeroing would cost as much as writing.
+    if (req.flags & CMD_FLAG_FAST_ZERO && !this.image.capabilities.zero) {
+      throw new RequestError(NBD_ENOTSUP, 'zeroing is not faster than writing here');
+    }
+    await this.image.zero!(req.offset, req.length, { mayTrim: !(req.flags & CMD_FLAG_NO_HOLE) });
+  }
+
+  private async read(req: Request): Promise<void> {
+    const { cookie, offset, length } = req;
+    const { structured } = this.negotiated;
+    if (structured && length === 0) {
+      const done = encodeChunkHeader(cookie, REPLY_TYPE_NONE, REPLY_FLAG_DONE, 0);
+      return writeMessage(this.socket, [done]);
+    }
+    const buffers: Uint8Array[] = [];
+    try {
+      if (!structured || req.flags & CMD_FLAG_DF) {
+        // One piece: zero extents are filled in, never read.
+        const buf = this.pool.take(length);
+        buffers.push(buf);
+        for await (const e of this.extents(offset, length)) {
+          const part = buf.subarray(e.offset - offset, e.offset - offset + e.length);
+          if (e.zero) part.fill(0);
+          else await this.image.read(part, e.offset);
+        }
+        const header = structured
+          ? encodeOffsetDataHeader(cookie, REPLY_FLAG_DONE, offset, length)
+          : encodeSimpleReply(cookie, 0);
+        await writeMessage(this.socket, [header, buf]);
+        return;
+      }
+      // Structured: zero extents become OFFSET_HOLE chunks and are never read.
+      const parts: Uint8Array[] = [];
+      let lastHeader = -1;
+      for await (const e of this.extents(offset, length)) {
+        lastHeader = parts.length;
+        if (e.zero) {
+          parts.push(encodeOffsetHole(cookie, 0, e.offset, e.length));
+        } else {
+          const buf = this.pool.take(e.length);
+          buffers.push(buf);
+          await this.image.read(buf, e.offset);
+          parts.push(encodeOffsetDataHeader(cookie, 0, e.offset, e.length), buf);
+        }
+      }
+      // Mark the last chunk final: flags are bytes 4-5 of its header.
+      const h = parts[lastHeader]!;
+      new DataView(h.buffer, h.byteOffset).setUint16(4, REPLY_FLAG_DONE);
+      await writeMessage(this.socket, parts);
+    } finally {
+      for (const b of buffers) this.pool.give(b);
+    }
+  }
+
+  private extents(offset: number, length: number): AsyncIterable<Extent> {
+    return length === 0 ? emptyExtents() : this.image.extents(offset, length);
+  }
+
+  private async blockStatus(req: Request): Promise<void> {
+    const descriptors: { length: number; flags: number }[] = [];
+    for await (const e of this.image.extents(req.offset, req.length)) {
+      const flags = (e.hole ? STATE_HOLE : 0) | (e.zero ? STATE_ZERO : 0);
+      const last = descriptors.at(-1);
+      if (last && last.flags === flags) last.length += e.length;
+      else descriptors.push({ length: e.length, flags });
+      if (req.flags & CMD_FLAG_REQ_ONE || descriptors.length >= MAX_DESCRIPTORS) break;
+    }
+    const id = this.negotiated.allocationContext!;
+    await writeMessage(this.socket, [
+      encodeBlockStatus(req.cookie, REPLY_FLAG_DONE, id, descriptors),
+    ]);
+  }
+}
+
+async function* emptyExtents(): AsyncIterable<Extent> {}
