@@ -6,6 +6,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { defaultCacheDir } from '../cache/layout.js';
 import { ioError, UntrustedReferenceError } from '../errors.js';
 
 export interface TrustOptions {
@@ -31,7 +32,8 @@ export class TrustPolicy {
     const allowed = [...(opts.allowBacking ?? []), ...envAllowed()];
     const roots = [
       ...(imagePath ? [dirname(realOrSelf(imagePath))] : []),
-      ...(opts.cacheDir ? [realOrSelf(opts.cacheDir)] : []),
+      // The cache is always trusted: disks made by `disk create` are overlays on cached files.
+      ...[opts.cacheDir, defaultCacheDir()].filter((d) => d !== undefined).map(realOrSelf),
       ...allowed.map(realOrSelf),
     ];
     const untrusted = opts.untrusted === true || untrustedSource;
