@@ -1,6 +1,7 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
+import { type HttpOptions, openHttp } from './http.js';
 
 export interface OpenedSource {
   source: ByteSource;
@@ -10,6 +11,8 @@ export interface OpenedSource {
 
 export interface SourceOptions {
   writable?: boolean;
+  /** Cache, readahead, retry and timeout settings for http(s):// sources. */
+  http?: HttpOptions;
 }
 
 type SourceOpener = (spec: string, opts: SourceOptions) => Promise<OpenedSource>;
@@ -37,3 +40,6 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
   if (!opener) throw new UnsupportedFeatureError(`${scheme}:// sources are not supported`);
   return opener(spec, opts);
 }
+
+registerScheme('http', openHttp);
+registerScheme('https', openHttp);
