@@ -32,12 +32,13 @@ function* elements(text: string, local: string): Generator<Map<string, string>> 
   for (const m of text.matchAll(tag)) {
     const attrs = new Map<string, string>();
     const attr = /(?:[\w.-]+:)?([\w.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
-    for (const a of (m[1] ?? '').matchAll(attr)) attrs.set(a[1]!, unescape(a[2] ?? a[3] ?? ''));
+    for (const a of (m[1] ?? '').matchAll(attr))
+      attrs.set(a[1]!, decodeEntities(a[2] ?? a[3] ?? ''));
     yield attrs;
   }
 }
 
-function unescape(value: string): string {
+function decodeEntities(value: string): string {
   return value.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos);/gi, (_, e: string) => {
     const k = e.toLowerCase();
     if (k.startsWith('#x')) return safeChar(Number.parseInt(k.slice(2), 16));
