@@ -20,8 +20,9 @@ export interface BlockCacheOptions {
 }
 
 interface Stream {
+  /** Where this reader's sequential run began, and where its last read ended. */
+  start: number;
   end: number;
-  streak: number;
 }
 
 /** Recent sequential readers tracked at once (copy engines read several ranges in parallel). */
@@ -61,11 +62,7 @@ export class BlockCache {
     const window = this.blocksPerRequest * this.o.maxInFlight;
     for (let b = first; b <= last; b++) {
       if ((b - first) % window === 0) this.ensure(b, Math.min(last, b + window - 1), 'demand');
-      if (b === first && ahead > 0) {
-        const from = last + 1;
-        const to = Math.min(this.lastBlock(), Math.floor((end + ahead - 1) / B));
-        this.ensure(from, to, 'readahead');
-      }
+      if (b === first && ahead > 0) this.readahead(last, Math.ceil(ahead / B));
       const data = await this.block(b);
       const from = Math.max(offset, b * B);
       const to = Math.min(end, b * B + data.length);
@@ -74,23 +71,37 @@ export class BlockCache {
     return end - offset;
   }
 
+  /**
+   * Keeps `count` blocks after `last` fetched or in flight, topping the window up only once
+   * half of it is used, so readahead goes out in large requests rather than one per block.
+   */
+  private readahead(last: number, count: number): void {
+    const to = Math.min(this.lastBlock(), last + count);
+    let covered = last + 1;
+    while (covered <= to && (this.cached.has(covered) || this.pending.has(covered))) covered++;
+    if (covered <= to && covered - last - 1 < count / 2) this.ensure(covered, to, 'readahead');
+  }
+
   private lastBlock(): number {
     return Math.max(0, Math.ceil(this.o.size / this.o.blockSize) - 1);
   }
 
-  /** Readahead bytes for this read: grows while one of the recent readers continues. */
+  /**
+   * Readahead bytes for this read: twice what one of the recent readers has read in sequence
+   * so far (so a few small adjacent reads, like a tar header walk, fetch nothing extra).
+   */
   private readaheadFor(offset: number, end: number): number {
     const B = this.o.blockSize;
     const s = this.streams.find((x) => offset >= x.end - B && offset <= x.end + B);
     if (s) {
-      s.end = end;
-      s.streak = Math.min(s.streak + 1, 30);
+      s.end = Math.max(s.end, end);
       this.streams.splice(this.streams.indexOf(s), 1);
       this.streams.push(s);
       const limit = Math.min(this.o.maxReadahead, Math.floor(this.o.capacity / 4));
-      return Math.min(limit, B * 2 ** s.streak);
+      const run = s.end - s.start;
+      return run >= B ? Math.min(limit, 2 * run) : 0;
     }
-    this.streams.push({ end, streak: 0 });
+    this.streams.push({ start: offset, end });
     if (this.streams.length > MAX_STREAMS) this.streams.shift();
     return 0;
   }

@@ -77,7 +77,8 @@ export async function listTar(source: ByteSource): Promise<TarEntry[]> {
       continue;
     }
     let name = longName ?? headerName(block);
-    const paxPath = pax?.get('path');
+    // GNU pax sparse members keep their real name in GNU.sparse.name.
+    const paxPath = pax?.get('GNU.sparse.name') ?? pax?.get('path');
     if (paxPath !== undefined) name = paxPath;
     const paxSize = pax?.get('size');
     if (paxSize !== undefined) {

@@ -76,7 +76,7 @@ export async function* spawnDecompressor(
     const code = await exited;
     if (inputError) throw inputError;
     if (code !== 0) {
-      const text = stderr.trim().split('\n').pop() ?? '';
+      const text = stderr.trim().split('\n')[0]?.trim() ?? '';
       throw new ToolError(text || `exit status ${code}`);
     }
   } finally {
