@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   copyFileSync,
@@ -263,5 +264,18 @@ test('a staging failure leaves no temporary file (truncated raw.xz via openImage
   const cut = join(dir, 'cut-stage.xz');
   writeFileSync(cut, data.subarray(0, data.length - 50));
   await assert.rejects(openImage(cut, { tempDir: stageDir }), { code: 'CORRUPT' });
+  assert.deepEqual(readdirSync(stageDir), []);
+});
+
+test('stdin (-): compressed raw is a stream; staged for openImage and removed', () => {
+  const child = new URL('./stdin-child.js', import.meta.url).pathname;
+  const digest = createHash('sha256').update(rawBytes).digest('hex');
+  const input = readFileSync(compressed.get('zstd')!);
+  const stream = spawnSync(process.execPath, [child, 'stream'], { input });
+  assert.equal(stream.stderr.toString(), '');
+  assert.equal(stream.stdout.toString(), `stream zstd ${digest}\n`);
+  const image = spawnSync(process.execPath, [child, 'image', stageDir], { input });
+  assert.equal(image.stderr.toString(), '');
+  assert.equal(image.stdout.toString(), `image raw ${digest}\n`);
   assert.deepEqual(readdirSync(stageDir), []);
 });

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { formatDriver } from '../../src/formats/registry.js';
 import { openImage } from '../../src/open.js';
 import { HttpSource } from '../../src/sources/http.js';
+import { openStream } from '../../src/sources/open-stream.js';
 import { readAll } from '../helpers/extents.js';
-import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
+import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
 import { serveFiles } from './http-server.js';
 
 const dir = tempDir();
@@ -50,9 +51,10 @@ test('http: a raw image read over ranges equals the file; untrusted; no HEAD nee
   }
 });
 
-test('http: an image from the network may not reference files', async () => {
+test('http: an image from the network may not reference files', async (t) => {
+  // Skipped only while the qcow2 reader (written in parallel on another branch) is missing.
+  if (formatDriver('qcow2') === undefined) return t.skip('qcow2 driver not registered yet');
   // qemu-img writes the backing reference; the trust rule must refuse it over HTTP.
-  if (formatDriver('qcow2') === undefined) return; // qcow2 reader lands from another branch
   const base = makeRaw('base.raw', 1024 * 1024);
   const overlay = join(dir, 'overlay.qcow2');
   await qemuImg('create', '-f', 'qcow2', '-b', base, '-F', 'raw', overlay);
@@ -268,6 +270,25 @@ test('http: HTTP images cannot be opened for writing', async () => {
     await assert.rejects(openImage(server.url('/disk.raw'), { writable: true }), {
       code: 'NOT_CAPABLE',
     });
+  } finally {
+    await server.close();
+  }
+});
+
+test('http: a compressed image over HTTP is decompressed as one stream', async () => {
+  const xz = join(dir, 'net.raw');
+  writeFileSync(xz, readFileSync(raw));
+  await run('xz', ['-T1', '-1', '-f', xz]);
+  const server = await serveFiles({ '/net.raw.xz': `${xz}.xz` });
+  try {
+    const opened = await openStream(server.url('/net.raw.xz'), { accelerate: false });
+    assert.equal(opened.kind, 'stream');
+    if (opened.kind !== 'stream') return;
+    assert.equal(opened.stream.untrusted, true);
+    const parts: Buffer[] = [];
+    for await (const c of opened.stream.chunks()) parts.push(Buffer.from(c));
+    await opened.stream.close();
+    assert.ok(Buffer.concat(parts).equals(readFileSync(raw)));
   } finally {
     await server.close();
   }
