@@ -140,14 +140,17 @@ export class BlockCache {
     const end = Math.min((last + 1) * B, this.o.size);
     const whole = this.gate.run(kind === 'demand', () => this.o.fetch(start, end));
     for (let b = first; b <= last; b++) {
-      const p = whole.then((data) => {
+      const forget = () => {
+        if (this.pending.get(b) === p) this.pending.delete(b);
+      };
+      const p: Promise<Uint8Array> = whole.then((data) => {
         const block = data.subarray(b * B - start, Math.min((b + 1) * B, end) - start);
-        this.pending.delete(b);
+        forget();
         this.insert(b, block);
         return block;
       });
       // A failed fetch is forgotten (the next read retries it); readahead failures are silent.
-      p.catch(() => this.pending.delete(b));
+      p.catch(forget);
       this.pending.set(b, p);
     }
   }

@@ -24,12 +24,30 @@ export async function* unxz(input: AsyncIterable<Uint8Array>): AsyncGenerator<Ui
 
 /** bzip2 through unbzip2-stream (pure JS; slow, so `bzip2 -dc` is preferred when present). */
 export function unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const legacy = (require('unbzip2-stream') as () => NodeJS.ReadWriteStream)();
-  // It is an old-style stream: wrap its output side and feed its input side.
-  const out = new Readable({ highWaterMark: 4 << 20 }).wrap(legacy);
+  const legacy = (require('unbzip2-stream') as () => LegacyStream)();
+  // It is an old-style ("through") stream. Readable.wrap would tear the output down on its
+  // 'close', which comes before queued output is read; adapt it by hand instead.
+  const out = new Readable({
+    highWaterMark: 4 << 20,
+    read: () => legacy.resume(),
+  });
+  legacy.on('data', (chunk: Buffer) => {
+    if (!out.push(chunk)) legacy.pause();
+  });
+  legacy.on('end', () => out.push(null));
+  // pipe() waits for 'drain' on the stream it writes to.
+  legacy.on('drain', () => out.emit('drain'));
+  legacy.on('error', (err: Error) => out.destroy(err));
   const duplex = Object.assign(out, {
-    write: legacy.write.bind(legacy),
-    end: legacy.end.bind(legacy),
+    write: (chunk: Uint8Array) => legacy.write(chunk),
+    end: () => legacy.end(),
   });
   return throughStream(input, duplex as unknown as Transform);
+}
+
+interface LegacyStream extends NodeJS.EventEmitter {
+  write(chunk: Uint8Array): boolean;
+  end(): void;
+  pause(): void;
+  resume(): void;
 }
