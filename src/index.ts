@@ -27,3 +27,5 @@ export { MAX_CHAIN_DEPTH, type OpenOptions, openImage, openImageOn } from './ope
 export * from './ops/checksum/index.js';
 export { describeChain, type ImageInfoJson, infoJson, type LayerInfo } from './ops/info.js';
 export { AllocationBar, mapEntryJson, mapImage } from './ops/map.js';
+export { type OpenedStream, openStream } from './sources/open-stream.js';
+export type { SequentialSource } from './sources/sequential.js';

@@ -12,12 +12,16 @@ import type { TrustOptions } from './image/trust.js';
 import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
 import { LocalFile } from './io/file.js';
-import { openSource } from './sources/index.js';
+import type { HttpOptions } from './sources/http.js';
+import { type OpenedSource, openSource } from './sources/index.js';
+import { openMemberOf, type UnwrapOptions, unwrapToSource } from './sources/unwrap.js';
 
-export interface OpenOptions extends TrustOptions {
-  /** Force a format (-f); probing (and, later, unwrapping) is off then. */
+export interface OpenOptions extends TrustOptions, UnwrapOptions {
+  /** Force a format (-f); probing and unwrapping (tar members, decompression) are off then. */
   format?: string;
   writable?: boolean;
+  /** Settings for http(s):// sources. */
+  http?: HttpOptions;
 }
 
 /** Longest backing chain diskpipe follows (qemu has no fixed limit; hostile chains need one). */
@@ -25,8 +29,30 @@ export const MAX_CHAIN_DEPTH = 64;
 
 /** Opens an IMAGE argument: a path or URL, probed (or forced) to its format. */
 export async function openImage(spec: string, opts: OpenOptions = {}): Promise<Image> {
-  const { source, untrusted } = await openSource(spec, { writable: opts.writable ?? false });
-  const trust = TrustPolicy.forImage(opts, source.path, untrusted);
+  const { source, untrusted } = await openUnwrapped(spec, opts);
+  return openOnSource(source, untrusted, opts);
+}
+
+/**
+ * Opens an IMAGE argument as random-access bytes: tar/OVA members and compressed files are
+ * unwrapped (compressed ones staged) unless a format is forced or the image is writable.
+ */
+export async function openUnwrapped(spec: string, opts: OpenOptions = {}): Promise<OpenedSource> {
+  const writable = opts.writable ?? false;
+  if (opts.format === undefined && !writable) return unwrapToSource(spec, opts);
+  const opened = await openSource(spec, { writable, http: opts.http });
+  // -f turns probing and unwrapping off; an explicit --member still picks a tar member.
+  if (opts.member === undefined || writable) return opened;
+  return { source: await openMemberOf(opened.source, opts.member), untrusted: true };
+}
+
+/** Opens the image on an opened (unwrapped) source; closes the source if that fails. */
+export async function openOnSource(
+  source: ByteSource,
+  untrustedSource: boolean,
+  opts: OpenOptions = {},
+): Promise<Image> {
+  const trust = TrustPolicy.forImage(opts, source.path, untrustedSource);
   try {
     return await openOn(source, opts.format, trust, 0, new Set(), opts.writable ?? false);
   } catch (err) {

@@ -26,6 +26,7 @@ export const IMAGE_OPTIONS = {
   untrusted: { type: 'boolean' },
   'allow-backing': { type: 'string', multiple: true },
   'cache-dir': { type: 'string' },
+  member: { type: 'string' },
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
@@ -49,12 +50,14 @@ export function openOptions(values: {
   untrusted?: boolean | undefined;
   'allow-backing'?: string[] | undefined;
   'cache-dir'?: string | undefined;
+  member?: string | undefined;
 }): OpenOptions {
   const opts: OpenOptions = {};
   if (values.format !== undefined) opts.format = values.format;
   if (values.untrusted) opts.untrusted = true;
   if (values['allow-backing']) opts.allowBacking = values['allow-backing'];
   if (values['cache-dir'] !== undefined) opts.cacheDir = values['cache-dir'];
+  if (values.member !== undefined) opts.member = values.member;
   return opts;
 }
 

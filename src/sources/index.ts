@@ -1,6 +1,7 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
+import { type HttpOptions, openHttp } from './http.js';
 import { openNbd } from './nbd.js';
 
 export interface OpenedSource {
@@ -11,6 +12,8 @@ export interface OpenedSource {
 
 export interface SourceOptions {
   writable?: boolean;
+  /** Cache, readahead, retry and timeout settings for http(s):// sources. */
+  http?: HttpOptions;
 }
 
 type SourceOpener = (spec: string, opts: SourceOptions) => Promise<OpenedSource>;
@@ -39,5 +42,7 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
   return opener(spec, opts);
 }
 
+registerScheme('http', openHttp);
+registerScheme('https', openHttp);
 registerScheme('nbd', openNbd);
 registerScheme('nbd+unix', openNbd);

@@ -1,0 +1,53 @@
+/** The JS/WASM decoders: always available, no system tool needed. */
+import { createRequire } from 'node:module';
+import { Readable, type Transform } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { throughStream } from './streams.js';
+
+const require = createRequire(import.meta.url);
+
+/** gzip through Node's zlib (faster than `gzip -dc`); concatenated members are read too. */
+export function gunzip(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  return throughStream(input, createGunzip({ chunkSize: 1 << 20 }));
+}
+
+interface XzModule {
+  XzReadableStream: new (input: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>;
+}
+
+/** xz through xz-decompress (xz-embedded compiled to WASM, streaming). */
+export async function* unxz(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const { XzReadableStream } = require('xz-decompress') as XzModule;
+  const source = ReadableStream.from(input) as ReadableStream<Uint8Array>;
+  yield* new XzReadableStream(source) as unknown as AsyncIterable<Uint8Array>;
+}
+
+/** bzip2 through unbzip2-stream (pure JS; slow, so `bzip2 -dc` is preferred when present). */
+export function unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const legacy = (require('unbzip2-stream') as () => LegacyStream)();
+  // It is an old-style ("through") stream. Readable.wrap would tear the output down on its
+  // 'close', which comes before queued output is read; adapt it by hand instead.
+  const out = new Readable({
+    highWaterMark: 4 << 20,
+    read: () => legacy.resume(),
+  });
+  legacy.on('data', (chunk: Buffer) => {
+    if (!out.push(chunk)) legacy.pause();
+  });
+  legacy.on('end', () => out.push(null));
+  // pipe() waits for 'drain' on the stream it writes to.
+  legacy.on('drain', () => out.emit('drain'));
+  legacy.on('error', (err: Error) => out.destroy(err));
+  const duplex = Object.assign(out, {
+    write: (chunk: Uint8Array) => legacy.write(chunk),
+    end: () => legacy.end(),
+  });
+  return throughStream(input, duplex as unknown as Transform);
+}
+
+interface LegacyStream extends NodeJS.EventEmitter {
+  write(chunk: Uint8Array): boolean;
+  end(): void;
+  pause(): void;
+  resume(): void;
+}

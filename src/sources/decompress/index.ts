@@ -1,0 +1,71 @@
+/**
+ * Decompression of .gz/.xz/.zst/.bz2 streams, detected by magic. The JS/WASM decoders always
+ * work; the system's `xz`/`zstd`/`bzip2` tools, when present, are used as faster optional
+ * accelerators (DISKPIPE_NO_ACCEL=1 or `accelerate: false` turns them off).
+ */
+import { CorruptImageError, DiskpipeError } from '../../errors.js';
+import { gunzip, unbzip2, unxz } from './codecs.js';
+import type { Compression } from './detect.js';
+import { findOnPath, spawnDecompressor, ToolError } from './streams.js';
+import { unzstd } from './zstd.js';
+
+export { type Compression, DETECT_BYTES, detectCompression, SUFFIX } from './detect.js';
+
+export interface DecompressOptions {
+  /** Use the system tool when it is installed (default: yes, unless DISKPIPE_NO_ACCEL=1). */
+  accelerate?: boolean;
+}
+
+const TOOLS: Partial<Record<Compression, string>> = { xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
+
+/** Which decoder `decompress` uses for a wrapper ('tool:/usr/bin/xz' or 'js'). */
+export function decoderFor(kind: Compression, opts: DecompressOptions = {}): string {
+  const tool = accelerator(kind, opts);
+  return tool ? `tool:${tool}` : 'js';
+}
+
+function accelerator(kind: Compression, opts: DecompressOptions): string | undefined {
+  const wanted = opts.accelerate ?? process.env.DISKPIPE_NO_ACCEL !== '1';
+  const name = TOOLS[kind];
+  return wanted && name ? findOnPath(name) : undefined;
+}
+
+/**
+ * The plain bytes of a compressed stream. Failures of the decoder become CorruptImageError
+ * naming `label`; failures of the input (a network error...) pass through unchanged.
+ */
+export async function* decompress(
+  kind: Compression,
+  input: AsyncIterable<Uint8Array>,
+  label: string,
+  opts: DecompressOptions = {},
+): AsyncGenerator<Uint8Array> {
+  const tool = accelerator(kind, opts);
+  const output = tool ? spawnDecompressor(tool, input) : decoder(kind, input);
+  let produced = 0;
+  try {
+    for await (const chunk of output) {
+      produced += chunk.length;
+      yield chunk;
+    }
+  } catch (err) {
+    if (err instanceof DiskpipeError && !(err instanceof CorruptImageError)) throw err;
+    const why = err instanceof ToolError ? `${tool}: ${err.message}` : (err as Error)?.message;
+    throw new CorruptImageError(
+      `${label}: ${kind} data is corrupt or truncated (after ${produced} bytes): ${why}`,
+    );
+  }
+}
+
+function decoder(kind: Compression, input: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  switch (kind) {
+    case 'gzip':
+      return gunzip(input);
+    case 'xz':
+      return unxz(input);
+    case 'zstd':
+      return unzstd(input);
+    case 'bzip2':
+      return unbzip2(input);
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * openStream: the entry point for one-pass consumers (convert to raw, checksum, pull). Raw
+ * content inside compressed wrappers comes back as a stream, so it is never staged; anything
+ * else comes back as an Image (random access, extents).
+ */
+import type { Image } from '../image/types.js';
+import { type OpenOptions, openImage, openOnSource } from '../open.js';
+import { openSource } from './index.js';
+import type { SequentialSource } from './sequential.js';
+import { unwrapSource, unwrapStdin } from './unwrap.js';
+
+export type OpenedStream =
+  | { kind: 'stream'; stream: SequentialSource }
+  | { kind: 'image'; image: Image };
+
+export async function openStream(spec: string, opts: OpenOptions = {}): Promise<OpenedStream> {
+  if (opts.format !== undefined || opts.writable) {
+    return { kind: 'image', image: await openImage(spec, opts) };
+  }
+  const r =
+    spec === '-'
+      ? await unwrapStdin(opts, true)
+      : await unwrapSource(await openSource(spec, { http: opts.http }), opts, true);
+  if (r.kind === 'stream') return r;
+  return { kind: 'image', image: await openOnSource(r.source, r.untrusted, opts) };
+}

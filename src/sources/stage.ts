@@ -1,0 +1,88 @@
+/**
+ * Staging: a sequential stream written once to a temporary sparse file so a format that needs
+ * random access (qcow2 inside .xz, a tar inside .gz) can be opened. All-zero blocks are not
+ * written, so the file stays sparse. The file is unlinked as soon as it is reopened for
+ * reading: it disappears when closed, and even if the process is killed.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ioError } from '../errors.js';
+import { LocalFile } from '../io/file.js';
+
+export interface StageOptions {
+  /** Directory for staged files (default DISKPIPE_TMPDIR, else the system temp dir). */
+  tempDir?: string;
+}
+
+const BLOCK = 64 * 1024;
+const BATCH = 16 * BLOCK;
+const ZERO = Buffer.alloc(BLOCK);
+
+/** Writes `chunks` to a temporary sparse file and returns it opened read-only (already unlinked). */
+export async function stageToFile(
+  chunks: AsyncIterable<Uint8Array>,
+  name: string,
+  opts: StageOptions = {},
+): Promise<LocalFile> {
+  const base = opts.tempDir ?? process.env.DISKPIPE_TMPDIR ?? tmpdir();
+  let dir: string;
+  try {
+    dir = await mkdtemp(join(base, 'diskpipe-stage-'));
+  } catch (err) {
+    throw ioError(err, `cannot create a staging directory in ${base}`);
+  }
+  const path = join(dir, safeName(name));
+  try {
+    const out = await LocalFile.open(path, 'w+');
+    try {
+      await writeSparse(out, chunks);
+    } finally {
+      await out.close();
+    }
+    return await LocalFile.open(path, 'r');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Copies the stream into `out`, skipping all-zero 64 KiB blocks; returns the byte count. */
+async function writeSparse(out: LocalFile, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+  const batch = Buffer.allocUnsafe(BATCH);
+  let filled = 0;
+  let pos = 0;
+  const flush = async () => {
+    let runStart = -1;
+    for (let at = 0; at <= filled; at += BLOCK) {
+      const end = Math.min(at + BLOCK, filled);
+      const data = at < filled && !batch.subarray(at, end).equals(ZERO.subarray(0, end - at));
+      if (data && runStart < 0) runStart = at;
+      if (!data && runStart >= 0) {
+        await out.write(batch.subarray(runStart, at), pos + runStart);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) await out.write(batch.subarray(runStart, filled), pos + runStart);
+    pos += filled;
+    filled = 0;
+  };
+  for await (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; ) {
+      const n = Math.min(chunk.length - at, BATCH - filled);
+      batch.set(chunk.subarray(at, at + n), filled);
+      filled += n;
+      at += n;
+      if (filled === BATCH) await flush();
+    }
+  }
+  await flush();
+  await out.truncate(pos);
+  return pos;
+}
+
+/** A file name for the staged copy: the last part of `name`, without odd characters. */
+function safeName(name: string): string {
+  const last = name.split(/[/\\:]/).pop() ?? '';
+  const clean = last.replace(/[^\w.+-]/g, '_').replace(/^\.+/, '');
+  return (clean || 'image').slice(0, 100);
+}

@@ -1,0 +1,207 @@
+/**
+ * Unwrapping: a compressed file or a tar/OVA member is replaced by what it holds, layer by
+ * layer (an .ova whose disk is gzip-compressed, a .tar.xz...). Wrappers are recognised by
+ * their bytes (the name only helps for magic-less old tars). Anything found inside a wrapper
+ * is untrusted: it may not reference other files.
+ *
+ * Compressed layers are sequential. One-pass consumers can take raw content as a stream;
+ * everything else (a qcow2 inside .xz, a tar inside .gz, random access) is staged once to a
+ * temporary sparse file.
+ */
+import { CorruptImageError, UsageError } from '../errors.js';
+import { PROBE_BYTES, probeFormat } from '../formats/registry.js';
+import type { ByteSource } from '../image/types.js';
+import type { LocalFile } from '../io/file.js';
+import {
+  type Compression,
+  type DecompressOptions,
+  decompress,
+  detectCompression,
+  SUFFIX,
+} from './decompress/index.js';
+import { type OpenedSource, openSource, type SourceOptions } from './index.js';
+import { Peekable, readSequential, readStdin, type SequentialSource } from './sequential.js';
+import { type StageOptions, stageToFile } from './stage.js';
+import { looksLikeTar, openTarMember } from './tar.js';
+
+export interface UnwrapOptions extends DecompressOptions, StageOptions {
+  /** The tar/OVA member to open (--member). */
+  member?: string;
+}
+
+/** Wrapper layers followed before giving up (a bomb of nested wrappers is refused). */
+const MAX_LAYERS = 8;
+
+export type Unwrapped =
+  | { kind: 'source'; source: ByteSource; untrusted: boolean; layers: string[] }
+  | { kind: 'stream'; stream: SequentialSource };
+
+/**
+ * Removes every wrapper around an opened source. With `preferStream`, raw content inside a
+ * compressed layer comes back as a stream; otherwise compressed layers are staged.
+ * Takes ownership of `opened.source` (closed on failure, or owned by the result).
+ */
+export async function unwrapSource(
+  opened: OpenedSource,
+  opts: UnwrapOptions,
+  preferStream: boolean,
+): Promise<Unwrapped> {
+  let source = opened.source;
+  let untrusted = opened.untrusted;
+  let member = opts.member;
+  const layers: string[] = [];
+  try {
+    for (;;) {
+      if (layers.length > MAX_LAYERS)
+        throw new CorruptImageError(`${source.name}: more than ${MAX_LAYERS} nested wrappers`);
+      const buf = new Uint8Array(Math.min(PROBE_BYTES, source.size));
+      const head = buf.subarray(0, await source.read(buf, 0));
+      const kind = detectCompression(head);
+      if (kind) {
+        const outer = source;
+        const chunks = decompress(kind, readSequential(outer), outer.name, opts);
+        layers.push(kind);
+        const settled = await settle(chunks, innerName(outer.name, kind), layers, {
+          ...opts,
+          preferStream: preferStream && member === undefined,
+          untrusted: true,
+          closeInner: () => outer.close(),
+        });
+        if (settled.kind === 'stream') return settled;
+        source = settled.source;
+        untrusted = true;
+        continue;
+      }
+      if (looksLikeTar(head, source.name)) {
+        layers.push('tar');
+        source = await openTarMember(source, { member });
+        member = undefined;
+        untrusted = true;
+        continue;
+      }
+      if (member !== undefined)
+        throw new UsageError(`--member ${member}: ${source.name} is not a tar or OVA archive`);
+      return { kind: 'source', source, untrusted, layers };
+    }
+  } catch (err) {
+    await source.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** Opens IMAGE (a path, URL or `-`) for random access, every wrapper removed (staged if need be). */
+export async function unwrapToSource(
+  spec: string,
+  opts: UnwrapOptions & SourceOptions,
+): Promise<OpenedSource> {
+  const r =
+    spec === '-'
+      ? await unwrapStdin(opts, false)
+      : await unwrapSource(await openSource(spec, { http: opts.http }), opts, false);
+  // Without preferStream, streams are always staged.
+  return r as OpenedSource;
+}
+
+/** Opens a named tar member of `archive` (taking ownership of it). */
+export async function openMemberOf(archive: ByteSource, member: string): Promise<ByteSource> {
+  try {
+    return await openTarMember(archive, { member });
+  } catch (err) {
+    await archive.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** Stdin (`-`) unwrapped the same way. */
+export function unwrapStdin(opts: UnwrapOptions, preferStream: boolean): Promise<Unwrapped> {
+  return settle(readStdin(), 'stdin', [], {
+    ...opts,
+    preferStream,
+    untrusted: false,
+    closeInner: async () => {},
+  }).then(async (r) => (r.kind === 'stream' ? r : unwrapSource(r, opts, preferStream)));
+}
+
+interface SettleOptions extends UnwrapOptions {
+  preferStream: boolean;
+  untrusted: boolean;
+  /** Releases what produces the chunks (the compressed file, a download). */
+  closeInner: () => Promise<void>;
+}
+
+/**
+ * Decides what a sequential stream is: more compression (unwrapped on the fly), raw content
+ * (a stream, when wanted), or something that needs random access (staged to a file).
+ */
+async function settle(
+  chunks: AsyncIterable<Uint8Array>,
+  name: string,
+  layers: string[],
+  opts: SettleOptions,
+): Promise<
+  | { kind: 'stream'; stream: SequentialSource }
+  | (OpenedSource & { kind: 'source'; layers: string[] })
+> {
+  let peek = new Peekable(chunks);
+  let staged: LocalFile;
+  try {
+    for (;;) {
+      const head = await peek.peek(PROBE_BYTES);
+      const kind = detectCompression(head);
+      if (kind && layers.length <= MAX_LAYERS) {
+        layers.push(kind);
+        peek = new Peekable(decompress(kind, peek.chunks(), name, opts));
+        name = innerName(name, kind);
+        continue;
+      }
+      if (kind) throw new CorruptImageError(`${name}: more than ${MAX_LAYERS} nested wrappers`);
+      const raw =
+        !looksLikeTar(head, name) && probeFormat(head, Number.MAX_SAFE_INTEGER).name === 'raw';
+      if (raw && opts.preferStream) {
+        return { kind: 'stream', stream: new DecompressedStream(peek, name, layers, opts) };
+      }
+      staged = await stageToFile(peek.chunks(), name, opts);
+      break;
+    }
+  } catch (err) {
+    await peek.close().catch(() => {});
+    await opts.closeInner().catch(() => {});
+    throw err;
+  }
+  await opts.closeInner();
+  return { kind: 'source', source: staged, untrusted: opts.untrusted || layers.length > 0, layers };
+}
+
+/** Raw content coming out of one or more decompressors. */
+class DecompressedStream implements SequentialSource {
+  readonly format = 'raw';
+  readonly size = undefined;
+  readonly untrusted: boolean;
+  private closed = false;
+
+  constructor(
+    private readonly peek: Peekable,
+    readonly name: string,
+    readonly layers: readonly string[],
+    private readonly opts: SettleOptions,
+  ) {
+    this.untrusted = opts.untrusted || layers.length > 0;
+  }
+
+  chunks(): AsyncIterable<Uint8Array> {
+    return this.peek.chunks();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.peek.close().catch(() => {});
+    await this.opts.closeInner();
+  }
+}
+
+/** "disk.qcow2.xz" → "disk.qcow2": what the inside is called, for messages and staging. */
+function innerName(name: string, kind: Compression): string {
+  const inner = name.replace(SUFFIX[kind], '');
+  return inner === name ? `${name}[${kind}]` : inner;
+}
