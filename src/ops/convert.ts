@@ -5,7 +5,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { UsageError } from '../errors.js';
+import { DiskpipeError, UsageError } from '../errors.js';
 import type { Compression } from '../formats/qcow2/writer/index.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
@@ -106,9 +106,25 @@ export async function convertImage(
   }
   if (opts.existing) return { ...(await intoExisting(src, dst, format, opts, copy)), output: dst };
   const r = await writeAtomically(dst, (tmp) =>
-    format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy),
+    nameOutput(
+      tmp,
+      dst,
+      format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy),
+    ),
   );
   return { ...r, format, output: dst };
+}
+
+/** Errors about the temporary file name the destination the user gave instead. */
+async function nameOutput<T>(tmp: string, dst: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof DiskpipeError && err.message.includes(tmp)) {
+      throw new DiskpipeError(err.code, err.message.split(tmp).join(dst), { cause: err });
+    }
+    throw err;
+  }
 }
 
 async function intoExisting(

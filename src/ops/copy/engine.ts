@@ -250,6 +250,8 @@ class CopyJob {
           await this.copyRange(at, op.length);
         }
       } catch (err) {
+        // File errors already name the file and offset (ENOSPC, EIO...).
+        if (err instanceof DiskpipeError && err.code === 'IO') throw err;
         throw annotate(err, `write error in ${labelOf(this.dst)} at offset ${at}`);
       }
     }
