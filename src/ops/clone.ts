@@ -15,7 +15,7 @@ export type CloneStrategy = 'reflink' | 'sparse-copy';
 export interface CloneOptions {
   /** 'auto' (default): reflink, else sparse copy. 'sparse-copy' skips the reflink attempt. */
   strategy?: 'auto' | CloneStrategy;
-  /** fdatasync a sparse copy before it is renamed into place (default true). */
+  /** fdatasync a sparse copy before it is renamed into place (default false, like cp). */
   sync?: boolean;
 }
 
@@ -47,7 +47,7 @@ export async function cloneFile(
         }
         await to.truncate(from.size);
         const bytesWritten = await sparseCopy(from, to);
-        if (opts.sync !== false) await to.sync();
+        if (opts.sync === true) await to.sync();
         return { strategy: 'sparse-copy', bytesWritten, size: from.size } as const;
       } finally {
         await to.close();

@@ -47,7 +47,10 @@ export interface ConvertOptions
   trust?: TrustOptions;
   /** Stream for DST `-` (default process.stdout). */
   stdout?: Writable;
-  /** fdatasync the output before renaming it (default true). */
+  /**
+   * fdatasync the output before renaming it (or, with -n, when done). Default false, like
+   * qemu-img convert (whose default target cache mode never flushes).
+   */
   sync?: boolean;
 }
 
@@ -138,7 +141,7 @@ async function intoExisting(
   try {
     const r = await copyImage(src, target, { ...copy, targetIsZero: opts.targetIsZero === true });
     opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    await target.flush?.();
+    if (opts.sync === true) await target.flush?.();
     return { ...r, format };
   } finally {
     await target.close();
@@ -157,7 +160,7 @@ async function toRaw(
     await file.truncate(src.size);
     const r = await copyImage(src, target, { ...copy, targetIsZero: true });
     opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    if (opts.sync !== false) await target.flush();
+    if (opts.sync === true) await target.flush();
     return r;
   } finally {
     await target.close();
@@ -190,7 +193,7 @@ async function toQcow2(
         backingFile: opts.backing,
         backingFormat: base?.format,
         backing: base,
-        sync: opts.sync !== false,
+        sync: opts.sync === true,
       });
     } catch (err) {
       await file.close();

@@ -12,11 +12,18 @@ export const clone: Command = {
     'data extents (copy_file_range) and keeps holes. DST is written under a temporary name.',
     'Prints the strategy used and the bytes really written, e.g. "reflink: 0 bytes written".',
     '  --no-reflink   always make a sparse copy',
+    '  --sync         fdatasync a sparse copy before it is renamed into place',
   ].join('\n'),
   async run(argv) {
-    const { values, positionals: args } = parse(argv, { 'no-reflink': { type: 'boolean' } });
+    const { values, positionals: args } = parse(argv, {
+      'no-reflink': { type: 'boolean' },
+      sync: { type: 'boolean' },
+    });
     const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
-    const r = await cloneFile(src, dst, values['no-reflink'] ? { strategy: 'sparse-copy' } : {});
+    const r = await cloneFile(src, dst, {
+      strategy: values['no-reflink'] ? 'sparse-copy' : 'auto',
+      sync: values.sync === true,
+    });
     const name = r.strategy === 'reflink' ? 'reflink' : 'sparse copy';
     print(`${name}: ${r.bytesWritten} bytes written`);
     return 0;

@@ -36,6 +36,8 @@ export const convert: Command = {
     '  --request-size SIZE  read request size (64K to 8M, default 4M)',
     '  -S SIZE              zero detection granularity in data (default 4K; 0: off)',
     '  --copy-range         raw to raw: move data with copy_file_range (no zero detection)',
+    '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
+    '                       the end); qemu-img convert does not flush by default either',
     '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
     '  DST -                write raw bytes to stdout, in order',
   ].join('\n'),
@@ -55,6 +57,7 @@ export const convert: Command = {
       'request-size': { type: 'string' },
       sparse: { type: 'string', short: 'S' },
       'copy-range': { type: 'boolean' },
+      sync: { type: 'boolean' },
       unordered: { type: 'boolean', short: 'W' },
     });
     const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
@@ -90,6 +93,7 @@ export const convert: Command = {
     }
     if (values.sparse !== undefined) opts.sparseSize = parseSize(values.sparse, 'sparse size');
     if (values['copy-range']) opts.copyRange = true;
+    if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = (p) => bar.update(p.done, p.total);
     const image = await openImage(src, openOptions(values));
