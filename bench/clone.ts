@@ -19,6 +19,11 @@ export function benchClone(img: BenchImages, reps: number, fsName: string): Row[
       remove(out);
       return t;
     },
+    diskpipeSync: () => {
+      const t = diskpipe(['clone', '--sync', img.raw, out]);
+      remove(out);
+      return t;
+    },
     cpSync: () => {
       const t = timed('sh', [
         '-c',
@@ -33,15 +38,18 @@ export function benchClone(img: BenchImages, reps: number, fsName: string): Row[
   const ours = summary(runs.diskpipe!);
   const cp = summary(runs.cp!);
   const cpSync = summary(runs.cpSync!);
+  const oursSync = summary(runs.diskpipeSync!);
   return [
     {
       bench: 'clone',
       input: `raw on ${fsName}`,
       ours: ours.seconds,
-      peer: cpSync.seconds,
-      peerName: 'cp --reflink=auto --sparse=always + sync',
+      peer: cp.seconds,
+      oursMedian: ours.median,
+      peerMedian: cp.median,
+      peerName: 'cp --reflink=auto --sparse=always',
       rssMiB: ours.rssMiB,
-      note: `${first.stdout.trim()}; cp without sync ${cp.seconds.toFixed(2)}s`,
+      note: `${first.stdout.trim()}; diskpipe --sync ${oursSync.seconds.toFixed(2)}s, cp + sync ${cpSync.seconds.toFixed(2)}s`,
     },
   ];
 }

@@ -29,6 +29,8 @@ export function benchCompare(
         input: name,
         ours: ours.seconds,
         peer: qemu.seconds,
+        oursMedian: ours.median,
+        peerMedian: qemu.median,
         peerName: 'qemu-img compare',
         rssMiB: ours.rssMiB,
       });

@@ -11,7 +11,17 @@ export function benchConvert(img: BenchImages, reps: number, inputs: [string, st
     diskpipe(['convert', '-O', 'raw', input, out]);
     timed('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', img.raw, out]);
     remove(out);
+    const extra: Record<string, () => ReturnType<typeof diskpipe>> = {};
+    if (name === 'raw') {
+      // The read/write path (finding zero blocks in data), for comparison.
+      extra.readPath = () => {
+        const t = diskpipe(['convert', '-O', 'raw', '--no-copy-range', input, out]);
+        remove(out);
+        return t;
+      };
+    }
     const runs = alternate(reps, {
+      ...extra,
       diskpipe: () => {
         const t = diskpipe(['convert', '-O', 'raw', input, out]);
         remove(out);
@@ -43,14 +53,17 @@ export function benchConvert(img: BenchImages, reps: number, inputs: [string, st
     const qemu = summary(runs.qemu!);
     const direct = summary(runs.qemuDirect!);
     const best = direct.seconds < qemu.seconds ? direct : qemu;
+    const readPath = runs.readPath ? summary(runs.readPath) : undefined;
     rows.push({
       bench: 'convert -O raw',
       input: name,
       ours: ours.seconds,
       peer: best.seconds,
+      oursMedian: ours.median,
+      peerMedian: best.median,
       peerName: best === direct ? 'qemu-img -m 16 -W -t none' : 'qemu-img -m 16 -W',
       rssMiB: ours.rssMiB,
-      note: `qemu ${qemu.seconds.toFixed(2)}s, -t none ${direct.seconds.toFixed(2)}s, qemu RSS ${qemu.rssMiB?.toFixed(0)} MiB`,
+      note: `${readPath ? `--no-copy-range ${readPath.seconds.toFixed(2)}s; ` : ''}diskpipe CPU ${ours.cpuPercent}%; qemu ${qemu.seconds.toFixed(2)}s CPU ${qemu.cpuPercent}%, -t none ${direct.seconds.toFixed(2)}s; qemu RSS ${qemu.rssMiB?.toFixed(0)} MiB`,
     });
   }
   return rows;

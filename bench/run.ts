@@ -3,7 +3,7 @@
  * compare), clone (cp). `npm run bench`. Settings from the environment:
  *   BENCH_DIR        where images live (default /var/tmp/diskpipe-bench; kept between runs)
  *   BENCH_DATA_MIB   data in the 8 GiB image (default 2048)
- *   BENCH_REPS       repetitions per command (default 3; medians are reported)
+ *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
  *   BENCH_ONLY       comma list of convert,compare,clone
  */
 import { execFileSync } from 'node:child_process';
@@ -17,14 +17,14 @@ import '../src/formats/index.js';
 
 const dir = process.env.BENCH_DIR ?? '/var/tmp/diskpipe-bench';
 const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 2048);
-const reps = Number(process.env.BENCH_REPS ?? 3);
+const reps = Number(process.env.BENCH_REPS ?? 5);
 const only = new Set((process.env.BENCH_ONLY ?? 'convert,compare,clone').split(','));
 
 const img = benchImages(dir, dataMiB);
 const qcow2 = formatDriver('qcow2') !== undefined;
 const fsName = execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
 console.log(
-  `diskpipe bench: 8 GiB virtual, ${dataMiB} MiB data, ${reps} reps (median), dir ${dir} (${fsName})`,
+  `diskpipe bench: 8 GiB virtual, ${dataMiB} MiB data, ${reps} reps (best of, and median), dir ${dir} (${fsName})`,
 );
 if (!qcow2) console.log('note: no qcow2 reader registered: qcow2 inputs skipped');
 

@@ -13,6 +13,8 @@ export interface Timing {
   seconds: number;
   /** Peak resident set size in MiB (from /usr/bin/time), when available. */
   rssMiB?: number;
+  /** CPU time over wall time, in percent (200 = both cores of two busy). */
+  cpuPercent?: number;
   stdout: string;
 }
 
@@ -21,20 +23,23 @@ const TIME = '/usr/bin/time';
 /** Runs a command to completion; throws with its stderr if it fails (exit codes in `ok`). */
 export function timed(cmd: string, args: string[], ok: number[] = [0]): Timing {
   const useTime = existsSync(TIME);
-  const argv = useTime ? ['-f', '__TIME__ %e %M', cmd, ...args] : args;
+  const argv = useTime ? ['-f', '__TIME__ %e %M %P', cmd, ...args] : args;
   const started = performance.now();
   const r = spawnSync(useTime ? TIME : cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
   const seconds = (performance.now() - started) / 1000;
   const status = r.status ?? -1;
   const stderr = r.stderr ?? '';
-  const m = /__TIME__ ([\d.]+) (\d+)/.exec(stderr);
+  const m = /__TIME__ ([\d.]+) (\d+) (\d+)%/.exec(stderr);
   if (!ok.includes(status)) {
     throw new Error(
       `${cmd} ${args.join(' ')} exited ${status}: ${stderr.replace(/__TIME__.*/, '')}`,
     );
   }
   const t: Timing = { seconds, stdout: r.stdout ?? '' };
-  if (m) t.rssMiB = Number(m[2]) / 1024;
+  if (m) {
+    t.rssMiB = Number(m[2]) / 1024;
+    t.cpuPercent = Number(m[3]);
+  }
   return t;
 }
 
@@ -55,21 +60,34 @@ export function remove(path: string): void {
 export interface Row {
   bench: string;
   input: string;
+  /** Best-of-N seconds, and the medians. */
   ours: number;
   peer: number;
+  oursMedian: number;
+  peerMedian: number;
   peerName: string;
   rssMiB: number | undefined;
   note?: string;
 }
 
 export function printRows(rows: Row[]): void {
-  const header = ['bench', 'input', 'diskpipe s', 'peer s', 'ratio', 'peak RSS', 'peer'];
+  const header = [
+    'bench',
+    'input',
+    'diskpipe s',
+    'peer s',
+    'ratio',
+    'median ratio',
+    'peak RSS',
+    'peer',
+  ];
   const lines = rows.map((r) => [
     r.bench,
     r.input,
     r.ours.toFixed(2),
     r.peer.toFixed(2),
     `${(r.ours / r.peer).toFixed(2)}x`,
+    `${(r.oursMedian / r.peerMedian).toFixed(2)}x`,
     r.rssMiB !== undefined ? `${r.rssMiB.toFixed(0)} MiB` : '-',
     r.peerName + (r.note ? ` (${r.note})` : ''),
   ]);
@@ -91,10 +109,21 @@ export function alternate(
   return out;
 }
 
-export function summary(ts: Timing[]): { seconds: number; rssMiB: number | undefined } {
+export interface Summary {
+  /** Best of the runs: the machine is shared, and interference only ever adds time. */
+  seconds: number;
+  median: number;
+  rssMiB: number | undefined;
+  cpuPercent: number | undefined;
+}
+
+export function summary(ts: Timing[]): Summary {
   const rss = ts.map((t) => t.rssMiB).filter((x): x is number => x !== undefined);
+  const cpu = ts.map((t) => t.cpuPercent).filter((x): x is number => x !== undefined);
   return {
-    seconds: median(ts.map((t) => t.seconds)),
+    seconds: Math.min(...ts.map((t) => t.seconds)),
+    median: median(ts.map((t) => t.seconds)),
     rssMiB: rss.length ? Math.max(...rss) : undefined,
+    cpuPercent: cpu.length ? median(cpu) : undefined,
   };
 }

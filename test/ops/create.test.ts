@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
+import '../../src/formats/index.js';
 import { formatDriver } from '../../src/formats/registry.js';
 import { diskpipe, qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
 import { pattern, writeRuns } from './util.js';

@@ -35,7 +35,8 @@ export const convert: Command = {
     '  -m N                 requests in flight (1-64, default 4)',
     '  --request-size SIZE  read request size (64K to 8M, default 4M)',
     '  -S SIZE              zero detection granularity in data (default 4K; 0: off)',
-    '  --copy-range         raw to raw: move data with copy_file_range (no zero detection)',
+    '  --no-copy-range      raw to raw: read and write data (finding zero blocks in it)',
+    '                       instead of copy_file_range; -S also turns copy_file_range off',
     '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
     '                       the end); qemu-img convert does not flush by default either',
     '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
@@ -56,7 +57,7 @@ export const convert: Command = {
       parallel: { type: 'string', short: 'm' },
       'request-size': { type: 'string' },
       sparse: { type: 'string', short: 'S' },
-      'copy-range': { type: 'boolean' },
+      'no-copy-range': { type: 'boolean' },
       sync: { type: 'boolean' },
       unordered: { type: 'boolean', short: 'W' },
     });
@@ -92,7 +93,7 @@ export const convert: Command = {
       opts.requestSize = parseSize(values['request-size'], 'request size');
     }
     if (values.sparse !== undefined) opts.sparseSize = parseSize(values.sparse, 'sparse size');
-    if (values['copy-range']) opts.copyRange = true;
+    if (values['no-copy-range']) opts.copyRange = false;
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = (p) => bar.update(p.done, p.total);

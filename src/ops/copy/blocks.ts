@@ -69,12 +69,12 @@ export function classify(
   let pos = 0;
   while (pos < buf.length) {
     const next = Math.min(buf.length, (Math.floor((offset + pos) / block) + 1) * block - offset);
-    const piece = buf.subarray(pos, next);
-    const zero = piece.equals(z.subarray(0, next - pos));
+    // Buffer#compare with ranges: no subarray objects per block.
+    const zero = buf.compare(z, 0, next - pos, pos, next) === 0;
     let kind: RunKind;
     if (!targetMatchesRef) kind = zero ? 'zero' : 'data';
     else if (ref === null) kind = zero ? 'skip' : 'data';
-    else if (piece.equals(ref.subarray(pos, next))) kind = 'skip';
+    else if (buf.compare(ref, pos, next, pos, next) === 0) kind = 'skip';
     else kind = zero ? 'zero' : 'data';
     const last = runs.at(-1);
     if (last && last.kind === kind) last.end = next;

@@ -43,10 +43,11 @@ export interface CopyOptions {
   ordered?: boolean;
   /**
    * Between two local raw files, move data extents with copy_file_range instead of reading
-   * them (no zero detection inside data; on XFS/btrfs the kernel shares blocks).
-   * Default false.
+   * and writing them: the kernel copies (on XFS/btrfs it shares the blocks), about 1.6x
+   * faster here, but zero blocks inside allocated data are copied rather than turned into
+   * holes. Default 'auto': on unless `sparseSize` is given.
    */
-  copyRange?: boolean;
+  copyRange?: boolean | 'auto';
   onProgress?: (p: CopyProgress) => void;
   signal?: AbortSignal;
 }
@@ -103,7 +104,7 @@ export function resolveCopyOptions(o: CopyOptions): ResolvedCopyOptions {
     targetMatchesBase: o.targetIsZero === true || o.base !== undefined,
     base: o.base,
     ordered: o.ordered === true,
-    copyRange: o.copyRange === true,
+    copyRange: o.copyRange === true || (o.copyRange !== false && o.sparseSize === undefined),
     onProgress: o.onProgress,
     signal: o.signal,
   };

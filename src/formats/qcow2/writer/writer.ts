@@ -7,8 +7,8 @@
  * cluster is compressed (deflate or zstd) and packed into shared host clusters.
  *
  * Memory: the L1 table (8 bytes per 512 MiB of virtual size at 64 KiB clusters), an L2 cache
- * (default 4 MiB), refcounts (2 bytes per host cluster) and at most 64 pending partial
- * clusters. `flush()` writes every table, the refcounts and the header; `close()` flushes.
+ * (default 4 MiB), refcounts (2 bytes per host cluster) and pending partial clusters (at
+ * most 8 MiB, or two clusters). `flush()` writes every table, the refcounts and the header; `close()` flushes.
  */
 import { NotCapableError } from '../../../errors.js';
 import { BaseImage } from '../../../image/base.js';
@@ -62,8 +62,8 @@ const CAPS: Readonly<Capabilities> = Object.freeze({
   extents: false,
 });
 
-/** Partly written clusters kept in memory before the oldest is completed and written. */
-const MAX_PARTIAL = 64;
+/** Bytes of partly written clusters kept before the oldest is completed and written. */
+const PARTIAL_BYTES = 8 * 1024 * 1024;
 /** Clusters compressed at once per write call. */
 const COMPRESS_PARALLEL = 8;
 
@@ -306,7 +306,7 @@ export class Qcow2Writer extends BaseImage {
     if (p.covered >= this.clusterLength(cluster)) {
       this.partial.delete(cluster);
       await this.writeWhole([{ cluster, data: p.data.subarray(0, this.clusterLength(cluster)) }]);
-    } else if (this.partial.size > MAX_PARTIAL) {
+    } else if (this.partial.size > Math.max(2, PARTIAL_BYTES / this.layout.clusterSize)) {
       await this.commitOldestPartial();
     }
   }
