@@ -28,8 +28,7 @@ export interface CopyResult {
 /** A target operation decided from one work item. */
 type Op =
   | { kind: 'write'; buf: Buffer; offset: number }
-  | { kind: 'zero'; offset: number; length: number }
-  | { kind: 'copyRange'; offset: number; length: number };
+  | { kind: 'zero'; offset: number; length: number };
 
 function labelOf(image: Image): string {
   return (image as { label?: string }).label ?? image.format;
@@ -79,8 +78,9 @@ class CopyJob {
   private readonly turns = new Turns();
   private failure: unknown;
   private done = 0;
-  private readonly srcFile: LocalFile | undefined;
-  private readonly dstFile: LocalFile | undefined;
+  /** Set while data moves with copy_file_range (cleared if the kernel refuses). */
+  private srcFile: LocalFile | undefined;
+  private dstFile: LocalFile | undefined;
 
   constructor(
     private readonly src: Image,
@@ -196,7 +196,7 @@ class CopyJob {
 
   private async dataOps(item: WorkItem, buf: Buffer, refBuf: Buffer | undefined): Promise<Op[]> {
     const { offset, length } = item;
-    if (this.srcFile && this.dstFile) return [{ kind: 'copyRange', offset, length }];
+    if (this.srcFile && this.dstFile && this.copyRange(offset, length)) return [];
     const data = buf.subarray(0, length);
     try {
       await this.src.read(data, offset);
@@ -243,11 +243,9 @@ class CopyJob {
         if (op.kind === 'write') {
           await this.dst.write!(op.buf, at);
           this.result.bytesWritten += op.buf.length;
-        } else if (op.kind === 'zero') {
+        } else {
           await this.dst.zero!(at, op.length, { mayTrim: true });
           this.result.bytesZeroed += op.length;
-        } else {
-          await this.copyRange(at, op.length);
         }
       } catch (err) {
         // File errors already name the file and offset (ENOSPC, EIO...).
@@ -257,20 +255,31 @@ class CopyJob {
     }
   }
 
-  /** copy_file_range between two local raw files; read+write when the kernel cannot. */
-  private async copyRange(offset: number, length: number): Promise<void> {
-    const n = this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
-    if (n === length) {
-      this.result.bytesWritten += n;
-      return;
+  /**
+   * copy_file_range between two local raw files (a synchronous call: the kernel copies, or on
+   * XFS/btrfs shares the blocks). False when the kernel cannot (e.g. across filesystems):
+   * from then on the job reads and writes.
+   */
+  private copyRange(offset: number, length: number): boolean {
+    let n: number;
+    try {
+      n = this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
+    } catch (err) {
+      if (err instanceof DiskpipeError) throw err;
+      throw ioError(
+        err,
+        `copy error from ${labelOf(this.src)} to ${labelOf(this.dst)} at offset ${offset}`,
+      );
     }
-    if (n >= 0) {
+    if (n < 0) {
+      this.srcFile = undefined;
+      this.dstFile = undefined;
+      return false;
+    }
+    if (n !== length) {
       throw new DiskpipeError('CORRUPT', `${labelOf(this.src)}: file ended at ${offset + n}`);
     }
-    const buf = Buffer.allocUnsafe(length);
-    await this.src.read(buf, offset);
-    this.result.bytesRead += length;
-    await this.dst.write!(buf, offset);
-    this.result.bytesWritten += length;
+    this.result.bytesWritten += n;
+    return true;
   }
 }
