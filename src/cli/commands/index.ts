@@ -1,11 +1,15 @@
 import type { Command } from '../common.js';
 import { cache } from './cache.js';
 import { checksum } from './checksum.js';
+import { clone } from './clone.js';
+import { compare } from './compare.js';
+import { convert } from './convert.js';
+import { create } from './create.js';
 import { info } from './info.js';
 import { map } from './map.js';
 import { serve } from './serve.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
 export const commands = new Map<string, Command>(
-  [info, map, checksum, serve, cache].map((c) => [c.name, c]),
+  [info, map, convert, compare, checksum, create, clone, serve, cache].map((c) => [c.name, c]),
 );

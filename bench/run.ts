@@ -1,0 +1,48 @@
+/**
+ * Benchmarks against the peers, in one run: convert (qemu-img convert), compare (qemu-img
+ * compare), clone (cp). `npm run bench`. Settings from the environment:
+ *   BENCH_DIR        where images live (default /var/tmp/diskpipe-bench; kept between runs)
+ *   BENCH_DATA_MIB   data in the 8 GiB image (default 2048)
+ *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
+ *   BENCH_ONLY       comma list of convert,compare,clone
+ */
+import { execFileSync } from 'node:child_process';
+import { formatDriver } from '../src/formats/registry.js';
+import { benchClone } from './clone.js';
+import { benchCompare } from './compare.js';
+import { benchConvert } from './convert.js';
+import { benchImages } from './images.js';
+import { printRows, type Row } from './util.js';
+import '../src/formats/index.js';
+
+const dir = process.env.BENCH_DIR ?? '/var/tmp/diskpipe-bench';
+const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 2048);
+const reps = Number(process.env.BENCH_REPS ?? 5);
+const only = new Set((process.env.BENCH_ONLY ?? 'convert,compare,clone').split(','));
+
+const img = benchImages(dir, dataMiB);
+const qcow2 = formatDriver('qcow2') !== undefined;
+const fsName = execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
+console.log(
+  `diskpipe bench: 8 GiB virtual, ${dataMiB} MiB data, ${reps} reps (best of, and median), dir ${dir} (${fsName})`,
+);
+if (!qcow2) console.log('note: no qcow2 reader registered: qcow2 inputs skipped');
+
+const rows: Row[] = [];
+if (only.has('convert')) {
+  const inputs: [string, string][] = [['raw', img.raw]];
+  if (qcow2)
+    inputs.push(['qcow2', img.qcow2], ['qcow2 deflate', img.deflate], ['qcow2 zstd', img.zstd]);
+  rows.push(...benchConvert(img, reps, inputs));
+}
+if (only.has('compare')) {
+  const pairs: [string, string, string][] = [['raw vs raw', img.raw, 'copy']];
+  if (qcow2) {
+    pairs.push(['raw vs qcow2', img.raw, img.qcow2], ['qcow2 vs deflate', img.qcow2, img.deflate]);
+    pairs.push(['raw vs zstd', img.raw, img.zstd]);
+  }
+  rows.push(...benchCompare(img, reps, pairs));
+}
+if (only.has('clone')) rows.push(...benchClone(img, reps, fsName));
+console.log('');
+printRows(rows);

@@ -1,0 +1,109 @@
+import { UsageError } from '../../errors.js';
+import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
+import { openImage } from '../../open.js';
+import { type ConvertOptions, convertImage, type OutputFormat } from '../../ops/convert.js';
+import {
+  type Command,
+  IMAGE_OPTIONS,
+  openOptions,
+  parse,
+  parseSize,
+  positionals,
+} from '../common.js';
+import { ProgressBar } from '../progress.js';
+
+const SYNOPSIS =
+  'diskpipe convert [-f FMT] [-O raw|qcow2] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] SRC DST';
+
+export const convert: Command = {
+  name: 'convert',
+  synopsis: SYNOPSIS,
+  help: [
+    'Copies SRC into a new image DST without reading or writing zeroes. DST is written under a',
+    'temporary name and renamed when complete; a raw DST is sparse and has the exact size.',
+    '  -f FMT               source format (default: probed)',
+    '  -O raw|qcow2         output format (default raw)',
+    '  -c                   compress qcow2 clusters',
+    '  --compression TYPE   deflate (default) or zstd; implies -c',
+    '  --cluster-size SIZE  qcow2 cluster size, 512 to 2M (default 64K)',
+    '  -B BACKING           qcow2 overlay on BACKING (stored as given, relative to DST);',
+    '                       only clusters that differ from BACKING are written',
+    '  -F FMT               format of BACKING (default: probed)',
+    '  -n                   write into the existing image DST in place (no create/rename)',
+    '  --target-is-zero     with -n: DST already reads as zeroes; skip zero ranges',
+    '  -p                   progress bar on stderr (terminal only)',
+    '  -m N                 requests in flight (1-64, default 4)',
+    '  --request-size SIZE  read request size (64K to 8M, default 4M)',
+    '  -S SIZE              zero detection granularity in data (default 4K; 0: off)',
+    '  --no-copy-range      raw to raw: read and write data (finding zero blocks in it)',
+    '                       instead of copy_file_range; -S also turns copy_file_range off',
+    '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
+    '                       the end); qemu-img convert does not flush by default either',
+    '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
+    '  DST -                write raw bytes to stdout, in order',
+  ].join('\n'),
+  async run(argv) {
+    const { values, positionals: args } = parse(argv, {
+      ...IMAGE_OPTIONS,
+      'output-format': { type: 'string', short: 'O' },
+      compress: { type: 'boolean', short: 'c' },
+      compression: { type: 'string' },
+      'cluster-size': { type: 'string' },
+      backing: { type: 'string', short: 'B' },
+      'backing-format': { type: 'string', short: 'F' },
+      'target-is-zero': { type: 'boolean' },
+      existing: { type: 'boolean', short: 'n' },
+      progress: { type: 'boolean', short: 'p' },
+      parallel: { type: 'string', short: 'm' },
+      'request-size': { type: 'string' },
+      sparse: { type: 'string', short: 'S' },
+      'no-copy-range': { type: 'boolean' },
+      sync: { type: 'boolean' },
+      unordered: { type: 'boolean', short: 'W' },
+    });
+    const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
+    const opts: ConvertOptions = {
+      format: (values['output-format'] ?? 'raw') as OutputFormat,
+      existing: values.existing === true,
+      targetIsZero: values['target-is-zero'] === true,
+      trust: openOptions({ ...values, format: undefined }),
+    };
+    if (values.compression !== undefined) {
+      if (values.compression !== 'deflate' && values.compression !== 'zstd') {
+        throw new UsageError(`unknown compression '${values.compression}' (deflate or zstd)`);
+      }
+      opts.compression = values.compression;
+      opts.compress = true;
+    }
+    if (values.compress) opts.compress = true;
+    if (values['cluster-size'] !== undefined) {
+      const cs = parseSize(values['cluster-size'], 'cluster size');
+      if (!isValidClusterSize(cs)) {
+        throw new UsageError('cluster size must be a power of two between 512 and 2M');
+      }
+      opts.clusterSize = cs;
+    }
+    if (values.backing !== undefined) opts.backing = values.backing;
+    if (values['backing-format'] !== undefined) opts.backingFormat = values['backing-format'];
+    if (values.parallel !== undefined) opts.inFlight = Number(values.parallel);
+    if (values.parallel !== undefined && !/^\d+$/.test(values.parallel)) {
+      throw new UsageError(`invalid -m '${values.parallel}'`);
+    }
+    if (values['request-size'] !== undefined) {
+      opts.requestSize = parseSize(values['request-size'], 'request size');
+    }
+    if (values.sparse !== undefined) opts.sparseSize = parseSize(values.sparse, 'sparse size');
+    if (values['no-copy-range']) opts.copyRange = false;
+    if (values.sync) opts.sync = true;
+    const bar = new ProgressBar({ enabled: values.progress === true });
+    opts.onProgress = (p) => bar.update(p.done, p.total);
+    const image = await openImage(src, openOptions(values));
+    try {
+      await convertImage(image, dst, opts);
+    } finally {
+      bar.finish();
+      await image.close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,215 @@
+/**
+ * convert: copies an image into a new raw or qcow2 file (written under a temporary name and
+ * renamed when complete), into an existing image in place (-n), or as raw bytes into a
+ * stream (stdout). Built on the copy engine, so zeroes are never read or written.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { DiskpipeError, UsageError } from '../errors.js';
+import type { Compression } from '../formats/qcow2/writer/index.js';
+import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
+import { RawImage } from '../formats/raw.js';
+import type { TrustOptions } from '../image/trust.js';
+import type { Image } from '../image/types.js';
+import { writeAtomically } from '../io/atomic.js';
+import { LocalFile } from '../io/file.js';
+import { openImage } from '../open.js';
+import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
+import { StreamTarget } from './copy/stream-target.js';
+
+export type OutputFormat = 'raw' | 'qcow2';
+
+export interface ConvertOptions
+  extends Pick<
+    CopyOptions,
+    'requestSize' | 'inFlight' | 'sparseSize' | 'copyRange' | 'onProgress' | 'signal'
+  > {
+  /** Output format (-O), default raw. */
+  format?: OutputFormat;
+  /** Compress qcow2 clusters (-c). */
+  compress?: boolean;
+  /** Compression type for -c (default deflate). */
+  compression?: Compression;
+  /** qcow2 cluster size (default 64 KiB). */
+  clusterSize?: number;
+  /**
+   * Backing file for a qcow2 output (-B), stored as given; a relative path is relative to
+   * the output's directory. Only clusters that differ from it are written.
+   */
+  backing?: string;
+  /** The backing file's format (probed when absent). */
+  backingFormat?: string;
+  /** Write into the existing image DST in place (-n): no create, no rename. */
+  existing?: boolean;
+  /** With `existing`: the target already reads as zeroes, so zero ranges are skipped. */
+  targetIsZero?: boolean;
+  /** Trust options for opening the backing file and an existing target. */
+  trust?: TrustOptions;
+  /** Stream for DST `-` (default process.stdout). */
+  stdout?: Writable;
+  /**
+   * fdatasync the output before renaming it (or, with -n, when done). Default false, like
+   * qemu-img convert (whose default target cache mode never flushes).
+   */
+  sync?: boolean;
+}
+
+export interface ConvertResult extends CopyResult {
+  format: OutputFormat;
+  /** The output path, or '-' for the stream. */
+  output: string;
+}
+
+function check(dst: string, o: ConvertOptions): OutputFormat {
+  const format = o.format ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2') {
+    throw new UsageError(`output format '${format}' is not supported (raw or qcow2)`);
+  }
+  const qcow2Only = (what: string, set: boolean) => {
+    if (set && format !== 'qcow2') throw new UsageError(`${what} needs -O qcow2`);
+  };
+  qcow2Only('-c (compression)', o.compress === true);
+  qcow2Only('-B (backing file)', o.backing !== undefined);
+  qcow2Only('--cluster-size', o.clusterSize !== undefined);
+  if (o.targetIsZero && !o.existing) throw new UsageError('--target-is-zero needs -n');
+  if (o.existing && (o.backing !== undefined || o.compress || o.clusterSize !== undefined)) {
+    throw new UsageError(
+      '-n writes into an existing image: -B, -c and --cluster-size do not apply',
+    );
+  }
+  if (dst === '-' && (format !== 'raw' || o.existing)) {
+    throw new UsageError('only raw output (without -n) can be written to stdout');
+  }
+  return format;
+}
+
+function tuning(o: ConvertOptions): CopyOptions {
+  const c: CopyOptions = {};
+  if (o.requestSize !== undefined) c.requestSize = o.requestSize;
+  if (o.inFlight !== undefined) c.inFlight = o.inFlight;
+  if (o.sparseSize !== undefined) c.sparseSize = o.sparseSize;
+  if (o.copyRange !== undefined) c.copyRange = o.copyRange;
+  if (o.onProgress) c.onProgress = o.onProgress;
+  if (o.signal) c.signal = o.signal;
+  return c;
+}
+
+/** Converts the open image `src` into `dst` (a path, or '-' for stdout). */
+export async function convertImage(
+  src: Image,
+  dst: string,
+  opts: ConvertOptions = {},
+): Promise<ConvertResult> {
+  const format = check(dst, opts);
+  const copy = tuning(opts);
+  if (dst === '-') {
+    const target = new StreamTarget(opts.stdout ?? process.stdout, src.size);
+    const r = await copyImage(src, target, { ...copy, ordered: true });
+    return { ...r, format, output: dst };
+  }
+  if (opts.existing) return { ...(await intoExisting(src, dst, format, opts, copy)), output: dst };
+  const r = await writeAtomically(dst, (tmp) =>
+    nameOutput(
+      tmp,
+      dst,
+      format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy),
+    ),
+  );
+  return { ...r, format, output: dst };
+}
+
+/** Errors about the temporary file name the destination the user gave instead. */
+async function nameOutput<T>(tmp: string, dst: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof DiskpipeError && err.message.includes(tmp)) {
+      throw new DiskpipeError(err.code, err.message.split(tmp).join(dst), { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function intoExisting(
+  src: Image,
+  dst: string,
+  format: OutputFormat,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult & { format: OutputFormat }> {
+  const target = await openImage(dst, { ...opts.trust, format, writable: true });
+  try {
+    const r = await copyImage(src, target, { ...copy, targetIsZero: opts.targetIsZero === true });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    if (opts.sync === true) await target.flush?.();
+    return { ...r, format };
+  } finally {
+    await target.close();
+  }
+}
+
+async function toRaw(
+  src: Image,
+  tmp: string,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  const file = await LocalFile.open(tmp, 'w+');
+  const target = new RawImage(file);
+  try {
+    await file.truncate(src.size);
+    const r = await copyImage(src, target, { ...copy, targetIsZero: true });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    if (opts.sync === true) await target.flush();
+    return r;
+  } finally {
+    await target.close();
+  }
+}
+
+async function toQcow2(
+  src: Image,
+  dst: string,
+  tmp: string,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  let base: Image | undefined;
+  if (opts.backing !== undefined) {
+    const path = isAbsolute(opts.backing)
+      ? opts.backing
+      : resolve(dirname(resolve(dst)), opts.backing);
+    base = await openImage(path, { ...opts.trust, format: opts.backingFormat });
+  }
+  let writer: Qcow2Writer | undefined;
+  try {
+    const file = await LocalFile.open(tmp, 'w+');
+    try {
+      writer = await Qcow2Writer.create(file, {
+        size: src.size,
+        clusterSize: opts.clusterSize,
+        compress: opts.compress === true,
+        compression: opts.compression,
+        backingFile: opts.backing,
+        backingFormat: base?.format,
+        backing: base,
+        sync: opts.sync === true,
+      });
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
+    const r = await copyImage(src, writer, {
+      ...copy,
+      alignment: writer.layout.clusterSize,
+      targetIsZero: true,
+      base,
+    });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    await writer.close();
+    return r;
+  } finally {
+    await writer?.discard();
+    await base?.close();
+  }
+}

@@ -1,0 +1,285 @@
+/**
+ * The copy engine: moves the content of any Image into any writable Image without moving
+ * zeroes. Source extents are walked in work ranges; zero ranges are skipped (or zeroed on a
+ * target that does not already read as zero); data is read in large requests with several in
+ * flight, and aligned blocks that turn out to be zero become holes too. Memory is bounded by
+ * requests in flight × request size (twice that with a base image).
+ */
+import { DiskpipeError, ioError, OutOfRangeError } from '../../errors.js';
+import { RawImage } from '../../formats/raw.js';
+import type { Image } from '../../image/types.js';
+import { LocalFile } from '../../io/file.js';
+import { classify, type Run } from './blocks.js';
+import { type CopyOptions, type ResolvedCopyOptions, resolveCopyOptions } from './options.js';
+import { planWork, type WorkItem } from './plan.js';
+import { SharedIterator, Turns } from './sync.js';
+
+export interface CopyResult {
+  /** Bytes read from the source (and the base image, if any). */
+  bytesRead: number;
+  /** Bytes of data written to the target (copy_file_range included). */
+  bytesWritten: number;
+  /** Bytes made zero on the target by zero calls. */
+  bytesZeroed: number;
+  /** Bytes left alone because the target already reads the same there. */
+  bytesSkipped: number;
+}
+
+/** A target operation decided from one work item. */
+type Op =
+  | { kind: 'write'; buf: Buffer; offset: number }
+  | { kind: 'zero'; offset: number; length: number };
+
+function labelOf(image: Image): string {
+  return (image as { label?: string }).label ?? image.format;
+}
+
+/** Adds where it happened to an error, keeping its code (a read error names the offset). */
+function annotate(err: unknown, what: string): DiskpipeError {
+  if (err instanceof DiskpipeError) {
+    return new DiskpipeError(err.code, `${what}: ${err.message}`, { cause: err });
+  }
+  return ioError(err, what);
+}
+
+function localFileOf(image: Image): LocalFile | undefined {
+  return image instanceof RawImage && image.source instanceof LocalFile ? image.source : undefined;
+}
+
+/**
+ * Copies the whole of `src` into `dst` at the same offsets. `dst` must be at least as large.
+ * Without `targetIsZero` or `base`, every range of the target is written or zeroed.
+ */
+export async function copyImage(
+  src: Image,
+  dst: Image,
+  options: CopyOptions = {},
+): Promise<CopyResult> {
+  const o = resolveCopyOptions(options);
+  if (dst.size < src.size) {
+    throw new OutOfRangeError(
+      `target ${labelOf(dst)} (${dst.size} bytes) is smaller than the source (${src.size} bytes)`,
+    );
+  }
+  if (!dst.capabilities.write || !dst.write) {
+    throw new DiskpipeError('NOT_CAPABLE', `target ${labelOf(dst)} is not writable`);
+  }
+  const job = new CopyJob(src, dst, o);
+  return job.run();
+}
+
+class CopyJob {
+  private readonly result: CopyResult = {
+    bytesRead: 0,
+    bytesWritten: 0,
+    bytesZeroed: 0,
+    bytesSkipped: 0,
+  };
+  private readonly turns = new Turns();
+  private failure: unknown;
+  private done = 0;
+  /** Set while data moves with copy_file_range (cleared if the kernel refuses). */
+  private srcFile: LocalFile | undefined;
+  private dstFile: LocalFile | undefined;
+
+  constructor(
+    private readonly src: Image,
+    private readonly dst: Image,
+    private readonly o: ResolvedCopyOptions,
+  ) {
+    const direct = o.copyRange && !o.ordered && !o.base;
+    this.srcFile = direct ? localFileOf(src) : undefined;
+    this.dstFile = direct && this.srcFile ? localFileOf(dst) : undefined;
+  }
+
+  async run(): Promise<CopyResult> {
+    const total = this.src.size;
+    this.o.onProgress?.({ phase: 'copy', done: 0, total });
+    const plan = planWork(
+      this.src.extents(0, total),
+      0,
+      total,
+      this.o.requestSize,
+      this.o.alignment,
+    );
+    const items = new SharedIterator<WorkItem>(plan[Symbol.asyncIterator]());
+    const workers = Array.from({ length: this.o.inFlight }, () => this.worker(items));
+    await Promise.allSettled(workers);
+    await items.close().catch(() => {});
+    if (this.failure !== undefined) throw this.failure;
+    return this.result;
+  }
+
+  private fail(err: unknown): void {
+    if (this.failure === undefined) this.failure = err;
+    this.turns.release();
+  }
+
+  private async worker(items: SharedIterator<WorkItem>): Promise<void> {
+    let buf: Buffer | undefined;
+    let refBuf: Buffer | undefined;
+    try {
+      while (this.failure === undefined) {
+        if (this.o.signal?.aborted) throw new DiskpipeError('ABORTED', 'copy aborted');
+        let next: Awaited<ReturnType<typeof items.next>>;
+        try {
+          next = await items.next();
+        } catch (err) {
+          throw annotate(err, `cannot map ${labelOf(this.src)}`);
+        }
+        if (!next) return;
+        const { item, seq } = next;
+        let ops: Op[];
+        if (item.zero) {
+          ops = await this.zeroOps(item);
+        } else {
+          buf ??= Buffer.allocUnsafe(this.o.requestSize);
+          if (this.o.base) refBuf ??= Buffer.allocUnsafe(this.o.requestSize);
+          ops = await this.dataOps(item, buf, refBuf);
+        }
+        if (this.o.ordered) await this.turns.wait(seq);
+        if (this.failure !== undefined) return;
+        await this.apply(ops);
+        if (this.o.ordered) this.turns.advance(seq);
+        this.done += item.length;
+        this.o.onProgress?.({ phase: 'copy', done: this.done, total: this.src.size });
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** A range the source reads as zero. */
+  private async zeroOps(item: WorkItem): Promise<Op[]> {
+    const { offset, length } = item;
+    if (!this.o.targetMatchesBase) return [{ kind: 'zero', offset, length }];
+    if (!this.o.base) {
+      this.result.bytesSkipped += length;
+      return [];
+    }
+    // The target reads the base here: zero (whole units) wherever the base has data.
+    const ops: Op[] = [];
+    const a = this.o.alignment;
+    for (const r of await this.baseDataRanges(offset, length)) {
+      const from = Math.max(offset, Math.floor(r.offset / a) * a);
+      const to = Math.min(offset + length, Math.ceil((r.offset + r.length) / a) * a);
+      const last = ops.at(-1);
+      if (last && last.kind === 'zero' && last.offset + last.length >= from) {
+        last.length = Math.max(last.length, to - last.offset);
+      } else {
+        ops.push({ kind: 'zero', offset: from, length: to - from });
+      }
+    }
+    const zeroed = ops.reduce((n, op) => n + (op.kind === 'zero' ? op.length : 0), 0);
+    this.result.bytesSkipped += length - zeroed;
+    return ops;
+  }
+
+  /** Ranges inside [offset, offset+length) where the base image does not read as zero. */
+  private async baseDataRanges(
+    offset: number,
+    length: number,
+  ): Promise<{ offset: number; length: number }[]> {
+    const base = this.o.base!;
+    const end = Math.min(offset + length, base.size);
+    const out: { offset: number; length: number }[] = [];
+    if (end <= offset) return out;
+    try {
+      for await (const e of base.extents(offset, end - offset)) {
+        if (!e.zero) out.push({ offset: e.offset, length: e.length });
+      }
+    } catch (err) {
+      throw annotate(err, `cannot map ${labelOf(base)} at offset ${offset}`);
+    }
+    return out;
+  }
+
+  private async dataOps(item: WorkItem, buf: Buffer, refBuf: Buffer | undefined): Promise<Op[]> {
+    const { offset, length } = item;
+    if (this.srcFile && this.dstFile && this.copyRange(offset, length)) return [];
+    const data = buf.subarray(0, length);
+    try {
+      await this.src.read(data, offset);
+    } catch (err) {
+      throw annotate(err, `read error in ${labelOf(this.src)} at offset ${offset}`);
+    }
+    this.result.bytesRead += length;
+    let ref: Buffer | null = null;
+    if (this.o.base && refBuf) ref = await this.readBase(offset, length, refBuf);
+    const runs = classify(data, offset, this.o.block, ref, this.o.targetMatchesBase);
+    return runs.flatMap((r: Run): Op[] => {
+      const len = r.end - r.start;
+      if (r.kind === 'skip') {
+        this.result.bytesSkipped += len;
+        return [];
+      }
+      if (r.kind === 'zero') return [{ kind: 'zero', offset: offset + r.start, length: len }];
+      return [{ kind: 'write', buf: data.subarray(r.start, r.end), offset: offset + r.start }];
+    });
+  }
+
+  /** The base image's bytes for a range (zero past its end), or null where it is all zero. */
+  private async readBase(offset: number, length: number, refBuf: Buffer): Promise<Buffer | null> {
+    const base = this.o.base!;
+    const ranges = await this.baseDataRanges(offset, length);
+    if (ranges.length === 0) return null;
+    const ref = refBuf.subarray(0, length);
+    ref.fill(0);
+    for (const r of ranges) {
+      try {
+        await base.read(ref.subarray(r.offset - offset, r.offset - offset + r.length), r.offset);
+      } catch (err) {
+        throw annotate(err, `read error in ${labelOf(base)} at offset ${r.offset}`);
+      }
+      this.result.bytesRead += r.length;
+    }
+    return ref;
+  }
+
+  private async apply(ops: Op[]): Promise<void> {
+    for (const op of ops) {
+      const at = op.offset;
+      try {
+        if (op.kind === 'write') {
+          await this.dst.write!(op.buf, at);
+          this.result.bytesWritten += op.buf.length;
+        } else {
+          await this.dst.zero!(at, op.length, { mayTrim: true });
+          this.result.bytesZeroed += op.length;
+        }
+      } catch (err) {
+        // File errors already name the file and offset (ENOSPC, EIO...).
+        if (err instanceof DiskpipeError && err.code === 'IO') throw err;
+        throw annotate(err, `write error in ${labelOf(this.dst)} at offset ${at}`);
+      }
+    }
+  }
+
+  /**
+   * copy_file_range between two local raw files (a synchronous call: the kernel copies, or on
+   * XFS/btrfs shares the blocks). False when the kernel cannot (e.g. across filesystems):
+   * from then on the job reads and writes.
+   */
+  private copyRange(offset: number, length: number): boolean {
+    let n: number;
+    try {
+      n = this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
+    } catch (err) {
+      if (err instanceof DiskpipeError) throw err;
+      throw ioError(
+        err,
+        `copy error from ${labelOf(this.src)} to ${labelOf(this.dst)} at offset ${offset}`,
+      );
+    }
+    if (n < 0) {
+      this.srcFile = undefined;
+      this.dstFile = undefined;
+      return false;
+    }
+    if (n !== length) {
+      throw new DiskpipeError('CORRUPT', `${labelOf(this.src)}: file ended at ${offset + n}`);
+    }
+    this.result.bytesWritten += n;
+    return true;
+  }
+}
