@@ -2,7 +2,7 @@
  * Test helpers around the real peers (qemu-img, qemu-io, nbdinfo...). CI installs them, so a
  * missing peer is a failure, never a skip.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,4 +79,30 @@ export function sparseFile(path: string, size: number): string {
   writeFileSync(path, '');
   truncateSync(path, size);
   return path;
+}
+
+/** Runs the CLI without blocking the event loop (in-process servers keep answering). */
+export function diskpipeAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
+  const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [main, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const done = new Promise<{
+    status: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve) =>
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr })),
+  );
+  return { child, done, stderr: () => stderr };
 }

@@ -5,11 +5,16 @@ import { clone } from './clone.js';
 import { compare } from './compare.js';
 import { convert } from './convert.js';
 import { create } from './create.js';
+import { disk } from './disk.js';
 import { info } from './info.js';
 import { map } from './map.js';
+import { pull } from './pull.js';
 import { serve } from './serve.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
 export const commands = new Map<string, Command>(
-  [info, map, convert, compare, checksum, create, clone, serve, cache].map((c) => [c.name, c]),
+  [info, map, convert, compare, checksum, create, clone, serve, pull, disk, cache].map((c) => [
+    c.name,
+    c,
+  ]),
 );

@@ -1,0 +1,295 @@
+/**
+ * pull: download an image once, convert it once to a sparse raw file, and store it under its
+ * content digest. Order of writes makes a kill at any moment safe: the blob's data is renamed
+ * into place first, then its metadata, then the URL record, so no record ever points at
+ * missing or partial data; the partial download stays in tmp/ for the next attempt to resume.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { chmod, rename, stat, unlink } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
+import { temporaryNameFor } from '../io/atomic.js';
+import { LocalFile } from '../io/file.js';
+import { syncDirectory } from '../io/json-file.js';
+import { acquireLock } from '../io/lock.js';
+import { openImageOn } from '../open.js';
+import { unwrapSource } from '../sources/unwrap.js';
+import {
+  type DownloadResult,
+  discardPart,
+  download,
+  type ExpectedDigest,
+  parseDigestSpec,
+} from './download.js';
+import { CacheLayout, urlKey } from './layout.js';
+import { CacheIndex, now, type SourceRecord } from './records.js';
+import { type StoredRaw, storeImage, storeStream } from './store-raw.js';
+
+export type PullPhase = 'download' | 'convert' | 'hash';
+
+export interface PullOptions {
+  cacheDir?: string | undefined;
+  /** Expected download digest, `sha256:HEX` or `sha512:HEX`; verified while streaming. */
+  digest?: string | undefined;
+  /** Use the cache only: never touch the network. */
+  offline?: boolean | undefined;
+  onProgress?: ((phase: PullPhase, done: number, total: number | undefined) => void) | undefined;
+  /** Called once when another process holds this URL's lock. */
+  onWait?: (() => void) | undefined;
+  signal?: AbortSignal | undefined;
+  /** Give up on a download when no byte arrives for this long (default 30 s). */
+  idleTimeoutMs?: number | undefined;
+  /** Download attempts after a failure mid-transfer (default 4). */
+  retries?: number | undefined;
+}
+
+export interface PullResult {
+  url: string;
+  /** The cached sparse raw file (read-only). */
+  path: string;
+  record: SourceRecord;
+  /** Served from the cache, nothing converted. */
+  hit: boolean;
+  /** Bytes fetched over the network by this pull. */
+  downloaded: number;
+}
+
+/** The URL a source is recorded under: http(s) as given, local files as absolute file:// URLs. */
+export function sourceUrl(spec: string): string {
+  if (/^https?:\/\//i.test(spec)) return new URL(spec).href;
+  if (/^file:\/\//i.test(spec)) return pathToFileURL(fileURLToPath(spec)).href;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec))
+    throw new UsageError(`pull takes an http(s):// URL or a local file, not '${spec}'`);
+  return pathToFileURL(resolve(spec)).href;
+}
+
+export async function pull(spec: string, opts: PullOptions = {}): Promise<PullResult> {
+  const url = sourceUrl(spec);
+  const expected = opts.digest ? parseDigestSpec(opts.digest) : undefined;
+  const layout = new CacheLayout(opts.cacheDir);
+  await layout.ensure();
+  const index = new CacheIndex(layout);
+  const lock = await acquireLock(layout.lockPath(`url-${urlKey(url)}`), { onWait: opts.onWait });
+  try {
+    return await pullLocked(index, url, expected, opts);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function pullLocked(
+  index: CacheIndex,
+  url: string,
+  expected: ExpectedDigest | undefined,
+  opts: PullOptions,
+): Promise<PullResult> {
+  const layout = index.layout;
+  const known = await index.source(url);
+  const blob = known ? await index.blob(known.contentDigest) : undefined;
+  const matchesExpected = (r: SourceRecord) =>
+    !expected ||
+    (expected.algorithm === 'sha256'
+      ? r.download.sha256 === expected.hex
+      : r.download.verified?.hex === expected.hex);
+
+  if (known && blob && (opts.offline || (expected && matchesExpected(known))))
+    return hit(index, known);
+  if (opts.offline) throw new CacheError(`${url} is not in the cache (and --offline was given)`);
+
+  const isLocal = url.startsWith('file:');
+  let fetched: DownloadResult;
+  let input: string;
+  if (isLocal) {
+    input = fileURLToPath(url);
+    const st = await stat(input).catch((err) => {
+      throw ioError(err, `cannot open ${input}`);
+    });
+    const validator = `${st.size}:${st.mtimeMs}`;
+    if (known && blob && known.etag === validator && matchesExpected(known))
+      return hit(index, known);
+    fetched = await hashLocal(input, expected, validator);
+  } else {
+    input = `${layout.tmpDir}/${urlKey(url)}.part`;
+    const revalidate =
+      known && blob && matchesExpected(known)
+        ? { etag: known.etag, lastModified: known.lastModified }
+        : undefined;
+    fetched = await download({
+      url,
+      partPath: input,
+      expected,
+      revalidate,
+      signal: opts.signal,
+      ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+      ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
+      onProgress: (done, total) => opts.onProgress?.('download', done, total),
+    });
+    if (fetched.notModified && known && blob) return hit(index, known);
+  }
+
+  const tmp = temporaryNameFor(`${layout.tmpDir}/convert.raw`);
+  let stored: StoredRaw;
+  let sourceFormat: string;
+  let layers: string[];
+  try {
+    ({ stored, sourceFormat, layers } = await convertToRaw(input, tmp, opts));
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    if (!isLocal && (err as { code?: string }).code !== 'IO') await discardPart(input); // bad content: do not resume it
+    throw err;
+  }
+  testPause('publish');
+  await publishBlob(index, tmp, stored);
+
+  const time = now();
+  const record: SourceRecord = {
+    version: 1,
+    url,
+    ...(fetched.validators.etag ? { etag: fetched.validators.etag } : {}),
+    ...(fetched.validators.lastModified ? { lastModified: fetched.validators.lastModified } : {}),
+    download: {
+      size: fetched.size,
+      sha256: fetched.digests.sha256!,
+      ...(expected ? { verified: { algorithm: expected.algorithm, hex: expected.hex } } : {}),
+    },
+    sourceFormat,
+    compression: layers.filter((l) => l !== 'tar').join('+') || null,
+    contentDigest: stored.contentDigest,
+    virtualSize: stored.virtualSize,
+    allocatedSize: stored.allocatedSize,
+    created: known?.created ?? time,
+    lastUsed: time,
+  };
+  await index.saveSource(record);
+  if (!isLocal) await discardPart(input);
+  return {
+    url,
+    path: layout.blobPath(stored.contentDigest),
+    record,
+    hit: false,
+    downloaded: fetched.fetched,
+  };
+}
+
+async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult> {
+  const time = now();
+  const updated = { ...record, lastUsed: time };
+  await index.saveSource(updated);
+  const blob = await index.blob(record.contentDigest);
+  if (blob) await index.saveBlob({ ...blob, lastUsed: time });
+  return {
+    url: record.url,
+    path: index.layout.blobPath(record.contentDigest),
+    record: updated,
+    hit: true,
+    downloaded: 0,
+  };
+}
+
+/** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
+async function convertToRaw(input: string, tmp: string, opts: PullOptions) {
+  const progress = (phase: 'convert' | 'hash', done: number, total: number | undefined) => {
+    if (phase === 'convert' && done > 0) testPause('convert');
+    opts.onProgress?.(phase, done, total);
+  };
+  const unwrapped = await unwrapSource(
+    { source: await LocalFile.open(input, 'r'), untrusted: true },
+    {},
+    true,
+  );
+  if (unwrapped.kind === 'stream') {
+    try {
+      const stored = await storeStream(unwrapped.stream, tmp, progress);
+      return { stored, sourceFormat: 'raw', layers: [...unwrapped.stream.layers] };
+    } finally {
+      await unwrapped.stream.close();
+    }
+  }
+  const image = await openImageOn(unwrapped.source, { untrusted: true });
+  try {
+    const stored = await storeImage(image, tmp, progress);
+    return { stored, sourceFormat: image.format, layers: unwrapped.layers };
+  } finally {
+    await image.close();
+  }
+}
+
+/** Moves a converted raw file to blobs/<digest>.raw (once per content) and records it. */
+async function publishBlob(index: CacheIndex, tmp: string, stored: StoredRaw): Promise<void> {
+  const layout = index.layout;
+  const digest = stored.contentDigest;
+  const lock = await acquireLock(layout.lockPath(`blob-${digest}`));
+  try {
+    const existing = await index.blob(digest);
+    if (existing) {
+      await unlink(tmp).catch(() => {}); // the same content is already stored: keep one copy
+      await index.saveBlob({ ...existing, lastUsed: now() });
+      return;
+    }
+    await chmod(tmp, 0o444);
+    await rename(tmp, layout.blobPath(digest));
+    await syncDirectory(layout.blobsDir);
+    const time = now();
+    await index.saveBlob({
+      version: 1,
+      contentDigest: digest,
+      virtualSize: stored.virtualSize,
+      allocatedSize: stored.allocatedSize,
+      created: time,
+      lastUsed: time,
+    });
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  } finally {
+    await lock.release();
+  }
+}
+
+async function hashLocal(
+  path: string,
+  expected: ExpectedDigest | undefined,
+  validator: string,
+): Promise<DownloadResult> {
+  const sha256 = createHash('sha256');
+  const extra =
+    expected && expected.algorithm !== 'sha256' ? createHash(expected.algorithm) : undefined;
+  let size = 0;
+  for await (const chunk of createReadStream(path, {
+    highWaterMark: 1 << 20,
+  }) as AsyncIterable<Buffer>) {
+    sha256.update(chunk);
+    extra?.update(chunk);
+    size += chunk.length;
+  }
+  const digests: DownloadResult['digests'] = { sha256: sha256.digest('hex') };
+  if (extra && expected) digests[expected.algorithm] = extra.digest('hex');
+  if (expected && digests[expected.algorithm] !== expected.hex) {
+    throw new ChecksumMismatchError(
+      `${path}: ${expected.algorithm} is ${digests[expected.algorithm]}, expected ${expected.hex}`,
+      expected.hex,
+      digests[expected.algorithm]!,
+    );
+  }
+  return {
+    notModified: false,
+    size,
+    validators: { etag: validator },
+    digests,
+    resumedFrom: 0,
+    fetched: 0,
+  };
+}
+
+/**
+ * Fault injection for the crash tests: with DISKPIPE_TEST_PAUSE_AT=<point>, the process stops
+ * at that point (after saying so on stderr) and waits to be killed.
+ */
+function testPause(point: 'convert' | 'publish'): void {
+  if (process.env.DISKPIPE_TEST_PAUSE_AT !== point) return;
+  process.stderr.write(`diskpipe: test pause at ${point}\n`);
+  const shared = new Int32Array(new SharedArrayBuffer(4));
+  Atomics.wait(shared, 0, 0, 60_000);
+}

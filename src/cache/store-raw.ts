@@ -1,0 +1,101 @@
+/**
+ * Turns a pulled image into the cache's form: a sparse raw file plus its blkhash content
+ * digest. Raw content arriving as a stream is written and hashed in one pass; anything else is
+ * copied by the copy engine and then hashed from the written file (only its data is read).
+ */
+import { RawImage } from '../formats/raw.js';
+import type { Image } from '../image/types.js';
+import { LocalFile } from '../io/file.js';
+import { checksumImage, checksumStream } from '../ops/checksum/index.js';
+import { copyImage } from '../ops/copy/index.js';
+import type { SequentialSource } from '../sources/sequential.js';
+
+export interface StoredRaw {
+  contentDigest: string;
+  virtualSize: number;
+  allocatedSize: number;
+}
+
+export type StoreProgress = (
+  phase: 'convert' | 'hash',
+  done: number,
+  total: number | undefined,
+) => void;
+
+export async function storeImage(
+  image: Image,
+  path: string,
+  onProgress?: StoreProgress,
+): Promise<StoredRaw> {
+  const file = await LocalFile.open(path, 'w+');
+  const target = new RawImage(file);
+  try {
+    await file.truncate(image.size);
+    // Read the data (not copy_file_range) so zero blocks inside it become holes.
+    await copyImage(image, target, {
+      targetIsZero: true,
+      copyRange: false,
+      onProgress: (p) => onProgress?.('convert', p.done, p.total),
+    });
+    await file.sync();
+    const { digest } = await checksumImage(target, {
+      onProgress: (d, t) => onProgress?.('hash', d, t),
+    });
+    return {
+      contentDigest: digest,
+      virtualSize: image.size,
+      allocatedSize: await file.allocatedSize(),
+    };
+  } finally {
+    await target.close();
+  }
+}
+
+const BLOCK = 4096;
+const ZERO_BLOCK = new Uint8Array(BLOCK);
+
+export async function storeStream(
+  stream: SequentialSource,
+  path: string,
+  onProgress?: StoreProgress,
+): Promise<StoredRaw> {
+  const file = await LocalFile.open(path, 'w+');
+  let position = 0;
+  async function* writeThrough(): AsyncIterable<Uint8Array> {
+    for await (const chunk of stream.chunks()) {
+      await writeSparse(file, chunk, position);
+      position += chunk.length;
+      onProgress?.('convert', position, stream.size);
+      yield chunk;
+    }
+  }
+  try {
+    const { digest } = await checksumStream(writeThrough());
+    await file.truncate(position); // trailing zeroes stay a hole
+    await file.sync();
+    return {
+      contentDigest: digest,
+      virtualSize: position,
+      allocatedSize: await file.allocatedSize(),
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. */
+async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): Promise<void> {
+  const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let runStart = -1;
+  for (let pos = 0; ; pos += BLOCK) {
+    const done = pos >= buf.length;
+    const end = Math.min(pos + BLOCK, buf.length);
+    const zero = done || buf.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
+    if (!zero && runStart < 0) runStart = pos;
+    if (zero && runStart >= 0) {
+      await file.write(buf.subarray(runStart, Math.min(pos, buf.length)), offset + runStart);
+      runStart = -1;
+    }
+    if (done) return;
+  }
+}

@@ -1,0 +1,70 @@
+import { pull as pullImage } from '../../cache/pull.js';
+import { type Command, humanSize, parse, positionals, print } from '../common.js';
+import { ProgressBar } from '../progress.js';
+
+const SYNOPSIS =
+  'diskpipe pull [--digest ALG:HEX] [--offline] [--json] [-p] [--cache-dir DIR] URL|FILE';
+
+export const pull: Command = {
+  name: 'pull',
+  synopsis: SYNOPSIS,
+  help: [
+    'Downloads an image once into the cache, converted once to a sparse raw file stored under its',
+    'content digest (blkhash). Compressed (.xz .gz .zst .bz2) and archived (.ova .tar) images are',
+    'unwrapped on the fly; any format diskpipe reads is converted. Pulled images are untrusted.',
+    '  --digest ALG:HEX  verify the download (sha256 or sha512) while it streams',
+    '  --offline         use the cache only; fail if the image is not there',
+    '  --json            print the cache record (camelCase JSON)',
+    '  -p                progress bar on stderr (terminal only)',
+    '  --cache-dir DIR   cache location (default $DISKPIPE_CACHE, else $XDG_CACHE_HOME/diskpipe)',
+    'A second pull of the same URL revalidates with a conditional request and downloads nothing',
+    'when the file is unchanged; an interrupted download resumes with a Range request.',
+  ].join('\n'),
+  async run(argv) {
+    const { values, positionals: args } = parse(argv, {
+      digest: { type: 'string' },
+      offline: { type: 'boolean' },
+      json: { type: 'boolean' },
+      progress: { type: 'boolean', short: 'p' },
+      'cache-dir': { type: 'string' },
+    });
+    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+    const bar = new ProgressBar({ enabled: values.progress ?? false });
+    let phase = '';
+    const result = await pullImage(spec!, {
+      cacheDir: values['cache-dir'],
+      digest: values.digest,
+      offline: values.offline,
+      onWait: () =>
+        process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
+      onProgress: (p, done, total) => {
+        if (p !== phase) {
+          bar.finish();
+          phase = p;
+        }
+        bar.update(done, total);
+      },
+    });
+    bar.finish();
+    const r = result.record;
+    if (values.json) {
+      print(
+        JSON.stringify(
+          { ...r, path: result.path, hit: result.hit, downloaded: result.downloaded },
+          null,
+          2,
+        ),
+      );
+      return 0;
+    }
+    const how = result.hit
+      ? 'already cached'
+      : result.url.startsWith('file:')
+        ? 'converted from a local file'
+        : `downloaded ${humanSize(result.downloaded)}`;
+    print(
+      `${r.contentDigest}  ${result.path}\n${how}; ${r.sourceFormat}${r.compression ? ` (${r.compression})` : ''}, ${humanSize(r.virtualSize)} virtual, ${humanSize(r.allocatedSize)} on disk`,
+    );
+    return 0;
+  },
+};
