@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { DiskpipeError } from '../errors.js';
 import { removeTemporaryOutputs } from '../io/atomic.js';
+import { nativeStatus } from '../io/native.js';
 import { commands } from './commands/index.js';
 import type { Command } from './common.js';
 
@@ -28,7 +29,10 @@ async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
-    process.stdout.write(`diskpipe ${VERSION}\n`);
+    const native = nativeStatus();
+    process.stdout.write(
+      `diskpipe ${VERSION} (node ${process.versions.node}; system calls: ${native.native ? native.reason : `portable fallbacks, ${native.reason}`})\n`,
+    );
     return 0;
   }
   const command = commands.get(name);
