@@ -189,3 +189,11 @@ test('writer: absurd sizes and names are refused before anything is written', as
   );
   await file.close();
 });
+
+test('writer: an empty image (size 0) checks clean and qemu can grow it', async () => {
+  const w = await start({ size: 0 });
+  await w.writer.close();
+  await qemuImg('check', '-q', w.path);
+  await qemuIo(w.path, ['truncate 1M', 'write -P 1 0 64k'], 'qcow2');
+  await qemuImg('check', '-q', w.path);
+});
