@@ -160,7 +160,7 @@ test('writer: backing reference and zero flag over backing data', async () => {
   assert.equal(info['backing-filename-format'], 'raw');
   const map = await qemuMap(w.path);
   const zeroed = map.find((e) => e.start === 2 * MiB);
-  assert.ok(zeroed && zeroed.zero && zeroed.depth === 0, JSON.stringify(map));
+  assert.ok(zeroed?.zero && zeroed.depth === 0, JSON.stringify(map));
   // qemu can keep writing into the image it did not make.
   await qemuIo(w.path, ['write -P 0x33 6M 64k']);
   await qemuImg('check', '-q', w.path);
