@@ -104,7 +104,11 @@ export function alternate(
 ): Record<string, Timing[]> {
   const out: Record<string, Timing[]> = {};
   for (let i = 0; i < reps; i++) {
-    for (const [name, fn] of Object.entries(runs)) (out[name] ??= []).push(fn());
+    for (const [name, fn] of Object.entries(runs)) {
+      const list = out[name] ?? [];
+      list.push(fn());
+      out[name] = list;
+    }
   }
   return out;
 }

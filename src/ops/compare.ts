@@ -12,9 +12,9 @@ import { SharedIterator } from './copy/sync.js';
 export interface CompareOptions {
   /** Images of different sizes are different (qemu-img compare -s). */
   strict?: boolean;
-  /** Largest read request (default 4 MiB). */
+  /** Largest read request (default 1 MiB). */
   requestSize?: number;
-  /** Requests in flight (default 4). Memory: 2 × requests × size. */
+  /** Requests in flight (default 16). Memory: 2 × requests × size. */
   inFlight?: number;
   onProgress?: (p: { done: number; total: number }) => void;
   signal?: AbortSignal;
@@ -73,8 +73,8 @@ export async function compareImages(
   const sizeMismatch = a.size !== b.size;
   if (sizeMismatch && opts.strict) return { identical: false, reason: 'size', sizeMismatch };
   const common = Math.min(a.size, b.size);
-  const requestSize = opts.requestSize ?? 4 * 1024 * 1024;
-  const inFlight = opts.inFlight ?? 4;
+  const requestSize = opts.requestSize ?? 1024 * 1024;
+  const inFlight = opts.inFlight ?? 16;
   const total = Math.max(a.size, b.size);
   // The part both have, then the longer one's tail against zeroes.
   const long = a.size > b.size ? a : b;
@@ -91,8 +91,8 @@ export async function compareImages(
   for (const walk of walks) {
     const items = new SharedIterator<Segment>(requests(walk, requestSize)[Symbol.asyncIterator]());
     const worker = async () => {
-      const bufA = Buffer.allocUnsafe(requestSize);
-      const bufB = Buffer.allocUnsafe(requestSize);
+      let bufA: Buffer | undefined;
+      let bufB: Buffer | undefined;
       try {
         while (failure === undefined) {
           if (opts.signal?.aborted) throw new DiskpipeError('ABORTED', 'compare aborted');
@@ -100,6 +100,8 @@ export async function compareImages(
           // Ranges past a known mismatch cannot change the answer.
           if (!next || next.item.offset >= mismatch) return;
           const s = next.item;
+          bufA ??= Buffer.allocUnsafe(requestSize);
+          bufB ??= Buffer.allocUnsafe(requestSize);
           const at = await compareSegment(a, b, s, bufA, bufB);
           if (at >= 0) mismatch = Math.min(mismatch, s.offset + at);
           done += s.length;

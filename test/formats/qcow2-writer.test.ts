@@ -160,7 +160,7 @@ test('writer: backing reference and zero flag over backing data', async () => {
   assert.equal(info['backing-filename-format'], 'raw');
   const map = await qemuMap(w.path);
   const zeroed = map.find((e) => e.start === 2 * MiB);
-  assert.ok(zeroed && zeroed.zero && zeroed.depth === 0, JSON.stringify(map));
+  assert.ok(zeroed?.zero && zeroed.depth === 0, JSON.stringify(map));
   // qemu can keep writing into the image it did not make.
   await qemuIo(w.path, ['write -P 0x33 6M 64k']);
   await qemuImg('check', '-q', w.path);
@@ -188,4 +188,12 @@ test('writer: absurd sizes and names are refused before anything is written', as
     { code: 'USAGE' },
   );
   await file.close();
+});
+
+test('writer: an empty image (size 0) checks clean and qemu can grow it', async () => {
+  const w = await start({ size: 0 });
+  await w.writer.close();
+  await qemuImg('check', '-q', w.path);
+  await qemuIo(w.path, ['truncate 1M', 'write -P 1 0 64k'], 'qcow2');
+  await qemuImg('check', '-q', w.path);
 });

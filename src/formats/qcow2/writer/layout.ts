@@ -52,7 +52,7 @@ export function planLayout(virtualSize: number, clusterSize = DEFAULT_CLUSTER_SI
       `image size ${virtualSize} is too large for ${clusterSize}-byte clusters (use a larger cluster size)`,
     );
   }
-  const l1Clusters = Math.max(1, Math.ceil((l1Entries * 8) / clusterSize));
+  const l1Clusters = Math.ceil((l1Entries * 8) / clusterSize);
   return { clusterSize, clusterBits, size, l2Entries, l1Entries, l1Clusters };
 }
 
