@@ -88,7 +88,7 @@ async function best(fn: () => Promise<void>): Promise<number> {
   return min;
 }
 
-async function startServer(files: Record<string, string>) {
+export async function startServer(files: Record<string, string>) {
   const script = new URL('./http-serve.js', import.meta.url).pathname;
   const args = Object.entries(files).map(([k, v]) => `${k}=${v}`);
   const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });

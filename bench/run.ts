@@ -4,21 +4,29 @@
  *   BENCH_DIR        where images live (default /var/tmp/diskpipe-bench; kept between runs)
  *   BENCH_DATA_MIB   data in the 8 GiB image (default 2048)
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
- *   BENCH_ONLY       comma list of convert,compare,clone
+ *   BENCH_ONLY       comma list of convert,compare,clone,formats,cache,checksum,nbd,http
+ *                    (default: all)
  */
 import { execFileSync } from 'node:child_process';
 import { formatDriver } from '../src/formats/registry.js';
+import { benchCache } from './cache.js';
+import { run as benchChecksum } from './checksum.js';
 import { benchClone } from './clone.js';
 import { benchCompare } from './compare.js';
 import { benchConvert } from './convert.js';
+import { benchFormats } from './formats.js';
+import { run as benchHttp } from './http.js';
 import { benchImages } from './images.js';
+import { run as benchNbd } from './nbd.js';
 import { printRows, type Row } from './util.js';
 import '../src/formats/index.js';
 
 const dir = process.env.BENCH_DIR ?? '/var/tmp/diskpipe-bench';
 const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 2048);
 const reps = Number(process.env.BENCH_REPS ?? 5);
-const only = new Set((process.env.BENCH_ONLY ?? 'convert,compare,clone').split(','));
+const only = new Set(
+  (process.env.BENCH_ONLY ?? 'convert,compare,clone,formats,cache,checksum,nbd,http').split(','),
+);
 
 const img = benchImages(dir, dataMiB);
 const qcow2 = formatDriver('qcow2') !== undefined;
@@ -44,5 +52,20 @@ if (only.has('compare')) {
   rows.push(...benchCompare(img, reps, pairs));
 }
 if (only.has('clone')) rows.push(...benchClone(img, reps, fsName));
+if (only.has('formats')) rows.push(...benchFormats(img, reps));
+if (only.has('cache')) rows.push(...(await benchCache(img, reps)));
 console.log('');
 printRows(rows);
+// The checksum, NBD and HTTP benches print their own tables.
+if (only.has('checksum')) {
+  console.log('\nchecksum');
+  await benchChecksum();
+}
+if (only.has('nbd')) {
+  console.log('\nnbd');
+  await benchNbd();
+}
+if (only.has('http')) {
+  console.log('\nhttp ranges');
+  await benchHttp();
+}
