@@ -1,10 +1,20 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { ioError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
-import { copyFileRange, punchHole, type SeekResult, seekDataHole, zeroRange } from './native.js';
+import {
+  copyFileRange,
+  punchHole,
+  readCached,
+  type SeekResult,
+  seekDataHole,
+  zeroRange,
+} from './native.js';
 
 /** A local file as a ByteSource, with the write side the raw format and the copy engine use. */
 export class LocalFile implements ByteSource {
+  /** Try preadv2(RWF_NOWAIT) first (off once the filesystem says it cannot). */
+  private cachedReads = true;
+
   private constructor(
     private readonly handle: FileHandle,
     readonly path: string,
@@ -40,6 +50,15 @@ export class LocalFile implements ByteSource {
 
   async read(buf: Uint8Array, offset: number): Promise<number> {
     let done = 0;
+    // Cached data is copied at once; the thread pool is for data that must come from disk.
+    if (this.cachedReads && buf.length > 0) {
+      const n = readCached(this.fd, buf, offset);
+      if (n === 'unsupported') this.cachedReads = false;
+      else if (n !== 'again') {
+        if (n === buf.length || n === 0) return n;
+        done = n;
+      }
+    }
     try {
       while (done < buf.length) {
         const { bytesRead } = await this.handle.read(buf, done, buf.length - done, offset + done);
