@@ -1,12 +1,28 @@
 /**
- * NBD benchmark (one run of each, best of three): how fast nbdcopy reads an image served by
- * `diskpipe serve` next to the same image served by qemu-nbd, and how fast diskpipe's NBD client
- * reads a qemu-nbd export next to nbdcopy reading it. Unix sockets, sink = null:/discard.
+ * NBD benchmark: how fast nbdcopy reads an image served by `diskpipe serve` next to the same
+ * image served by qemu-nbd, and how fast diskpipe's NBD client reads a qemu-nbd export next to
+ * nbdcopy reading it. 1 GiB image with 512 MiB of data (32 MiB runs), raw and qcow2, Unix
+ * sockets, sink = null: / discard, page cache warm.
+ *
+ * diskpipe advertises multi-conn, so nbdcopy opens 4 connections to it; qemu-nbd (-r -t) does
+ * not, so nbdcopy uses one. The "-C 1" rows compare both servers with one connection each.
+ *
+ * Runs alternate between diskpipe and its peer (the machine may be shared) and each figure is
+ * the median of NBD_BENCH_REPS runs (default 7); the best run is shown too. Peak RSS is the
+ * high-water mark of each `diskpipe serve` process and of this process (the client).
  *
  *   npx tsc -p . && node dist/bench/nbd.js
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,25 +31,33 @@ import { formatDriver } from '../src/formats/registry.js';
 import { openImage } from '../src/open.js';
 
 const IMAGE_SIZE = 1024 * 1024 * 1024;
-const DATA_RUN = 32 * 1024 * 1024; // data in every other 64 MiB: 256 MiB of data in all
+const DATA_RUN = 32 * 1024 * 1024; // data in every other 32 MiB: 512 MiB of data in all
+const REPS = Number(process.env.NBD_BENCH_REPS ?? 7);
 
 export interface NbdBenchRow {
   case: string;
   bytes: number;
-  diskpipeSeconds: number;
+  /** Seconds per run, diskpipe and its peer. */
+  diskpipe: number[];
   peer: string;
-  peerSeconds: number;
+  peerRuns: number[];
 }
 
 export async function run(): Promise<NbdBenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'diskpipe-bench-nbd-'));
   const procs: ChildProcess[] = [];
+  const serveRss: string[] = [];
   try {
     const raw = join(dir, 'image.raw');
     const dataBytes = makeImage(raw);
     const qcow2 = join(dir, 'image.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
     const rows: NbdBenchRow[] = [];
+    const row = (name: string, peer: string) => {
+      const r: NbdBenchRow = { case: name, bytes: dataBytes, diskpipe: [], peer, peerRuns: [] };
+      rows.push(r);
+      return r;
+    };
 
     for (const [format, path] of [
       ['raw', raw],
@@ -44,33 +68,40 @@ export async function run(): Promise<NbdBenchRow[]> {
         await serveWith('qemu-nbd', ['-f', format, '-r', '-t', '-k', qemuSock, path], qemuSock),
       );
       const qemuUri = `nbd+unix:///?socket=${qemuSock}`;
-      const peerCopy = await best(() => nbdcopy(qemuUri));
-
+      let serve: ChildProcess | undefined;
+      let dpUri = '';
       if (format === 'raw' || formatDriver('qcow2')) {
         const dpSock = join(dir, `diskpipe-${format}.sock`);
         const main = new URL('../src/cli/main.js', import.meta.url).pathname;
-        procs.push(
-          await serveWith(process.execPath, [main, 'serve', '--socket', dpSock, path], dpSock),
+        serve = await serveWith(
+          process.execPath,
+          [main, 'serve', '--socket', dpSock, path],
+          dpSock,
         );
-        const dpCopy = await best(() => nbdcopy(`nbd+unix:///?socket=${dpSock}`));
-        rows.push({
-          case: `nbdcopy ${format} export -> null:`,
-          bytes: dataBytes,
-          diskpipeSeconds: dpCopy,
-          peer: 'qemu-nbd',
-          peerSeconds: peerCopy,
-        });
+        procs.push(serve);
+        dpUri = `nbd+unix:///?socket=${dpSock}`;
       }
-      const clientRead = await best(() => readAllData(qemuUri));
-      rows.push({
-        case: `read qemu-nbd ${format} export (data extents)`,
-        bytes: dataBytes,
-        diskpipeSeconds: clientRead,
-        peer: 'nbdcopy',
-        peerSeconds: peerCopy,
-      });
+      const copy = dpUri ? row(`nbdcopy <- ${format} export`, 'qemu-nbd') : undefined;
+      const copy1 = dpUri ? row(`nbdcopy -C 1 <- ${format} export`, 'qemu-nbd') : undefined;
+      const client = row(`client <- qemu-nbd ${format}`, 'nbdcopy');
+      for (let i = 0; i < REPS; i++) {
+        const peer = await timed(() => nbdcopy(qemuUri));
+        if (copy && copy1) {
+          copy.peerRuns.push(peer);
+          copy.diskpipe.push(await timed(() => nbdcopy(dpUri)));
+          copy1.peerRuns.push(await timed(() => nbdcopy(qemuUri, ['-C', '1'])));
+          copy1.diskpipe.push(await timed(() => nbdcopy(dpUri, ['-C', '1'])));
+        }
+        client.peerRuns.push(peer);
+        client.diskpipe.push(await timed(() => readAllData(qemuUri)));
+      }
+      if (serve?.pid) serveRss.push(`diskpipe serve (${format}) ${peakRss(serve.pid)}`);
     }
     print(rows);
+    const self = `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`;
+    process.stdout.write(
+      `peak RSS: ${[...serveRss, `client (this process) ${self}`].join(', ')}\n`,
+    );
     return rows;
   } finally {
     for (const p of procs) p.kill('SIGTERM');
@@ -103,9 +134,9 @@ async function serveWith(cmd: string, args: string[], socket: string): Promise<C
   return proc;
 }
 
-function nbdcopy(uri: string): Promise<void> {
+function nbdcopy(uri: string, flags: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    const p = spawn('nbdcopy', [uri, 'null:'], { stdio: 'ignore' });
+    const p = spawn('nbdcopy', [...flags, uri, 'null:'], { stdio: 'ignore' });
     p.once('exit', (code) =>
       code === 0 ? resolve() : reject(new Error(`nbdcopy exited ${code}`)),
     );
@@ -138,23 +169,40 @@ async function readAllData(uri: string): Promise<void> {
   await image.close();
 }
 
-async function best(fn: () => Promise<void>): Promise<number> {
-  let min = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 3; i++) {
-    const t = process.hrtime.bigint();
-    await fn();
-    min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+/** VmHWM of a running process (Linux), as "N MiB". */
+function peakRss(pid: number): string {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? `${(Number(m[1]) / 1024).toFixed(0)} MiB` : '?';
+  } catch {
+    return '?';
   }
-  return min;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 function print(rows: NbdBenchRow[]): void {
-  const mib = (bytes: number, s: number) => `${(bytes / 2 ** 20 / s).toFixed(0)} MiB/s`;
+  const rate = (bytes: number, s: number) => `${(bytes / 2 ** 20 / s).toFixed(0)} MiB/s`;
+  process.stdout.write(`median of ${REPS} runs (best run in brackets); ratio = speed vs peer\n`);
   for (const r of rows) {
-    const ratio = (r.peerSeconds / r.diskpipeSeconds).toFixed(2);
+    const dp = median(r.diskpipe);
+    const peer = median(r.peerRuns);
+    const dpBest = Math.min(...r.diskpipe);
+    const peerBest = Math.min(...r.peerRuns);
     process.stdout.write(
-      `${r.case.padEnd(44)} diskpipe ${r.diskpipeSeconds.toFixed(3)} s (${mib(r.bytes, r.diskpipeSeconds)})` +
-        `  ${r.peer} ${r.peerSeconds.toFixed(3)} s (${mib(r.bytes, r.peerSeconds)})  speed ratio ${ratio}\n`,
+      `${r.case.padEnd(30)} diskpipe ${rate(r.bytes, dp).padStart(10)} (${rate(r.bytes, dpBest)})` +
+        `  ${r.peer.padEnd(8)} ${rate(r.bytes, peer).padStart(10)} (${rate(r.bytes, peerBest)})` +
+        `  ratio ${(peer / dp).toFixed(2)} (${(peerBest / dpBest).toFixed(2)})\n`,
     );
   }
 }
