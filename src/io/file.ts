@@ -1,6 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { ioError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
+import { DataRuns } from './data-runs.js';
 import {
   copyFileRange,
   punchHole,
@@ -14,6 +15,7 @@ import {
 export class LocalFile implements ByteSource {
   /** Try preadv2(RWF_NOWAIT) first (off once the filesystem says it cannot). */
   private cachedReads = true;
+  private readonly dataRuns = new DataRuns();
 
   private constructor(
     private readonly handle: FileHandle,
@@ -90,6 +92,7 @@ export class LocalFile implements ByteSource {
   }
 
   async truncate(size: number): Promise<void> {
+    this.dataRuns.clear();
     try {
       await this.handle.truncate(size);
     } catch (err) {
@@ -100,6 +103,7 @@ export class LocalFile implements ByteSource {
 
   /** Makes a range read as zeroes, deallocating it where the filesystem can. */
   async zero(offset: number, length: number, mayTrim: boolean): Promise<void> {
+    this.dataRuns.clear(); // the range may become a hole
     const end = Math.min(offset + length, this.size);
     if (end > offset) {
       const done =
@@ -112,6 +116,7 @@ export class LocalFile implements ByteSource {
 
   /** Deallocates a range if the filesystem can (advisory). */
   trim(offset: number, length: number): void {
+    this.dataRuns.clear();
     const end = Math.min(offset + length, this.size);
     if (end > offset) punchHole(this.fd, offset, end - offset);
   }
@@ -126,7 +131,14 @@ export class LocalFile implements ByteSource {
 
   /** The next data/hole boundary at or after `offset` (SEEK_DATA/SEEK_HOLE). */
   seek(offset: number, what: 'data' | 'hole'): SeekResult {
-    return seekDataHole(this.fd, offset, what);
+    const end = this.dataRuns.endOf(offset);
+    if (end !== undefined) return what === 'data' ? offset : end;
+    const found = seekDataHole(this.fd, offset, what);
+    // SEEK_HOLE moving past `offset` means [offset, found) is data.
+    if (what === 'hole' && typeof found === 'number' && found > offset) {
+      this.dataRuns.add(offset, found);
+    }
+    return found;
   }
 
   /** Copies [offset, offset+length) into `dst` at the same offset in the kernel; -1 if it cannot. */
