@@ -71,10 +71,7 @@ export class NbdClient {
     readonly name: string,
     opts: NbdClientOptions,
   ) {
-    this.budget = new Budget(
-      opts.maxInFlight ?? 32,
-      Number.POSITIVE_INFINITY,
-    );
+    this.budget = new Budget(opts.maxInFlight ?? 32, Number.POSITIVE_INFINITY);
     const wanted = opts.requestSize ?? DEFAULT_REQUEST_SIZE;
     const max = Math.min(info.maxPayload, 32 * 1024 * 1024);
     this.requestSize = Math.max(info.minBlock, alignDown(Math.min(wanted, max), info.minBlock));
