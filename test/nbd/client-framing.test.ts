@@ -112,7 +112,7 @@ test('structured replies in odd pieces: data, hole and data chunks out of order'
       data(cookie, P.REPLY_FLAG_DONE, offset, a),
     ];
   });
-  const c = await connect(port);
+  const c = await connect(port, 2 * 1024 * 1024); // one request per pread
   for (const [offset, length] of [
     [0, 300_000],
     [123_457, 1024 * 1024],
