@@ -8,8 +8,10 @@
  * not, so nbdcopy uses one. The "-C 1" rows compare both servers with one connection each.
  *
  * Runs alternate between diskpipe and its peer (the machine may be shared) and each figure is
- * the median of NBD_BENCH_REPS runs (default 7); the best run is shown too. Peak RSS is the
- * high-water mark of each `diskpipe serve` process and of this process (the client).
+ * the median of NBD_BENCH_REPS runs (default 7); the best run is shown too. CPU per run (user +
+ * system, all threads) is less sensitive to a busy machine than time: for nbdcopy rows it is the
+ * server's (diskpipe serve vs qemu-nbd), for client rows the reader's (diskpipe vs nbdcopy).
+ * Peak RSS is the high-water mark of each `diskpipe serve` process and of this process.
  *
  *   npx tsc -p . && node dist/bench/nbd.js
  */
@@ -34,13 +36,21 @@ const IMAGE_SIZE = 1024 * 1024 * 1024;
 const DATA_RUN = 32 * 1024 * 1024; // data in every other 32 MiB: 512 MiB of data in all
 const REPS = Number(process.env.NBD_BENCH_REPS ?? 7);
 
+/** One run: wall time, and CPU of the server and of the reader. */
+export interface Sample {
+  seconds: number;
+  serverMs: number;
+  clientMs: number;
+}
+
 export interface NbdBenchRow {
   case: string;
   bytes: number;
-  /** Seconds per run, diskpipe and its peer. */
-  diskpipe: number[];
+  /** Which CPU figure compares the two: the server's or the reader's. */
+  cpu: 'server' | 'client';
+  diskpipe: Sample[];
   peer: string;
-  peerRuns: number[];
+  peerRuns: Sample[];
 }
 
 export async function run(): Promise<NbdBenchRow[]> {
@@ -53,8 +63,15 @@ export async function run(): Promise<NbdBenchRow[]> {
     const qcow2 = join(dir, 'image.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
     const rows: NbdBenchRow[] = [];
-    const row = (name: string, peer: string) => {
-      const r: NbdBenchRow = { case: name, bytes: dataBytes, diskpipe: [], peer, peerRuns: [] };
+    const row = (name: string, peer: string, cpu: 'server' | 'client') => {
+      const r: NbdBenchRow = {
+        case: name,
+        bytes: dataBytes,
+        cpu,
+        diskpipe: [],
+        peer,
+        peerRuns: [],
+      };
       rows.push(r);
       return r;
     };
@@ -64,9 +81,12 @@ export async function run(): Promise<NbdBenchRow[]> {
       ['qcow2', qcow2],
     ] as const) {
       const qemuSock = join(dir, `qemu-${format}.sock`);
-      procs.push(
-        await serveWith('qemu-nbd', ['-f', format, '-r', '-t', '-k', qemuSock, path], qemuSock),
+      const qemu = await serveWith(
+        'qemu-nbd',
+        ['-f', format, '-r', '-t', '-k', qemuSock, path],
+        qemuSock,
       );
+      procs.push(qemu);
       const qemuUri = `nbd+unix:///?socket=${qemuSock}`;
       let serve: ChildProcess | undefined;
       let dpUri = '';
@@ -81,19 +101,24 @@ export async function run(): Promise<NbdBenchRow[]> {
         procs.push(serve);
         dpUri = `nbd+unix:///?socket=${dpSock}`;
       }
-      const copy = dpUri ? row(`nbdcopy <- ${format} export`, 'qemu-nbd') : undefined;
-      const copy1 = dpUri ? row(`nbdcopy -C 1 <- ${format} export`, 'qemu-nbd') : undefined;
-      const client = row(`client <- qemu-nbd ${format}`, 'nbdcopy');
+      const copy = dpUri ? row(`nbdcopy <- ${format} export`, 'qemu-nbd', 'server') : undefined;
+      const copy1 = dpUri
+        ? row(`nbdcopy -C 1 <- ${format} export`, 'qemu-nbd', 'server')
+        : undefined;
+      const client = row(`client <- qemu-nbd ${format}`, 'nbdcopy', 'client');
+      const viaQemu = (fn: () => Promise<void>, inProcess = false) =>
+        measure(qemu.pid!, inProcess, fn);
+      const viaDiskpipe = (fn: () => Promise<void>) => measure(serve!.pid!, false, fn);
       for (let i = 0; i < REPS; i++) {
-        const peer = await timed(() => nbdcopy(qemuUri));
+        const peer = await viaQemu(() => nbdcopy(qemuUri));
         if (copy && copy1) {
           copy.peerRuns.push(peer);
-          copy.diskpipe.push(await timed(() => nbdcopy(dpUri)));
-          copy1.peerRuns.push(await timed(() => nbdcopy(qemuUri, ['-C', '1'])));
-          copy1.diskpipe.push(await timed(() => nbdcopy(dpUri, ['-C', '1'])));
+          copy.diskpipe.push(await viaDiskpipe(() => nbdcopy(dpUri)));
+          copy1.peerRuns.push(await viaQemu(() => nbdcopy(qemuUri, ['-C', '1'])));
+          copy1.diskpipe.push(await viaDiskpipe(() => nbdcopy(dpUri, ['-C', '1'])));
         }
         client.peerRuns.push(peer);
-        client.diskpipe.push(await timed(() => readAllData(qemuUri)));
+        client.diskpipe.push(await viaQemu(() => readAllData(qemuUri), true));
       }
       if (serve?.pid) serveRss.push(`diskpipe serve (${format}) ${peakRss(serve.pid)}`);
     }
@@ -169,10 +194,45 @@ async function readAllData(uri: string): Promise<void> {
   await image.close();
 }
 
-async function timed(fn: () => Promise<void>): Promise<number> {
+/**
+ * Runs fn, timing it and taking the CPU the server (`serverPid`) and the reader used: this
+ * process when the reader runs in it, else the child it waited for (nbdcopy).
+ */
+async function measure(
+  serverPid: number,
+  inProcess: boolean,
+  fn: () => Promise<void>,
+): Promise<Sample> {
+  const reader = () => (inProcess ? selfCpuMs() : childrenCpuMs());
+  const s0 = processCpuMs(serverPid);
+  const c0 = reader();
   const t = process.hrtime.bigint();
   await fn();
-  return Number(process.hrtime.bigint() - t) / 1e9;
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  return { seconds, serverMs: processCpuMs(serverPid) - s0, clientMs: reader() - c0 };
+}
+
+const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
+
+/** Fields of /proc/PID/stat after the command name (0: state, 11/12: utime/stime, 13/14: children). */
+function statFields(pid: number | 'self'): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+function processCpuMs(pid: number): number {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+}
+
+function childrenCpuMs(): number {
+  const f = statFields('self');
+  return (Number(f[13]) + Number(f[14])) * TICK_MS;
+}
+
+function selfCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 /** VmHWM of a running process (Linux), as "N MiB". */
@@ -193,16 +253,23 @@ function median(xs: number[]): number {
 
 function print(rows: NbdBenchRow[]): void {
   const rate = (bytes: number, s: number) => `${(bytes / 2 ** 20 / s).toFixed(0)} MiB/s`;
-  process.stdout.write(`median of ${REPS} runs (best run in brackets); ratio = speed vs peer\n`);
+  process.stdout.write(
+    `median of ${REPS} runs (best run in brackets); ratio = diskpipe speed / peer speed; ` +
+      'cpu = CPU ms per run of the server (nbdcopy rows) or of the reader (client rows)\n',
+  );
   for (const r of rows) {
-    const dp = median(r.diskpipe);
-    const peer = median(r.peerRuns);
-    const dpBest = Math.min(...r.diskpipe);
-    const peerBest = Math.min(...r.peerRuns);
+    const secs = (xs: Sample[]) => xs.map((x) => x.seconds);
+    const cpu = (xs: Sample[]) =>
+      median(xs.map((x) => (r.cpu === 'server' ? x.serverMs : x.clientMs))).toFixed(0);
+    const dp = median(secs(r.diskpipe));
+    const peer = median(secs(r.peerRuns));
+    const dpBest = Math.min(...secs(r.diskpipe));
+    const peerBest = Math.min(...secs(r.peerRuns));
     process.stdout.write(
       `${r.case.padEnd(30)} diskpipe ${rate(r.bytes, dp).padStart(10)} (${rate(r.bytes, dpBest)})` +
         `  ${r.peer.padEnd(8)} ${rate(r.bytes, peer).padStart(10)} (${rate(r.bytes, peerBest)})` +
-        `  ratio ${(peer / dp).toFixed(2)} (${(peerBest / dpBest).toFixed(2)})\n`,
+        `  ratio ${(peer / dp).toFixed(2)} (${(peerBest / dpBest).toFixed(2)})` +
+        `  ${r.cpu} cpu ${cpu(r.diskpipe)} vs ${cpu(r.peerRuns)} ms\n`,
     );
   }
 }
