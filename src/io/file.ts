@@ -1,10 +1,22 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { ioError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
-import { copyFileRange, punchHole, type SeekResult, seekDataHole, zeroRange } from './native.js';
+import { DataRuns } from './data-runs.js';
+import {
+  copyFileRange,
+  punchHole,
+  readCached,
+  type SeekResult,
+  seekDataHole,
+  zeroRange,
+} from './native.js';
 
 /** A local file as a ByteSource, with the write side the raw format and the copy engine use. */
 export class LocalFile implements ByteSource {
+  /** Try preadv2(RWF_NOWAIT) first (off once the filesystem says it cannot). */
+  private cachedReads = true;
+  private readonly dataRuns = new DataRuns();
+
   private constructor(
     private readonly handle: FileHandle,
     readonly path: string,
@@ -40,6 +52,15 @@ export class LocalFile implements ByteSource {
 
   async read(buf: Uint8Array, offset: number): Promise<number> {
     let done = 0;
+    // Cached data is copied at once; the thread pool is for data that must come from disk.
+    if (this.cachedReads && buf.length > 0) {
+      const n = readCached(this.fd, buf, offset);
+      if (n === 'unsupported') this.cachedReads = false;
+      else if (n !== 'again') {
+        if (n === buf.length || n === 0) return n;
+        done = n;
+      }
+    }
     try {
       while (done < buf.length) {
         const { bytesRead } = await this.handle.read(buf, done, buf.length - done, offset + done);
@@ -71,6 +92,7 @@ export class LocalFile implements ByteSource {
   }
 
   async truncate(size: number): Promise<void> {
+    this.dataRuns.clear();
     try {
       await this.handle.truncate(size);
     } catch (err) {
@@ -81,6 +103,7 @@ export class LocalFile implements ByteSource {
 
   /** Makes a range read as zeroes, deallocating it where the filesystem can. */
   async zero(offset: number, length: number, mayTrim: boolean): Promise<void> {
+    this.dataRuns.clear(); // the range may become a hole
     const end = Math.min(offset + length, this.size);
     if (end > offset) {
       const done =
@@ -93,6 +116,7 @@ export class LocalFile implements ByteSource {
 
   /** Deallocates a range if the filesystem can (advisory). */
   trim(offset: number, length: number): void {
+    this.dataRuns.clear();
     const end = Math.min(offset + length, this.size);
     if (end > offset) punchHole(this.fd, offset, end - offset);
   }
@@ -107,7 +131,14 @@ export class LocalFile implements ByteSource {
 
   /** The next data/hole boundary at or after `offset` (SEEK_DATA/SEEK_HOLE). */
   seek(offset: number, what: 'data' | 'hole'): SeekResult {
-    return seekDataHole(this.fd, offset, what);
+    const end = this.dataRuns.endOf(offset);
+    if (end !== undefined) return what === 'data' ? offset : end;
+    const found = seekDataHole(this.fd, offset, what);
+    // SEEK_HOLE moving past `offset` means [offset, found) is data.
+    if (what === 'hole' && typeof found === 'number' && found > offset) {
+      this.dataRuns.add(offset, found);
+    }
+    return found;
   }
 
   /** Copies [offset, offset+length) into `dst` at the same offset in the kernel; -1 if it cannot. */

@@ -28,6 +28,8 @@ interface Libc {
     flags: number,
   ): number;
   flock(fd: number, operation: number): number;
+  /** Absent when this libc has no preadv2. */
+  preadv2?: (fd: number, buf: Uint8Array, offset: number, flags: number) => number;
   errno(): number;
 }
 
@@ -52,6 +54,7 @@ function load(): Libc | null {
       'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
     );
     libc = {
+      preadv2: loadPreadv2(koffi, lib),
       lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
       fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length),
       ioctl: (fd, request, arg) => ioctl(fd, request, arg),
@@ -63,6 +66,23 @@ function load(): Libc | null {
     loadError = `koffi unavailable: ${(err as Error).message}`;
   }
   return libc;
+}
+
+/** preadv2 (glibc 2.26+); the buffer is passed by pointer, so the kernel reads into it. */
+function loadPreadv2(
+  koffi: { struct(name: string, def: object): unknown },
+  lib: { func(decl: string): (...args: unknown[]) => unknown },
+): Libc['preadv2'] {
+  try {
+    koffi.struct('diskpipe_iovec', { base: 'void *', len: 'size_t' });
+    const f = lib.func(
+      'int64_t preadv2(int fd, const diskpipe_iovec *iov, int count, int64_t offset, int flags)',
+    );
+    return (fd, buf, offset, flags) =>
+      Number(f(fd, [{ base: buf, len: buf.length }], 1, offset, flags));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Which native path is in use (for `--version`-style diagnostics and tests). */
@@ -184,4 +204,25 @@ export function tryFlock(fd: number): boolean | 'unsupported' {
   const e = c.errno();
   if (e === EWOULDBLOCK) return false;
   throw errnoError('flock', e);
+}
+
+const RWF_NOWAIT = 0x08;
+const EAGAIN = 11;
+
+/**
+ * preadv2(RWF_NOWAIT): reads what the page cache holds right now, on this thread, without
+ * waiting for the disk (and without a thread-pool round trip). Returns the bytes read (0 at the
+ * end of the file; fewer than asked when only part is cached), 'again' when the data is not
+ * cached, 'unsupported' when the system or filesystem cannot (read the usual way then).
+ */
+export function readCached(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+): number | 'again' | 'unsupported' {
+  const pread = load()?.preadv2;
+  if (!pread) return 'unsupported';
+  const n = pread(fd, buf, offset, RWF_NOWAIT);
+  if (n >= 0) return n;
+  return libc!.errno() === EAGAIN ? 'again' : 'unsupported';
 }

@@ -4,6 +4,11 @@
  * payload and reply buffers back here once the socket has taken them.
  */
 const MIN_CLASS = 64 * 1024;
+/**
+ * Every pooled buffer has this much beyond its power-of-two size, so a reply header can sit in
+ * front of a power-of-two payload without doubling the buffer.
+ */
+const HEADROOM = 64;
 
 export class BufferPool {
   private readonly free = new Map<number, Buffer[]>();
@@ -28,7 +33,7 @@ export class BufferPool {
   /** Returns a buffer from take(); the caller must not use it afterwards. */
   give(buf: Uint8Array): void {
     const size = buf.buffer.byteLength;
-    if (buf.length < MIN_CLASS || size !== sizeClass(size) || buf.byteOffset !== 0) return;
+    if (size < MIN_CLASS || size !== sizeClass(size) || buf.byteOffset !== 0) return;
     if (this.pooled + size > this.maxPooled) return;
     const whole = Buffer.from(buf.buffer, 0, size);
     const list = this.free.get(size);
@@ -39,5 +44,5 @@ export class BufferPool {
 }
 
 function sizeClass(n: number): number {
-  return Math.max(MIN_CLASS, 2 ** Math.ceil(Math.log2(n)));
+  return Math.max(MIN_CLASS, 2 ** Math.ceil(Math.log2(Math.max(1, n - HEADROOM)))) + HEADROOM;
 }

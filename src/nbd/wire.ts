@@ -20,18 +20,37 @@ export class WireReader {
   private ended: Error | undefined;
   private wake: (() => void) | undefined;
 
-  constructor(private readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-      if (this.buffered >= HIGH_WATER) socket.pause();
-      this.notify();
-    });
+  /**
+   * @param feed 'data': the reader takes the socket's data events; 'push': the owner of the
+   * socket (one created with `onread`) hands chunks to push().
+   */
+  constructor(
+    private readonly socket: Socket,
+    feed: 'data' | 'push' = 'data',
+  ) {
+    if (feed === 'data') socket.on('data', (chunk: Buffer) => this.push(chunk));
     socket.on('end', () => this.finish(new ConnectionClosedError()));
     socket.on('close', () => this.finish(new ConnectionClosedError()));
     socket.on('error', (err) =>
       this.finish(new ConnectionClosedError(`connection failed: ${err.message}`)),
     );
+  }
+
+  /** Queues bytes received (the reader keeps `chunk`: it must not be reused). */
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (this.buffered >= HIGH_WATER) this.socket.pause();
+    this.notify();
+  }
+
+  /** Hands over every byte received and not consumed, for another parser to go on with. */
+  drain(): Buffer[] {
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.buffered = 0;
+    if (this.socket.isPaused()) this.socket.resume();
+    return chunks;
   }
 
   /** Bytes received and not yet consumed. */
@@ -121,11 +140,15 @@ export function writeMessage(socket: Socket, parts: Uint8Array[]): Promise<void>
       reject(new ConnectionClosedError());
       return;
     }
+    const done = (err?: Error | null) =>
+      err ? reject(new ConnectionClosedError(`write failed: ${err.message}`)) : resolve();
+    if (parts.length === 1) {
+      socket.write(parts[0]!, done);
+      return;
+    }
     socket.cork();
     for (let i = 0; i < parts.length - 1; i++) socket.write(parts[i]!);
-    socket.write(parts.at(-1) ?? new Uint8Array(0), (err) =>
-      err ? reject(new ConnectionClosedError(`write failed: ${err.message}`)) : resolve(),
-    );
+    socket.write(parts.at(-1) ?? new Uint8Array(0), done);
     socket.uncork();
   });
 }

@@ -208,6 +208,7 @@ test('memory stays bounded when a client pipelines reads and never reads replies
   const srv = await startNbdServer(image, {
     port: 0,
     maxBytesPerConnection: 8 * 1024 * 1024,
+    readAheadPerConnection: 8 * 1024 * 1024,
     log: () => {},
   });
   const s = await RawSession.open(srv.address.transport === 'tcp' ? srv.address.port : 0);

@@ -6,7 +6,6 @@
  */
 import type { Socket } from 'node:net';
 import { NbdProtocolError } from '../../errors.js';
-import type { Extent } from '../../image/types.js';
 import { Budget } from '../budget.js';
 import type { BufferPool } from '../buffer-pool.js';
 import {
@@ -25,10 +24,7 @@ import {
   CMD_WRITE_ZEROES,
   decodeRequest,
   encodeBlockStatus,
-  encodeChunkHeader,
   encodeErrorChunk,
-  encodeOffsetDataHeader,
-  encodeOffsetHole,
   encodeSimpleReply,
   NBD_EINVAL,
   NBD_ENOSPC,
@@ -36,7 +32,6 @@ import {
   NBD_EOVERFLOW,
   NBD_EPERM,
   REPLY_FLAG_DONE,
-  REPLY_TYPE_NONE,
   REQUEST_SIZE,
   type Request,
   STATE_HOLE,
@@ -45,12 +40,15 @@ import {
 import { ConnectionClosedError, type WireReader, writeMessage } from '../wire.js';
 import { errorValue, messageOf, type ServedExport } from './export.js';
 import type { Negotiated } from './handshake.js';
+import { readReply } from './read-reply.js';
 
 export interface TransmissionLimits {
   /** Requests one connection may have in flight. */
   maxRequests: number;
   /** Payload and reply bytes one connection may hold in memory. */
   maxBytes: number;
+  /** READ reply bytes one connection may have read and not yet handed to the socket. */
+  readAhead: number;
 }
 
 /** More descriptors than this in one BLOCK_STATUS reply are cut (the client asks again). */
@@ -78,6 +76,7 @@ class RequestError extends Error {
 
 export class Transmission {
   private readonly budget: Budget;
+  private readonly readAhead: Budget;
 
   constructor(
     private readonly socket: Socket,
@@ -89,6 +88,7 @@ export class Transmission {
     private readonly pool: BufferPool,
   ) {
     this.budget = new Budget(limits.maxRequests, limits.maxBytes);
+    this.readAhead = new Budget(Number.POSITIVE_INFINITY, limits.readAhead);
   }
 
   /** Serves requests until the client disconnects; rejects only on a broken stream. */
@@ -239,54 +239,19 @@ export class Transmission {
   }
 
   private async read(req: Request): Promise<void> {
-    const { cookie, offset, length } = req;
+    const df = (req.flags & CMD_FLAG_DF) !== 0;
     const { structured } = this.negotiated;
-    if (structured && length === 0) {
-      const done = encodeChunkHeader(cookie, REPLY_TYPE_NONE, REPLY_FLAG_DONE, 0);
-      return writeMessage(this.socket, [done]);
-    }
-    const buffers: Uint8Array[] = [];
+    await this.readAhead.acquire(req.length);
     try {
-      if (!structured || req.flags & CMD_FLAG_DF) {
-        // One piece: zero extents are filled in, never read.
-        const buf = this.pool.take(length);
-        buffers.push(buf);
-        for await (const e of this.extents(offset, length)) {
-          const part = buf.subarray(e.offset - offset, e.offset - offset + e.length);
-          if (e.zero) part.fill(0);
-          else await this.image.read(part, e.offset);
-        }
-        const header = structured
-          ? encodeOffsetDataHeader(cookie, REPLY_FLAG_DONE, offset, length)
-          : encodeSimpleReply(cookie, 0);
-        await writeMessage(this.socket, [header, buf]);
-        return;
+      const reply = await readReply(this.image, this.pool, { ...req, structured, df });
+      try {
+        await writeMessage(this.socket, reply.parts);
+      } finally {
+        for (const b of reply.buffers) this.pool.give(b);
       }
-      // Structured: zero extents become OFFSET_HOLE chunks and are never read.
-      const parts: Uint8Array[] = [];
-      let lastHeader = -1;
-      for await (const e of this.extents(offset, length)) {
-        lastHeader = parts.length;
-        if (e.zero) {
-          parts.push(encodeOffsetHole(cookie, 0, e.offset, e.length));
-        } else {
-          const buf = this.pool.take(e.length);
-          buffers.push(buf);
-          await this.image.read(buf, e.offset);
-          parts.push(encodeOffsetDataHeader(cookie, 0, e.offset, e.length), buf);
-        }
-      }
-      // Mark the last chunk final: flags are bytes 4-5 of its header.
-      const h = parts[lastHeader]!;
-      new DataView(h.buffer, h.byteOffset).setUint16(4, REPLY_FLAG_DONE);
-      await writeMessage(this.socket, parts);
     } finally {
-      for (const b of buffers) this.pool.give(b);
+      this.readAhead.release(req.length);
     }
-  }
-
-  private extents(offset: number, length: number): AsyncIterable<Extent> {
-    return length === 0 ? emptyExtents() : this.image.extents(offset, length);
   }
 
   private async blockStatus(req: Request): Promise<void> {
@@ -304,5 +269,3 @@ export class Transmission {
     ]);
   }
 }
-
-async function* emptyExtents(): AsyncIterable<Extent> {}
