@@ -88,7 +88,7 @@ test('clone on XFS (reflink=1, loop mount): O(1) reflink, copy-on-write', async 
   const r = await cloneFile(src, dst);
   const ms = performance.now() - started;
   assert.deepEqual(r, { strategy: 'reflink', bytesWritten: 0, size: 8 * GiB });
-  assert.ok(ms < 2000, `took ${ms} ms`);
+  assert.ok(ms < 5000, `took ${ms} ms`);
   await sameContent(src, dst);
   // Writing into the clone leaves the source alone.
   writeRuns(dst, [[0, 4096]], 9);
