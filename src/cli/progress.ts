@@ -51,7 +51,7 @@ export class ProgressBar {
   }
 
   /** The bar's text for the current state (without control characters). */
-  line(now = performance.now(), width = this.stream.columns ?? 80): string {
+  line(now = performance.now(), width = this.stream.columns || 80): string {
     const seconds = Math.max((now - this.started) / 1000, 1e-3);
     const rate = this.done / seconds;
     const parts: string[] = [];
@@ -60,11 +60,11 @@ export class ProgressBar {
     if (total !== undefined && total > 0) {
       const frac = Math.min(this.done / total, 1);
       parts.push(`${(frac * 100).toFixed(0).padStart(3)}%`);
-      parts.push(`${humanSize(this.done)} / ${humanSize(total)}`);
+      parts.push(`${humanSize(this.done).padStart(9)} / ${humanSize(total)}`);
     } else {
-      parts.push(humanSize(this.done));
+      parts.push(humanSize(this.done).padStart(9));
     }
-    parts.push(`${humanSize(Math.round(rate))}/s`);
+    parts.push(`${humanSize(Math.round(rate)).padStart(9)}/s`);
     if (total !== undefined && rate > 0 && this.done < total) {
       parts.push(`ETA ${formatDuration((total - this.done) / rate)}`);
     }
