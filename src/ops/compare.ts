@@ -12,9 +12,9 @@ import { SharedIterator } from './copy/sync.js';
 export interface CompareOptions {
   /** Images of different sizes are different (qemu-img compare -s). */
   strict?: boolean;
-  /** Largest read request (default 1 MiB). */
+  /** Largest read request (default 2 MiB). */
   requestSize?: number;
-  /** Requests in flight (default 16). Memory: 2 × requests × size. */
+  /** Requests in flight (default 8). Memory: 2 × requests × size. */
   inFlight?: number;
   onProgress?: (p: { done: number; total: number }) => void;
   signal?: AbortSignal;
@@ -73,8 +73,8 @@ export async function compareImages(
   const sizeMismatch = a.size !== b.size;
   if (sizeMismatch && opts.strict) return { identical: false, reason: 'size', sizeMismatch };
   const common = Math.min(a.size, b.size);
-  const requestSize = opts.requestSize ?? 1024 * 1024;
-  const inFlight = opts.inFlight ?? 16;
+  const requestSize = opts.requestSize ?? 2 * 1024 * 1024;
+  const inFlight = opts.inFlight ?? 8;
   const total = Math.max(a.size, b.size);
   // The part both have, then the longer one's tail against zeroes.
   const long = a.size > b.size ? a : b;

@@ -26,24 +26,33 @@ export function isZero(buf: Uint8Array): boolean {
   return Buffer.from(buf.buffer, buf.byteOffset, buf.length).equals(z.subarray(0, buf.length));
 }
 
-/** Index of the first non-zero byte, or -1 (checks 4 KiB blocks, then bytes). */
+/** Index of the first non-zero byte, or -1 (one memcmp for the whole buffer when it is zero). */
 export function firstNonZero(buf: Buffer): number {
-  const step = 4096;
-  const z = zeroBlock(step);
-  for (let i = 0; i < buf.length; i += step) {
-    const end = Math.min(i + step, buf.length);
-    if (buf.subarray(i, end).equals(z.subarray(0, end - i))) continue;
-    for (let j = i; j < end; j++) if (buf[j] !== 0) return j;
+  const z = zeroBlock(Math.min(buf.length, 1 << 20));
+  for (let i = 0; i < buf.length; i += z.length) {
+    const end = Math.min(i + z.length, buf.length);
+    if (buf.compare(z, 0, end - i, i, end) !== 0) return i + firstNonZeroSmall(buf, i, end);
+  }
+  return -1;
+}
+
+/** The first non-zero byte of buf[from, to) (known to hold one), relative to `from`. */
+function firstNonZeroSmall(buf: Buffer, from: number, to: number): number {
+  const z = zeroBlock(4096);
+  for (let i = from; i < to; i += 4096) {
+    const end = Math.min(i + 4096, to);
+    if (buf.compare(z, 0, end - i, i, end) === 0) continue;
+    for (let j = i; j < end; j++) if (buf[j] !== 0) return j - from;
   }
   return -1;
 }
 
 /** Index of the first byte where `a` and `b` (same length) differ, or -1. */
 export function firstDifference(a: Buffer, b: Buffer): number {
-  const step = 4096;
-  for (let i = 0; i < a.length; i += step) {
-    const end = Math.min(i + step, a.length);
-    if (a.subarray(i, end).equals(b.subarray(i, end))) continue;
+  if (a.equals(b)) return -1;
+  for (let i = 0; i < a.length; i += 4096) {
+    const end = Math.min(i + 4096, a.length);
+    if (a.compare(b, i, end, i, end) === 0) continue;
     for (let j = i; j < end; j++) if (a[j] !== b[j]) return j;
   }
   return -1;
