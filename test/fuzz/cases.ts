@@ -4,6 +4,8 @@
  * written with the pristine image's holes.
  */
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { OpenOptions } from '../../src/open.js';
 import {
   hashSeed,
   hostileReferences,
@@ -29,6 +31,11 @@ export interface Prepared {
   allocated: Span[];
 }
 
+/** The open options a case uses. */
+export function caseOptions(c: Case): OpenOptions {
+  return { ...(c.format ? { format: c.format } : {}), ...(c.untrusted ? { untrusted: true } : {}) };
+}
+
 export interface Case {
   i: number;
   seed: number;
@@ -36,6 +43,8 @@ export interface Case {
   steps: string[];
   /** `-f` for this case (undefined: probe). */
   format: string | undefined;
+  /** Open as an untrusted image (no references to other files at all). */
+  untrusted: boolean;
   /** The case's PRNG, for the random ranges the exercise picks. */
   rng: Rng;
 }
@@ -47,7 +56,7 @@ export function loadPlan(target: Target, p: Prepared): { pristine: Buffer; plan:
     meta: p.meta,
     refs: referencesIn(pristine, p.siblings),
     bigEndian: target.bigEndian ?? false,
-    hostile: hostileReferences,
+    hostile: (length) => hostileReferences(length, basename(p.casePath)),
   };
   return { pristine, plan };
 }
@@ -72,7 +81,9 @@ export function makeCase(
     format = target.name.split('-')[0];
     steps.push(`-f ${format}`);
   }
-  return { i, seed, bytes, steps, format, rng };
+  const untrusted = rng.chance(0.1);
+  if (untrusted) steps.push('--untrusted');
+  return { i, seed, bytes, steps, format, untrusted, rng };
 }
 
 /** Writes a case file, leaving holes where the pristine file has them and bytes are zero. */

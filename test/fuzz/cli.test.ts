@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { mixedRaw } from '../formats/vmdk-vdi-peer.js';
 import { diskpipe, qemuImg, tempDir } from '../helpers/peers.js';
-import { loadPlan, makeCase, writeCase } from './cases.js';
+import { caseOptions, loadPlan, makeCase, writeCase } from './cases.js';
 import { exercise } from './exercise.js';
 import { prepare } from './harness.js';
 import { targets } from './targets.js';
@@ -119,7 +119,7 @@ for (const name of ['vmdk-sparse', 'vdi', 'vhdx', 'qed-backing']) {
     for (let i = 0; i < 400 && wanted.size > 0; i++) {
       const c = makeCase(target, pristine, plan, 'cli', i);
       writeCase(prepared.casePath, c.bytes, prepared.allocated);
-      const o = await exercise(prepared.casePath, c.format ? { format: c.format } : {}, c.rng, {
+      const o = await exercise(prepared.casePath, caseOptions(c), c.rng, {
         readBytes: 8 << 20,
         zeroCheckBytes: 1 << 20,
       });
@@ -128,7 +128,7 @@ for (const name of ['vmdk-sparse', 'vdi', 'vhdx', 'qed-backing']) {
       if (!o.code || !wanted.delete(kind)) continue;
       const path = join(prepared.dir, `case-${i}-${name}`);
       copyFileSync(prepared.casePath, path);
-      const f = c.format ? ['-f', c.format] : [];
+      const f = [...(c.format ? ['-f', c.format] : []), ...(c.untrusted ? ['--untrusted'] : [])];
       const what = `case ${i} (${c.steps.join('; ')}): ${o.message}`;
       if (kind === 'open') {
         for (const cmd of ['info', 'map']) {

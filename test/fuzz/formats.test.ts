@@ -3,7 +3,7 @@
  * images must fail with a DiskpipeError (or open and keep the extent contract), never crash,
  * hang, allocate without bound, leak a file or open one outside the trust rule.
  *
- * DISKPIPE_FUZZ_ITERATIONS=N   cases per target (default 100; refused formats fewer)
+ * DISKPIPE_FUZZ_ITERATIONS=N   cases per target (default 60; refused formats fewer)
  * DISKPIPE_FUZZ_SEED=S         another deterministic run
  * DISKPIPE_FUZZ_CASE=T:I       only case I of target T (as a failure report prints)
  * DISKPIPE_FUZZ_KEEP=DIR       copy failing case files there
@@ -21,8 +21,11 @@ const src = await mixedRaw(root, 'src.raw', 4 * 1024 * 1024 + 1536);
 const chosen = targets.filter((t) => !settings.only || t.name === settings.only.target);
 if (settings.only && chosen.length === 0) throw new Error(`no fuzz target ${settings.only.target}`);
 
+// Long runs (DISKPIPE_FUZZ_ITERATIONS) get time in proportion.
+const timeout = Math.max(600_000, settings.iterations * 200);
+
 for (const target of chosen) {
-  test(`fuzz ${target.name}`, { timeout: 600_000 }, async (t) => {
+  test(`fuzz ${target.name}`, { timeout }, async (t) => {
     const prepared = await prepare(target, src, root);
     const count = Math.max(10, Math.round(settings.iterations * (target.weight ?? 1)));
     const [first, end] = settings.only ? [settings.only.i, settings.only.i + 1] : [0, count];

@@ -33,7 +33,7 @@ export function settingsFromEnv(env = process.env): Settings {
   const only = env.DISKPIPE_FUZZ_CASE?.match(/^([\w-]+):(\d+)$/);
   return {
     baseSeed: env.DISKPIPE_FUZZ_SEED ?? 'diskpipe',
-    iterations: Number(env.DISKPIPE_FUZZ_ITERATIONS ?? 100),
+    iterations: Number(env.DISKPIPE_FUZZ_ITERATIONS ?? 60),
     only: only ? { target: only[1]!, i: Number(only[2]) } : undefined,
     limits: { readBytes: 64 << 20, zeroCheckBytes: 8 << 20 },
     caseTimeoutMs: Number(env.DISKPIPE_FUZZ_CASE_TIMEOUT_MS ?? 5000),

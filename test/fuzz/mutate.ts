@@ -276,13 +276,13 @@ function writeField(dv: DataView, at: number, width: number, big: boolean, v: bi
 }
 
 /**
- * Same-length spellings of references that leave `dir` (the image's directory): `../o/s`
- * (a sibling directory), `l` (a symlink inside the directory pointing out), `d` (a symlink to
- * a device) and an absolute path; padded with `./` and doubled slashes to `length` bytes.
+ * Same-length spellings of hostile references: out of the image's directory (`../o/s`, a
+ * symlink `l` pointing out, a symlink `d` to a device, an absolute path) or back to the image
+ * itself (`self`, a loop); padded with `./` and doubled slashes to `length` bytes.
  */
-export function hostileReferences(length: number): string[] {
+export function hostileReferences(length: number, self?: string): string[] {
   const out: string[] = [];
-  for (const base of ['../o/s', 'l', 'd', '/etc/hostname']) {
+  for (const base of ['../o/s', 'l', 'd', '/etc/hostname', ...(self ? [self] : [])]) {
     const padded = pad(base, length);
     if (padded) out.push(padded);
   }

@@ -8,7 +8,7 @@ import { readdirSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LocalFile } from '../../src/io/file.js';
-import { loadPlan, makeCase, type Prepared, writeCase } from './cases.js';
+import { caseOptions, loadPlan, makeCase, type Prepared, writeCase } from './cases.js';
 import { exercise, type Limits, type Outcome } from './exercise.js';
 import { keepCase } from './harness.js';
 import { targets } from './targets.js';
@@ -42,8 +42,9 @@ LocalFile.open = (path: string, mode: 'r' | 'r+' | 'w+' = 'r') => {
 };
 const home = realpathSync(job.dir);
 
-function trustBroken(): string | undefined {
+function trustBroken(untrusted: boolean): string | undefined {
   for (const { path, mode } of opened) {
+    if (untrusted && path !== job.casePath) return `opened ${path} for an untrusted image`;
     let real = path;
     try {
       real = realpathSync(path);
@@ -87,7 +88,7 @@ async function run(i: number): Promise<void> {
       job.caseTimeoutMs,
     );
   });
-  const opts = c.format ? { format: c.format } : {};
+  const opts = caseOptions(c);
   const outcome = await Promise.race([exercise(job.casePath, opts, c.rng, job.limits), timeout]);
   clearTimeout(timer);
   clearInterval(sampler);
@@ -95,7 +96,7 @@ async function run(i: number): Promise<void> {
   const ms = performance.now() - t0;
   if (!outcome.failure) {
     const leaked = openFds() - fds;
-    const trust = trustBroken();
+    const trust = trustBroken(c.untrusted);
     if (trust) outcome.failure = `trust rule broken: ${trust}`;
     else if (peak > job.memoryLimitBytes) {
       outcome.failure = `memory grew by ${Math.round(peak / 2 ** 20)} MiB`;
