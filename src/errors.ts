@@ -38,15 +38,22 @@ export class DiskpipeError extends Error {
   }
 }
 
+/** Longest message kept whole; longer ones keep their start and end. */
+const MAX_MESSAGE = 2000;
+
 /**
  * Messages quote names and text read from images (backing files, descriptor lines); their
- * control characters are escaped so a message stays one line and cannot drive a terminal.
+ * control characters are escaped so a message stays one line and cannot drive a terminal, and
+ * a quote of megabytes is cut in the middle.
  */
 function printable(message: string): string {
-  return message.replace(
+  const escaped = message.replace(
     /[\x00-\x1f\x7f-\x9f]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
   );
+  if (escaped.length <= MAX_MESSAGE) return escaped;
+  const cut = escaped.length - 1500;
+  return `${escaped.slice(0, 1000)}...(${cut} characters)...${escaped.slice(-500)}`;
 }
 
 export class UsageError extends DiskpipeError {

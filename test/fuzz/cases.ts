@@ -56,6 +56,8 @@ export function loadPlan(target: Target, p: Prepared): { pristine: Buffer; plan:
     meta: p.meta,
     refs: referencesIn(pristine, p.siblings),
     bigEndian: target.bigEndian ?? false,
+    text: target.words !== undefined,
+    words: target.words ?? [],
     hostile: (length) => hostileReferences(length, basename(p.casePath)),
   };
   return { pristine, plan };

@@ -88,7 +88,10 @@ function classify(err: unknown, out: Outcome): void {
   out.message = err.message;
   if (!CODES.has(err.code)) out.failure = `unexpected error code ${err.code}: ${err.message}`;
   else if (err.message.trim().length === 0) out.failure = `empty message (code ${err.code})`;
-  else if (/[\x00-\x1f\x7f-\x9f]|undefined|NaN|\[object /.test(err.message)) {
+  else if (
+    /[\x00-\x1f\x7f-\x9f]|undefined|NaN|\[object /.test(err.message) ||
+    err.message.length > 2100
+  ) {
     out.failure = `unclear message: ${JSON.stringify(err.message)}`;
   }
 }

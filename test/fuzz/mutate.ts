@@ -72,6 +72,10 @@ export interface MutationPlan {
   refs: Span[];
   /** Byte order of the format's fields (VHD is big-endian). */
   bigEndian: boolean;
+  /** The file is text (a VMDK descriptor): numbers, words and lines are mutated as such. */
+  text: boolean;
+  /** Words of the format's text to swap in (extent types, keys). */
+  words: string[];
   /** References that leave the image's directory, each as bytes of a given length. */
   hostile: (length: number) => string[];
 }
@@ -82,6 +86,19 @@ export interface Mutated {
 }
 
 const hex = (n: number | bigint) => `0x${n.toString(16)}`;
+
+/** Decimal numbers for text formats: limits of u32, u64 and exact doubles. */
+const NUMBERS = [
+  '0',
+  '1',
+  '511',
+  '4294967295',
+  '4294967296',
+  '9007199254740991',
+  '9007199254740993',
+  '18446744073709551615',
+  '99999999999999999999999',
+];
 
 /** Values that break size and offset arithmetic. */
 const BOUNDARIES: readonly bigint[] = [
@@ -123,7 +140,8 @@ class Mutator {
   one(): void {
     const r = this.rng;
     const roll = r.int(100);
-    if (this.plan.refs.length > 0 && roll < 8) this.reference();
+    if (this.plan.text && r.chance(0.4)) this.textual();
+    else if (this.plan.refs.length > 0 && roll < 8) this.reference();
     else if (roll < 30) this.flip();
     else if (roll < 35) this.fanOut();
     else if (roll < 65) this.field();
@@ -249,6 +267,35 @@ class Mutator {
     if (garbage) for (let i = this.bytes.length; i < out.length; i++) out[i] = this.rng.int(256);
     this.bytes = out;
     this.steps.push(`append ${n} ${garbage ? 'random' : 'zero'} bytes`);
+  }
+
+  /** Text edits: a number or word swapped for a hostile one, a line repeated or dropped. */
+  private textual(): void {
+    const text = Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length).toString(
+      'latin1',
+    );
+    const r = this.rng;
+    const roll = r.int(4);
+    let out: string;
+    let what: string;
+    if (roll < 2) {
+      const re = roll === 0 ? /\d+/g : /[A-Za-z]{2,}/g;
+      const found = [...text.matchAll(re)];
+      if (found.length === 0) return this.flip();
+      const m = r.pick(found);
+      const by = roll === 0 ? r.pick(NUMBERS) : r.pick(this.plan.words);
+      out = text.slice(0, m.index) + by + text.slice(m.index! + m[0].length);
+      what = `'${m[0]}' at ${hex(m.index!)} -> '${by}'`;
+    } else {
+      const lines = text.split('\n');
+      const n = r.int(lines.length);
+      const times = roll === 2 ? r.pick([2, 100, 5000]) : 0;
+      lines.splice(n, 1, ...new Array<string>(times).fill(lines[n]!));
+      out = lines.join('\n');
+      what = `line ${n + 1} ${times ? `repeated ${times} times` : 'dropped'}`;
+    }
+    this.bytes = new Uint8Array(Buffer.from(out, 'latin1'));
+    this.steps.push(`text: ${what}`);
   }
 
   /** Points a stored file reference outside the image's directory (same length). */

@@ -210,3 +210,21 @@ test('qed L1 entries sharing an L2 table are refused', async () => {
     message: /two L1 entries point at the L2 table at \d+/,
   });
 });
+
+test('error messages cut a quote of megabytes', async () => {
+  // A descriptor line of a megabyte was quoted whole in "invalid extent line" (one huge stderr line).
+  const path = join(dir, 'long-line.vmdk');
+  const junk = 'x'.repeat(1000 * 1000);
+  writeFileSync(
+    path,
+    `# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 8 FLAT "a" 0 ${junk}end\n`,
+  );
+  await assert.rejects(openImage(path), (err: Error) => {
+    assert.ok(err.message.length < 2100, `${err.message.length} characters`);
+    assert.match(
+      err.message,
+      /invalid extent line 'RW 8 FLAT "a" 0 x+\.\.\.\(\d+ characters\)\.\.\.x+end'$/,
+    );
+    return true;
+  });
+});

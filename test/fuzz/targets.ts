@@ -9,7 +9,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { vhdChecksum } from '../../src/formats/vhd/footer.js';
 import { checksumWithField } from '../../src/formats/vhdx/crc32c.js';
-import { BAT_REGION, guidAt, METADATA_REGION } from '../../src/formats/vhdx/guid.js';
+import {
+  BAT_REGION,
+  FILE_PARAMETERS,
+  guidAt,
+  METADATA_REGION,
+  VIRTUAL_DISK_SIZE,
+} from '../../src/formats/vhdx/guid.js';
 import { qemuImg, qemuIo } from '../helpers/peers.js';
 import type { Span } from './mutate.js';
 
@@ -24,19 +30,46 @@ export interface Target {
   /** Recomputes checksums after a mutation (most cases; some keep a broken checksum). */
   fixup?: (b: Buffer) => void;
   bigEndian?: boolean;
+  /** A text format: words to swap in (numbers, words and lines are mutated as text). */
+  words?: string[];
   /** Share of the iteration count (formats that are only refused need few). */
   weight?: number;
 }
 
 const KiB = 1024;
 const REFUSED = 0.15;
+/** Extent access modes and types, create types and keys of VMDK descriptors. */
+const VMDK_WORDS = [
+  'RW',
+  'RDONLY',
+  'NOACCESS',
+  'FLAT',
+  'SPARSE',
+  'ZERO',
+  'VMFS',
+  'VMFSSPARSE',
+  'SESPARSE',
+  'VMFSRDM',
+  'monolithicFlat',
+  'twoGbMaxExtentSparse',
+  'vmfsSparse',
+  'streamOptimized',
+  'parentCID',
+  'parentFileNameHint',
+  'CID',
+  'version',
+];
 
 export const targets: Target[] = [
   { name: 'raw', make: convert('raw'), hot: () => [span(0, 4 * KiB)], weight: 0.25 },
   { name: 'vmdk-sparse', make: convert('vmdk'), hot: vmdkHot },
   { name: 'vmdk-stream', make: convert('vmdk', 'subformat=streamOptimized'), hot: vmdkHot },
-  { name: 'vmdk-flat', make: convert('vmdk', 'subformat=monolithicFlat'), hot: whole },
-  { name: 'vmdk-split', make: convert('vmdk', 'subformat=twoGbMaxExtentSparse'), hot: whole },
+  { name: 'vmdk-flat', make: convert('vmdk', 'subformat=monolithicFlat'), words: VMDK_WORDS },
+  {
+    name: 'vmdk-split',
+    make: convert('vmdk', 'subformat=twoGbMaxExtentSparse'),
+    words: VMDK_WORDS,
+  },
   { name: 'vmdk-delta', make: overlay('vmdk'), hot: vmdkHot },
   { name: 'vdi', make: convert('vdi'), hot: vdiHot },
   { name: 'vdi-static', make: convert('vdi', 'static=on'), hot: vdiHot },
@@ -136,10 +169,6 @@ function head(): Span[] {
   return [span(0, 512)];
 }
 
-function whole(b: Buffer): Span[] {
-  return [span(0, b.length)];
-}
-
 /** Runs a locator; a header too damaged to follow just locates less. */
 function locate(b: Buffer, fn: (out: Span[]) => void, base: Span[]): Span[] {
   const out = [...base];
@@ -169,13 +198,15 @@ function vmdkHot(b: Buffer): Span[] {
       const sector = (at: number) => u64(b, h + at) * 512;
       out.push(span(sector(28), sector(28) + sector(36)));
       const gtes = b.readUInt32LE(h + 44);
-      const entries = Math.ceil(u64(b, h + 12) / (u64(b, h + 20) * gtes));
+      const grains = Math.ceil(u64(b, h + 12) / u64(b, h + 20));
+      const entries = Math.ceil(grains / gtes);
       for (const gd of [sector(56), sector(48)]) {
         if (gd === 0) continue;
         out.push(span(gd, gd + entries * 4));
         for (let i = 0; i < Math.min(entries, 8); i++) {
           const gt = b.readUInt32LE(gd + i * 4) * 512;
-          if (gt > 0) out.push(span(gt - 512, gt + gtes * 4));
+          // The grain table entries in use, and a stream-optimized table's marker before it.
+          if (gt > 0) out.push(span(gt - 16, gt + Math.min(gtes, grains - i * gtes) * 4));
         }
       }
     },
@@ -236,11 +267,14 @@ function vhdxHot(b: Buffer): Span[] {
     b,
     (out) => {
       const count = Math.min(b.readUInt32LE(REGION_TABLES[0]! + 8), 8);
+      let bat = 0;
+      let blockSize = 0;
+      let diskSize = 0;
       for (let i = 0; i < count; i++) {
         const e = REGION_TABLES[0]! + 16 + i * 32;
         const guid = guidAt(b, e);
         const offset = u64(b, e + 16);
-        if (guid === BAT_REGION) out.push(span(offset, offset + 4 * KiB));
+        if (guid === BAT_REGION) bat = offset;
         if (guid !== METADATA_REGION) continue;
         const items = Math.min(b.readUInt16LE(offset + 10), 16);
         out.push(span(offset, offset + 32 + items * 32));
@@ -248,8 +282,13 @@ function vhdxHot(b: Buffer): Span[] {
           const at = offset + 32 + j * 32;
           const from = offset + b.readUInt32LE(at + 16);
           out.push(span(from, from + Math.min(b.readUInt32LE(at + 20), 4 * KiB)));
+          if (guidAt(b, at) === FILE_PARAMETERS) blockSize = b.readUInt32LE(from);
+          if (guidAt(b, at) === VIRTUAL_DISK_SIZE) diskSize = u64(b, from);
         }
       }
+      // The BAT entries in use (payload blocks; a bitmap entry follows every chunk of them).
+      const blocks = Math.ceil(diskSize / blockSize);
+      out.push(span(bat, bat + 8 * (blocks + Math.floor(blocks / ((2 ** 23 * 512) / blockSize)))));
       for (const h of HEADERS) {
         const log = u64(b, h + 72);
         out.push(span(log, log + Math.min(b.readUInt32LE(h + 68), 64 * KiB)));
@@ -293,11 +332,14 @@ function qedHot(b: Buffer): Span[] {
       const name = b.readUInt32LE(56);
       out.push(span(name, name + b.readUInt32LE(60)));
       const l1 = u64(b, 40);
-      const tableBytes = b.readUInt32LE(4) * b.readUInt32LE(8);
-      out.push(span(l1, l1 + Math.min(tableBytes, 4 * KiB)));
-      for (let i = 0; i < 4; i++) {
+      const cluster = b.readUInt32LE(4);
+      const perTable = (cluster * b.readUInt32LE(8)) / 8;
+      const clusters = Math.ceil(u64(b, 48) / cluster);
+      const tables = Math.ceil(clusters / perTable);
+      out.push(span(l1, l1 + tables * 8));
+      for (let i = 0; i < Math.min(tables, 4); i++) {
         const l2 = u64(b, l1 + i * 8);
-        if (l2 > 0) out.push(span(l2, l2 + Math.min(tableBytes, 4 * KiB)));
+        if (l2 > 0) out.push(span(l2, l2 + Math.min(perTable, clusters - i * perTable) * 8));
       }
     },
     [span(0, 64)],
