@@ -62,19 +62,24 @@ export function hashSeed(text: string): number {
   return h >>> 0;
 }
 
+/** Where a file name is stored in an image. */
+export interface Reference extends Span {
+  utf16: boolean;
+}
+
 /** Where mutations aim, and what the format needs to stay interesting after them. */
 export interface MutationPlan {
   /** Headers and tables located from the format's own headers. */
   hot: Span[];
   /** File bytes that hold no guest data (the complement of qemu-img map's data ranges). */
   meta: Span[];
-  /** File references stored in the image (names of sibling files). */
-  refs: Span[];
+  /** File references stored in the image (names of sibling files, maybe in UTF-16LE). */
+  refs: Reference[];
   /** Byte order of the format's fields (VHD is big-endian). */
   bigEndian: boolean;
   /** The file is text (a VMDK descriptor): numbers, words and lines are mutated as such. */
   text: boolean;
-  /** Words of the format's text to swap in (extent types, keys). */
+  /** Words of the format's text to swap in (extent types, keys), and lines to insert. */
   words: string[];
   /** References that leave the image's directory, each as bytes of a given length. */
   hostile: (length: number) => string[];
@@ -104,6 +109,11 @@ const NUMBERS = [
 const BOUNDARIES: readonly bigint[] = [
   0n,
   1n,
+  2n,
+  3n,
+  5n,
+  6n,
+  7n,
   0x1ffn,
   0x200n,
   0x7fffffffn,
@@ -269,30 +279,41 @@ class Mutator {
     this.steps.push(`append ${n} ${garbage ? 'random' : 'zero'} bytes`);
   }
 
-  /** Text edits: a number or word swapped for a hostile one, a line repeated or dropped. */
+  /**
+   * Text edits: a number or word swapped for a hostile one (mostly a keyword for another), a
+   * line repeated, dropped, or one of the format's own lines inserted.
+   */
   private textual(): void {
     const text = Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length).toString(
       'latin1',
     );
     const r = this.rng;
-    const roll = r.int(4);
+    const roll = r.int(5);
     let out: string;
     let what: string;
     if (roll < 2) {
-      const re = roll === 0 ? /\d+/g : /[A-Za-z]{2,}/g;
+      const words = this.plan.words.filter((w) => !w.includes(' '));
+      const keyword = new RegExp(`\\b(${words.join('|')})\\b`, 'g');
+      const re = roll === 0 ? /\d+/g : r.chance(0.7) ? keyword : /[A-Za-z]{2,}/g;
       const found = [...text.matchAll(re)];
       if (found.length === 0) return this.flip();
       const m = r.pick(found);
-      const by = roll === 0 ? r.pick(NUMBERS) : r.pick(this.plan.words);
+      const by = roll === 0 ? r.pick(NUMBERS) : r.pick(words);
       out = text.slice(0, m.index) + by + text.slice(m.index! + m[0].length);
       what = `'${m[0]}' at ${hex(m.index!)} -> '${by}'`;
     } else {
       const lines = text.split('\n');
       const n = r.int(lines.length);
-      const times = roll === 2 ? r.pick([2, 100, 5000]) : 0;
-      lines.splice(n, 1, ...new Array<string>(times).fill(lines[n]!));
+      if (roll === 4) {
+        const line = r.pick(this.plan.words.filter((w) => w.includes(' ')));
+        lines.splice(n, 0, line);
+        what = `line '${line}' inserted at line ${n + 1}`;
+      } else {
+        const times = roll === 2 ? r.pick([2, 100, 5000]) : 0;
+        lines.splice(n, 1, ...new Array<string>(times).fill(lines[n]!));
+        what = `line ${n + 1} ${times ? `repeated ${times} times` : 'dropped'}`;
+      }
       out = lines.join('\n');
-      what = `line ${n + 1} ${times ? `repeated ${times} times` : 'dropped'}`;
     }
     this.bytes = new Uint8Array(Buffer.from(out, 'latin1'));
     this.steps.push(`text: ${what}`);
@@ -302,10 +323,11 @@ class Mutator {
   private reference(): void {
     const s = this.rng.pick(this.plan.refs);
     if (s.end > this.bytes.length) return this.flip();
-    const choices = this.plan.hostile(s.end - s.start);
+    const unit = s.utf16 ? 2 : 1;
+    const choices = this.plan.hostile((s.end - s.start) / unit);
     if (choices.length === 0) return this.flip();
     const ref = this.rng.pick(choices);
-    for (let i = 0; i < ref.length; i++) this.bytes[s.start + i] = ref.charCodeAt(i);
+    this.bytes.set(Buffer.from(ref, s.utf16 ? 'utf16le' : 'latin1'), s.start);
     this.steps.push(`reference at ${hex(s.start)} -> '${ref}'`);
   }
 }

@@ -5,8 +5,8 @@
  * gets the first 64 KiB, so adding one is a line such as
  *   { name: 'qcow2', make: convert('qcow2') },
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { vhdChecksum } from '../../src/formats/vhd/footer.js';
 import { checksumWithField } from '../../src/formats/vhdx/crc32c.js';
 import {
@@ -17,7 +17,7 @@ import {
   VIRTUAL_DISK_SIZE,
 } from '../../src/formats/vhdx/guid.js';
 import { qemuImg, qemuIo } from '../helpers/peers.js';
-import type { Span } from './mutate.js';
+import type { Reference, Span } from './mutate.js';
 
 export interface Target {
   name: string;
@@ -30,7 +30,7 @@ export interface Target {
   /** Recomputes checksums after a mutation (most cases; some keep a broken checksum). */
   fixup?: (b: Buffer) => void;
   bigEndian?: boolean;
-  /** A text format: words to swap in (numbers, words and lines are mutated as text). */
+  /** A text format: words to swap in and lines to insert (words with a space are lines). */
   words?: string[];
   /** Share of the iteration count (formats that are only refused need few). */
   weight?: number;
@@ -58,6 +58,19 @@ const VMDK_WORDS = [
   'parentFileNameHint',
   'CID',
   'version',
+  'RW 2048 ZERO',
+  'RW 8 FLAT "disk-flat.vmdk" 0',
+  'RDONLY 16 FLAT "disk-flat.vmdk" 8191',
+  'RW 128 SPARSE "disk-s001.vmdk"',
+  'RW 8 SPARSE "disk-s001.vmdk" 4',
+  'RW 8 VMFSSPARSE "disk-flat.vmdk"',
+  'NOACCESS 8 FLAT "disk-flat.vmdk" 0',
+  'RW 99999999999999999999 ZERO',
+  'RW 4 ZERO "disk-flat.vmdk"',
+  'RW 4 FLAT',
+  'parentCID=12345678',
+  'parentFileNameHint="disk.vmdk"',
+  'createType="vmfsSparse"',
 ];
 
 export const targets: Target[] = [
@@ -74,6 +87,13 @@ export const targets: Target[] = [
   { name: 'vdi', make: convert('vdi'), hot: vdiHot },
   { name: 'vdi-static', make: convert('vdi', 'static=on'), hot: vdiHot },
   { name: 'vpc', make: convert('vpc'), hot: vpcHot, fixup: vpcFixup, bigEndian: true },
+  {
+    name: 'vpc-diff',
+    make: vhdDifferencing,
+    hot: vpcHot,
+    fixup: vpcFixup,
+    bigEndian: true,
+  },
   {
     name: 'vpc-fixed',
     make: convert('vpc', 'subformat=fixed'),
@@ -121,6 +141,39 @@ function overlay(format: string) {
     await qemuIo(path, ['write -P 0x66 64k 128k', 'write -z 1M 64k', 'write -P 0x67 3M 4k']);
     return path;
   };
+}
+
+/**
+ * A differencing VHD (qemu-img cannot make one): a dynamic VHD turned into the child of
+ * base.vhd, which it finds through a relative Windows path locator (W2ru), as Hyper-V writes.
+ */
+async function vhdDifferencing(dir: string, src: string): Promise<string> {
+  const base = join(dir, 'base.vhd');
+  await qemuImg('convert', '-f', 'raw', '-O', 'vpc', src, base);
+  const childRaw = join(dirname(dir), 'child.raw');
+  writeFileSync(childRaw, '');
+  truncateSync(childRaw, statSync(src).size);
+  await qemuIo(childRaw, ['write -P 0xcc 1M 64k', 'write -P 0xdd 3000k 8k'], 'raw');
+  const path = join(dir, 'disk.vhd');
+  await qemuImg('convert', '-f', 'raw', '-O', 'vpc', childRaw, path);
+  const b = readFileSync(path);
+  const parentId = readFileSync(base).subarray(68, 84);
+  for (const footer of [0, b.length - 512]) b.writeUInt32BE(4, footer + 60); // differencing
+  const dyn = Number(b.readBigUInt64BE(16));
+  parentId.copy(b, dyn + 40);
+  Buffer.from('base.vhd', 'utf16le')
+    .swap16()
+    .copy(b, dyn + 64);
+  const locator = Buffer.from('.\\base.vhd', 'utf16le');
+  const at = Number(b.readBigUInt64BE(dyn + 16)) + 256; // the BAT sector's unused tail
+  b.write('W2ru', dyn + 576, 'latin1');
+  b.writeUInt32BE(1, dyn + 580);
+  b.writeUInt32BE(locator.length, dyn + 584);
+  b.writeBigUInt64BE(BigInt(at), dyn + 592);
+  locator.copy(b, at);
+  vpcFixup(b);
+  writeFileSync(path, b);
+  return path;
 }
 
 /** A VHDX whose log holds an entry qemu wrote but never applied (a failed BAT write). */
@@ -233,6 +286,11 @@ function vpcHot(b: Buffer): Span[] {
       const footer = b.toString('latin1', 0, 8) === 'conectix' ? 0 : b.length - 512;
       const dyn = u64(b, footer + 16, true);
       out.push(span(dyn, dyn + 1024));
+      for (let i = 0; i < 8; i++) {
+        const loc = dyn + 576 + i * 24;
+        const at = u64(b, loc + 16, true);
+        if (b.readUInt32BE(loc) !== 0) out.push(span(at, at + b.readUInt32BE(loc + 8)));
+      }
       const bat = u64(b, dyn + 16, true);
       const entries = b.readUInt32BE(dyn + 28);
       out.push(span(bat, bat + entries * 4));
@@ -346,12 +404,15 @@ function qedHot(b: Buffer): Span[] {
   );
 }
 
-/** Byte ranges of `b` holding the names of the image's sibling files (its references). */
-export function referencesIn(b: Buffer, names: string[]): Span[] {
-  const out: Span[] = [];
+/** Where `b` holds the names of the image's sibling files (its references), ASCII or UTF-16. */
+export function referencesIn(b: Buffer, names: string[]): Reference[] {
+  const out: Reference[] = [];
   for (const name of names) {
-    for (let at = b.indexOf(name); at >= 0; at = b.indexOf(name, at + 1)) {
-      out.push(span(at, at + name.length));
+    for (const utf16 of [false, true]) {
+      const needle = Buffer.from(name, utf16 ? 'utf16le' : 'latin1');
+      for (let at = b.indexOf(needle); at >= 0; at = b.indexOf(needle, at + 1)) {
+        out.push({ start: at, end: at + needle.length, utf16 });
+      }
     }
   }
   return out;
