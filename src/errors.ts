@@ -25,7 +25,7 @@ export class DiskpipeError extends Error {
   readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(printable(message), options);
     this.code = code;
     this.name = new.target.name;
     Object.defineProperty(this, BRAND, { value: true });
@@ -36,6 +36,24 @@ export class DiskpipeError extends Error {
     if (this !== DiskpipeError) return Function.prototype[Symbol.hasInstance].call(this, value);
     return typeof value === 'object' && value !== null && BRAND in value;
   }
+}
+
+/** Longest message kept whole; longer ones keep their start and end. */
+const MAX_MESSAGE = 2000;
+
+/**
+ * Messages quote names and text read from images (backing files, descriptor lines); their
+ * control characters are escaped so a message stays one line and cannot drive a terminal, and
+ * a quote of megabytes is cut in the middle.
+ */
+function printable(message: string): string {
+  const escaped = message.replace(
+    /[\x00-\x1f\x7f-\x9f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+  if (escaped.length <= MAX_MESSAGE) return escaped;
+  const cut = escaped.length - 1500;
+  return `${escaped.slice(0, 1000)}...(${cut} characters)...${escaped.slice(-500)}`;
 }
 
 export class UsageError extends DiskpipeError {

@@ -7,7 +7,7 @@ import { CorruptImageError } from '../../errors.js';
 import type { ByteSource, FormatDetails } from '../../image/types.js';
 import type { OpenContext } from '../registry.js';
 import { BlockImage, type Segment } from '../vhd/block-image.js';
-import { readExact } from '../vhd/bytes.js';
+import { readExact, view } from '../vhd/bytes.js';
 import { TableReader } from '../vhd/cache.js';
 import {
   F_BACKING_FILE,
@@ -66,6 +66,7 @@ export class QedImage extends BlockImage {
     if (!image.validTable(header.l1TableOffset)) {
       throw new CorruptImageError(`${label}: L1 table offset ${header.l1TableOffset} is invalid`);
     }
+    await image.checkDistinctTables();
     if (backingName !== undefined && backingName.length > 0) {
       const fmt = header.features & F_BACKING_FORMAT_NO_PROBE ? 'raw' : undefined;
       image.backing = await ctx.openBacking(backingName, source, fmt);
@@ -87,6 +88,33 @@ export class QedImage extends BlockImage {
 
   private validTable(offset: number): boolean {
     return this.validCluster(offset) && offset + this.tableBytes <= this.fileEnd;
+  }
+
+  /**
+   * The L1 entries in use must point at distinct, non-overlapping L2 tables: one table behind
+   * every L1 entry lets a small file claim terabytes of clusters to walk. (At most a few MiB:
+   * the image size bounds the entries in use.)
+   */
+  private async checkDistinctTables(): Promise<void> {
+    const count = Math.ceil(this.size / this.l2Span);
+    const l1 = view(await readExact(this.source, this.header.l1TableOffset, count * 8, 'L1 table'));
+    const used: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const lo = l1.getUint32(i * 8, true);
+      const hi = l1.getUint32(i * 8 + 4, true);
+      if (lo !== 0 || hi !== 0) used.push(hi * 2 ** 32 + lo);
+    }
+    used.sort((a, b) => a - b);
+    for (let i = 1; i < used.length; i++) {
+      const [a, b] = [used[i - 1]!, used[i]!];
+      if (b - a < this.tableBytes) {
+        const what =
+          a === b
+            ? `two L1 entries point at the L2 table at ${a}`
+            : `L2 tables at ${a} and ${b} overlap`;
+        throw new CorruptImageError(`${this.label}: ${what} (cross-linked L1 table)`);
+      }
+    }
   }
 
   private async entry(at: number): Promise<number> {

@@ -283,7 +283,26 @@ async function readDynamic(
       );
     }
   }
+  checkDistinctBlocks(bat, (bitmapSize + blockSize) / 512, label);
   return { header, bat, blockSize, bitmapSize };
+}
+
+/**
+ * Allocated blocks (bitmap + data) must not share sectors: one block behind every BAT entry
+ * lets a small file claim terabytes of sector bitmaps to walk.
+ */
+function checkDistinctBlocks(bat: Uint32Array, blockSectors: number, label: string): void {
+  const used = bat.filter((entry) => entry !== UNALLOCATED).sort();
+  for (let i = 1; i < used.length; i++) {
+    const [a, b] = [used[i - 1]!, used[i]!];
+    if (b - a < blockSectors) {
+      const what =
+        a === b
+          ? `two BAT entries point at the block at sector ${a}`
+          : `blocks at sectors ${a} and ${b} overlap`;
+      throw new CorruptImageError(`${label}: ${what} (cross-linked BAT)`);
+    }
+  }
 }
 
 async function openParent(

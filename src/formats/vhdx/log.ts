@@ -154,17 +154,24 @@ function activeSequence(area: Uint8Array, guid: string): Entry[] {
     return e;
   };
   let best: Entry[] = [];
+  // An entry already walked as part of a chain starts only a suffix of it, with the same head:
+  // never better. Skipping those keeps the search linear in the log's entries.
+  const walked = new Set<number>();
   for (let at = 0; at < area.length; at += SECTOR) {
+    if (walked.has(at)) continue;
     const first = entryAt(at);
     if (!first) continue;
     const chain = [first];
+    const inChain = new Set([at]);
     for (;;) {
       const prev = chain.at(-1)!;
       const next = entryAt((prev.at + prev.length) % area.length);
       if (!next || next.sequence !== prev.sequence + 1n) break;
-      if (chain.some((c) => c.at === next.at)) break;
+      if (inChain.has(next.at)) break;
+      inChain.add(next.at);
       chain.push(next);
     }
+    for (const p of inChain) walked.add(p);
     const head = chain.at(-1)!;
     if (best.length === 0 || head.sequence > best.at(-1)!.sequence) best = chain;
   }

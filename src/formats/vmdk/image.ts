@@ -101,11 +101,16 @@ export class VmdkImage extends BaseImage {
     buf.fill(0, inParent);
   }
 
-  /** Runs of the range in image offsets. */
+  /** Runs of the range in image offsets, clipped to it (extents yield whole grains). */
   private async *imageRuns(offset: number, length: number): AsyncIterable<Run> {
     for (const { start, extent, from, to } of this.overlapping(offset, length)) {
       for await (const r of extent.runs(from, to - from)) {
-        yield { ...r, offset: start + r.offset };
+        const lo = Math.max(r.offset, from);
+        const hi = Math.min(r.offset + r.length, to);
+        if (hi <= lo) continue;
+        const clipped: Run = { ...r, offset: start + lo, length: hi - lo };
+        if (r.hostOffset !== undefined) clipped.hostOffset = r.hostOffset + (lo - r.offset);
+        yield clipped;
       }
     }
   }

@@ -20,7 +20,7 @@ import { FlatExtent, ZeroExtent } from './flat.js';
 import { COWD_MAGIC, hasMagic, SECTOR, SESPARSE_MAGIC, SPARSE_MAGIC } from './header.js';
 import { readExact } from './host-io.js';
 import { VmdkImage } from './image.js';
-import { SparseExtent } from './sparse.js';
+import { ExtentBudget, SparseExtent } from './sparse.js';
 
 export { VmdkImage } from './image.js';
 
@@ -81,9 +81,12 @@ async function openDescriptorFile(source: ByteSource, ctx: OpenContext): Promise
     throw new CorruptImageError(`${source.name}: descriptor lists no extents`);
   }
   const files: ByteSource[] = [];
+  const budget = new ExtentBudget(desc.extents.filter((l) => l.type === 'SPARSE').length);
   try {
     const extents: VmdkExtent[] = [];
-    for (const line of desc.extents) extents.push(await openExtent(line, source, ctx, files));
+    for (const line of desc.extents) {
+      extents.push(await openExtent(line, source, ctx, files, budget));
+    }
     const backing = await openParent(desc, source, ctx);
     const info = {
       createType: desc.createType,
@@ -104,12 +107,13 @@ async function openExtent(
   source: ByteSource,
   ctx: OpenContext,
   files: ByteSource[],
+  budget: ExtentBudget,
 ): Promise<VmdkExtent> {
   const size = line.sectors * SECTOR;
   if (line.type === 'ZERO') return new ZeroExtent(size);
   const file = await ctx.openReferencedFile(line.file!, source, 'extent file');
   files.push(file);
-  if (line.type === 'SPARSE') return SparseExtent.open(file, 'SPARSE', size);
+  if (line.type === 'SPARSE') return SparseExtent.open(file, 'SPARSE', size, budget);
   return FlatExtent.open(line.type, file, size, line.offset * SECTOR);
 }
 

@@ -15,6 +15,7 @@ import {
   isCompressed,
   MARKER_EOS,
   MARKER_FOOTER,
+  MAX_GD_ENTRIES,
   parseMarker,
   parseSparseHeader,
   SECTOR,
@@ -25,9 +26,9 @@ import { inflateGrain } from './inflate.js';
 
 /** Grain marker: u64 lba + u32 compressed size, then the data. */
 const GRAIN_MARKER_BYTES = 12;
-/** Grain tables kept in memory per extent (each is 2 KiB with 512 entries). */
+/** Grain tables kept in memory per image (each is 2 KiB with 512 entries). */
 const TABLE_CACHE_BYTES = 4 << 20;
-/** Inflated grains kept for reads that cut through a grain (unaligned readers). */
+/** Inflated grains kept per image for reads that cut through a grain (unaligned readers). */
 const GRAIN_CACHE_BYTES = 4 << 20;
 /** Most compressed bytes one coalesced read may cover. */
 const MAX_SPAN_BYTES = 8 << 20;
@@ -48,6 +49,30 @@ interface Piece {
   gte: number;
 }
 
+/**
+ * What the sparse extents of one image may hold in memory together: grain directories (read
+ * whole at open) and a share of the caches each. A descriptor may list thousands of extents,
+ * even one file many times, so per-extent limits alone would not bound the image.
+ */
+export class ExtentBudget {
+  private directoryLeft = MAX_GD_ENTRIES;
+  /** Fraction of the table and grain caches one extent gets. */
+  readonly share: number;
+
+  constructor(sparseExtents = 1) {
+    this.share = 1 / Math.max(1, sparseExtents);
+  }
+
+  takeDirectory(entries: number, who: string): void {
+    if (entries > this.directoryLeft) {
+      throw new UnsupportedFeatureError(
+        `${who}: the image's grain directories hold more than ${MAX_GD_ENTRIES} entries together`,
+      );
+    }
+    this.directoryLeft -= entries;
+  }
+}
+
 export class SparseExtent implements VmdkExtent {
   readonly size: number;
   readonly clusterSize: number;
@@ -58,6 +83,7 @@ export class SparseExtent implements VmdkExtent {
   private readonly maxTables: number;
   private readonly grains = new Map<number, Uint8Array>();
   private grainCacheBytes = 0;
+  private readonly maxGrainCacheBytes: number;
 
   private constructor(
     readonly type: string,
@@ -65,20 +91,27 @@ export class SparseExtent implements VmdkExtent {
     readonly header: SparseHeader,
     private readonly gd: Uint32Array,
     limit: number,
+    share: number,
   ) {
     this.grainBytes = header.grainSectors * SECTOR;
     this.clusterSize = this.grainBytes;
     this.compressed = isCompressed(header);
     this.size = Math.min(header.capacity * SECTOR, limit);
     this.tableBytes = header.gtesPerGt * 4;
-    this.maxTables = Math.max(4, Math.floor(TABLE_CACHE_BYTES / this.tableBytes));
+    this.maxTables = Math.max(4, Math.floor((TABLE_CACHE_BYTES * share) / this.tableBytes));
+    this.maxGrainCacheBytes = GRAIN_CACHE_BYTES * share;
   }
 
   /**
    * Opens and checks a sparse extent file; `type` is '' (monolithic) or 'SPARSE'. A descriptor
    * may give the extent fewer sectors than its capacity (`limit`, bytes), never more.
    */
-  static async open(file: ByteSource, type: string, limit = Infinity): Promise<SparseExtent> {
+  static async open(
+    file: ByteSource,
+    type: string,
+    limit = Infinity,
+    budget = new ExtentBudget(),
+  ): Promise<SparseExtent> {
     if (file.size < SECTOR) {
       throw new CorruptImageError(`${file.name}: file is too small for a VMDK header`);
     }
@@ -96,6 +129,7 @@ export class SparseExtent implements VmdkExtent {
       );
     }
     const entries = gdEntries(header);
+    budget.takeDirectory(entries, file.name);
     const gdOffset = header.gdOffset! * SECTOR;
     if (entries > 0 && (gdOffset < SECTOR || gdOffset + entries * 4 > file.size)) {
       throw new CorruptImageError(
@@ -114,12 +148,13 @@ export class SparseExtent implements VmdkExtent {
         );
       }
     }
+    checkDistinctTables(gd, Math.ceil(tableBytes / SECTOR), file.name);
     if (header.capacity * SECTOR < limit && limit !== Infinity) {
       throw new CorruptImageError(
         `${file.name}: sparse extent holds ${header.capacity} sectors, the descriptor says ${limit / SECTOR}`,
       );
     }
-    return new SparseExtent(type, file, header, gd, limit);
+    return new SparseExtent(type, file, header, gd, limit, budget.share);
   }
 
   /** The embedded descriptor's bytes (empty when there is none). */
@@ -334,13 +369,31 @@ export class SparseExtent implements VmdkExtent {
   }
 
   private remember(g: number, grain: Uint8Array): void {
-    if (grain.length > GRAIN_CACHE_BYTES / 4 || this.grains.has(g)) return;
+    if (grain.length > this.maxGrainCacheBytes / 4 || this.grains.has(g)) return;
     this.grains.set(g, grain);
     this.grainCacheBytes += grain.length;
-    while (this.grainCacheBytes > GRAIN_CACHE_BYTES) {
+    while (this.grainCacheBytes > this.maxGrainCacheBytes) {
       const [oldest, data] = this.grains.entries().next().value!;
       this.grains.delete(oldest);
       this.grainCacheBytes -= data.length;
+    }
+  }
+}
+
+/**
+ * Directory entries must point at distinct, non-overlapping grain tables: one table shared by
+ * millions of entries lets a small file claim terabytes of grains to walk.
+ */
+function checkDistinctTables(gd: Uint32Array, tableSectors: number, who: string): void {
+  const used = gd.filter((sector) => sector !== 0).sort();
+  for (let i = 1; i < used.length; i++) {
+    const [a, b] = [used[i - 1]!, used[i]!];
+    if (b - a < tableSectors) {
+      const what =
+        a === b
+          ? `two directory entries point at the grain table at sector ${a}`
+          : `grain tables at sectors ${a} and ${b} overlap`;
+      throw new CorruptImageError(`${who}: ${what} (cross-linked grain directory)`);
     }
   }
 }
