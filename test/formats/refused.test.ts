@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openImage } from '../../src/open.js';
-import { qemuImg, run, tempDir } from '../helpers/peers.js';
+import { makeLuks, qemuImg, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir('diskpipe-refused-');
 const T = { timeout: 10_000 };
@@ -22,27 +22,7 @@ test('refused: formats qemu-img creates are recognised, never read as raw', T, a
     await qemuImg('create', '-f', fmt, path, '4M');
     await refusedAs(path, fmt);
   }
-  const luks = join(dir, 'img.luks');
-  try {
-    await run('qemu-img', [
-      'create',
-      '--object',
-      'secret,id=sec0,data=diskpipe',
-      '-f',
-      'luks',
-      '-o',
-      'key-secret=sec0,iter-time=10',
-      luks,
-      '4M',
-    ]);
-  } catch (err) {
-    // qemu's LUKS key setup times itself and fails on a loaded machine ("Unable to get
-    // accurate CPU usage"); then a header with LUKS magic and version 1 is what we probe.
-    if (!/accurate CPU usage/.test(String(err))) throw err;
-    const header = Buffer.alloc(4096);
-    header.set([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe, 0x00, 0x01]);
-    writeFileSync(luks, header);
-  }
+  const luks = await makeLuks(join(dir, 'img.luks'), '4M');
   await refusedAs(luks, 'luks');
 });
 

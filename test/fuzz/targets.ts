@@ -16,7 +16,7 @@ import {
   METADATA_REGION,
   VIRTUAL_DISK_SIZE,
 } from '../../src/formats/vhdx/guid.js';
-import { qemuImg, qemuIo } from '../helpers/peers.js';
+import { makeLuks, qemuImg, qemuIo } from '../helpers/peers.js';
 import type { Reference, Span } from './mutate.js';
 
 export interface Target {
@@ -192,19 +192,7 @@ async function dirtyVhdx(dir: string, src: string): Promise<string> {
 }
 
 async function luks(dir: string): Promise<string> {
-  const path = join(dir, 'disk.luks');
-  await qemuImg(
-    'create',
-    '-f',
-    'luks',
-    '--object',
-    'secret,id=s0,data=fuzz',
-    '-o',
-    'key-secret=s0,iter-time=100',
-    path,
-    '1M',
-  );
-  return path;
+  return makeLuks(join(dir, 'disk.luks'));
 }
 
 /** Formats qemu-img cannot create: their magic and a few KiB of zeroes. */
