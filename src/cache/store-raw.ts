@@ -31,10 +31,8 @@ export async function storeImage(
   const target = new RawImage(file);
   try {
     await file.truncate(image.size);
-    // Read the data (not copy_file_range) so zero blocks inside it become holes.
     await copyImage(image, target, {
       targetIsZero: true,
-      copyRange: false,
       onProgress: (p) => onProgress?.('convert', p.done, p.total),
     });
     await file.sync();

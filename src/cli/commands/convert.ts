@@ -35,8 +35,10 @@ export const convert: Command = {
     '  -m N                 requests in flight (1-64, default 8)',
     '  --request-size SIZE  read request size (64K to 8M, default 2M); memory N x SIZE',
     '  -S SIZE              zero detection granularity in data (default 4K; 0: off)',
-    '  --no-copy-range      raw to raw: read and write data (finding zero blocks in it)',
-    '                       instead of copy_file_range; -S also turns copy_file_range off',
+    '  --copy-range         raw to raw: move data extents with copy_file_range (faster; the',
+    '                       kernel may share blocks) instead of reading them; zero blocks',
+    '                       inside allocated data are then copied, not turned into holes',
+    '  --no-copy-range      read and write data (the default)',
     '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
     '                       the end); qemu-img convert does not flush by default either',
     '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
@@ -58,6 +60,7 @@ export const convert: Command = {
       'request-size': { type: 'string' },
       sparse: { type: 'string', short: 'S' },
       'no-copy-range': { type: 'boolean' },
+      'copy-range': { type: 'boolean' },
       sync: { type: 'boolean' },
       unordered: { type: 'boolean', short: 'W' },
     });
@@ -93,7 +96,7 @@ export const convert: Command = {
       opts.requestSize = parseSize(values['request-size'], 'request size');
     }
     if (values.sparse !== undefined) opts.sparseSize = parseSize(values.sparse, 'sparse size');
-    if (values['no-copy-range']) opts.copyRange = false;
+    if (values['copy-range'] && !values['no-copy-range']) opts.copyRange = true;
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = (p) => bar.update(p.done, p.total);

@@ -48,9 +48,10 @@ export interface CopyOptions {
    * Between two local raw files, move data extents with copy_file_range instead of reading
    * and writing them: the kernel copies (on XFS/btrfs it shares the blocks), about 1.6x
    * faster here, but zero blocks inside allocated data are copied rather than turned into
-   * holes. Default 'auto': on unless `sparseSize` is given.
+   * holes. Default off, so the output is at least as sparse as qemu-img's (which finds zero
+   * blocks in data, -S 4k); `true` asks for it.
    */
-  copyRange?: boolean | 'auto';
+  copyRange?: boolean;
   onProgress?: (p: CopyProgress) => void;
   signal?: AbortSignal;
 }
@@ -107,7 +108,7 @@ export function resolveCopyOptions(o: CopyOptions): ResolvedCopyOptions {
     targetMatchesBase: o.targetIsZero === true || o.base !== undefined,
     base: o.base,
     ordered: o.ordered === true,
-    copyRange: o.copyRange === true || (o.copyRange !== false && o.sparseSize === undefined),
+    copyRange: o.copyRange === true,
     onProgress: o.onProgress,
     signal: o.signal,
   };
