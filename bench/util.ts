@@ -105,6 +105,8 @@ export function alternate(
   const out: Record<string, Timing[]> = {};
   for (let i = 0; i < reps; i++) {
     for (const [name, fn] of Object.entries(runs)) {
+      // Untimed: no run may pay for the writeback of the previous run's output.
+      spawnSync('sync');
       const list = out[name] ?? [];
       list.push(fn());
       out[name] = list;
