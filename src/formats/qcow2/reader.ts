@@ -1,26 +1,9 @@
 /** Small read helpers over a ByteSource for metadata (tables, snapshot and bitmap directories). */
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
+import { readExact } from '../../io/read-exact.js';
 
-/** Reads exactly `length` bytes at `offset`, or fails naming what was being read. */
-export async function readExact(
-  source: ByteSource,
-  offset: number,
-  length: number,
-  what: string,
-): Promise<Uint8Array> {
-  if (offset + length > source.size) {
-    throw new CorruptImageError(
-      `${source.name}: ${what} at ${offset} (${length} bytes) lies past the end of the file`,
-    );
-  }
-  const buf = new Uint8Array(length);
-  const n = await source.read(buf, offset);
-  if (n !== length) {
-    throw new CorruptImageError(`${source.name}: file ended at ${offset + n} reading ${what}`);
-  }
-  return buf;
-}
+export { readExact };
 
 /**
  * Sequential reads of a variable-length directory through a bounded window, so a table of

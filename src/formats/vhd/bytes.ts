@@ -1,6 +1,5 @@
 // Small decoding helpers shared by the VHD, VHDX and QED readers.
 import { CorruptImageError } from '../../errors.js';
-import type { ByteSource } from '../../image/types.js';
 
 export function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -28,24 +27,4 @@ export function isZero(buf: Uint8Array): boolean {
   return true;
 }
 
-/** Reads exactly `length` bytes at `offset`, or fails naming what was being read. */
-export async function readExact(
-  source: ByteSource,
-  offset: number,
-  length: number,
-  what: string,
-): Promise<Uint8Array> {
-  if (offset + length > source.size) {
-    throw new CorruptImageError(
-      `${source.name}: ${what} at ${offset}+${length} lies past the end of the file (${source.size} bytes)`,
-    );
-  }
-  const buf = new Uint8Array(length);
-  const n = await source.read(buf, offset);
-  if (n !== length) {
-    throw new CorruptImageError(
-      `${source.name}: file ended at ${offset + n} while reading ${what}`,
-    );
-  }
-  return buf;
-}
+export { readExact } from '../../io/read-exact.js';

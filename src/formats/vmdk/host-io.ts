@@ -1,27 +1,7 @@
-/**
- * Reading the host file under an extent: exact reads, and holes in the host file under a flat extent (or a static VDI): qemu looks through such
- * ranges to the file (BDRV_BLOCK_RECURSE) and reports them as allocated zeroes. A source that
- * cannot tell (not a local file, or no SEEK_HOLE) reports data.
- */
-import { CorruptImageError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
 
-/** Reads exactly `buf.length` bytes or reports where the file ended. */
-export async function readExact(
-  file: ByteSource,
-  buf: Uint8Array,
-  offset: number,
-  what: string,
-): Promise<Uint8Array> {
-  const n = await file.read(buf, offset);
-  if (n !== buf.length) {
-    throw new CorruptImageError(
-      `${file.name}: file ends at ${offset + n} while reading ${what} (${buf.length} bytes at ${offset})`,
-    );
-  }
-  return buf;
-}
+export { readExactInto as readExact } from '../../io/read-exact.js';
 
 export interface HostRun {
   /** Host offset. */
