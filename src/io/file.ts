@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { DiskpipeError, ioError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
@@ -48,7 +48,7 @@ export class LocalFile implements ByteSource {
       const st = await handle.stat();
       if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
       const device = st.isBlockDevice();
-      const size = device ? deviceSize(handle) : st.size;
+      const size = device ? deviceSize(handle, st.rdev) : st.size;
       return new LocalFile(handle, path, size, mode !== 'r', device);
     } catch (err) {
       await handle.close();
@@ -79,7 +79,7 @@ export class LocalFile implements ByteSource {
       if (!st.isBlockDevice()) {
         throw new DiskpipeError('IO', `cannot write to ${path}: no longer a block device`);
       }
-      return new LocalFile(handle, path, deviceSize(handle), true, true);
+      return new LocalFile(handle, path, deviceSize(handle, st.rdev), true, true);
     } catch (err) {
       await handle.close();
       throw ioError(err, `cannot open ${path}`);
@@ -232,10 +232,19 @@ async function writeZeroes(file: LocalFile, offset: number, length: number): Pro
   }
 }
 
-/** A block device reports size 0 in stat: ask the kernel (BLKGETSIZE64), else seek its end. */
-function deviceSize(handle: FileHandle): number {
+/**
+ * A block device reports size 0 in stat: ask the kernel (BLKGETSIZE64); without the native
+ * layer, Linux's sysfs has it in 512-byte sectors.
+ */
+function deviceSize(handle: FileHandle, rdev: number): number {
   const size = blockDeviceSize(handle.fd);
   if (size !== 'unsupported') return size;
-  const end = seekDataHole(handle.fd, 0, 'hole');
-  return typeof end === 'number' ? end : 0;
+  const major = Math.floor(rdev / 256) % 4096;
+  const minor = (rdev % 256) + Math.floor(rdev / 1048576) * 256;
+  try {
+    const sectors = readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    return Number(sectors.trim()) * 512;
+  } catch {
+    return 0; // unknown: a size check then refuses the device rather than guessing
+  }
 }
