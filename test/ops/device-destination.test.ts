@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -16,14 +16,25 @@ const dir = tempDir();
 const MiB = 1024 * 1024;
 const FILL = 0xaa;
 
-/** Attaches a file of `size` bytes, each 0xAA, as a loop device; detaches it after `fn`. */
+/**
+ * Attaches a file of `size` bytes, each 0xAA, as a loop device and runs `fn`; the device node
+ * must still be a block device afterwards. Always detaches it, and first puts the node back if
+ * a regression replaced it with a regular file (which would break /dev for everyone else).
+ */
 async function withLoop(size: number, fn: (dev: string, file: string) => Promise<void> | void) {
   const file = join(dir, `loop-${process.hrtime.bigint()}.img`);
   writeFileSync(file, Buffer.alloc(size, FILL));
   const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
+  const { rdev } = statSync(dev);
   try {
     await fn(dev, file);
+    assert.ok(statSync(dev).isBlockDevice(), `${dev} is still a block device`);
   } finally {
+    if (!statSync(dev, { throwIfNoEntry: false })?.isBlockDevice()) {
+      rmSync(dev, { force: true });
+      const [major, minor] = [Math.floor(rdev / 256) % 4096, rdev % 256];
+      execFileSync('mknod', ['-m', '600', dev, 'b', String(major), String(minor)]);
+    }
     spawnSync('losetup', ['-d', dev]);
   }
 }
