@@ -14,11 +14,17 @@ import {
   unregisterTemporary,
 } from './cleanup.js';
 
+/**
+ * A temporary name beside `dest`, registered at once for removal on a signal (the CLI's
+ * handlers); call unregisterTemporary(name) after renaming it into place.
+ */
 export function temporaryNameFor(dest: string): string {
-  return join(
+  const tmp = join(
     dirname(dest),
     `.${basename(dest)}.diskpipe-${process.pid}-${randomBytes(4).toString('hex')}.tmp`,
   );
+  registerTemporary(tmp);
+  return tmp;
 }
 
 export interface AtomicOptions {
@@ -40,7 +46,6 @@ export async function writeAtomically<T>(
   opts: AtomicOptions = {},
 ): Promise<T> {
   const tmp = temporaryNameFor(dest);
-  registerTemporary(tmp);
   try {
     const result = await nameDestination(tmp, dest, fn(tmp));
     // Synchronous, so no signal handler runs between the rename and the bookkeeping after it.
