@@ -216,3 +216,18 @@ test('convert to stdout still works', async () => {
   assert.equal(r.status, 0, r.stderr.toString());
   assert.ok(r.stdout.equals(readFileSync(raw)));
 });
+
+test('an odd-sized image onto a block device: unaligned zero tail written, rest untouched', async () => {
+  const size = 3 * MiB + 1000;
+  const src = sparseFile(join(dir, 'odd.raw'), size);
+  await qemuIo(src, ['write -P 0x44 512k 100k'], 'raw');
+  await withLoop(4 * MiB, (dev) => {
+    for (const env of [{}, { DISKPIPE_NO_NATIVE: '1' }]) {
+      const r = diskpipe(['convert', '-f', 'raw', src, dev], { env });
+      assert.equal(r.status, 0, r.stderr);
+      const got = readDevice(dev, 4 * MiB);
+      assert.ok(got.subarray(0, size).equals(readFileSync(src)));
+      assert.ok(got.subarray(size).equals(Buffer.alloc(4 * MiB - size, FILL)));
+    }
+  });
+});
