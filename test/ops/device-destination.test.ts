@@ -231,3 +231,16 @@ test('an odd-sized image onto a block device: unaligned zero tail written, rest 
     }
   });
 });
+
+test('convert -n onto a block device is the same in-place write; -O qcow2 onto one is refused', async () => {
+  const { qcow2, raw } = await sample();
+  await withLoop(8 * MiB, (dev) => {
+    const refused = diskpipe(['convert', '-O', 'qcow2', qcow2, dev]);
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /^diskpipe: only raw output can be written onto the block device/);
+    assert.ok(readDevice(dev, 8 * MiB).equals(Buffer.alloc(8 * MiB, FILL)));
+    const r = diskpipe(['convert', '-n', qcow2, dev]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(readDevice(dev, 8 * MiB).equals(readFileSync(raw)));
+  });
+});
