@@ -143,6 +143,8 @@ const ERRNO_TEXT: Record<string, string> = {
   EEXIST: 'file exists',
   EIO: 'input/output error',
   EROFS: 'read-only file system',
+  EBUSY: 'device or resource busy',
+  EFBIG: 'file too large',
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'connection reset by peer',
   ETIMEDOUT: 'timed out',
