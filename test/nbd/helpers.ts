@@ -99,15 +99,10 @@ export async function startServe(args: string[]): Promise<Served> {
   return { ...peer, uri };
 }
 
-/** Resolves with the exit status once the process ends (null if killed by a signal). */
-export function exitOf(peer: Peer, timeoutMs = 10000): Promise<number | null> {
-  return Promise.race([
-    new Promise<number | null>((resolve) => {
-      if (peer.proc.exitCode !== null) resolve(peer.proc.exitCode);
-      else peer.proc.once('exit', (code) => resolve(code));
-    }),
-    sleep(timeoutMs, undefined, { ref: false }).then(() => {
-      throw new Error('process did not exit');
-    }),
-  ]);
+/** Resolves with the exit status once the process ends (null if killed by a signal); no deadline. */
+export function exitOf(peer: Peer): Promise<number | null> {
+  return new Promise<number | null>((resolve) => {
+    if (peer.proc.exitCode !== null) resolve(peer.proc.exitCode);
+    else peer.proc.once('exit', (code) => resolve(code));
+  });
 }
