@@ -1,6 +1,6 @@
 /**
  * Builds partitioned test disks for sparsify with the real tools: a GPT (sgdisk) holding a
- * FAT32 ESP (mkfs.vfat, files written through a read-only-afterwards loop mount), an ext4 root
+ * FAT32 ESP (mkfs.vfat, files put in by the test-side writer in fat-files.ts), an ext4 root
  * (mkfs.ext4 -d from a generated directory) and a swap partition (mkswap). Every partition is
  * first filled with random bytes, as on a disk that has been in use, and some files are then
  * deleted, so their blocks keep their bytes. Partitions are built as separate files and copied
@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../helpers/peers.js';
+import { deleteFatFile, writeFatFiles } from './fat-files.js';
 
 const MiB = 1024 * 1024;
 const SECTOR = 512;
@@ -53,6 +54,8 @@ export interface BuiltDisk {
   swap: Placed;
   /** Bytes of the deleted files (root and ESP). */
   deletedBytes: number;
+  /** The ESP files that were kept, by 8.3 name. */
+  espFiles: Map<string, Buffer>;
 }
 
 /** A file of `size` random bytes, written in 1 MiB pieces. */
@@ -92,23 +95,19 @@ export async function buildDisk(spec: DiskSpec, parent?: string): Promise<BuiltD
     deletedBytes += spec.rootFiles[name] ?? 0;
   }
 
-  // FAT32 ESP, written through a loop mount that is unmounted (and detached) at once.
+  // FAT32 ESP from mkfs.vfat; files written and deleted by the small test-side FAT writer.
   randomFile(parts.esp, spec.espMiB * MiB);
   await run('mkfs.vfat', ['-F', '32', '-s', '1', parts.esp]);
-  const mnt = join(dir, 'mnt');
-  mkdirSync(mnt);
-  await run('mount', ['-o', 'loop', parts.esp, mnt]);
-  try {
-    mkdirSync(join(mnt, 'EFI', 'BOOT'), { recursive: true });
-    writeFileSync(join(mnt, 'EFI', 'BOOT', 'grub.cfg'), 'set timeout=0\n');
-    for (const [name, size] of Object.entries(spec.espFiles)) randomFile(join(mnt, name), size);
-    await run('sync', []);
-    for (const name of spec.espDeleted) {
-      await run('rm', [join(mnt, name)]);
-      deletedBytes += spec.espFiles[name] ?? 0;
-    }
-  } finally {
-    await run('umount', ['-d', mnt]);
+  const espFiles: Record<string, Buffer> = {};
+  const kept = new Map<string, Buffer>();
+  for (const [name, size] of Object.entries(spec.espFiles)) espFiles[name] = randomBytes(size);
+  writeFatFiles(parts.esp, espFiles);
+  for (const [name, data] of Object.entries(espFiles)) {
+    if (!spec.espDeleted.includes(name)) kept.set(name.toUpperCase(), data);
+  }
+  for (const name of spec.espDeleted) {
+    deleteFatFile(parts.esp, name);
+    deletedBytes += spec.espFiles[name] ?? 0;
   }
 
   randomFile(parts.swap, spec.swapMiB * MiB);
@@ -158,7 +157,7 @@ export async function buildDisk(spec: DiskSpec, parent?: string): Promise<BuiltD
       'status=none',
     ]);
   }
-  return { dir, path, parts, esp, root, swap, deletedBytes };
+  return { dir, path, parts, esp, root, swap, deletedBytes, espFiles: kept };
 }
 
 /** Copies bytes [p.start, p.start+p.size) of `disk` into `out` (dd). */
