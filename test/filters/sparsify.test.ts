@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { sparsify } from '../../src/filters/sparsify/index.js';
+import { sparsify, sparsifyReport } from '../../src/filters/sparsify/index.js';
 import { openImage } from '../../src/open.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
 import { convertImage } from '../../src/ops/convert.js';
@@ -313,6 +313,9 @@ for (const [name, mkfs] of EXT_VARIANTS) {
     const o = `${tree}.out`;
     const image = await sparsify(await openImage(img));
     try {
+      const report = await sparsifyReport(image);
+      assert.equal(report.partitions[0]!.filesystem, name.split(' ')[0]);
+      assert.ok(report.droppedBytes >= 8 * MiB, `${name}: ${report.droppedBytes} dropped`);
       await convertImage(image, o);
     } finally {
       await image.close();

@@ -1,4 +1,8 @@
-import { type SparsifyReport, sparsify, sparsifyReport } from '../../filters/sparsify/index.js';
+import {
+  SparsifyImage,
+  type SparsifyReport,
+  sparsifyReport,
+} from '../../filters/sparsify/index.js';
 import { openImage } from '../../open.js';
 import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
 import {
@@ -36,7 +40,10 @@ export const info: Command = {
     try {
       const chain = await describeChain(image, spec!);
       const shown = values['backing-chain'] ? chain : chain.slice(0, 1);
-      const sparse = values.sparsify ? await sparsifyReport(await sparsify(image)) : undefined;
+      // The filter shares `image` (closed below), so it is not closed on its own.
+      const sparse = values.sparsify
+        ? await sparsifyReport(await SparsifyImage.open(image))
+        : undefined;
       if (values.json) {
         const json = shown.map(infoJson);
         if (sparse) Object.assign(json[0]!, { sparsify: sparse });

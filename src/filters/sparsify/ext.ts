@@ -58,7 +58,11 @@ export async function probeExt(part: PartReader): Promise<Verdict | undefined> {
   const sb = await part.bytes(SUPERBLOCK, 1024);
   const dv = view(sb);
   if (dv.getUint16(0x38, true) !== MAGIC) return undefined;
-  const name = 'ext4';
+  const name = extName(
+    dv.getUint32(0x5c, true),
+    dv.getUint32(0x60, true),
+    dv.getUint32(0x64, true),
+  );
   const pass = (reason: string): Verdict => ({ kind: 'pass', filesystem: name, reason });
   const incompat = dv.getUint32(0x60, true);
   const roCompat = dv.getUint32(0x64, true);
@@ -377,4 +381,13 @@ function isPower(n: number, base: number): boolean {
   let x = base;
   while (x < n) x *= base;
   return x === n;
+}
+
+/** ext2, ext3 (a journal) or ext4 (any ext4-only feature), as blkid names them. */
+function extName(compat: number, incompat: number, roCompat: number): string {
+  const ext4Incompat =
+    0x40 | 0x80 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
+  const ext4RoCompat = 0x8 | 0x10 | 0x20 | 0x40 | 0x200 | 0x400 | 0x2000 | 0x8000;
+  if (incompat & ext4Incompat || roCompat & ext4RoCompat) return 'ext4';
+  return compat & 0x4 ? 'ext3' : 'ext2';
 }
