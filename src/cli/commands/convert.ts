@@ -33,7 +33,7 @@ export const convert: Command = {
     '  -n                   write into the existing image DST in place (no create/rename)',
     '  --target-is-zero     with -n: DST already reads as zeroes; skip zero ranges',
     '  -p                   progress bar on stderr (terminal only)',
-    '  --sparsify           drop blocks the guest filesystems mark free (ext2/3/4, FAT, swap;',
+    '  --sparsify           drop blocks the guest filesystems mark free (ext2/3/4, FAT, XFS, swap;',
     '                       see README); they read as zeroes in DST',
     '  -m N                 requests in flight (1-64, default 8)',
     '  --request-size SIZE  read request size (64K to 8M, default 2M); memory N x SIZE',

@@ -49,3 +49,9 @@ export function u64(dv: DataView, at: number): number {
 export function ascii(buf: Uint8Array, at: number, length: number): string {
   return String.fromCharCode(...buf.subarray(at, at + length));
 }
+
+/** A big-endian 64-bit field (XFS), or Infinity when it does not fit in a safe integer. */
+export function u64be(dv: DataView, at: number): number {
+  const n = dv.getUint32(at) * 2 ** 32 + dv.getUint32(at + 4);
+  return Number.isSafeInteger(n) ? n : Number.POSITIVE_INFINITY;
+}

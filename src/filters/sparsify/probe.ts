@@ -6,10 +6,11 @@ import { probeFat } from './fat.js';
 import { ascii, PartReader } from './part-reader.js';
 import { probeSwap } from './swap.js';
 import type { Partition, Verdict } from './types.js';
+import { probeXfs } from './xfs.js';
 
 type Probe = (part: PartReader) => Promise<Verdict | undefined>;
 
-const PROBES: Probe[] = [probeExt, probeSwap, probeFat];
+const PROBES: Probe[] = [probeExt, probeSwap, probeFat, probeXfs];
 
 export async function probePartition(image: Image, p: Partition): Promise<Verdict> {
   if (p.passReason) return { kind: 'pass', reason: p.passReason };
@@ -41,7 +42,6 @@ async function unknownReason(part: PartReader): Promise<string> {
   const head = await part.bytes(0, 4096);
   if (ascii(head, 0, 6) === 'LUKS\xba\xbe') return 'LUKS encrypted volume';
   if (ascii(head, 512, 8) === 'LABELONE') return 'LVM physical volume';
-  if (ascii(head, 0, 4) === 'XFSB') return 'XFS (not read yet)';
   if (ascii(head, 3, 4) === 'NTFS') return 'NTFS (not read)';
   if (ascii(head, 3, 5) === 'EXFAT') return 'exFAT (not read)';
   return 'no filesystem recognised';
