@@ -13,7 +13,7 @@ import { SparsifyImage, sparsifyReport } from '../../src/filters/sparsify/index.
 import { crc32c } from '../../src/formats/vhdx/crc32c.js';
 import { collectExtents } from '../../src/image/extents.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
-import { run, tempDir } from '../helpers/peers.js';
+import { makeLuks, run, tempDir } from '../helpers/peers.js';
 import { MemImage } from './mem-image.js';
 import { randomFile } from './sparsify-disk.js';
 
@@ -23,6 +23,8 @@ const dir = tempDir('diskpipe-sparsify-hostile-');
 let ext: Buffer;
 let fat: Buffer;
 let gpt: Buffer;
+let lvm: Buffer;
+let luks: Buffer;
 
 before(async () => {
   const tree = join(dir, 'tree');
@@ -41,6 +43,47 @@ before(async () => {
   await run('sgdisk', ['-n', '1:2048:+16M', '-t', '1:8300', disk]);
   await run('dd', [`if=${img}`, `of=${disk}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none']);
   gpt = readFileSync(disk);
+  // The same ext4 in a partition typed as an LVM physical volume, and a LUKS volume.
+  const typed = join(dir, 'lvm.img');
+  await run('truncate', ['-s', String(18 * MiB), typed]);
+  await run('sgdisk', ['-n', '1:2048:+16M', '-t', '1:8e00', typed]);
+  await run('dd', [`if=${img}`, `of=${typed}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none']);
+  lvm = readFileSync(typed);
+  const crypt = join(dir, 'luks.img');
+  await run('truncate', ['-s', String(18 * MiB), crypt]);
+  await run('sgdisk', ['-n', '1:2048:+16M', '-t', '1:8300', crypt]);
+  const header = await makeLuks(join(dir, 'luks-header.img'));
+  randomFile(join(dir, 'luks-body.img'), 8 * MiB);
+  await run('dd', [
+    `if=${join(dir, 'luks-body.img')}`,
+    `of=${crypt}`,
+    'bs=1M',
+    'seek=2',
+    'conv=notrunc',
+    'status=none',
+  ]);
+  await run('dd', [
+    `if=${header}`,
+    `of=${crypt}`,
+    'bs=1M',
+    'seek=1',
+    'conv=notrunc',
+    'status=none',
+  ]);
+  luks = readFileSync(crypt);
+});
+
+test('LVM-typed and LUKS partitions pass through', async () => {
+  const typed = await sparsifyReport(await SparsifyImage.open(new MemImage(lvm)));
+  assert.equal(typed.partitions[0]!.action, 'pass');
+  assert.match(typed.partitions[0]!.reason ?? '', /LVM/);
+  const crypt = await sparsifyReport(await SparsifyImage.open(new MemImage(luks)));
+  assert.equal(crypt.partitions[0]!.action, 'pass');
+  assert.match(crypt.partitions[0]!.reason ?? '', /LUKS/);
+  for (const bytes of [lvm, luks]) {
+    const image = await SparsifyImage.open(new MemImage(bytes));
+    assert.equal(await digest(image), await digest(new MemImage(bytes)));
+  }
 });
 
 /** Re-signs the ext superblock so a change is judged on its meaning, not its checksum. */

@@ -59,9 +59,12 @@ export async function readPartitions(image: Image): Promise<PartitionLayout> {
     if (header && ascii(header, 0, 8) === 'EFI PART') return readGpt(image, sector, header);
   }
   if (protective) return passAll('mbr', 'protective MBR without a readable GPT header');
-  if (looksLikeFat(mbr)) return whole;
-  if (!entries) return whole;
-  const used = entries.filter((e) => e.type !== 0);
+  const used = entries?.filter((e) => e.type !== 0) ?? [];
+  if (looksLikeFat(mbr)) {
+    // A FAT boot sector on the whole disk; unless it also holds a plausible partition table.
+    const plausible = used.some((e) => e.lba > 0 && (e.lba + e.sectors) * 512 <= image.size);
+    return plausible ? passAll('none', 'sector 0 reads as both a FAT boot sector and an MBR') : whole;
+  }
   if (used.length === 0) return whole;
   const partitions: Partition[] = [];
   for (const e of used) {
