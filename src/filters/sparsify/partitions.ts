@@ -63,7 +63,9 @@ export async function readPartitions(image: Image): Promise<PartitionLayout> {
   if (looksLikeFat(mbr)) {
     // A FAT boot sector on the whole disk; unless it also holds a plausible partition table.
     const plausible = used.some((e) => e.lba > 0 && (e.lba + e.sectors) * 512 <= image.size);
-    return plausible ? passAll('none', 'sector 0 reads as both a FAT boot sector and an MBR') : whole;
+    return plausible
+      ? passAll('none', 'sector 0 reads as both a FAT boot sector and an MBR')
+      : whole;
   }
   if (used.length === 0) return whole;
   const partitions: Partition[] = [];
