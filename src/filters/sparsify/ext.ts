@@ -73,10 +73,12 @@ export async function probeExt(part: PartReader): Promise<Verdict | undefined> {
   if (incompat & INCOMPAT_JOURNAL_DEV) return pass('an external journal device');
   if (incompat & INCOMPAT_MMP) return pass('multi-mount protection (may be in use elsewhere)');
   if (incompat & ~INCOMPAT_KNOWN) {
-    return pass(`unknown incompatible features 0x${(incompat & ~INCOMPAT_KNOWN).toString(16)}`);
+    return pass(
+      `unknown incompatible features 0x${((incompat & ~INCOMPAT_KNOWN) >>> 0).toString(16)}`,
+    );
   }
   if (roCompat & ~RO_KNOWN) {
-    return pass(`unknown read-only features 0x${(roCompat & ~RO_KNOWN).toString(16)}`);
+    return pass(`unknown read-only features 0x${((roCompat & ~RO_KNOWN) >>> 0).toString(16)}`);
   }
   if (roCompat & RO_METADATA_CSUM) {
     // The superblock checksum is crc32c seeded with ~0, without the final inversion.

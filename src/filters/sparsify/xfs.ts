@@ -40,7 +40,9 @@ export async function probeXfs(part: PartReader): Promise<Verdict | undefined> {
     const incompat = dv.getUint32(216);
     if (incompat & 0x10) return pass('needs repair (needsrepair)');
     if (incompat & ~INCOMPAT_KNOWN)
-      return pass(`unknown incompatible features 0x${(incompat >>> 0).toString(16)}`);
+      return pass(
+        `unknown incompatible features 0x${((incompat & ~INCOMPAT_KNOWN) >>> 0).toString(16)}`,
+      );
     if (dv.getUint32(212) & ~RO_COMPAT_KNOWN) return pass('unknown read-only features');
     if (dv.getUint32(220) !== 0) return pass('log incompatible features in use');
   }
