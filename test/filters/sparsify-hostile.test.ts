@@ -189,6 +189,28 @@ test('a corrupt block bitmap (bad checksum): its group keeps every block', async
     assert.fail(`dropped ${run.start}-${run.end}`);
 });
 
+test('ext2 (no checksums): a bitmap pointer moved to an all-zero block is not believed', async () => {
+  const tree = join(dir, 'tree2');
+  mkdirSync(tree);
+  randomFile(join(tree, 'keep.bin'), 3 * MiB);
+  const img = randomFile(join(dir, 'ext2.img'), 16 * MiB);
+  await run('mkfs.ext4', ['-q', '-F', '-t', 'ext2', '-E', 'nodiscard', '-d', tree, img]);
+  const b = readFileSync(img);
+  const control = await SparsifyImage.open(new MemImage(Buffer.from(b)));
+  // 1 KiB blocks: descriptor table at block 2; a zeroed block near the end says "all free".
+  const zeroBlock = 16 * 1024 - 10;
+  b.fill(0, zeroBlock * 1024, zeroBlock * 1024 + 1024);
+  b.writeUInt32LE(zeroBlock, 2048);
+  const image = await SparsifyImage.open(new MemImage(b));
+  const group0 = async (i: SparsifyImage) => {
+    let n = 0;
+    for await (const r of i.freeRuns(0, 8193 * 1024)) n += r.end - r.start;
+    return n;
+  };
+  assert.ok((await group0(control)) > 0);
+  assert.equal(await group0(image), 0);
+});
+
 test('a truncated ext image passes through', async () => {
   const b = Buffer.from(ext.subarray(0, 8 * MiB));
   const r = await sparsifyReport(await SparsifyImage.open(new MemImage(b)));

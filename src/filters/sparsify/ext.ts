@@ -100,6 +100,8 @@ interface Descriptor {
   flags: number;
   bitmapCsum: number;
   bitmapCsumBits: 0 | 16 | 32;
+  /** Free allocation units the descriptor counts (must agree with the bitmap). */
+  freeCount: number;
   /** False when metadata_csum is on and the descriptor's own checksum does not match. */
   valid: boolean;
 }
@@ -280,6 +282,9 @@ class ExtFreeSpace implements FreeSpace {
           const mask = d.bitmapCsumBits === 32 ? 0xffffffff : 0xffff;
           if ((sum & mask) >>> 0 !== d.bitmapCsum) return undefined;
         }
+        // Without checksums this is the one cross-check: a bitmap that disagrees with its
+        // descriptor's free count is not trusted.
+        if (countFree(bitmap, this.unitsIn(group)) !== d.freeCount) return undefined;
         return bitmap;
       } catch (err) {
         if (err instanceof CorruptImageError) return undefined;
@@ -326,6 +331,13 @@ class ExtFreeSpace implements FreeSpace {
     return bitmap;
   }
 
+  /** Allocation units in `group` (the last group may be short). */
+  private unitsIn(group: number): number {
+    const firstDataUnit = this.firstDataBlock / this.ratio;
+    const total = Math.floor(this.blocksCount / this.ratio);
+    return Math.min(this.unitsPerGroup, total - firstDataUnit - group * this.unitsPerGroup);
+  }
+
   private hasSuper(group: number): boolean {
     if (group === 0) return true;
     if (this.sparseSuper2) return group === this.sparseSuper2[0] || group === this.sparseSuper2[1];
@@ -349,6 +361,8 @@ class ExtFreeSpace implements FreeSpace {
       inodeBitmap: dv.getUint32(at + 4, true) + hi(0x24),
       inodeTable: dv.getUint32(at + 8, true) + hi(0x28),
       flags: dv.getUint16(at + 0x12, true),
+      freeCount:
+        dv.getUint16(at + 0x0c, true) + (wide ? dv.getUint16(at + 0x2c, true) * 0x10000 : 0),
       bitmapCsum:
         dv.getUint16(at + 0x18, true) + (wide ? dv.getUint16(at + 0x38, true) * 0x10000 : 0),
       bitmapCsumBits: this.csumSeed === undefined ? 0 : wide ? 32 : 16,
@@ -393,3 +407,25 @@ function extName(compat: number, incompat: number, roCompat: number): string {
   if (incompat & ext4Incompat || roCompat & ext4RoCompat) return 'ext4';
   return compat & 0x4 ? 'ext3' : 'ext2';
 }
+
+/** Zero bits among the first `units` bits of a bitmap. */
+function countFree(bitmap: Uint8Array, units: number): number {
+  let used = 0;
+  for (let bit = 0; bit < units; ) {
+    const byte = bitmap[bit >> 3]!;
+    if ((bit & 7) === 0 && bit + 8 <= units) {
+      used += POPCOUNT[byte]!;
+      bit += 8;
+    } else {
+      if (byte & (1 << (bit & 7))) used++;
+      bit++;
+    }
+  }
+  return units - used;
+}
+
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, n) => {
+  let c = 0;
+  for (let x = n; x; x >>= 1) c += x & 1;
+  return c;
+});
