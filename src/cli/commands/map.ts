@@ -20,9 +20,11 @@ export const map: Command = {
   synopsis: SYNOPSIS,
   help: [
     'Shows where an image holds data, zeroes and holes.',
-    '  --json   qemu-img map --output=json entries: start, length, depth, present, zero, data, offset',
+    '  --json       qemu-img map --output=json entries: start, length, depth, present, zero,',
+    '               data, offset',
     '  --sparsify   map the image as convert --sparsify would write it (free filesystem',
-    '           blocks read as zeroes); human output first says what is dropped, per partition',
+    '               blocks read as zeroes); human output first says what is dropped, per',
+    '               partition',
     'Human output starts with a bar of the whole image: # data, 0 allocated zeroes, . unallocated.',
   ].join('\n'),
   async run(argv) {
