@@ -128,8 +128,8 @@ class ExtFreeSpace implements FreeSpace {
   private readonly uninitValid: boolean;
   private readonly csumSeed: number | undefined;
   private readonly inodeTableBlocks: number;
-  private readonly descBlocks = new PromiseLru<number, Uint8Array>(16);
-  private readonly bitmaps = new PromiseLru<number, Uint8Array | undefined>(64);
+  private readonly descBlocks = new PromiseLru<number, Uint8Array>(8);
+  private readonly bitmaps = new PromiseLru<number, Uint8Array | undefined>(32);
 
   constructor(
     private readonly part: PartReader,

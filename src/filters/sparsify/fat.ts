@@ -95,7 +95,7 @@ export async function probeFat(part: PartReader): Promise<Verdict | undefined> {
 }
 
 class FatSpace implements FreeSpace {
-  private readonly pieces = new PromiseLru<string, Uint8Array>(32);
+  private readonly pieces = new PromiseLru<string, Uint8Array>(16);
 
   constructor(
     private readonly part: PartReader,

@@ -16,6 +16,9 @@ export interface SparsifiedPartition extends Partition {
   verdict: Verdict;
 }
 
+/** Filesystems read per disk; caches are ≤ 2.5 MiB each, so memory stays ≤ 80 MiB. */
+const MAX_MAPPED = 32;
+
 const CAPS: Readonly<Capabilities> = Object.freeze({
   write: false,
   zero: false,
@@ -38,8 +41,15 @@ export class SparsifyImage extends ImageWrapper {
     const layout = await readPartitions(next);
     const partitions: SparsifiedPartition[] = [];
     if (!layout.passReason) {
+      let mapped = 0;
       for (const p of layout.partitions) {
-        partitions.push({ ...p, verdict: await probePartition(next, p) });
+        // Each free-space map has its own bounded caches: a bounded number of them.
+        const verdict: Verdict =
+          mapped < MAX_MAPPED
+            ? await probePartition(next, p)
+            : { kind: 'pass', reason: `more than ${MAX_MAPPED} filesystems on one disk` };
+        if (verdict.kind === 'sparsify') mapped++;
+        partitions.push({ ...p, verdict });
       }
     }
     // freeRuns walks partitions in disk order (GPT entries need not be sorted).

@@ -97,7 +97,7 @@ class XfsFreeSpace implements FreeSpace {
     number,
     { root: number; levels: number; length: number } | undefined
   >(64);
-  private readonly blocks = new PromiseLru<string, BtreeBlock>(64);
+  private readonly blocks = new PromiseLru<string, BtreeBlock>(32);
 
   constructor(
     private readonly part: PartReader,
