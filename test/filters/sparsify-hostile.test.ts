@@ -250,6 +250,27 @@ test('a FAT boot sector with impossible fields is not read as FAT', async () => 
   }
 });
 
+test('at most 32 filesystems per disk get a free-space map; the rest pass through', async () => {
+  const path = join(dir, 'many.img');
+  await run('truncate', ['-s', String(40 * MiB), path]);
+  const args: string[] = [];
+  for (let i = 1; i <= 34; i++) args.push('-n', `${i}:0:+1M`, '-t', `${i}:8200`);
+  await run('sgdisk', ['-U', 'R', ...args, path]);
+  const b = readFileSync(path);
+  // A SWAPSPACE2 header (version 1, 255 pages) at the start of every partition.
+  for (let i = 0; i < 34; i++) {
+    const at = (2048 + i * 2048) * 512;
+    b.writeUInt32LE(1, at + 1024);
+    b.writeUInt32LE(255, at + 1028);
+    b.write('SWAPSPACE2', at + 4096 - 10, 'latin1');
+  }
+  const r = await sparsifyReport(await SparsifyImage.open(new MemImage(b)));
+  assert.equal(r.partitions.filter((p) => p.action === 'sparsify').length, 32);
+  const rest = r.partitions.filter((p) => p.action === 'pass');
+  assert.equal(rest.length, 2);
+  assert.match(rest[0]!.reason ?? '', /more than 32 filesystems/);
+});
+
 /** A small deterministic PRNG so a failing case can be replayed. */
 function prng(seed: number): () => number {
   let s = seed >>> 0;
