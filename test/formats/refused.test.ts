@@ -6,7 +6,6 @@ import { openImage } from '../../src/open.js';
 import { makeLuks, qemuImg, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir('diskpipe-refused-');
-const T = { timeout: 10_000 };
 
 async function refusedAs(path: string, name: string): Promise<void> {
   await assert.rejects(openImage(path), (err: Error & { code?: string }) => {
@@ -16,7 +15,7 @@ async function refusedAs(path: string, name: string): Promise<void> {
   });
 }
 
-test('refused: formats qemu-img creates are recognised, never read as raw', T, async () => {
+test('refused: formats qemu-img creates are recognised, never read as raw', async () => {
   for (const fmt of ['parallels']) {
     const path = join(dir, `img.${fmt}`);
     await qemuImg('create', '-f', fmt, path, '4M');
@@ -26,7 +25,7 @@ test('refused: formats qemu-img creates are recognised, never read as raw', T, a
   await refusedAs(luks, 'luks');
 });
 
-test('refused: formats recognised by their magic', T, async () => {
+test('refused: formats recognised by their magic', async () => {
   const cases: [string, Buffer][] = [
     ['parallels', Buffer.from('WithouFreSpacExt')],
     ['bochs', Buffer.from('Bochs Virtual HD Image\0')],
