@@ -3,14 +3,12 @@
  * external data files, and the trust rule that guards them.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { openImage } from '../../src/open.js';
 import { checkedExtents, readAll } from '../helpers/extents.js';
-import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
+import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
 import {
   assertSameBytes,
   be32,
@@ -23,7 +21,6 @@ import {
 
 const dir = tempDir('diskpipe-qcow2-chain-');
 const MiB = 1024 * 1024;
-const execFileP = promisify(execFile);
 
 async function create(
   name: string,
@@ -34,7 +31,7 @@ async function create(
   if (opts.backing) args.push('-b', opts.backing, '-F', opts.backingFormat ?? 'qcow2');
   if (opts.o) args.push('-o', opts.o);
   // Run inside the test directory: qemu-img creates a relative data_file there.
-  await execFileP('qemu-img', [...args, name, String(size)], { cwd: dir });
+  await run('qemu-img', [...args, name, String(size)], { cwd: dir });
   return join(dir, name);
 }
 
@@ -219,7 +216,7 @@ test('qcow2 relative data file name is taken from the image directory', async ()
   // qemu resolves a relative data file name from its working directory; diskpipe from the
   // image's directory, like backing files (and so the same from any working directory).
   const path = await create('rel-data.qcow2', MiB, { o: 'data_file=rel-data.raw' });
-  await execFileP('qemu-io', ['-c', 'write -P 0xb1 4k 8k', 'rel-data.qcow2'], { cwd: dir });
+  await run('qemu-io', ['-c', 'write -P 0xb1 4k 8k', 'rel-data.qcow2'], { cwd: dir });
   const image = await openImage(path);
   const want = Buffer.alloc(MiB);
   want.fill(0xb1, 4096, 12288);
