@@ -2,19 +2,10 @@ import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openImage } from '../../src/open.js';
 import { openCounted } from '../helpers/counting-source.js';
 import { checkedExtents, zeroRuns } from '../helpers/extents.js';
 import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
-import {
-  checkAgainstQemu,
-  expectFailure,
-  MiB,
-  mixedRaw,
-  ourZeroRuns,
-  patch,
-  readAt,
-} from './vhd-shared.js';
+import { checkAgainstQemu, expectFailure, MiB, mixedRaw, patch, readAt } from './vhd-shared.js';
 
 const dir = tempDir('diskpipe-qed-');
 const SIZE = 37 * MiB + 3 * 512;
