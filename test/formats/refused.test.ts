@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openImage } from '../../src/open.js';
-import { makeLuks, qemuImg, tempDir } from '../helpers/peers.js';
+import { writeLuks1 } from '../helpers/luks.js';
+import { qemuImg, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir('diskpipe-refused-');
 
@@ -21,7 +22,7 @@ test('refused: formats qemu-img creates are recognised, never read as raw', asyn
     await qemuImg('create', '-f', fmt, path, '4M');
     await refusedAs(path, fmt);
   }
-  const luks = await makeLuks(join(dir, 'img.luks'), '4M');
+  const luks = writeLuks1(join(dir, 'img.luks'), 4 * 1024 * 1024);
   await refusedAs(luks, 'luks');
 });
 

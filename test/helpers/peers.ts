@@ -161,30 +161,3 @@ export function diskpipeAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } 
   );
   return { child, done, stderr: () => stderr };
 }
-
-/**
- * A LUKS image made by qemu-img. qemu's key setup times itself and fails on a loaded machine
- * ("Unable to get accurate CPU usage"); then a header with the LUKS magic and version 1 is
- * written instead, which is all a probe looks at.
- */
-export async function makeLuks(path: string, size = '1M'): Promise<string> {
-  try {
-    await run('qemu-img', [
-      'create',
-      '--object',
-      'secret,id=s0,data=diskpipe',
-      '-f',
-      'luks',
-      '-o',
-      'key-secret=s0,iter-time=10',
-      path,
-      size,
-    ]);
-  } catch (err) {
-    if (!/accurate CPU usage/.test(String(err))) throw err;
-    const header = Buffer.alloc(4096);
-    header.set([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe, 0x00, 0x01]);
-    writeFileSync(path, header);
-  }
-  return path;
-}
