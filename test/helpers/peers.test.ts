@@ -1,6 +1,7 @@
 /** A missing peer fails a test with the peer's name, not with an empty message. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { startPeer } from '../nbd/helpers.js';
 import { run, runSync } from './peers.js';
 
 test('a missing peer is named in the error (async and sync runs)', async () => {
@@ -19,4 +20,16 @@ test('a failing peer is named with its stderr', async () => {
     assert.match(err.message, /^qemu-img info \/nonexistent\/disk\.img failed: .*No such file/s);
     return true;
   });
+});
+
+test('a missing NBD peer is named, not waited for', async () => {
+  const path = process.env.PATH;
+  process.env.PATH = '/nonexistent';
+  try {
+    await assert.rejects(startPeer('qemu-nbd', ['-k', '/nonexistent/sock'], '/nonexistent/sock'), {
+      message: 'peer qemu-nbd not found (install qemu-utils)',
+    });
+  } finally {
+    process.env.PATH = path;
+  }
 });
