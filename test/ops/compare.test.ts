@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatDriver } from '../../src/formats/registry.js';
 import { ImageWrapper } from '../../src/image/base.js';
 import { openImage } from '../../src/open.js';
 import { compareImages } from '../../src/ops/compare.js';
@@ -141,12 +140,7 @@ test('compare: a missing image is an error (exit 2)', () => {
   assert.match(r.stderr, /^diskpipe: .*missing\.raw/);
 });
 
-// qcow2 inputs need the qcow2 reader (another branch); skip ONLY while it is not registered.
-const noReader = formatDriver('qcow2') === undefined ? 'qcow2 reader not merged yet' : false;
-
-test('compare across formats: raw vs qcow2 written by qemu-img and by diskpipe', {
-  skip: noReader,
-}, async () => {
+test('compare across formats: raw vs qcow2 written by qemu-img and by diskpipe', async () => {
   const raw = image(8 * MiB, base);
   const q = join(dir, 'cmp.qcow2');
   await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, q);
