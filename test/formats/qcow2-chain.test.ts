@@ -17,7 +17,7 @@ import {
   ourMap,
   patch,
   qemuRaw,
-} from './qcow2-check.js';
+} from '../helpers/qemu-compare.js';
 
 const dir = tempDir('diskpipe-qcow2-chain-');
 const MiB = 1024 * 1024;

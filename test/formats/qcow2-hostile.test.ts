@@ -16,7 +16,7 @@ import { openImage } from '../../src/open.js';
 import { readAll } from '../helpers/extents.js';
 import { writeLuks1 } from '../helpers/luks.js';
 import { qemuImg, qemuIo, run, tempDir } from '../helpers/peers.js';
-import { be32, be64, patch } from './qcow2-check.js';
+import { be32, be64, patch } from '../helpers/qemu-compare.js';
 
 const dir = tempDir('diskpipe-qcow2-hostile-');
 const MiB = 1024 * 1024;

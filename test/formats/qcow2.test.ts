@@ -11,7 +11,7 @@ import type { ByteSource } from '../../src/image/types.js';
 import { LocalFile } from '../../src/io/file.js';
 import { openImage, openImageOn } from '../../src/open.js';
 import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
-import { be64, checkAgainstQemu, patch } from './qcow2-check.js';
+import { be64, checkAgainstQemu, patch } from '../helpers/qemu-compare.js';
 
 const dir = tempDir('diskpipe-qcow2-');
 const MiB = 1024 * 1024;

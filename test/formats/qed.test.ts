@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import { openCounted } from '../helpers/counting-source.js';
 import { checkedExtents, zeroRuns } from '../helpers/extents.js';
 import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
-import { checkAgainstQemu, expectFailure, MiB, mixedRaw, patch, readAt } from './vhd-shared.js';
+import { openCheckedAgainstQemu, patch, readAt } from '../helpers/qemu-compare.js';
+import { expectFailure, MiB, mixedRaw } from './vhd-shared.js';
 
 const dir = tempDir('diskpipe-qed-');
 const SIZE = 37 * MiB + 3 * 512;
@@ -21,7 +22,7 @@ for (const [name, options] of variants) {
     const raw = await mixedRaw(dir, `${name}.raw`, SIZE);
     const path = join(dir, `${name}.qed`);
     await qemuImg('convert', '-f', 'raw', '-O', 'qed', ...options, raw, path);
-    const image = await checkAgainstQemu(path, join(dir, `${name}.out`), { compareMap: true });
+    const image = await openCheckedAgainstQemu(path, dir);
     try {
       assert.equal(image.format, 'qed');
       const info = JSON.parse(await qemuImg('info', '--output=json', path)) as Record<
@@ -54,7 +55,7 @@ test('qed over a shorter raw backing file: zero clusters, copy-on-write, depth i
     ],
     'qed',
   );
-  const image = await checkAgainstQemu(overlay, join(dir, 'over-raw.out'), { compareMap: true });
+  const image = await openCheckedAgainstQemu(overlay, dir);
   try {
     const d = image.describe!();
     assert.equal(d.backingFilename, 'base.raw');
@@ -72,7 +73,7 @@ test('qed over a qed backing file (probed), with its own holes and zero clusters
   const overlay = join(dir, 'over-qed.qed');
   await qemuImg('create', '-f', 'qed', '-b', 'base.qed', '-F', 'qed', overlay, '8M');
   await qemuIo(overlay, ['write -P 0x73 512k 64k', 'write -z 6M 64k'], 'qed');
-  const image = await checkAgainstQemu(overlay, join(dir, 'over-qed.out'), { compareMap: true });
+  const image = await openCheckedAgainstQemu(overlay, dir);
   try {
     assert.equal(image.backing?.format, 'qed');
     assert.equal(image.describe!().backingFormat, undefined);
@@ -95,7 +96,7 @@ test('qed: the need-check flag is reported as dirty; the image still reads as qe
   await qemuImg('convert', '-f', 'raw', '-O', 'qed', raw, path);
   patch(path, 16, Buffer.from([0x02]));
   // qemu opens a need-check image read-only without checking it (its 7.2 info omits the flag).
-  const image = await checkAgainstQemu(path, join(dir, 'dirty.out'), { compareMap: true });
+  const image = await openCheckedAgainstQemu(path, dir);
   const d = image.describe!();
   assert.equal(d.dirty, true);
   assert.equal((d.specific as Record<string, boolean>)['need-check'], true);

@@ -6,7 +6,8 @@ import { collectExtents } from '../../src/image/extents.js';
 import { openImage } from '../../src/open.js';
 import { readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
-import { checkAgainstQemu, MiB, mixedRaw, ourMap } from './vmdk-vdi-peer.js';
+import { ourQemuMap } from '../helpers/qemu-compare.js';
+import { checkAgainstQemu, MiB, mixedRaw } from './vmdk-vdi-peer.js';
 
 const dir = tempDir('diskpipe-vdi-');
 const src = await mixedRaw(dir);
@@ -55,7 +56,7 @@ test('vdi: blocks written by qemu-io and a discarded (zero) block', async () => 
     const tail = Buffer.alloc(MiB);
     await image.read(tail, 5 * MiB);
     assert.ok(tail.every((b) => b === 0));
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     const last = map.at(-1)!;
     assert.equal(last.start + last.length, 6 * MiB);
     assert.ok(last.start <= 5 * MiB && last.present && last.zero && !last.data);

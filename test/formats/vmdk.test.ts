@@ -7,8 +7,9 @@ import type { Image } from '../../src/image/types.js';
 import { openImage } from '../../src/open.js';
 import { readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
+import { ourQemuMap } from '../helpers/qemu-compare.js';
 import { streamOptimized } from './vmdk-stream-writer.js';
-import { checkAgainstQemu, fileRange, KiB, MiB, mixedRaw, ourMap } from './vmdk-vdi-peer.js';
+import { checkAgainstQemu, fileRange, KiB, MiB, mixedRaw } from './vmdk-vdi-peer.js';
 
 const dir = tempDir('diskpipe-vmdk-');
 const src = await mixedRaw(dir);
@@ -76,7 +77,7 @@ test('vmdk: zero grains read as zeroes and map as present zero', async () => {
   ]);
   const image = await checkAgainstQemu(path, join(dir, 'zeroed.out'));
   await withImage(image, async () => {
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     assert.ok(
       map.some((e) => e.start === 64 * KiB && e.length === 128 * KiB && e.present && e.zero),
       'zero grains are present zeroes',
@@ -163,7 +164,7 @@ test('vmdk: ZERO and RDONLY extents', async () => {
         [192 * KiB, 64 * KiB, false, false],
       ],
     );
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     assert.deepEqual(map[1], {
       start: 64 * KiB,
       length: 128 * KiB,
@@ -267,7 +268,7 @@ test('vmdk: mapping of a flat extent gives host offsets in the extent file', asy
   await qemuImg('convert', '-O', 'vmdk', '-o', 'subformat=monolithicFlat', src, path);
   const image = await openImage(path);
   await withImage(image, async () => {
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     const dataAt = map.find((e) => e.data && !e.zero && e.start === MiB);
     assert.equal(dataAt?.offset, MiB);
     const flat = fileRange(join(dir, 'monolithicFlat-flat.vmdk'), MiB, 16);
