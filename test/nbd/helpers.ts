@@ -1,9 +1,10 @@
 /** Helpers for NBD tests: real peers (qemu-nbd, nbdkit) and `diskpipe serve` as processes. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { peerError } from '../helpers/peers.js';
+import { peerError, tempDir } from '../helpers/peers.js';
 
 export interface Peer {
   readonly proc: ChildProcess;
@@ -89,6 +90,38 @@ function readPid(file: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** How each peer is told to serve on a Unix socket (nbdkit: in the foreground, tied to us). */
+const SOCKET_ARGS: Record<string, (socket: string) => string[]> = {
+  'qemu-nbd': (socket) => ['-k', socket],
+  nbdkit: (socket) => ['--exit-with-parent', '-f', '-U', socket],
+};
+
+let sockets = 0;
+
+/**
+ * Runs `fn` while `cmd` (qemu-nbd or nbdkit) serves `args` on a fresh Unix socket, and stops
+ * the peer afterwards, also when `fn` throws. `uri(name)` is the socket's nbd+unix:// URI.
+ */
+export async function withNbdPeer<T>(
+  cmd: 'qemu-nbd' | 'nbdkit',
+  args: string[],
+  fn: (uri: (exportName?: string) => string) => Promise<T>,
+): Promise<T> {
+  const socket = join(socketDir(), `${cmd}-${sockets++}.sock`);
+  const peer = await startPeer(cmd, [...SOCKET_ARGS[cmd]!(socket), ...args], socket);
+  try {
+    return await fn((name = '') => `nbd+unix:///${name}?socket=${socket}`);
+  } finally {
+    await peer.stop();
+  }
+}
+
+let dir: string | undefined;
+function socketDir(): string {
+  dir ??= tempDir('diskpipe-nbd-peer-');
+  return dir;
 }
 
 export interface Served extends Peer {
