@@ -13,7 +13,8 @@ import { SparsifyImage, sparsifyReport } from '../../src/filters/sparsify/index.
 import { crc32c } from '../../src/formats/vhdx/crc32c.js';
 import { collectExtents } from '../../src/image/extents.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
-import { makeLuks, run, tempDir } from '../helpers/peers.js';
+import { writeLuks1 } from '../helpers/luks.js';
+import { run, tempDir } from '../helpers/peers.js';
 import { MemImage } from './mem-image.js';
 import { randomFile } from './sparsify-disk.js';
 
@@ -52,13 +53,13 @@ before(async () => {
   const crypt = join(dir, 'luks.img');
   await run('truncate', ['-s', String(18 * MiB), crypt]);
   await run('sgdisk', ['-n', '1:2048:+16M', '-t', '1:8300', crypt]);
-  const header = await makeLuks(join(dir, 'luks-header.img'));
+  const header = writeLuks1(join(dir, 'luks-header.img'), 0); // header and key material, 2 MiB
   randomFile(join(dir, 'luks-body.img'), 8 * MiB);
   await run('dd', [
     `if=${join(dir, 'luks-body.img')}`,
     `of=${crypt}`,
     'bs=1M',
-    'seek=2',
+    'seek=3',
     'conv=notrunc',
     'status=none',
   ]);
