@@ -93,9 +93,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   const validator = meta?.etag ?? meta?.lastModified;
   if (have > 0 && !validator) have = 0; // without a validator a partial file cannot be trusted
 
+  // A complete part (the process died after the download) asks again for its last byte
+  // only: a 206 proves the validator still matches, and nothing else is fetched.
+  const complete = have > 0 && meta?.total === have;
+  const from = complete ? have - 1 : have;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
   if (have > 0) {
-    headers.range = `bytes=${have}-`;
+    headers.range = `bytes=${from}-`;
     headers['if-range'] = validator!;
   } else if (opts.revalidate?.etag) {
     headers['if-none-match'] = opts.revalidate.etag;
@@ -140,9 +144,16 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     };
   }
   if (response.status === 416 && have > 0) {
-    // The partial file is already complete (or the server lost track): start over next time.
     clearTimeout(timer);
     await response.body?.cancel();
+    // The part may be complete: use it if the server's size and validator say it is.
+    const total = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+    const same =
+      (validators.etag !== undefined && validators.etag === meta?.etag) ||
+      (validators.etag === undefined &&
+        validators.lastModified !== undefined &&
+        validators.lastModified === meta?.lastModified);
+    if (total && Number(total[1]) === have && same) return finishPart(opts, have, have, validators);
     await discardPart(opts.partPath);
     throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
   }
@@ -159,13 +170,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   let start = 0;
   if (response.status === 206) {
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
-    if (!m || Number(m[1]) !== have) {
+    if (!m || Number(m[1]) !== from) {
       clearTimeout(timer);
       await response.body?.cancel();
       await discardPart(opts.partPath);
       throw transient(new DiskpipeError('HTTP', `${opts.url}: unexpected Content-Range`), 0, have);
     }
-    start = have;
+    start = from;
   }
   const length = Number(response.headers.get('content-length') ?? Number.NaN);
   const total = Number.isFinite(length) ? start + length : undefined;
@@ -191,6 +202,11 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   } catch (err) {
     clearTimeout(timer);
     await handle.close();
+    if (isNoSpace(err)) {
+      // A kept part would fill the cache's filesystem and make every later pull fail.
+      await discardPart(opts.partPath);
+      throw err;
+    }
     if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
     throw transient(
       new DiskpipeError(
@@ -214,6 +230,28 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
       start,
     );
   }
+  return finishDigests(opts, hashes, position, start, validators);
+}
+
+/** A complete part confirmed by the server: hash it and use it as is. */
+async function finishPart(
+  opts: DownloadOptions,
+  size: number,
+  resumedFrom: number,
+  validators: Validators,
+): Promise<DownloadResult> {
+  const hashes = makeHashes(opts.expected?.algorithm);
+  await hashExisting(opts.partPath, size, hashes);
+  return finishDigests(opts, hashes, size, resumedFrom, validators);
+}
+
+async function finishDigests(
+  opts: DownloadOptions,
+  hashes: Map<DigestAlgorithm, Hash>,
+  position: number,
+  start: number,
+  validators: Validators,
+): Promise<DownloadResult> {
   const digests: Partial<Record<DigestAlgorithm, string>> = {};
   for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
@@ -282,6 +320,11 @@ async function sizeOf(path: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+function isNoSpace(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC';
 }
 
 function pick(v: Validators): Validators {
