@@ -146,14 +146,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   if (response.status === 416 && have > 0) {
     clearTimeout(timer);
     await response.body?.cancel();
-    // The part may be complete: use it if the server's size and validator say it is.
+    // The part may be complete (its size matches the server's): confirm the validator by
+    // asking for the last byte with If-Range, instead of downloading it all again.
     const total = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
-    const same =
-      (validators.etag !== undefined && validators.etag === meta?.etag) ||
-      (validators.etag === undefined &&
-        validators.lastModified !== undefined &&
-        validators.lastModified === meta?.lastModified);
-    if (total && Number(total[1]) === have && same) return finishPart(opts, have, have, validators);
+    if (!complete && total && Number(total[1]) === have) {
+      await writeJsonDurably(metaPath, { ...meta, url: opts.url, total: have } satisfies PartMeta);
+      return attemptDownload(opts);
+    }
     await discardPart(opts.partPath);
     throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
   }
@@ -231,18 +230,6 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     );
   }
   return finishDigests(opts, hashes, position, start, validators);
-}
-
-/** A complete part confirmed by the server: hash it and use it as is. */
-async function finishPart(
-  opts: DownloadOptions,
-  size: number,
-  resumedFrom: number,
-  validators: Validators,
-): Promise<DownloadResult> {
-  const hashes = makeHashes(opts.expected?.algorithm);
-  await hashExisting(opts.partPath, size, hashes);
-  return finishDigests(opts, hashes, size, resumedFrom, validators);
 }
 
 async function finishDigests(
