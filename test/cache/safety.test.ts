@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CacheLayout, urlKey } from '../../src/cache/layout.js';
+import { removeEntry } from '../../src/cache/maintenance.js';
 import { CacheIndex } from '../../src/cache/records.js';
 import { startServer } from '../helpers/http-server.js';
 import { diskpipe, diskpipeAsync, qemuImg, tempDir } from '../helpers/peers.js';
@@ -92,6 +93,19 @@ test('pins: a moved overlay keeps its pin (unverified) and rm still refuses; unp
   assert.match((await ok(cli(cacheDir, 'cache', 'unpin', other))).stdout, /unpinned/);
   assert.deepEqual((await ls(cacheDir))[0].pins, []);
   await ok(cli(cacheDir, 'cache', 'rm', url));
+});
+
+test('rm decides on pins under the entry lock: an entry read before a disk pinned it is not removed', async () => {
+  const cacheDir = freshCache();
+  await ok(cli(cacheDir, 'pull', url));
+  const index = new CacheIndex(new CacheLayout(cacheDir));
+  const seen = await index.resolve(url); // what rm/prune saw: no pins yet
+  assert.deepEqual(seen.pins, []);
+  const disk = join(dir, 'raced.qcow2');
+  await ok(cli(cacheDir, 'disk', 'create', '--from', url, '--format', 'qcow2', disk));
+  await assert.rejects(removeEntry(index, seen, false), { code: 'CACHE', message: /backs 1 disk/ });
+  assert.ok(existsSync(join(cacheDir, 'blobs', `${digest}.raw`)));
+  assert.ok(same(disk, raw));
 });
 
 test('disk create: refuses an existing DEST unless --force, and a non-regular DEST always', async () => {
