@@ -1,7 +1,7 @@
 import { CacheLayout } from '../../cache/layout.js';
 import { parseDuration, prune, removeEntry, unpin } from '../../cache/maintenance.js';
 import { type CacheEntry, CacheIndex } from '../../cache/records.js';
-import { UsageError } from '../../errors.js';
+import { CacheError, UsageError } from '../../errors.js';
 import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
 import { cacheVerify } from './cache-verify.js';
 
@@ -130,7 +130,8 @@ async function remove(argv: string[]): Promise<number> {
       `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
     );
   }
-  await removeEntry(index, entry, values.force ?? false);
+  if (!(await removeEntry(index, entry, values.force ?? false)))
+    throw new CacheError(`'${ref}' was removed by another diskpipe meanwhile`);
   print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
   return 0;
 }
