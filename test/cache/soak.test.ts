@@ -12,10 +12,10 @@ import { killMatrix, soakImages } from '../helpers/soak.js';
 const images = await soakImages(join(tempDir('diskpipe-soak-'), 'images'), 6 * 1024 * 1024);
 after(() => images.close());
 
-test('soak: 8 pulls killed with kill -9 at random points resume cleanly', async () => {
-  const counts = await killMatrix(images, 8, 20261207);
+test('soak: 6 pulls killed with kill -9 at random points resume cleanly', async () => {
+  const counts = await killMatrix(images, 6, 20261207, undefined, true);
   assert.deepEqual(counts.problems, []);
-  assert.equal(counts.runs, 8);
+  assert.equal(counts.runs, 6);
   assert.equal(counts.corruptRecords, 0);
   assert.equal(counts.failedResumes, 0);
   assert.equal(counts.leftoverTemporaries, 0);
