@@ -9,12 +9,12 @@ import { disk } from './disk.js';
 import { info } from './info.js';
 import { map } from './map.js';
 import { pull } from './pull.js';
+import { resize } from './resize.js';
 import { serve } from './serve.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
 export const commands = new Map<string, Command>(
-  [info, map, convert, compare, checksum, create, clone, serve, pull, disk, cache].map((c) => [
-    c.name,
-    c,
-  ]),
+  [info, map, convert, compare, checksum, create, clone, resize, serve, pull, disk, cache].map(
+    (c) => [c.name, c],
+  ),
 );
