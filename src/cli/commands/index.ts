@@ -8,13 +8,26 @@ import { create } from './create.js';
 import { disk } from './disk.js';
 import { info } from './info.js';
 import { map } from './map.js';
+import { measure } from './measure.js';
 import { pull } from './pull.js';
 import { resize } from './resize.js';
 import { serve } from './serve.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
 export const commands = new Map<string, Command>(
-  [info, map, convert, compare, checksum, create, clone, resize, serve, pull, disk, cache].map(
-    (c) => [c.name, c],
-  ),
+  [
+    info,
+    map,
+    convert,
+    compare,
+    checksum,
+    create,
+    clone,
+    resize,
+    measure,
+    serve,
+    pull,
+    disk,
+    cache,
+  ].map((c) => [c.name, c]),
 );
