@@ -1,5 +1,6 @@
 import type { Command } from '../common.js';
 import { cache } from './cache.js';
+import { check } from './check.js';
 import { checksum } from './checksum.js';
 import { clone } from './clone.js';
 import { compare } from './compare.js';
@@ -25,6 +26,7 @@ export const commands = new Map<string, Command>(
     clone,
     resize,
     measure,
+    check,
     serve,
     pull,
     disk,
