@@ -3,11 +3,10 @@
  * "no check" (qemu-img check's exit status 63), decided by -f or by probing.
  */
 import { UsageError } from '../errors.js';
-import { formatDriver, formatNames, PROBE_BYTES, probeFormat } from '../formats/registry.js';
+import { formatDriver, formatNames, probeSourceFormat } from '../formats/registry.js';
 import '../formats/index.js';
 import { openSource } from '../sources/index.js';
 import { type CheckResult, checkQcow2 } from './qcow2/check.js';
-import { readZeroFilled } from './qcow2/file.js';
 
 export type { CheckResult };
 
@@ -21,10 +20,7 @@ export async function checkImage(spec: string, format?: string): Promise<CheckOu
   }
   const { source } = await openSource(spec);
   try {
-    const name =
-      format ??
-      probeFormat(await readZeroFilled(source, 0, Math.min(PROBE_BYTES, source.size)), source.size)
-        .name;
+    const name = format ?? (await probeSourceFormat(source)).name;
     if (name !== 'qcow2') return { format: name };
     return { format: name, result: await checkQcow2(source) };
   } finally {

@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { DiskpipeError, ioError, UnsupportedFeatureError, UsageError } from '../errors.js';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_L1_BYTES } from '../formats/qcow2/header.js';
-import { PROBE_BYTES, probeFormat } from '../formats/registry.js';
+import { probeSourceFormat } from '../formats/registry.js';
 import '../formats/index.js';
 import { LocalFile } from '../io/file.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
@@ -78,9 +78,7 @@ function target(oldSize: number, change: SizeChange): number {
 }
 
 async function formatOf(file: LocalFile, forced: string | undefined): Promise<'raw' | 'qcow2'> {
-  const name =
-    forced ??
-    probeFormat(await readZeroFilled(file, 0, Math.min(PROBE_BYTES, file.size)), file.size).name;
+  const name = forced ?? (await probeSourceFormat(file)).name;
   if (name === 'raw' || name === 'qcow2') return name;
   throw new UnsupportedFeatureError(
     `${file.name}: resizing ${name} images is not supported (raw or qcow2)`,
