@@ -44,7 +44,6 @@ async function runCheck(argv: string[]): Promise<number> {
     format: { type: 'string', short: 'f' },
     json: { type: 'boolean' },
     repair: { type: 'string', short: 'r' },
-    quiet: { type: 'boolean', short: 'q' },
   });
   const [spec] = positionals(args, 1, 1, SYNOPSIS) as [string];
   if (values.repair !== undefined) {
@@ -66,7 +65,7 @@ async function runCheck(argv: string[]): Promise<number> {
     );
   }
   if (values.json) print(JSON.stringify(checkJson(r, spec), null, 4));
-  else if (!values.quiet) print(human(r));
+  else print(human(r));
   if (r.checkErrors > 0) {
     process.stderr.write('diskpipe: check failed\n');
     return NOT_RUN;

@@ -26,7 +26,6 @@ export const resize: Command = {
     const { values, positionals: list } = parse(args, {
       format: { type: 'string', short: 'f' },
       shrink: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
     });
     const [path, sizeText] = positionals(list, 2, 2, SYNOPSIS) as [string, string];
     const sign = sizeText[0] === '+' || sizeText[0] === '-' ? sizeText[0] : '';
@@ -38,7 +37,7 @@ export const resize: Command = {
       ...(values.format !== undefined ? { format: values.format } : {}),
       shrink: values.shrink ?? false,
     });
-    if (!values.quiet) print('Image resized.');
+    print('Image resized.');
     return 0;
   },
 };
