@@ -11,6 +11,7 @@ import { info } from './info.js';
 import { map } from './map.js';
 import { measure } from './measure.js';
 import { pull } from './pull.js';
+import { rebase } from './rebase.js';
 import { resize } from './resize.js';
 import { serve } from './serve.js';
 
@@ -27,6 +28,7 @@ export const commands = new Map<string, Command>(
     resize,
     measure,
     check,
+    rebase,
     serve,
     pull,
     disk,
