@@ -5,7 +5,12 @@
  */
 import { stat } from 'node:fs/promises';
 import { DiskpipeError, ioError, UnsupportedFeatureError, UsageError } from '../errors.js';
-import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_L1_BYTES } from '../formats/qcow2/header.js';
+import {
+  AUTOCLEAR_BITMAPS,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
+  MAX_L1_BYTES,
+} from '../formats/qcow2/header.js';
 import { probeSourceFormat } from '../formats/registry.js';
 import '../formats/index.js';
 import { LocalFile } from '../io/file.js';
@@ -99,6 +104,12 @@ async function resizeQcow2(file: LocalFile, newSize: number): Promise<void> {
   if (h.dataFile !== undefined) {
     throw new UnsupportedFeatureError(
       `${who}: resizing images with an external data file is not supported`,
+    );
+  }
+  if (h.autoclear & AUTOCLEAR_BITMAPS && (h.bitmaps?.count ?? 0) > 0) {
+    // Their tables are sized for the old size; qemu would no longer open the image.
+    throw new UnsupportedFeatureError(
+      `${who}: resizing images with persistent dirty bitmaps is not implemented (remove them with qemu-img bitmap --remove, or use qemu-img resize)`,
     );
   }
   if (newSize < h.size) {

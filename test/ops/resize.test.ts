@@ -115,6 +115,14 @@ test('resize refuses bad sizes, other formats and qcow2 shrinking clearly', asyn
     assert.match(r.stderr, message);
     assert.doesNotMatch(r.stderr, /\n.+\n/);
   }
+  // Persistent bitmaps are sized for the old size: refused, the image still opens in qemu.
+  const bitmaps = join(dir, 'bitmaps.qcow2');
+  await qemuImg('create', '-f', 'qcow2', bitmaps, '1M');
+  await qemuImg('bitmap', '--add', bitmaps, 'b0');
+  const r = diskpipe(['resize', bitmaps, '100G']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /persistent dirty bitmaps is not implemented/);
+  await qemuImg('check', bitmaps);
   const vmdk = join(dir, 'd.vmdk');
   await qemuImg('create', '-f', 'vmdk', vmdk, '1M');
   assert.match(diskpipe(['resize', vmdk, '2M']).stderr, /resizing vmdk images is not supported/);
