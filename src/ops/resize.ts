@@ -13,7 +13,9 @@ import {
 } from '../formats/qcow2/header.js';
 import { probeSourceFormat } from '../formats/registry.js';
 import '../formats/index.js';
+import type { TrustOptions } from '../image/trust.js';
 import { LocalFile } from '../io/file.js';
+import { openImage } from '../open.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 import { StoredRefcounts } from './qcow2/refcounts.js';
 
@@ -28,6 +30,8 @@ export interface ResizeOptions {
   format?: string;
   /** Allow a smaller size (data past the new end is lost). */
   shrink?: boolean;
+  /** The trust rule for opening a qcow2 image's backing file (to learn its size). */
+  trust?: TrustOptions;
 }
 
 export interface ResizeResult {
@@ -61,12 +65,31 @@ export async function resizeImage(
     if (format === 'raw') {
       if (newSize !== oldSize) await file.truncate(newSize);
     } else {
+      if (newSize > oldSize) await refuseExposingBacking(path, oldSize, opts.trust ?? {});
       await resizeQcow2(file, newSize);
     }
     await file.sync();
     return { format, oldSize, newSize };
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * Growing an overlay over a larger backing file would let the backing file's data show
+ * through in the new range; qemu writes zero clusters there, which diskpipe cannot do yet.
+ */
+async function refuseExposingBacking(path: string, oldSize: number, trust: TrustOptions) {
+  const image = await openImage(path, { ...trust, format: 'qcow2' });
+  try {
+    const backing = image.backing;
+    if (backing && backing.size > oldSize) {
+      throw new UnsupportedFeatureError(
+        `${path}: its backing file (${backing.size} bytes) is larger than the image (${oldSize} bytes); growing it would expose the backing file's data, and writing zeroes there is not implemented (qemu-img resize can)`,
+      );
+    }
+  } finally {
+    await image.close();
   }
 }
 

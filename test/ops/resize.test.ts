@@ -129,3 +129,20 @@ test('resize refuses bad sizes, other formats and qcow2 shrinking clearly', asyn
   const info = JSON.parse(await qemuImg('info', '--output=json', q));
   assert.equal(info['virtual-size'], 2 ** 20);
 });
+
+test('resize refuses to grow an overlay over a larger backing file (its data would show)', async () => {
+  const base = join(dir, 'big-base.qcow2');
+  await qemuImg('create', '-f', 'qcow2', base, '4M');
+  await qemuIo(base, ['write -P 9 0 4M']);
+  const top = join(dir, 'small-top.qcow2');
+  await qemuImg('create', '-f', 'qcow2', '-b', 'big-base.qcow2', '-F', 'qcow2', top, '2M');
+  const r = diskpipe(['resize', top, '4M']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /backing file \(4194304 bytes\) is larger than the image/);
+  assert.equal(JSON.parse(await qemuImg('info', '--output=json', top))['virtual-size'], 2 ** 21);
+  // A backing file no larger than the image is fine.
+  const same = join(dir, 'same-top.qcow2');
+  await qemuImg('create', '-f', 'qcow2', '-b', 'big-base.qcow2', '-F', 'qcow2', same);
+  assert.equal(diskpipe(['resize', same, '8M']).status, 0);
+  await qemuImg('check', same);
+});

@@ -1,6 +1,6 @@
 import { UsageError } from '../../errors.js';
 import { resizeImage, type SizeChange } from '../../ops/resize.js';
-import { type Command, parse, parseSize, positionals, print } from '../common.js';
+import { type Command, openOptions, parse, parseSize, positionals, print } from '../common.js';
 
 const SYNOPSIS = 'diskpipe resize [--shrink] [-f FMT] IMAGE [+|-]SIZE';
 
@@ -18,6 +18,8 @@ export const resize: Command = {
     '  --shrink    allow a smaller size: raw files are cut (data past the end is lost).',
     '              Shrinking qcow2 images is not implemented yet.',
     '  -f FMT      raw or qcow2 (default: probed)',
+    "  --allow-backing DIR, --untrusted   the trust rule for a qcow2 image's backing file,",
+    '              opened (read only) to check that growing does not expose its data',
   ].join('\n'),
   async run(argv) {
     // "-1G" is a size, not a flag (qemu-img needs "--" before it; both work here).
@@ -26,6 +28,9 @@ export const resize: Command = {
     const { values, positionals: list } = parse(args, {
       format: { type: 'string', short: 'f' },
       shrink: { type: 'boolean' },
+      untrusted: { type: 'boolean' },
+      'allow-backing': { type: 'string', multiple: true },
+      'cache-dir': { type: 'string' },
     });
     const [path, sizeText] = positionals(list, 2, 2, SYNOPSIS) as [string, string];
     const sign = sizeText[0] === '+' || sizeText[0] === '-' ? sizeText[0] : '';
@@ -36,6 +41,7 @@ export const resize: Command = {
     await resizeImage(path, change, {
       ...(values.format !== undefined ? { format: values.format } : {}),
       shrink: values.shrink ?? false,
+      trust: openOptions({ ...values, format: undefined }),
     });
     print('Image resized.');
     return 0;
