@@ -18,6 +18,7 @@ import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 import { StoredRefcounts } from './qcow2/refcounts.js';
+import { shrinkQcow2 } from './qcow2/shrink.js';
 
 /** A new size: absolute, or relative to the current one (`+1G`, `-512M`). */
 export interface SizeChange {
@@ -136,9 +137,16 @@ async function resizeQcow2(file: LocalFile, newSize: number): Promise<void> {
     );
   }
   if (newSize < h.size) {
-    throw new UnsupportedFeatureError(
-      `${who}: shrinking qcow2 images is not implemented yet (grow, or use qemu-img resize --shrink)`,
+    if (h.nbSnapshots > 0) {
+      // Their L2 tables and clusters are shared with the active layer.
+      throw new UnsupportedFeatureError(
+        `${who}: shrinking images with internal snapshots is not implemented (qemu-img resize --shrink can)`,
+      );
+    }
+    await shrinkQcow2(file, h, newSize, () =>
+      writeSizeAndL1(file, newSize, h.l1Size, h.l1TableOffset),
     );
+    return;
   }
   if (newSize === h.size) return;
   const cs = h.clusterSize;

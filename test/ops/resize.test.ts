@@ -98,13 +98,12 @@ test('resize truncates raw files exactly and needs --shrink to cut them', () => 
   assert.equal(statSync(raw).size, 2 ** 30);
 });
 
-test('resize refuses bad sizes, other formats and qcow2 shrinking clearly', async () => {
+test('resize refuses bad sizes and other formats clearly', async () => {
   const q = join(dir, 'small.qcow2');
   await qemuImg('create', '-f', 'qcow2', q, '1M');
   const cases: Array<[string[], RegExp]> = [
     [['resize', q, '1000001'], /use --shrink/],
     [['resize', q, '2000001'], /multiple of 512/],
-    [['resize', '--shrink', q, '512K'], /shrinking qcow2 images is not implemented/],
     [['resize', q, '0'], /must be positive/],
     [['resize', q, 'big'], /invalid size/],
     [['resize', '-f', 'vmdk', q, '2M'], /cannot resize 'vmdk'/],
@@ -145,4 +144,51 @@ test('resize refuses to grow an overlay over a larger backing file (its data wou
   await qemuImg('create', '-f', 'qcow2', '-b', 'big-base.qcow2', '-F', 'qcow2', same);
   assert.equal(diskpipe(['resize', same, '8M']).status, 0);
   await qemuImg('check', same);
+});
+
+test('resize --shrink frees qcow2 clusters past the new end, as qemu-img resize --shrink', async () => {
+  const cases: Array<[string, string]> = [
+    ['cluster_size=512', '100k'],
+    ['cluster_size=64k', '300k'],
+    ['cluster_size=512,refcount_bits=1', '1M'],
+    ['cluster_size=16k,extended_l2=on', '512'],
+    ['cluster_size=512', '1536'],
+  ];
+  for (const [opts, size] of cases) {
+    const ours = join(dir, 'shrink.qcow2');
+    const theirs = join(dir, 'shrink-qemu.qcow2');
+    await qemuImg('create', '-f', 'qcow2', '-o', opts, ours, '4M');
+    await qemuIo(ours, [
+      'write -P 1 0 1M',
+      'write -c -P 2 1M 64k',
+      'write -z 2M 512k',
+      'write -P 3 3M 1M',
+    ]);
+    copyFileSync(ours, theirs);
+    const r = diskpipe(['resize', '--shrink', ours, size]);
+    assert.equal(r.status, 0, r.stderr);
+    await qemuImg('resize', '--shrink', theirs, size);
+    await qemuImg('check', ours);
+    assert.equal((await qemuImg('compare', ours, theirs)).trim(), 'Images are identical.');
+    // The unused tail of the file is cut as qemu cuts it.
+    assert.equal(statSync(ours).size, statSync(theirs).size, opts);
+    // Growing both again gives the same content, and qemu can still write.
+    assert.equal(diskpipe(['resize', ours, '4M']).status, 0);
+    await qemuImg('resize', theirs, '4M');
+    assert.equal((await qemuImg('compare', ours, theirs)).trim(), 'Images are identical.');
+    await qemuIo(ours, ['write -P 4 2M 64k']);
+    await qemuImg('check', ours);
+  }
+});
+
+test('resize --shrink refuses qcow2 images with internal snapshots, unchanged', async () => {
+  const q = join(dir, 'snap-shrink.qcow2');
+  await qemuImg('create', '-f', 'qcow2', q, '4M');
+  await qemuIo(q, ['write -P 1 0 4M']);
+  await qemuImg('snapshot', '-c', 's', q);
+  const r = diskpipe(['resize', '--shrink', q, '1M']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /internal snapshots is not implemented/);
+  assert.equal(JSON.parse(await qemuImg('info', '--output=json', q))['virtual-size'], 4 * 2 ** 20);
+  await qemuImg('check', q);
 });

@@ -119,6 +119,18 @@ export class StoredRefcounts {
     await this.add(at, 1n);
   }
 
+  /** Clears a table entry on disk (its block then counts nothing). */
+  async clearTableEntry(
+    index: number,
+    write: (buf: Uint8Array, offset: number) => Promise<void>,
+  ): Promise<void> {
+    await this.tableEntry(index);
+    this.table![index] = 0n;
+    this.blocks.delete(index);
+    this.dirty.delete(index);
+    await write(new Uint8Array(8), this.header.refcountTableOffset + index * 8);
+  }
+
   /** Writes changed and new refcount blocks (the table is updated by `publishNewBlocks`). */
   async writeBlocks(write: (buf: Uint8Array, offset: number) => Promise<void>): Promise<void> {
     for (const index of this.dirty) {
@@ -136,6 +148,39 @@ export class StoredRefcounts {
       await write(e, this.header.refcountTableOffset + index * 8);
     }
   }
+}
+
+/**
+ * Frees the refcount blocks that count nothing but themselves (qemu's shrink_reftable), so
+ * the file can lose its tail: the table entry is cleared first, then the block's refcount.
+ */
+export async function dropUnusedBlocks(
+  refs: StoredRefcounts,
+  write: (buf: Uint8Array, offset: number) => Promise<void>,
+  sync: () => Promise<void>,
+): Promise<void> {
+  const dropped: number[] = [];
+  for (let index = 0; index < refs.tableEntries; index++) {
+    const off = await refs.blockOffset(index);
+    if (!off) continue;
+    const own = off / refs.codec.clusterSize;
+    const first = index * refs.codec.perBlock;
+    let used = false;
+    for (let c = first; c < first + refs.codec.perBlock && !used; c++) {
+      if (c !== own && (await refs.get(c)) !== 0n) used = true;
+    }
+    if (used) continue;
+    await refs.clearTableEntry(index, write);
+    dropped.push(own);
+  }
+  if (dropped.length === 0) return;
+  await sync();
+  for (const own of dropped) {
+    const index = Math.floor(own / refs.codec.perBlock);
+    if ((await refs.blockOffset(index)) !== 0) await refs.add(own, -1n);
+  }
+  await refs.writeBlocks(write);
+  await sync();
 }
 
 export { offsetOf };
