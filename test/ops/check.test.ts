@@ -172,3 +172,19 @@ test('check exits 63 for formats without a check and 1 when it cannot run', asyn
     assert.equal(bad.stderr.trim().split('\n').length, 1);
   }
 });
+
+test("check agrees with qemu-img check on diskpipe's own qcow2 outputs", async () => {
+  const src = join(dir, 'own-src.qcow2');
+  await qemuImg('create', '-f', 'qcow2', src, '8M');
+  await qemuIo(src, ['write -P 1 0 1M', 'write -P 2 6M 128k']);
+  for (const extra of [[], ['-c'], ['--cluster-size', '4k']]) {
+    const out = join(dir, 'own-out.qcow2');
+    const r = diskpipe(['convert', '-O', 'qcow2', ...extra, src, out]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(sameAsQemu(out), 0, extra.join(' '));
+    assert.equal(diskpipe(['resize', out, '+1G']).status, 0);
+    assert.equal(sameAsQemu(out), 0, `${extra.join(' ')} resized`);
+    assert.equal(diskpipe(['resize', '--shrink', out, '2M']).status, 0);
+    assert.equal(sameAsQemu(out), 0, `${extra.join(' ')} shrunk`);
+  }
+});
