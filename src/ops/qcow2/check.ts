@@ -96,6 +96,8 @@ class Checker {
   private readonly l2Size: number;
   private readonly hasDataFile: boolean;
   private reftable: BigUint64Array = new BigUint64Array(0);
+  /** qemu's refcount_max as a number (counts are 32-bit here, far below 2^53). */
+  private readonly maxCount: number;
   private readonly blocks = new Map<number, Uint8Array>();
 
   constructor(
@@ -104,6 +106,7 @@ class Checker {
   ) {
     this.cs = h.clusterSize;
     this.codec = new RefcountCodec(h.refcountOrder, h.clusterSize);
+    this.maxCount = Math.min(Number(this.codec.max), 0xffffffff);
     this.counts = new Counts(Math.ceil(source.size / this.cs));
     this.l2Size = h.clusterSize / (h.extendedL2 ? 16 : 8);
     this.hasDataFile = h.dataFile !== undefined;
@@ -156,7 +159,7 @@ class Checker {
     const first = Math.floor(offset / this.cs);
     const last = Math.floor((offset + size - 1) / this.cs);
     for (let k = first; k <= last; k++) {
-      if (BigInt(this.counts.get(k)) >= this.codec.max) {
+      if (this.counts.get(k) >= this.maxCount) {
         this.say(`ERROR: overflow cluster offset=0x${(k * this.cs).toString(16)}`);
         this.res.corruptions++;
         continue;
@@ -388,42 +391,53 @@ class Checker {
     }
   }
 
-  /** The stored refcount of a cluster; undefined when its refcount block is unaligned. */
-  private async stored(cluster: number): Promise<bigint | undefined> {
-    const index = Math.floor(cluster / this.codec.perBlock);
-    if (index >= this.reftable.length) return 0n;
+  /** Refcount block `index`: null when the table has none, undefined when unaligned. */
+  private async storedBlock(index: number): Promise<Uint8Array | null | undefined> {
+    if (index >= this.reftable.length) return null;
     const off = Number(this.reftable[index]! & REFT_OFFSET);
-    if (off === 0) return 0n;
+    if (off === 0) return null;
     if (off % this.cs !== 0) return undefined;
     let block = this.blocks.get(index);
     if (!block) {
       block = await readZeroFilled(this.source, off, this.cs);
       this.blocks.set(index, block);
     }
-    return this.codec.get(block, cluster % this.codec.perBlock);
+    return block;
+  }
+
+  /** The stored refcount of a cluster; undefined when its refcount block is unaligned. */
+  private async stored(cluster: number): Promise<bigint | undefined> {
+    const block = await this.storedBlock(Math.floor(cluster / this.codec.perBlock));
+    if (block === undefined) return undefined;
+    return block === null ? 0n : this.codec.get(block, cluster % this.codec.perBlock);
   }
 
   private async compare(): Promise<void> {
     let highest = 0;
-    for (let i = 0; i < this.counts.size; i++) {
-      const stored = await this.stored(i);
-      if (stored === undefined) {
-        this.say(`Can't get refcount for cluster ${i}: Input/output error`);
-        this.res.checkErrors++;
-        continue;
+    const perBlock = this.codec.perBlock;
+    const size = this.counts.size;
+    for (let index = 0; index * perBlock < size; index++) {
+      const block = await this.storedBlock(index);
+      const end = Math.min(size, (index + 1) * perBlock);
+      for (let i = index * perBlock; i < end; i++) {
+        if (block === undefined) {
+          this.say(`Can't get refcount for cluster ${i}: Input/output error`);
+          this.res.checkErrors++;
+          continue;
+        }
+        const stored = block === null ? 0 : this.codec.getNumber(block, i % perBlock);
+        const counted = this.counts.get(i);
+        if (stored > 0 || counted > 0) highest = i;
+        if (stored !== counted) {
+          const exact = block === null ? 0n : this.codec.get(block, i % perBlock);
+          this.say(
+            `${stored < counted ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${exact} reference=${counted}`,
+          );
+          if (stored < counted) this.res.corruptions++;
+          else this.res.leaks++;
+        }
       }
-      const counted = BigInt(this.counts.get(i));
-      if (stored > 0n || counted > 0n) highest = i;
-      if (stored !== counted) {
-        this.say(
-          `${stored < counted ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${stored} reference=${counted}`,
-        );
-        if (stored < counted) this.res.corruptions++;
-        else this.res.leaks++;
-      }
-      // Whole refcount blocks are cached; drop those behind us to bound memory.
-      if ((i + 1) % this.codec.perBlock === 0)
-        this.blocks.delete(Math.floor(i / this.codec.perBlock));
+      this.blocks.delete(index); // bound memory: blocks behind us are not needed here again
     }
     this.res.imageEndOffset = (highest + 1) * this.cs;
   }
@@ -445,15 +459,28 @@ class Checker {
       }
       const table = await readZeroFilled(this.source, l2, this.cs);
       const dv = new DataView(table.buffer);
+      const step = h.extendedL2 ? 16 : 8;
       for (let j = 0; j < this.l2Size; j++) {
-        const entry = dv.getBigUint64(j * (h.extendedL2 ? 16 : 8));
+        // Numbers, not bigints, on this hot path: flags in the high word, offset bits 9-55.
+        const hi = dv.getUint32(j * step);
+        const lo = dv.getUint32(j * step + 4);
+        if (hi === 0 && lo === 0) continue;
+        const entry = dv.getBigUint64(j * step);
         const type = this.clusterType(entry);
         if (type !== 'normal' && type !== 'zero-alloc') continue;
-        const rc = this.hasDataFile ? 1n : await this.stored(Math.floor(offsetOf(entry) / this.cs));
-        if (rc === undefined) continue;
-        if ((rc === 1n) !== ((entry & COPIED) !== 0n)) {
+        const offset = (hi & 0xffffff) * 2 ** 32 + ((lo & ~0x1ff) >>> 0);
+        const copied = (hi & 0x80000000) !== 0;
+        let rc = 1;
+        if (!this.hasDataFile) {
+          const block = await this.storedBlock(Math.floor(offset / this.cs / this.codec.perBlock));
+          if (block === undefined) continue;
+          const k = Math.floor(offset / this.cs) % this.codec.perBlock;
+          rc = block === null ? 0 : this.codec.getNumber(block, k);
+        }
+        if ((rc === 1) !== copied) {
           this.res.corruptions++;
-          this.say(`ERROR OFLAG_COPIED data cluster: l2_entry=${hexRaw(entry)} refcount=${rc}`);
+          const exact = this.hasDataFile ? 1n : await this.stored(Math.floor(offset / this.cs));
+          this.say(`ERROR OFLAG_COPIED data cluster: l2_entry=${hexRaw(entry)} refcount=${exact}`);
         }
       }
     }

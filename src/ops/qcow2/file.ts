@@ -76,6 +76,19 @@ export class RefcountCodec {
     return v;
   }
 
+  /** The refcount as a number (exact up to 2^53; enough to compare with reference counts). */
+  getNumber(block: Uint8Array, index: number): number {
+    const b = this.bits;
+    if (b < 8) {
+      const bit = index * b;
+      return (block[bit >> 3]! >> (bit & 7)) & ((1 << b) - 1);
+    }
+    const bytes = b / 8;
+    let v = 0;
+    for (let k = 0; k < bytes; k++) v = v * 256 + block[index * bytes + k]!;
+    return v;
+  }
+
   set(block: Uint8Array, index: number, value: bigint): void {
     if (value < 0n || value > this.max) {
       throw new CorruptImageError(`refcount ${value} does not fit in ${this.bits} bits`);
