@@ -36,7 +36,12 @@ export type {
 export { writeAtomically } from './io/atomic.js';
 export { LocalFile } from './io/file.js';
 export { nativeStatus } from './io/native.js';
-export { type NbdServer, type NbdServerOptions, startNbdServer } from './nbd/server/index.js';
+export {
+  type NbdServer,
+  type NbdServerOptions,
+  type NbdServerStats,
+  startNbdServer,
+} from './nbd/server/index.js';
 export { MAX_CHAIN_DEPTH, type OpenOptions, openImage, openImageOn } from './open.js';
 export * from './ops/checksum/index.js';
 export { type CloneOptions, type CloneResult, cloneFile } from './ops/clone.js';

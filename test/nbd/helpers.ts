@@ -1,6 +1,6 @@
 /** Helpers for NBD tests: real peers (qemu-nbd, nbdkit) and `diskpipe serve` as processes. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -44,16 +44,40 @@ function track(proc: ChildProcess): Peer {
   };
 }
 
-/** Starts a peer that serves on a Unix socket and waits for the socket to appear. */
+/**
+ * Where each peer says it is ready: both write their pid file after listen(2), while the socket
+ * file exists from bind(2) on, before connections are accepted (ECONNREFUSED). Connecting to
+ * find out is no answer either: qemu-nbd without -t exits after its first client.
+ */
+function pidFileArgs(cmd: string, pidFile: string): string[] {
+  if (cmd === 'qemu-nbd') return [`--pid-file=${pidFile}`];
+  if (cmd === 'nbdkit') return ['-P', pidFile]; // before the plugin name
+  throw new Error(`startPeer: no readiness signal known for ${cmd}`);
+}
+
+/** Starts a peer that serves on a Unix socket and waits until it accepts connections. */
 export async function startPeer(cmd: string, args: string[], socket: string): Promise<Peer> {
-  const peer = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
-  for (let i = 0; i < 200; i++) {
-    if (existsSync(socket)) return peer;
-    if (peer.proc.exitCode !== null) break;
+  const pidFile = `${socket}.pid`;
+  const peer = track(
+    spawn(cmd, [...pidFileArgs(cmd, pidFile), ...args], { stdio: ['ignore', 'ignore', 'pipe'] }),
+  );
+  // No deadline: the peer either writes its pid file or exits.
+  while (peer.proc.exitCode === null && peer.proc.signalCode === null) {
+    if (readPid(pidFile) === peer.proc.pid) return peer;
     await sleep(25);
   }
   await peer.stop();
   throw new Error(`${cmd} did not start: ${peer.stderr()}`);
+}
+
+/** The pid in a pid file once it is completely written (the line ends with a newline). */
+function readPid(path: string): number | undefined {
+  try {
+    const text = readFileSync(path, 'utf8');
+    return text.endsWith('\n') ? Number(text.trim()) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface Served extends Peer {
@@ -75,15 +99,10 @@ export async function startServe(args: string[]): Promise<Served> {
   return { ...peer, uri };
 }
 
-/** Resolves with the exit status once the process ends (null if killed by a signal). */
-export function exitOf(peer: Peer, timeoutMs = 10000): Promise<number | null> {
-  return Promise.race([
-    new Promise<number | null>((resolve) => {
-      if (peer.proc.exitCode !== null) resolve(peer.proc.exitCode);
-      else peer.proc.once('exit', (code) => resolve(code));
-    }),
-    sleep(timeoutMs, undefined, { ref: false }).then(() => {
-      throw new Error('process did not exit');
-    }),
-  ]);
+/** Resolves with the exit status once the process ends (null if killed by a signal); no deadline. */
+export function exitOf(peer: Peer): Promise<number | null> {
+  return new Promise<number | null>((resolve) => {
+    if (peer.proc.exitCode !== null) resolve(peer.proc.exitCode);
+    else peer.proc.once('exit', (code) => resolve(code));
+  });
 }

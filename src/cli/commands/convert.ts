@@ -21,6 +21,8 @@ export const convert: Command = {
   help: [
     'Copies SRC into a new image DST without reading or writing zeroes. DST is written under a',
     'temporary name and renamed when complete; a raw DST is sparse and has the exact size.',
+    'A block device DST is written in place (opened exclusively, size checked, zero ranges',
+    'zeroed with BLKZEROOUT, flushed); other non-regular DSTs (FIFO, directory...) are refused.',
     '  -f FMT               source format (default: probed)',
     '  -O raw|qcow2         output format (default raw)',
     '  -c                   compress qcow2 clusters',
@@ -30,7 +32,8 @@ export const convert: Command = {
     '                       only clusters that differ from BACKING are written',
     '  -F FMT               format of BACKING (default: probed)',
     '  -n                   write into the existing image DST in place (no create/rename)',
-    '  --target-is-zero     with -n: DST already reads as zeroes; skip zero ranges',
+    '  --target-is-zero     with -n or a block device: DST already reads as zeroes; skip',
+    '                       zero ranges',
     '  -p                   progress bar on stderr (terminal only)',
     '  -m N                 requests in flight (1-64, default 8)',
     '  --request-size SIZE  read request size (64K to 8M, default 2M); memory N x SIZE',

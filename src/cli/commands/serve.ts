@@ -1,5 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { parseDuration } from '../../cache/maintenance.js';
 import { NotCapableError, UsageError } from '../../errors.js';
 import { CowImage } from '../../filters/cow.js';
 import type { Image } from '../../image/types.js';
@@ -8,7 +9,7 @@ import { openImage } from '../../open.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
 
 const SYNOPSIS =
-  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
+  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
 
 const HELP = `Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.
 Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
@@ -21,6 +22,10 @@ Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
   --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
   --shared N       most clients at once (default 16)
   --once           exit when the last client disconnects
+  --idle-timeout DUR   close a connection that sends no request for DUR (30s, 45m, 12h,
+                   30d; default: never, an idle VM disk stays connected)
+  --handshake-timeout DUR  close a client that has not finished the handshake after DUR
+                   (default 10s), so stalled clients do not hold --shared slots
   -f FMT           image format (no probing)
   --untrusted      the image may not reference other files
   --allow-backing DIR  directory backing files may live in (repeatable)
@@ -37,6 +42,8 @@ const OPTIONS = {
   overlay: { type: 'boolean' },
   shared: { type: 'string' },
   once: { type: 'boolean' },
+  'idle-timeout': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
 } as const;
 
 export const serve: Command = {
@@ -55,6 +62,8 @@ export const serve: Command = {
     const port = values.port === undefined ? undefined : integer(values.port, '--port', 0, 65535);
     const shared = values.shared === undefined ? 16 : integer(values.shared, '--shared', 1, 1024);
     const writable = values.writable ?? false;
+    const idle = duration(values['idle-timeout'], '--idle-timeout');
+    const handshake = duration(values['handshake-timeout'], '--handshake-timeout');
 
     const image = await openImage(spec!, { ...openOptions(values), writable });
     let served: Image = image;
@@ -79,6 +88,8 @@ export const serve: Command = {
         writable: writable || (values.overlay ?? false),
         shared,
         once: values.once ?? false,
+        ...(idle !== undefined ? { idleTimeout: idle } : {}),
+        ...(handshake !== undefined ? { handshakeTimeout: handshake } : {}),
       });
       const socketPath = values.socket;
       if (socketPath !== undefined) {
@@ -106,6 +117,16 @@ function integer(text: string, flag: string, min: number, max: number): number {
     throw new UsageError(`${flag} must be a whole number from ${min} to ${max}`);
   }
   return n;
+}
+
+/** A DUR flag in seconds (undefined when not given). */
+function duration(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms === 0) {
+    throw new UsageError(`${flag} must be a duration above 0 like 30s, 45m, 12h or 30d`);
+  }
+  return ms / 1000;
 }
 
 function isLoopback(address: string): boolean {
