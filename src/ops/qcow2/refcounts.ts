@@ -6,7 +6,7 @@
 import { DiskpipeError } from '../../errors.js';
 import type { Qcow2Header } from '../../formats/qcow2/header.js';
 import type { ByteSource } from '../../image/types.js';
-import { entries, offsetOf, RefcountCodec, readZeroFilled } from './file.js';
+import { entries, RefcountCodec, readZeroFilled } from './file.js';
 
 const REFTABLE_OFFSET_MASK = 0xfffffffffffffe00n;
 
@@ -14,9 +14,11 @@ export class StoredRefcounts {
   readonly codec: RefcountCodec;
   private table: BigUint64Array | undefined;
   private readonly blocks = new Map<number, Uint8Array>();
-  /** Blocks changed in memory (index -> block), with the new ones the table does not name yet. */
+  /** Indexes of blocks changed in memory, new ones (not yet in the table) included. */
   private readonly dirty = new Set<number>();
   private readonly newBlocks = new Map<number, number>();
+  /** Clusters handed out by this session (their refcounts may not be raised yet). */
+  private readonly reserved = new Set<number>();
 
   constructor(
     private readonly source: ByteSource,
@@ -96,8 +98,6 @@ export class StoredRefcounts {
     for (let i = 0; i < count; i++) await this.add(start + i, 1n);
     return start;
   }
-
-  private readonly reserved = new Set<number>();
 
   private async ensureBlock(cluster: number): Promise<void> {
     const index = Math.floor(cluster / this.codec.perBlock);
@@ -183,4 +183,3 @@ export async function dropUnusedBlocks(
   await sync();
 }
 
-export { offsetOf };
