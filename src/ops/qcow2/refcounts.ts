@@ -182,4 +182,3 @@ export async function dropUnusedBlocks(
   await refs.writeBlocks(write);
   await sync();
 }
-
