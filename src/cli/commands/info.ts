@@ -3,6 +3,7 @@ import {
   type SparsifyReport,
   sparsifyReport,
 } from '../../filters/sparsify/index.js';
+import { endsWithFixedVhdFooter } from '../../formats/vhd/fixed-probe.js';
 import { openImage } from '../../open.js';
 import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
 import {
@@ -38,6 +39,11 @@ export const info: Command = {
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const image = await openImage(spec!, openOptions(values));
     try {
+      if (values.format === undefined && image.format === 'raw' && image.source) {
+        if (await endsWithFixedVhdFooter(image.source)) {
+          process.stderr.write(`diskpipe: note: ${spec} looks like a fixed VHD; use -f vpc\n`);
+        }
+      }
       const chain = await describeChain(image, spec!);
       const shown = values['backing-chain'] ? chain : chain.slice(0, 1);
       // The filter shares `image` (closed below), so it is not closed on its own.
