@@ -112,12 +112,15 @@ export async function openMemberOf(archive: ByteSource, member: string): Promise
   }
 }
 
-/** Stdin (`-`) unwrapped the same way. */
+/**
+ * Stdin (`-`) unwrapped the same way. A pipe has no directory of its own, so whatever comes
+ * through it is untrusted: it may not reference other files.
+ */
 export function unwrapStdin(opts: UnwrapOptions, preferStream: boolean): Promise<Unwrapped> {
   return settle(readStdin(), 'stdin', [], {
     ...opts,
     preferStream,
-    untrusted: false,
+    untrusted: true,
     closeInner: async () => {},
   }).then(async (r) => (r.kind === 'stream' ? r : unwrapSource(r, opts, preferStream)));
 }
