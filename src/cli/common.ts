@@ -27,6 +27,7 @@ export const IMAGE_OPTIONS = {
   'allow-backing': { type: 'string', multiple: true },
   'cache-dir': { type: 'string' },
   member: { type: 'string' },
+  'max-staged': { type: 'string' },
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
@@ -51,6 +52,7 @@ export function openOptions(values: {
   'allow-backing'?: string[] | undefined;
   'cache-dir'?: string | undefined;
   member?: string | undefined;
+  'max-staged'?: string | undefined;
 }): OpenOptions {
   const opts: OpenOptions = {};
   if (values.format !== undefined) opts.format = values.format;
@@ -58,6 +60,8 @@ export function openOptions(values: {
   if (values['allow-backing']) opts.allowBacking = values['allow-backing'];
   if (values['cache-dir'] !== undefined) opts.cacheDir = values['cache-dir'];
   if (values.member !== undefined) opts.member = values.member;
+  if (values['max-staged'] !== undefined)
+    opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
   return opts;
 }
 

@@ -22,6 +22,7 @@ import {
 import { type OpenedSource, openSource, type SourceOptions } from './index.js';
 import { Peekable, readSequential, readStdin, type SequentialSource } from './sequential.js';
 import { type StageOptions, stageToFile } from './stage.js';
+import { stageLimit } from './stage-limit.js';
 import { looksLikeTar, openTarMember } from './tar.js';
 
 export interface UnwrapOptions extends DecompressOptions, StageOptions {
@@ -163,7 +164,7 @@ async function settle(
       if (raw && opts.preferStream) {
         return { kind: 'stream', stream: new DecompressedStream(peek, name, layers, opts) };
       }
-      staged = await stageToFile(peek.chunks(), name, opts);
+      staged = await stageToFile(peek.chunks(), name, opts, stageLimit(head, opts));
       break;
     }
   } catch (err) {

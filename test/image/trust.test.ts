@@ -115,7 +115,7 @@ test('trust: a refused reference is decided from its text; missing and existing 
       assert.doesNotMatch(e.message, /ENOENT|cannot be opened/);
       return e.message.replace(`'${ref}'`, 'REF').replace(/--allow-backing \S+$/, '');
     }
-    assert.fail(`${ref} was allowed`);
+    return assert.fail(`${ref} was allowed`);
   });
   assert.equal(new Set(messages).size, 1, messages.join('\n'));
 });

@@ -16,7 +16,10 @@ test('stdin: a plain qcow2 on stdin may not follow its backing reference', () =>
   // The same file named on the command line is allowed to (the backing dir is allowed).
   const named = diskpipe(['info', '--allow-backing', allowed, overlay]);
   assert.equal(named.status, 0, named.stderr);
-  for (const args of [['info', '-'], ['info', '--allow-backing', allowed, '-']]) {
+  for (const args of [
+    ['info', '-'],
+    ['info', '--allow-backing', allowed, '-'],
+  ]) {
     const r = diskpipe(args, { input, env: { DISKPIPE_CACHE: allowed } });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}`);
     assert.match(r.stderr, /^diskpipe: backing file reference '.*base\.raw' refused: .*untrusted/);
