@@ -9,6 +9,11 @@ import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskpipeError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
+import {
+  type DownloadLimits,
+  limitedBody,
+  TransferLimitError,
+} from '../sources/download-limits.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -35,6 +40,8 @@ export interface DownloadOptions {
   /** Abort when no byte arrives for this long (default 30 s). */
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Minimum transfer rate and largest size (sources/download-limits.ts). */
+  limits?: DownloadLimits | undefined;
 }
 
 export interface DownloadResult {
@@ -181,7 +188,8 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   let position = start;
   try {
     if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    const where = { url: opts.url, partPath: opts.partPath, start, total };
+    for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
       touch();
       await writeAll(handle, chunk, position);
       for (const h of hashes.values()) h.update(chunk);
@@ -191,7 +199,8 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   } catch (err) {
     clearTimeout(timer);
     await handle.close();
-    if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
+    if (err instanceof DiskpipeError && (err.code !== 'HTTP' || err instanceof TransferLimitError))
+      throw err;
     throw transient(
       new DiskpipeError(
         'HTTP',

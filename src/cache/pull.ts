@@ -15,6 +15,7 @@ import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
 import { openImageOn } from '../open.js';
+import type { DownloadLimits } from '../sources/download-limits.js';
 import { unwrapSource } from '../sources/unwrap.js';
 import {
   type DownloadResult,
@@ -43,6 +44,8 @@ export interface PullOptions {
   idleTimeoutMs?: number | undefined;
   /** Download attempts after a failure mid-transfer (default 4). */
   retries?: number | undefined;
+  /** --min-rate, --min-rate-window, --max-download. */
+  limits?: DownloadLimits | undefined;
 }
 
 export interface PullResult {
@@ -122,6 +125,7 @@ async function pullLocked(
       expected,
       revalidate,
       signal: opts.signal,
+      limits: opts.limits,
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),

@@ -20,6 +20,30 @@ type Config<T extends Options> = {
 };
 export type Parsed<T extends Options> = ReturnType<typeof parseArgs<Config<T>>>;
 
+/** The minimum transfer rate of HTTP reads and downloads (curl's --speed-limit/--speed-time). */
+export const RATE_OPTIONS = {
+  'min-rate': { type: 'string' },
+  'min-rate-window': { type: 'string' },
+} as const satisfies Options;
+
+/** --min-rate SIZE (bytes/s, 0: none) and --min-rate-window SECONDS as library options. */
+export function rateOptions(values: {
+  'min-rate'?: string | undefined;
+  'min-rate-window'?: string | undefined;
+}): { minRate?: number; minRateWindowMs?: number } {
+  const out: { minRate?: number; minRateWindowMs?: number } = {};
+  if (values['min-rate'] !== undefined)
+    out.minRate = parseSize(values['min-rate'].replace(/\/s$/i, ''), '--min-rate');
+  const w = values['min-rate-window'];
+  if (w !== undefined) {
+    const s = Number(w.replace(/s$/i, ''));
+    if (!(s > 0) || !Number.isSafeInteger(Math.round(s * 1000)))
+      throw new UsageError(`invalid --min-rate-window '${w}' (seconds)`);
+    out.minRateWindowMs = Math.round(s * 1000);
+  }
+  return out;
+}
+
 /** Options every image-reading command takes (trust rule, forced format). */
 export const IMAGE_OPTIONS = {
   format: { type: 'string', short: 'f' },
@@ -28,6 +52,7 @@ export const IMAGE_OPTIONS = {
   'cache-dir': { type: 'string' },
   member: { type: 'string' },
   'max-staged': { type: 'string' },
+  ...RATE_OPTIONS,
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
@@ -53,6 +78,8 @@ export function openOptions(values: {
   'cache-dir'?: string | undefined;
   member?: string | undefined;
   'max-staged'?: string | undefined;
+  'min-rate'?: string | undefined;
+  'min-rate-window'?: string | undefined;
 }): OpenOptions {
   const opts: OpenOptions = {};
   if (values.format !== undefined) opts.format = values.format;
@@ -62,6 +89,8 @@ export function openOptions(values: {
   if (values.member !== undefined) opts.member = values.member;
   if (values['max-staged'] !== undefined)
     opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
+  const rate = rateOptions(values);
+  if (Object.keys(rate).length > 0) opts.http = rate;
   return opts;
 }
 

@@ -17,7 +17,8 @@ function usage(): string {
     '',
     ...lines,
     '',
-    'common: --untrusted, --allow-backing DIR, --cache-dir DIR, --max-staged SIZE, -h/--help, --version',
+    'common: --untrusted, --allow-backing DIR, --cache-dir DIR, --max-staged SIZE, --min-rate SIZE,',
+    '        --min-rate-window SECONDS, -h/--help, --version',
     "Run 'diskpipe COMMAND --help' for a command's options.",
   ].join('\n');
 }

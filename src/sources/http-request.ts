@@ -5,6 +5,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { DiskpipeError } from '../errors.js';
+import { RATE_DEFAULTS, RateWatch, slowTransferMessage } from './min-rate.js';
 
 export interface HttpOptions {
   /** Bytes fetched per cache block (a random read costs at least this much). */
@@ -23,6 +24,10 @@ export interface HttpOptions {
   retryDelayMs?: number;
   /** A request fails when no byte arrives for this long (ms). */
   timeoutMs?: number;
+  /** A request fails when its answer arrives slower than this many bytes/s (0: never)... */
+  minRate?: number;
+  /** ...averaged over this window (ms), as curl's --speed-limit/--speed-time. */
+  minRateWindowMs?: number;
   /** Extra request headers (authorization...). */
   headers?: Record<string, string>;
 }
@@ -36,6 +41,7 @@ export const HTTP_DEFAULTS: Required<Omit<HttpOptions, 'headers'>> = {
   retries: 4,
   retryDelayMs: 250,
   timeoutMs: 30_000,
+  ...RATE_DEFAULTS,
 };
 
 /** An HTTP failure; `transient` ones are retried. */
@@ -59,6 +65,8 @@ export interface Response {
   status: number;
   headers: http.IncomingHttpHeaders;
   message: IncomingMessage;
+  /** Counts body bytes against the minimum rate; stopped when the body is done. */
+  watch: RateWatch;
 }
 
 /** A URL without its credentials, for messages. */
@@ -107,11 +115,23 @@ export class HttpClient {
     };
     if (range) headers.range = `bytes=${range[0]}-${range[1] - 1}`;
     return new Promise((resolve, reject) => {
+      // From the request on: a server dripping its headers or body is as stuck as a silent one.
+      let answer: IncomingMessage | undefined;
+      const watch = new RateWatch(this.opts, () => {
+        const err = new HttpError(`${this.label}: ${slowTransferMessage(this.opts)}`, false);
+        req.destroy(err);
+        answer?.destroy(err);
+      });
       const req = mod.request(url, { method: 'GET', headers, agent: this.agentFor(url) }, (res) => {
         res.setTimeout(this.opts.timeoutMs, () =>
           res.destroy(new HttpError(`${this.label}: no data for ${this.opts.timeoutMs} ms`, true)),
         );
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, message: res });
+        answer = res;
+        res.once('close', () => watch.stop());
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, message: res, watch });
+      });
+      req.once('close', () => {
+        if (!answer) watch.stop();
       });
       req.setTimeout(this.opts.timeoutMs, () =>
         req.destroy(new HttpError(`${this.label}: no response in ${this.opts.timeoutMs} ms`, true)),
@@ -156,6 +176,7 @@ export function readBody(res: Response, length: number, label: string): Promise<
   return new Promise((resolve, reject) => {
     const msg = res.message;
     msg.on('data', (chunk: Buffer) => {
+      res.watch.add(chunk.length);
       if (got + chunk.length > length) {
         msg.destroy();
         reject(new HttpError(`${label}: server sent more bytes than requested`, true));
@@ -170,12 +191,14 @@ export function readBody(res: Response, length: number, label: string): Promise<
         reject(new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true));
     });
     msg.on('error', (err) => reject(networkError(err, label)));
-    msg.on('aborted', () =>
-      reject(new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true)),
-    );
+    // A stream destroyed with a reason (a too slow transfer) reports that reason.
+    const cut = () =>
+      msg.errored instanceof HttpError
+        ? msg.errored
+        : new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true);
+    msg.on('aborted', () => reject(cut()));
     msg.on('close', () => {
-      if (got < length && !msg.complete)
-        reject(new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true));
+      if (got < length && !msg.complete) reject(cut());
     });
   });
 }
@@ -185,6 +208,7 @@ export function readBody(res: Response, length: number, label: string): Promise<
  * an unwanted answer may be the whole (huge) resource.
  */
 export function discard(res: Response): void {
+  res.watch.stop();
   res.message.destroy();
 }
 

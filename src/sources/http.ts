@@ -123,7 +123,8 @@ function resolveOptions(o: HttpOptions): ResolvedHttpOptions {
   for (const key of Object.keys(HTTP_DEFAULTS) as (keyof typeof HTTP_DEFAULTS)[]) {
     const v = o[key];
     if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (key === 'retries' || key === 'retryDelayMs' ? 0 : 1))
+    const least = key === 'retries' || key === 'retryDelayMs' || key === 'minRate' ? 0 : 1;
+    if (!Number.isSafeInteger(v) || v < least)
       throw new UsageError(`invalid HTTP option ${key}=${v}`);
     r[key] = v;
   }
