@@ -9,6 +9,7 @@ import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskpipeError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
+import { basicAuthorization, withoutCredentials } from '../sources/credentials.js';
 import {
   type DownloadLimits,
   limitedBody,
@@ -75,7 +76,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   let resumedFrom = -1;
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await attemptDownload(opts);
+      const r = await attemptDownload(opts, basicAuthorization(opts.url));
       if (resumedFrom < 0) resumedFrom = r.resumedFrom;
       fetched += r.fetched;
       return { ...r, resumedFrom, fetched };
@@ -93,7 +94,13 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
+async function attemptDownload(
+  given: DownloadOptions,
+  authorization: string | undefined,
+): Promise<DownloadResult> {
+  // user:password never goes into a message or the part's metadata: it is sent as a header,
+  // which fetch drops on a redirect to another origin.
+  const opts = { ...given, url: withoutCredentials(given.url) };
   const metaPath = `${opts.partPath}.json`;
   const meta = await readJson<PartMeta>(metaPath);
   let have = meta?.url === opts.url ? await sizeOf(opts.partPath) : 0;
@@ -101,6 +108,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   if (have > 0 && !validator) have = 0; // without a validator a partial file cannot be trusted
 
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (authorization) headers.authorization = authorization;
   if (have > 0) {
     headers.range = `bytes=${have}-`;
     headers['if-range'] = validator!;

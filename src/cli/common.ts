@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { UsageError } from '../errors.js';
+import { ioError, UsageError } from '../errors.js';
 import type { OpenOptions } from '../open.js';
+import type { HttpOptions } from '../sources/http.js';
 
 export interface Command {
   readonly name: string;
@@ -53,6 +55,8 @@ export const IMAGE_OPTIONS = {
   member: { type: 'string' },
   'max-staged': { type: 'string' },
   ...RATE_OPTIONS,
+  insecure: { type: 'boolean' },
+  'ca-cert': { type: 'string' },
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
@@ -80,6 +84,8 @@ export function openOptions(values: {
   'max-staged'?: string | undefined;
   'min-rate'?: string | undefined;
   'min-rate-window'?: string | undefined;
+  insecure?: boolean | undefined;
+  'ca-cert'?: string | undefined;
 }): OpenOptions {
   const opts: OpenOptions = {};
   if (values.format !== undefined) opts.format = values.format;
@@ -89,9 +95,23 @@ export function openOptions(values: {
   if (values.member !== undefined) opts.member = values.member;
   if (values['max-staged'] !== undefined)
     opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
-  const rate = rateOptions(values);
-  if (Object.keys(rate).length > 0) opts.http = rate;
+  const http: HttpOptions = rateOptions(values);
+  if (values.insecure) http.insecure = true;
+  if (values['ca-cert'] !== undefined) http.caCert = readCaCert(values['ca-cert']);
+  if (Object.keys(http).length > 0) opts.http = http;
   return opts;
+}
+
+function readCaCert(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw ioError(err, `--ca-cert ${path}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new UsageError(`--ca-cert ${path}: not a PEM certificate file`);
+  return text;
 }
 
 export function positionals(list: string[], min: number, max: number, usage: string): string[] {

@@ -18,7 +18,7 @@ function usage(): string {
     ...lines,
     '',
     'common: --untrusted, --allow-backing DIR, --cache-dir DIR, --max-staged SIZE, --min-rate SIZE,',
-    '        --min-rate-window SECONDS, -h/--help, --version',
+    '        --min-rate-window SECONDS, --ca-cert FILE, --insecure, -h/--help, --version',
     "Run 'diskpipe COMMAND --help' for a command's options.",
   ].join('\n');
 }

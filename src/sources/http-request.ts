@@ -4,7 +4,9 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import { DiskpipeError } from '../errors.js';
+import { mayKeepCredentials } from './credentials.js';
 import { RATE_DEFAULTS, RateWatch, slowTransferMessage } from './min-rate.js';
 
 export interface HttpOptions {
@@ -28,11 +30,17 @@ export interface HttpOptions {
   minRate?: number;
   /** ...averaged over this window (ms), as curl's --speed-limit/--speed-time. */
   minRateWindowMs?: number;
-  /** Extra request headers (authorization...). */
+  /** Extra request headers (authorization...); sent only to the URL's own origin. */
   headers?: Record<string, string>;
+  /** Accept any server certificate (--insecure). */
+  insecure?: boolean;
+  /** Trust these CA certificates (PEM text, --ca-cert FILE) besides the system's. */
+  caCert?: string;
 }
 
-export const HTTP_DEFAULTS: Required<Omit<HttpOptions, 'headers'>> = {
+type Extra = 'headers' | 'insecure' | 'caCert';
+
+export const HTTP_DEFAULTS: Required<Omit<HttpOptions, Extra>> = {
   blockSize: 256 * 1024,
   cacheBytes: 64 * 1024 * 1024,
   maxReadahead: 8 * 1024 * 1024,
@@ -78,23 +86,33 @@ export function displayUrl(url: URL): string {
   return copy.href;
 }
 
-export type ResolvedHttpOptions = Required<Omit<HttpOptions, 'headers'>> &
-  Pick<HttpOptions, 'headers'>;
+export type ResolvedHttpOptions = Required<Omit<HttpOptions, Extra>> & Pick<HttpOptions, Extra>;
 
 export class HttpClient {
   private readonly agents = new Map<string, http.Agent>();
   private closed = false;
+  /** Where the URL's credentials and the extra headers may go (redirects elsewhere: not). */
+  private readonly origin: URL;
 
   constructor(
     public url: URL,
     readonly opts: ResolvedHttpOptions,
-  ) {}
+  ) {
+    this.origin = url;
+  }
 
   private agentFor(url: URL): http.Agent {
     let agent = this.agents.get(url.protocol);
     if (!agent) {
-      const Agent = url.protocol === 'https:' ? https.Agent : http.Agent;
-      agent = new Agent({ keepAlive: true, maxSockets: this.opts.maxInFlight + 1 });
+      const common = { keepAlive: true, maxSockets: this.opts.maxInFlight + 1 };
+      agent =
+        url.protocol === 'https:'
+          ? new https.Agent({
+              ...common,
+              rejectUnauthorized: this.opts.insecure !== true,
+              ...(this.opts.caCert ? { ca: [...tls.rootCertificates, this.opts.caCert] } : {}),
+            })
+          : new http.Agent(common);
       this.agents.set(url.protocol, agent);
     }
     return agent;
@@ -108,11 +126,19 @@ export class HttpClient {
   request(url: URL, range?: [number, number]): Promise<Response> {
     if (this.closed) return Promise.reject(new HttpError(`${this.label}: source is closed`, false));
     const mod = url.protocol === 'https:' ? https : http;
+    // Credentials (extra headers, user:password in the URL) stay with their origin: not
+    // across a redirect to another host, and not from https down to http.
+    const own = mayKeepCredentials(this.origin, url);
     const headers: Record<string, string> = {
       'accept-encoding': 'identity',
       'user-agent': 'diskpipe',
-      ...this.opts.headers,
+      ...(own ? this.opts.headers : {}),
     };
+    if (!own && (url.username || url.password)) {
+      url = new URL(url.href);
+      url.username = '';
+      url.password = '';
+    }
     if (range) headers.range = `bytes=${range[0]}-${range[1] - 1}`;
     return new Promise((resolve, reject) => {
       // From the request on: a server dripping its headers or body is as stuck as a silent one.

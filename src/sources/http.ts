@@ -6,6 +6,7 @@
 import { NotCapableError, UsageError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { BlockCache } from './block-cache.js';
+import { withoutCredentials } from './credentials.js';
 import {
   discard,
   displayUrl,
@@ -66,7 +67,7 @@ export class HttpSource implements ByteSource {
     try {
       url = new URL(spec);
     } catch {
-      throw new UsageError(`invalid URL '${spec}'`);
+      throw new UsageError(`invalid URL '${withoutCredentials(spec)}'`);
     }
     const opts = resolveOptions(options);
     const client = new HttpClient(url, opts);
@@ -119,7 +120,12 @@ export class HttpSource implements ByteSource {
 }
 
 function resolveOptions(o: HttpOptions): ResolvedHttpOptions {
-  const r: ResolvedHttpOptions = { ...HTTP_DEFAULTS, headers: o.headers };
+  const r: ResolvedHttpOptions = {
+    ...HTTP_DEFAULTS,
+    headers: o.headers,
+    insecure: o.insecure,
+    caCert: o.caCert,
+  };
   for (const key of Object.keys(HTTP_DEFAULTS) as (keyof typeof HTTP_DEFAULTS)[]) {
     const v = o[key];
     if (v === undefined) continue;
