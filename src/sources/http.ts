@@ -114,6 +114,7 @@ export class HttpSource implements ByteSource {
         );
       }
       checkValidators(this.validators, validatorsOf(res), label, res);
+      checkLength(res, end - start, label);
       return readBody(res, end - start, label);
     });
   }
@@ -205,6 +206,21 @@ function contentRange(res: Response, label: string): Range {
     throw new HttpError(`${label}: invalid Content-Range '${text}' in a 206 answer`, false);
   }
   return r;
+}
+
+/**
+ * Content-Length must agree with Content-Range: without ETag/Last-Modified, the totals and
+ * lengths of every answer are all that shows a resource changing (or a confused server).
+ */
+function checkLength(res: Response, expected: number, label: string): void {
+  const given = res.headers['content-length'];
+  if (given !== undefined && Number(given) !== expected) {
+    discard(res);
+    throw new HttpError(
+      `${label}: server sent Content-Length ${given} for a range of ${expected} bytes`,
+      false,
+    );
+  }
 }
 
 function checkEncoding(res: Response, label: string): void {
