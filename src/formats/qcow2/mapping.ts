@@ -5,6 +5,7 @@
  */
 import { CorruptImageError } from '../../errors.js';
 import type { Qcow2Header } from './header.js';
+import type { L1Table } from './l1-table.js';
 import { capacityFor, TableCache } from './l2-cache.js';
 
 export const Kind = {
@@ -48,13 +49,13 @@ export class Qcow2Map {
   private readonly cs: number;
   private readonly l2Entries: number;
   private readonly coverage: number;
-  private readonly l1: DataView;
   private readonly l2: TableCache<DataView>;
   private readonly scSize: number;
 
   constructor(
     private readonly header: Qcow2Header,
-    l1Bytes: Uint8Array,
+    /** Read lazily, in pieces, through a cache shared by every open image. */
+    readonly l1: L1Table,
     private readonly fileSize: number,
     /** True when data clusters live in an external data file (host = guest offset). */
     private readonly externalData: boolean,
@@ -66,7 +67,6 @@ export class Qcow2Map {
     this.l2Entries = this.cs / (header.extendedL2 ? 16 : 8);
     this.coverage = this.cs * this.l2Entries;
     this.scSize = this.cs / 32;
-    this.l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
     this.l2 = new TableCache(capacityFor(cacheBytes, this.cs), async (off) => {
       const t = await readCluster(off);
       return new DataView(t.buffer, t.byteOffset, t.byteLength);
@@ -84,7 +84,7 @@ export class Qcow2Map {
     while (pos < end) {
       const l1i = Math.floor(pos / this.coverage);
       const base = l1i * this.coverage;
-      const l2off = this.l2Offset(l1i, pos);
+      const l2off = await this.l2Offset(l1i, pos);
       const batch: Run[] = [];
       let stop = Math.min(base + this.coverage, end);
       if (l2off === 0) {
@@ -106,9 +106,9 @@ export class Qcow2Map {
     if (pending) yield pending;
   }
 
-  private l2Offset(l1i: number, guest: number): number {
-    if (l1i * 8 + 8 > this.l1.byteLength) return 0;
-    const off = entryOffset(this.l1.getUint32(l1i * 8), this.l1.getUint32(l1i * 8 + 4));
+  private async l2Offset(l1i: number, guest: number): Promise<number> {
+    const [hi, lo] = await this.l1.entry(l1i);
+    const off = entryOffset(hi, lo);
     if (off === 0) return 0;
     if (off % this.cs !== 0) {
       throw this.corrupt(guest, `L2 table offset ${off} is not cluster aligned`);
