@@ -9,6 +9,7 @@ import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { L1_CACHE_BYTES, L1_PIECE_BYTES, l1Stats } from '../../src/formats/qcow2/l1-table.js';
+import { l2CacheBytesAt } from '../../src/formats/qcow2/mapping.js';
 import { MAX_CHAIN_DEPTH, openImage } from '../../src/open.js';
 import { qemuImg, run, tempDir } from '../helpers/peers.js';
 
@@ -68,4 +69,10 @@ test(`qcow2 L1: a ${LAYERS}-layer chain of 128 GiB / 512 B-cluster images holds 
     `peak ${l1Stats.peakResidentBytes} bytes of L1 held`,
   );
   assert.equal(l1Stats.residentBytes, 0, 'closing the chain releases its pieces');
+});
+
+test('qcow2 L2: the L2 cache budgets of the longest chain stay within the RSS budget', () => {
+  let total = 0;
+  for (let depth = 0; depth < LAYERS; depth++) total += l2CacheBytesAt(depth);
+  assert.ok(total <= 128 * 2 ** 20, `${total} bytes of L2 cache for ${LAYERS} layers`);
 });

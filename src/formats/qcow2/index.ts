@@ -15,7 +15,7 @@ import {
 } from './header.js';
 import { Qcow2Image } from './image.js';
 import { L1Table } from './l1-table.js';
-import { BACKING_L2_CACHE_BYTES, L2_CACHE_BYTES, Qcow2Map } from './mapping.js';
+import { l2CacheBytesAt, Qcow2Map } from './mapping.js';
 import { readExact } from './reader.js';
 import { readBitmaps, readSnapshots } from './snapshots.js';
 
@@ -67,7 +67,7 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
       header.dataFile !== undefined,
       (off) => readExact(source, off, header.clusterSize, 'L2 table'),
       who,
-      ctx.depth === 0 ? L2_CACHE_BYTES : BACKING_L2_CACHE_BYTES,
+      l2CacheBytesAt(ctx.depth),
     );
     const actualSize = await source.allocatedSize?.();
     return new Qcow2Image({ source, data, header, map, backing, snapshots, bitmaps, actualSize });

@@ -37,6 +37,18 @@ export interface Run {
 /** Memory budget of the L2 table cache of the image named by the user, and of each backing. */
 export const L2_CACHE_BYTES = 16 * 1024 * 1024;
 export const BACKING_L2_CACHE_BYTES = 4 * 1024 * 1024;
+/**
+ * Backings deeper than DEEP_BACKING_DEPTH get less, so the longest chain accepted (65 layers)
+ * holds 16 + 8 × 4 + 56 × 1 = 104 MiB of L2 tables at most, within a 256 MiB RSS budget.
+ */
+export const DEEP_BACKING_L2_CACHE_BYTES = 1024 * 1024;
+export const DEEP_BACKING_DEPTH = 8;
+
+/** The L2 cache budget of a layer `depth` images below the one the user named. */
+export function l2CacheBytesAt(depth: number): number {
+  if (depth === 0) return L2_CACHE_BYTES;
+  return depth <= DEEP_BACKING_DEPTH ? BACKING_L2_CACHE_BYTES : DEEP_BACKING_L2_CACHE_BYTES;
+}
 const TWO32 = 2 ** 32;
 /** L2 entries decoded per step. */
 const SLICE_CLUSTERS = 1024;
