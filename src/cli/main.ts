@@ -1,80 +1,21 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import { DiskpipeError } from '../errors.js';
-import { removeTemporaryOutputs } from '../io/atomic.js';
-import { nativeStatus } from '../io/native.js';
-import { commands } from './commands/index.js';
-import type { Command } from './common.js';
+/**
+ * The CLI entry point. Signal handlers come first: loading the commands takes a noticeable
+ * time on a busy machine, and a signal in that window must still exit 130/143/129 with
+ * temporary files removed. So this module imports only the small cleanup registry and
+ * loads everything else afterwards.
+ */
+import { outputCommitted, removeTemporaries } from '../io/cleanup.js';
 
-const VERSION: string = JSON.parse(
-  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-).version;
-
-function usage(): string {
-  const lines = [...commands.values()].map((c: Command) => `  ${c.synopsis}`);
-  return [
-    'usage: diskpipe COMMAND [OPTIONS] ...',
-    '',
-    ...lines,
-    '',
-    'common: --untrusted, --allow-backing DIR, --cache-dir DIR, --max-staged SIZE, --min-rate SIZE,',
-    '        --min-rate-window SECONDS, --ca-cert FILE, --insecure, -h/--help, --version',
-    "Run 'diskpipe COMMAND --help' for a command's options.",
-  ].join('\n');
-}
-
-async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write(`${usage()}\n`);
-    return name === undefined ? 2 : 0;
-  }
-  if (name === '--version' || name === '-V') {
-    const native = nativeStatus();
-    process.stdout.write(
-      `diskpipe ${VERSION} (node ${process.versions.node}; system calls: ${native.native ? native.reason : `portable fallbacks, ${native.reason}`})\n`,
-    );
-    return 0;
-  }
-  const command = commands.get(name);
-  if (!command)
-    throw new DiskpipeError('USAGE', `unknown command '${name}'; run 'diskpipe --help'`);
-  if (rest.includes('-h') || rest.includes('--help')) {
-    process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);
-    return 0;
-  }
-  return command.run(rest);
-}
-
-function fail(err: unknown): number {
-  const debug = process.env.DISKPIPE_DEBUG === '1';
-  if (err instanceof DiskpipeError && !debug) {
-    process.stderr.write(`diskpipe: ${err.message}\n`);
-  } else if (debug) {
-    process.stderr.write(`diskpipe: ${(err as Error)?.stack ?? String(err)}\n`);
-  } else {
-    process.stderr.write(`diskpipe: internal error: ${(err as Error)?.message ?? String(err)}\n`);
-  }
-  return 2;
-}
+const EXIT_STATUS: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
 
 function onSignal(signal: NodeJS.Signals): void {
-  removeTemporaryOutputs();
-  process.exit(signal === 'SIGINT' ? 130 : 143);
+  // The final output is already in place: the run succeeded, so finish and say so.
+  if (outputCommitted()) return;
+  removeTemporaries();
+  process.exit(EXIT_STATUS[signal] ?? 2);
 }
 
-process.once('SIGINT', onSignal);
-process.once('SIGTERM', onSignal);
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  // A closed pipe (diskpipe map | head) is not an error worth a message.
-  if (err.code === 'EPIPE') process.exit(0);
-});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.exitCode = fail(err);
-  },
-);
+await import('./run.js');

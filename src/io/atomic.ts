@@ -3,48 +3,96 @@
  * only when complete, so an existing file is never truncated by a failed or interrupted run.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { ioError } from '../errors.js';
+import { renameSync } from 'node:fs';
+import { lstat, readlink, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { DiskpipeError, ioError } from '../errors.js';
+import {
+  markOutputCommitted,
+  registerTemporary,
+  removeTemporaries,
+  unregisterTemporary,
+} from './cleanup.js';
 
-const pending = new Set<string>();
-
+/**
+ * A temporary name beside `dest`, registered at once for removal on a signal (the CLI's
+ * handlers); call unregisterTemporary(name) after renaming it into place.
+ */
 export function temporaryNameFor(dest: string): string {
-  return join(
+  const tmp = join(
     dirname(dest),
     `.${basename(dest)}.diskpipe-${process.pid}-${randomBytes(4).toString('hex')}.tmp`,
   );
+  registerTemporary(tmp);
+  return tmp;
 }
 
-/** Runs `fn` on a temporary path and renames it to `dest` when it succeeds; removes it otherwise. */
+export interface AtomicOptions {
+  /**
+   * This is the command's final output: once it is renamed into place, a signal no longer
+   * fails the run (the CLI ignores it and reports success).
+   */
+  final?: boolean;
+}
+
+/**
+ * Runs `fn` on a temporary path and renames it to `dest` when it succeeds; removes it otherwise.
+ * The temporary path is registered for removal on a signal before `fn` creates it, and errors
+ * that mention it name `dest` instead (the user never heard of the temporary name).
+ */
 export async function writeAtomically<T>(
   dest: string,
   fn: (tmp: string) => Promise<T>,
+  opts: AtomicOptions = {},
 ): Promise<T> {
-  const tmp = temporaryNameFor(dest);
-  pending.add(tmp);
+  const target = await followSymlinks(dest);
+  const tmp = temporaryNameFor(target);
   try {
-    const result = await fn(tmp);
+    const result = await nameDestination(tmp, dest, fn(tmp));
+    // Synchronous, so no signal handler runs between the rename and the bookkeeping after it.
     try {
-      await rename(tmp, dest);
+      renameSync(tmp, target);
     } catch (err) {
       throw ioError(err, `cannot rename output to ${dest}`);
     }
+    unregisterTemporary(tmp);
+    if (opts.final === true) markOutputCommitted();
     return result;
   } finally {
-    if (pending.delete(tmp)) await unlink(tmp).catch(() => {});
+    if (unregisterTemporary(tmp)) await rm(tmp, { force: true }).catch(() => {});
+  }
+}
+
+/**
+ * The file a destination path finally names. A symlink the user made (say `vm.img -> /data/vm.raw`)
+ * stays a symlink and its target gets the new content, as `qemu-img convert` and `cp` do;
+ * renaming over the link itself would silently replace it with a file.
+ */
+async function followSymlinks(dest: string): Promise<string> {
+  let path = dest;
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      if (!(await lstat(path)).isSymbolicLink()) return path;
+    } catch {
+      return path; // missing (or unreadable): creating it says why
+    }
+    path = resolve(dirname(path), await readlink(path));
+  }
+  throw new DiskpipeError('USAGE', `cannot write to ${dest}: too many levels of symbolic links`);
+}
+
+async function nameDestination<T>(tmp: string, dest: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof DiskpipeError && err.message.includes(tmp)) {
+      throw new DiskpipeError(err.code, err.message.split(tmp).join(dest), { cause: err });
+    }
+    throw err;
   }
 }
 
 /** Removes every temporary output still in progress (signal handlers; synchronous on purpose). */
 export function removeTemporaryOutputs(): void {
-  for (const tmp of pending) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
-  }
-  pending.clear();
+  removeTemporaries();
 }

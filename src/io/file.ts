@@ -1,8 +1,11 @@
+import { constants, readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { ioError } from '../errors.js';
+import { DiskpipeError, ioError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { DataRuns } from './data-runs.js';
 import {
+  blockDeviceSize,
+  blockZeroOut,
   copyFileRange,
   punchHole,
   readCached,
@@ -22,6 +25,8 @@ export class LocalFile implements ByteSource {
     readonly path: string,
     public size: number,
     readonly writable: boolean,
+    /** A block device: fixed size, zeroed with BLKZEROOUT, never discarded or resized. */
+    readonly blockDevice = false,
   ) {}
 
   get name(): string {
@@ -42,8 +47,39 @@ export class LocalFile implements ByteSource {
     try {
       const st = await handle.stat();
       if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-      const size = st.isBlockDevice() ? await blockDeviceSize(handle) : st.size;
-      return new LocalFile(handle, path, size, mode !== 'r');
+      const device = st.isBlockDevice();
+      const size = device ? deviceSize(handle, st.rdev) : st.size;
+      return new LocalFile(handle, path, size, mode !== 'r', device);
+    } catch (err) {
+      await handle.close();
+      throw ioError(err, `cannot open ${path}`);
+    }
+  }
+
+  /**
+   * Opens a block device for writing in place, exclusively (O_EXCL): the kernel refuses a
+   * device that is mounted or held open exclusively by someone else (EBUSY).
+   */
+  static async openBlockDevice(path: string): Promise<LocalFile> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDWR | constants.O_EXCL);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') {
+        throw new DiskpipeError(
+          'IO',
+          `cannot open ${path} for writing: EBUSY: the device is in use (mounted, or open exclusively by another program)`,
+          { cause: err },
+        );
+      }
+      throw ioError(err, `cannot open ${path} for writing`);
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isBlockDevice()) {
+        throw new DiskpipeError('IO', `cannot write to ${path}: no longer a block device`);
+      }
+      return new LocalFile(handle, path, deviceSize(handle, st.rdev), true, true);
     } catch (err) {
       await handle.close();
       throw ioError(err, `cannot open ${path}`);
@@ -92,6 +128,9 @@ export class LocalFile implements ByteSource {
   }
 
   async truncate(size: number): Promise<void> {
+    if (this.blockDevice) {
+      throw new DiskpipeError('IO', `cannot resize ${this.path}: it is a block device`);
+    }
     this.dataRuns.clear();
     try {
       await this.handle.truncate(size);
@@ -104,6 +143,7 @@ export class LocalFile implements ByteSource {
   /** Makes a range read as zeroes, deallocating it where the filesystem can. */
   async zero(offset: number, length: number, mayTrim: boolean): Promise<void> {
     this.dataRuns.clear(); // the range may become a hole
+    if (this.blockDevice) return this.zeroDevice(offset, length);
     const end = Math.min(offset + length, this.size);
     if (end > offset) {
       const done =
@@ -114,8 +154,34 @@ export class LocalFile implements ByteSource {
     if (offset + length > this.size) await this.truncate(offset + length);
   }
 
-  /** Deallocates a range if the filesystem can (advisory). */
+  /**
+   * A block device range is zeroed with BLKZEROOUT (the aligned middle) and written zeroes
+   * (unaligned ends, or when the device cannot); a discard alone would not guarantee zeroes.
+   */
+  private async zeroDevice(offset: number, length: number): Promise<void> {
+    const end = offset + length;
+    if (end > this.size) {
+      throw new DiskpipeError(
+        'OUT_OF_RANGE',
+        `cannot zero ${this.path} up to ${end}: the device has ${this.size} bytes`,
+      );
+    }
+    const start = Math.min(Math.ceil(offset / 512) * 512, end);
+    const stop = Math.max(Math.floor(end / 512) * 512, start);
+    let zeroed = false;
+    try {
+      zeroed = blockZeroOut(this.fd, start, stop - start);
+    } catch (err) {
+      throw ioError(err, `cannot zero ${this.path} at offset ${start}`);
+    }
+    if (!zeroed) return writeZeroes(this, offset, length);
+    await writeZeroes(this, offset, start - offset);
+    await writeZeroes(this, stop, end - stop);
+  }
+
+  /** Deallocates a range if the filesystem can (advisory; never on a block device). */
   trim(offset: number, length: number): void {
+    if (this.blockDevice) return;
     this.dataRuns.clear();
     const end = Math.min(offset + length, this.size);
     if (end > offset) punchHole(this.fd, offset, end - offset);
@@ -166,9 +232,19 @@ async function writeZeroes(file: LocalFile, offset: number, length: number): Pro
   }
 }
 
-async function blockDeviceSize(handle: FileHandle): Promise<number> {
-  // A block device reports size 0 in stat; its end is where reading stops.
-  const seeker = seekDataHole(handle.fd, 0, 'hole');
-  if (typeof seeker === 'number') return seeker;
-  return 0;
+/**
+ * A block device reports size 0 in stat: ask the kernel (BLKGETSIZE64); without the native
+ * layer, Linux's sysfs has it in 512-byte sectors.
+ */
+function deviceSize(handle: FileHandle, rdev: number): number {
+  const size = blockDeviceSize(handle.fd);
+  if (size !== 'unsupported') return size;
+  const major = Math.floor(rdev / 256) % 4096;
+  const minor = (rdev % 256) + Math.floor(rdev / 1048576) * 256;
+  try {
+    const sectors = readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    return Number(sectors.trim()) * 512;
+  } catch {
+    return 0; // unknown: a size check then refuses the device rather than guessing
+  }
 }

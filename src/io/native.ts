@@ -14,11 +14,17 @@ const FALLOC_FL_PUNCH_HOLE = 0x02;
 const FALLOC_FL_ZERO_RANGE = 0x10;
 const FICLONE = 0x40049409;
 const ENXIO = 6;
+const BLKGETSIZE64 = 0x80081272;
+const BLKZEROOUT = 0x127f;
 
 interface Libc {
   lseek(fd: number, offset: number, whence: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   ioctl(fd: number, request: number, arg: number): number;
+  /** ioctl with a uint64_t* argument the kernel fills (BLKGETSIZE64). */
+  ioctlGet64(fd: number, request: number, out: number[]): number;
+  /** ioctl with a uint64_t[] argument the kernel reads (BLKZEROOUT's range). */
+  ioctlPut64(fd: number, request: number, values: number[]): number;
   copyFileRange(
     fdIn: number,
     offIn: number[],
@@ -50,6 +56,12 @@ function load(): Libc | null {
     const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
     const ioctl = lib.func('int ioctl(int fd, unsigned long request, int arg)');
     const flock = lib.func('int flock(int fd, int operation)');
+    const ioctlGet64 = lib.func('ioctl', 'int', [
+      'int',
+      'unsigned long',
+      koffi.out(koffi.pointer('uint64_t')),
+    ]);
+    const ioctlPut64 = lib.func('ioctl', 'int', ['int', 'unsigned long', 'uint64_t *']);
     const cfr = lib.func(
       'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
     );
@@ -58,6 +70,8 @@ function load(): Libc | null {
       lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
       fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length),
       ioctl: (fd, request, arg) => ioctl(fd, request, arg),
+      ioctlGet64: (fd, request, out) => ioctlGet64(fd, request, out),
+      ioctlPut64: (fd, request, values) => ioctlPut64(fd, request, values),
       copyFileRange: (a, oa, b, ob, len, flags) => Number(cfr(a, oa, b, ob, len, flags)),
       flock: (fd, operation) => flock(fd, operation),
       errno: () => koffi.errno(),
@@ -118,6 +132,8 @@ function errnoError(op: string, errno: number): NodeJS.ErrnoException {
     95: 'EOPNOTSUPP',
     38: 'ENOSYS',
     25: 'ENOTTY',
+    16: 'EBUSY',
+    27: 'EFBIG',
   };
   const err: NodeJS.ErrnoException = new Error(`${op} failed: errno ${errno}`);
   err.code = names[errno] ?? `E${errno}`;
@@ -225,4 +241,29 @@ export function readCached(
   const n = pread(fd, buf, offset, RWF_NOWAIT);
   if (n >= 0) return n;
   return libc!.errno() === EAGAIN ? 'again' : 'unsupported';
+}
+
+/** ioctl(BLKGETSIZE64): a block device's size in bytes; 'unsupported' without the native layer. */
+export function blockDeviceSize(fd: number): number | 'unsupported' {
+  const c = load();
+  if (!c) return 'unsupported';
+  const out = [0];
+  if (c.ioctlGet64(fd, BLKGETSIZE64, out) === 0) return Number(out[0]);
+  const e = c.errno();
+  if (NOT_SUPPORTED.has(e)) return 'unsupported';
+  throw errnoError('BLKGETSIZE64', e);
+}
+
+/**
+ * ioctl(BLKZEROOUT): makes a 512-byte-aligned range of a block device read as zeroes (the
+ * kernel uses WRITE ZEROES or writes zero pages itself; unlike BLKDISCARD the zeroes are
+ * guaranteed). False when it cannot (the caller writes zeroes).
+ */
+export function blockZeroOut(fd: number, offset: number, length: number): boolean {
+  const c = load();
+  if (!c || length === 0) return length === 0;
+  if (c.ioctlPut64(fd, BLKZEROOUT, [offset, length]) === 0) return true;
+  const e = c.errno();
+  if (NOT_SUPPORTED.has(e)) return false;
+  throw errnoError('BLKZEROOUT', e);
 }

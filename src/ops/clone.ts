@@ -2,10 +2,13 @@
  * clone: copies a file (any format) as cheaply as the filesystem allows. First a reflink
  * (FICLONE: O(1), blocks shared copy-on-write, XFS/btrfs); else a sparse copy that walks
  * SEEK_DATA/SEEK_HOLE and moves only data extents with copy_file_range (read/write when the
- * kernel cannot), skipping zero blocks found in data. Written under a temporary name.
+ * kernel cannot), skipping zero blocks found in data. Written under a temporary name; a block
+ * device DST is written in place instead (every byte of the file: holes are zeroed there).
  */
 import { DiskpipeError } from '../errors.js';
 import { writeAtomically } from '../io/atomic.js';
+import { markOutputCommitted } from '../io/cleanup.js';
+import { destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { ficlone } from '../io/native.js';
 import { firstNonZero, isZero } from './copy/blocks.js';
@@ -34,27 +37,72 @@ export async function cloneFile(
   dst: string,
   opts: CloneOptions = {},
 ): Promise<CloneResult> {
+  const kind = await destinationKind(dst, { blockDevice: true });
   const from = await LocalFile.open(src, 'r');
   try {
-    return await writeAtomically(dst, async (tmp) => {
-      const to = await LocalFile.open(tmp, 'w+');
-      try {
-        if (opts.strategy !== 'sparse-copy' && ficlone(to.fd, from.fd)) {
-          return { strategy: 'reflink', bytesWritten: 0, size: from.size } as const;
+    if (kind === 'block-device') return await cloneOntoDevice(from, dst);
+    return await writeAtomically(
+      dst,
+      async (tmp) => {
+        const to = await LocalFile.open(tmp, 'w+');
+        try {
+          if (opts.strategy !== 'sparse-copy' && ficlone(to.fd, from.fd)) {
+            return { strategy: 'reflink', bytesWritten: 0, size: from.size } as const;
+          }
+          if (opts.strategy === 'reflink') {
+            throw new DiskpipeError('NOT_CAPABLE', `cannot reflink ${src}: not supported here`);
+          }
+          await to.truncate(from.size);
+          const bytesWritten = await sparseCopy(from, to);
+          if (opts.sync === true) await to.sync();
+          return { strategy: 'sparse-copy', bytesWritten, size: from.size } as const;
+        } finally {
+          await to.close();
         }
-        if (opts.strategy === 'reflink') {
-          throw new DiskpipeError('NOT_CAPABLE', `cannot reflink ${src}: not supported here`);
-        }
-        await to.truncate(from.size);
-        const bytesWritten = await sparseCopy(from, to);
-        if (opts.sync === true) await to.sync();
-        return { strategy: 'sparse-copy', bytesWritten, size: from.size } as const;
-      } finally {
-        await to.close();
-      }
-    });
+      },
+      { final: true },
+    );
   } finally {
     await from.close();
+  }
+}
+
+/** Copies the data of `from` onto a block device in place, zeroing its holes, then flushes. */
+async function cloneOntoDevice(from: LocalFile, dst: string): Promise<CloneResult> {
+  const to = await LocalFile.openBlockDevice(dst);
+  try {
+    if (to.size < from.size) {
+      throw new DiskpipeError(
+        'OUT_OF_RANGE',
+        `${dst} is too small: the device has ${to.size} bytes, ${from.path} has ${from.size}`,
+      );
+    }
+    let written = 0;
+    let pos = 0;
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (const [start, end] of dataExtents(from)) {
+      if (start > pos) await to.zero(pos, start - pos, false);
+      for (let off = start; off < end; off += CHUNK) {
+        const chunk = buf.subarray(0, Math.min(CHUNK, end - off));
+        const n = await from.read(chunk, off);
+        if (n !== chunk.length) {
+          throw new DiskpipeError('IO', `${from.path} changed while being copied`);
+        }
+        if (firstNonZero(chunk) < 0) {
+          await to.zero(off, chunk.length, false);
+        } else {
+          await to.write(chunk, off);
+          written += chunk.length;
+        }
+      }
+      pos = end;
+    }
+    if (from.size > pos) await to.zero(pos, from.size - pos, false);
+    await to.sync();
+    markOutputCommitted();
+    return { strategy: 'sparse-copy', bytesWritten: written, size: from.size };
+  } finally {
+    await to.close();
   }
 }
 

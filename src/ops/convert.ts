@@ -1,7 +1,8 @@
 /**
  * convert: copies an image into a new raw or qcow2 file (written under a temporary name and
- * renamed when complete), into an existing image in place (-n), or as raw bytes into a
- * stream (stdout). Built on the copy engine, so zeroes are never read or written.
+ * renamed when complete), into an existing image in place (-n), onto a block device in place
+ * (raw, size checked), or as raw bytes into a stream (stdout). Built on the copy engine, so
+ * zeroes are never read, and written only where the target may not read as zero already.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -12,6 +13,8 @@ import { RawImage } from '../formats/raw.js';
 import type { TrustOptions } from '../image/trust.js';
 import type { Image } from '../image/types.js';
 import { writeAtomically } from '../io/atomic.js';
+import { markOutputCommitted } from '../io/cleanup.js';
+import { type DestinationKind, destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
@@ -41,7 +44,10 @@ export interface ConvertOptions
   backingFormat?: string;
   /** Write into the existing image DST in place (-n): no create, no rename. */
   existing?: boolean;
-  /** With `existing`: the target already reads as zeroes, so zero ranges are skipped. */
+  /**
+   * With `existing` or a block device: the target already reads as zeroes, so zero ranges
+   * are skipped.
+   */
   targetIsZero?: boolean;
   /** Trust options for opening the backing file and an existing target. */
   trust?: TrustOptions;
@@ -60,7 +66,7 @@ export interface ConvertResult extends CopyResult {
   output: string;
 }
 
-function check(dst: string, o: ConvertOptions): OutputFormat {
+function check(dst: string, o: ConvertOptions, kind: DestinationKind | 'stream'): OutputFormat {
   const format = o.format ?? 'raw';
   if (format !== 'raw' && format !== 'qcow2') {
     throw new UsageError(`output format '${format}' is not supported (raw or qcow2)`);
@@ -71,7 +77,12 @@ function check(dst: string, o: ConvertOptions): OutputFormat {
   qcow2Only('-c (compression)', o.compress === true);
   qcow2Only('-B (backing file)', o.backing !== undefined);
   qcow2Only('--cluster-size', o.clusterSize !== undefined);
-  if (o.targetIsZero && !o.existing) throw new UsageError('--target-is-zero needs -n');
+  if (o.targetIsZero && !o.existing && kind !== 'block-device') {
+    throw new UsageError('--target-is-zero needs -n (or a block device destination)');
+  }
+  if (kind === 'block-device' && format !== 'raw') {
+    throw new UsageError(`only raw output can be written onto the block device ${dst}`);
+  }
   if (o.existing && (o.backing !== undefined || o.compress || o.clusterSize !== undefined)) {
     throw new UsageError(
       '-n writes into an existing image: -B, -c and --cluster-size do not apply',
@@ -100,33 +111,52 @@ export async function convertImage(
   dst: string,
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
-  const format = check(dst, opts);
+  const kind = dst === '-' ? 'stream' : await destinationKind(dst, { blockDevice: true });
+  const format = check(dst, opts, kind);
   const copy = tuning(opts);
+  if (kind === 'block-device') {
+    return { ...(await ontoDevice(src, dst, opts, copy)), format, output: dst };
+  }
   if (dst === '-') {
     const target = new StreamTarget(opts.stdout ?? process.stdout, src.size);
     const r = await copyImage(src, target, { ...copy, ordered: true });
     return { ...r, format, output: dst };
   }
   if (opts.existing) return { ...(await intoExisting(src, dst, format, opts, copy)), output: dst };
-  const r = await writeAtomically(dst, (tmp) =>
-    nameOutput(
-      tmp,
-      dst,
-      format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy),
-    ),
+  const r = await writeAtomically(
+    dst,
+    (tmp) => (format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy)),
+    { final: true },
   );
   return { ...r, format, output: dst };
 }
 
-/** Errors about the temporary file name the destination the user gave instead. */
-async function nameOutput<T>(tmp: string, dst: string, work: Promise<T>): Promise<T> {
+/**
+ * A block device is written in place: opened exclusively, at least the image's size (the
+ * rest of a larger device is left alone), zero ranges zeroed unless `targetIsZero`, flushed.
+ */
+async function ontoDevice(
+  src: Image,
+  dst: string,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  const file = await LocalFile.openBlockDevice(dst);
+  const target = new RawImage(file);
   try {
-    return await work;
-  } catch (err) {
-    if (err instanceof DiskpipeError && err.message.includes(tmp)) {
-      throw new DiskpipeError(err.code, err.message.split(tmp).join(dst), { cause: err });
+    if (file.size < src.size) {
+      throw new DiskpipeError(
+        'OUT_OF_RANGE',
+        `${dst} is too small: the device has ${file.size} bytes, the image needs ${src.size}`,
+      );
     }
-    throw err;
+    const r = await copyImage(src, target, { ...copy, targetIsZero: opts.targetIsZero === true });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    await target.flush();
+    markOutputCommitted();
+    return r;
+  } finally {
+    await target.close();
   }
 }
 
@@ -142,6 +172,7 @@ async function intoExisting(
     const r = await copyImage(src, target, { ...copy, targetIsZero: opts.targetIsZero === true });
     opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
     if (opts.sync === true) await target.flush?.();
+    markOutputCommitted();
     return { ...r, format };
   } finally {
     await target.close();

@@ -1,12 +1,14 @@
 /**
  * create: a new sparse raw image, an empty qcow2 image, or a qcow2 overlay on a backing
- * file. The image is written under a temporary name and renamed into place.
+ * file. The image is written under a temporary name and renamed into place; a DEST that is
+ * not a regular file (a device, FIFO, directory...) is refused.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import type { TrustOptions } from '../image/trust.js';
 import { writeAtomically } from '../io/atomic.js';
+import { destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 
@@ -56,30 +58,35 @@ export async function createImage(path: string, opts: CreateOptions = {}): Promi
   if (size === undefined) throw new UsageError('an image size is needed (or a backing file)');
   if (!Number.isSafeInteger(size) || size < 0) throw new UsageError(`invalid size ${size}`);
   const final = size;
-  await writeAtomically(path, async (tmp) => {
-    const file = await LocalFile.open(tmp, 'w+');
-    if (format === 'raw') {
-      try {
-        await file.truncate(final);
-      } finally {
-        await file.close();
+  await destinationKind(path, { blockDevice: false }); // refuses devices, FIFOs, directories
+  await writeAtomically(
+    path,
+    async (tmp) => {
+      const file = await LocalFile.open(tmp, 'w+');
+      if (format === 'raw') {
+        try {
+          await file.truncate(final);
+        } finally {
+          await file.close();
+        }
+        return;
       }
-      return;
-    }
-    let writer: Qcow2Writer;
-    try {
-      writer = await Qcow2Writer.create(file, {
-        size: final,
-        clusterSize: opts.clusterSize,
-        backingFile: backing?.file,
-        backingFormat: backing?.format,
-      });
-    } catch (err) {
-      await file.close();
-      throw err;
-    }
-    await writer.close();
-  });
+      let writer: Qcow2Writer;
+      try {
+        writer = await Qcow2Writer.create(file, {
+          size: final,
+          clusterSize: opts.clusterSize,
+          backingFile: backing?.file,
+          backingFormat: backing?.format,
+        });
+      } catch (err) {
+        await file.close();
+        throw err;
+      }
+      await writer.close();
+    },
+    { final: true },
+  );
   const result: CreateResult = { format, size: format === 'qcow2' ? roundSector(final) : final };
   if (backing) result.backing = backing;
   return result;

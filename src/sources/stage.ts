@@ -4,10 +4,12 @@
  * written, so the file stays sparse. The file is unlinked as soon as it is reopened for
  * reading: it disappears when closed, and even if the process is killed.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorruptImageError, DiskpipeError, ioError } from '../errors.js';
+import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import type { StageLimit, StageLimitOptions } from './stage-limit.js';
 
@@ -34,7 +36,9 @@ export async function stageToFile(
   const base = opts.tempDir ?? process.env.DISKPIPE_TMPDIR ?? tmpdir();
   let dir: string;
   try {
-    dir = await mkdtemp(join(base, 'diskpipe-stage-'));
+    // Synchronous, so the directory is registered for removal before any signal handler runs.
+    dir = mkdtempSync(join(base, 'diskpipe-stage-'));
+    registerTemporary(dir);
   } catch (err) {
     throw ioError(err, `cannot create a staging directory in ${base}`);
   }
@@ -49,6 +53,7 @@ export async function stageToFile(
     return await LocalFile.open(path, 'r');
   } finally {
     await rm(dir, { recursive: true, force: true });
+    unregisterTemporary(dir);
   }
 }
 

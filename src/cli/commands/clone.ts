@@ -9,7 +9,8 @@ export const clone: Command = {
   help: [
     'Copies the file SRC (any format) to DST as cheaply as the filesystem allows: a reflink',
     '(shared blocks, O(1)) where supported (XFS, btrfs), else a sparse copy that moves only',
-    'data extents (copy_file_range) and keeps holes. DST is written under a temporary name.',
+    'data extents (copy_file_range) and keeps holes. DST is written under a temporary name;',
+    'a block device DST is written in place (opened exclusively, size checked, holes zeroed).',
     'Prints the strategy used and the bytes really written, e.g. "reflink: 0 bytes written".',
     '  --no-reflink   always make a sparse copy',
     '  --sync         fdatasync a sparse copy before it is renamed into place',

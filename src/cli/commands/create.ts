@@ -19,7 +19,8 @@ export const create: Command = {
   help: [
     'Creates a sparse raw image, an empty qcow2 image, or a qcow2 overlay on BACKING.',
     'IMAGE is written under a temporary name and renamed into place (an existing file is',
-    'replaced, as qemu-img does).',
+    'replaced, as qemu-img does). A DST that is not a regular file (device, FIFO, directory)',
+    'is refused.',
     '  -f raw|qcow2         image format (default qcow2 with -b, else raw)',
     '  -b BACKING           backing file, stored as given (a relative path is relative to',
     "                       IMAGE's directory); SIZE defaults to its size",

@@ -1,0 +1,72 @@
+/** The CLI proper, loaded by main.ts once its signal handlers are installed. */
+import { readFileSync } from 'node:fs';
+import { DiskpipeError } from '../errors.js';
+import { nativeStatus } from '../io/native.js';
+import { commands } from './commands/index.js';
+import type { Command } from './common.js';
+
+const VERSION: string = JSON.parse(
+  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+).version;
+
+function usage(): string {
+  const lines = [...commands.values()].map((c: Command) => `  ${c.synopsis}`);
+  return [
+    'usage: diskpipe COMMAND [OPTIONS] ...',
+    '',
+    ...lines,
+    '',
+    'common: --untrusted, --allow-backing DIR, --cache-dir DIR, --max-staged SIZE, --min-rate SIZE,',
+    '        --min-rate-window SECONDS, --ca-cert FILE, --insecure, -h/--help, --version',
+    "Run 'diskpipe COMMAND --help' for a command's options.",
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    const native = nativeStatus();
+    process.stdout.write(
+      `diskpipe ${VERSION} (node ${process.versions.node}; system calls: ${native.native ? native.reason : `portable fallbacks, ${native.reason}`})\n`,
+    );
+    return 0;
+  }
+  const command = commands.get(name);
+  if (!command)
+    throw new DiskpipeError('USAGE', `unknown command '${name}'; run 'diskpipe --help'`);
+  if (rest.includes('-h') || rest.includes('--help')) {
+    process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);
+    return 0;
+  }
+  return command.run(rest);
+}
+
+function fail(err: unknown): number {
+  const debug = process.env.DISKPIPE_DEBUG === '1';
+  if (err instanceof DiskpipeError && !debug) {
+    process.stderr.write(`diskpipe: ${err.message}\n`);
+  } else if (debug) {
+    process.stderr.write(`diskpipe: ${(err as Error)?.stack ?? String(err)}\n`);
+  } else {
+    process.stderr.write(`diskpipe: internal error: ${(err as Error)?.message ?? String(err)}\n`);
+  }
+  return 2;
+}
+
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  // A closed pipe (diskpipe map | head) is not an error worth a message.
+  if (err.code === 'EPIPE') process.exit(0);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = fail(err);
+  },
+);
