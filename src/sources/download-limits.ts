@@ -35,7 +35,10 @@ export async function* limitedBody(
   abort: () => void,
 ): AsyncGenerator<Uint8Array> {
   const label = safeLabel(where.url);
-  const max = limits.maxDownload ?? DEFAULT_MAX_DOWNLOAD;
+  // Without --max-download, a known length is bounded by the free space alone.
+  const max =
+    limits.maxDownload ??
+    (where.total !== undefined ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_DOWNLOAD);
   const flag = limits.maxDownload === undefined ? ' (raise it with --max-download)' : '';
   const refuse = async (why: string) => {
     abort();

@@ -15,7 +15,7 @@ import { diskpipeAsync, tempDir } from '../helpers/peers.js';
 const dir = tempDir();
 const SIZE = 1 << 20;
 
-type Mode = 'drip-body' | 'drip-headers' | 'endless';
+type Mode = 'drip-body' | 'drip-headers' | 'endless' | 'huge';
 
 /** A raw HTTP server: drips one byte every 100 ms after (or within) the headers, or never ends. */
 async function misbehave(mode: Mode): Promise<{ url: string; server: Server }> {
@@ -32,6 +32,11 @@ async function misbehave(mode: Mode): Promise<{ url: string; server: Server }> {
           : range
             ? `HTTP/1.1 206 Partial Content\r\ncontent-range: bytes ${range[1]}-${range[2]}/${SIZE}\r\ncontent-length: ${length}\r\n\r\n`
             : `HTTP/1.1 200 OK\r\ncontent-length: ${SIZE}\r\n\r\n`;
+      if (mode === 'huge') {
+        // A length no filesystem here has room for; the body never comes.
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${2 ** 50}\r\n\r\n`);
+        return;
+      }
       if (mode === 'endless') {
         socket.write(head);
         const block = Buffer.alloc(64 * 1024, 0x41);
@@ -118,4 +123,17 @@ test('max download: a known length over the limit is refused before any byte', a
     r.stderr,
     /^diskpipe: .*download of 1048576 bytes exceeds the limit of 524288 bytes/,
   );
+});
+
+test('max download: by default a known length must fit in the free space', async () => {
+  const { url } = await misbehave('huge');
+  const partPath = join(dir, 'huge.part');
+  await assert.rejects(download({ url, partPath, retries: 0 }), (err: Error) => {
+    assert.match(
+      err.message,
+      /download of 1125899906842624 bytes does not fit in the \d+ bytes free/,
+    );
+    return true;
+  });
+  assert.equal(existsSync(partPath), false);
 });
