@@ -121,3 +121,14 @@ test('stage limit: the CLI exits on a nested bomb with the system zstd', () => {
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /^diskpipe: .*staging stopped at/);
 });
+
+test('stage limit: pull of a qcow2 bomb fails at the bound and leaves nothing staged', () => {
+  const cache = join(dir, 'cache');
+  const r = diskpipe(['pull', '--cache-dir', cache, bomb], { env: { TMPDIR: stageDir } });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /^diskpipe: .*staging stopped at \d+ bytes: a qcow2 image of 1048576 bytes/,
+  );
+  assert.deepEqual(readdirSync(stageDir), []);
+});
