@@ -9,6 +9,12 @@ import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskpipeError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
+import { basicAuthorization, withoutCredentials } from '../sources/credentials.js';
+import {
+  type DownloadLimits,
+  limitedBody,
+  TransferLimitError,
+} from '../sources/download-limits.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -35,6 +41,8 @@ export interface DownloadOptions {
   /** Abort when no byte arrives for this long (default 30 s). */
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Minimum transfer rate and largest size (sources/download-limits.ts). */
+  limits?: DownloadLimits | undefined;
 }
 
 export interface DownloadResult {
@@ -68,7 +76,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   let resumedFrom = -1;
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await attemptDownload(opts);
+      const r = await attemptDownload(opts, basicAuthorization(opts.url));
       if (resumedFrom < 0) resumedFrom = r.resumedFrom;
       fetched += r.fetched;
       return { ...r, resumedFrom, fetched };
@@ -86,7 +94,13 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
+async function attemptDownload(
+  given: DownloadOptions,
+  authorization: string | undefined,
+): Promise<DownloadResult> {
+  // user:password never goes into a message or the part's metadata: it is sent as a header,
+  // which fetch drops on a redirect to another origin.
+  const opts = { ...given, url: withoutCredentials(given.url) };
   const metaPath = `${opts.partPath}.json`;
   const meta = await readJson<PartMeta>(metaPath);
   let have = meta?.url === opts.url ? await sizeOf(opts.partPath) : 0;
@@ -98,6 +112,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   const complete = have > 0 && meta?.total === have;
   const from = complete ? have - 1 : have;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (authorization) headers.authorization = authorization;
   if (have > 0) {
     headers.range = `bytes=${from}-`;
     headers['if-range'] = validator!;
@@ -151,7 +166,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     const total = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
     if (!complete && total && Number(total[1]) === have) {
       await writeJsonDurably(metaPath, { ...meta, url: opts.url, total: have } satisfies PartMeta);
-      return attemptDownload(opts);
+      return attemptDownload(given, authorization);
     }
     await discardPart(opts.partPath);
     throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
@@ -191,7 +206,8 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   let position = start;
   try {
     if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    const where = { url: opts.url, partPath: opts.partPath, start, total };
+    for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
       touch();
       await writeAll(handle, chunk, position);
       for (const h of hashes.values()) h.update(chunk);
@@ -206,7 +222,8 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
       await discardPart(opts.partPath);
       throw err;
     }
-    if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
+    if (err instanceof DiskpipeError && (err.code !== 'HTTP' || err instanceof TransferLimitError))
+      throw err;
     throw transient(
       new DiskpipeError(
         'HTTP',

@@ -14,6 +14,8 @@ import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
 import { openImageOn } from '../open.js';
+import { withoutCredentials } from '../sources/credentials.js';
+import type { DownloadLimits } from '../sources/download-limits.js';
 import { unwrapSource } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
@@ -45,6 +47,8 @@ export interface PullOptions {
   idleTimeoutMs?: number | undefined;
   /** Download attempts after a failure mid-transfer (default 4). */
   retries?: number | undefined;
+  /** --min-rate, --min-rate-window, --max-download. */
+  limits?: DownloadLimits | undefined;
 }
 
 export interface PullResult {
@@ -60,7 +64,7 @@ export interface PullResult {
 
 /** The URL a source is recorded under: http(s) as given, local files as absolute file:// URLs. */
 export function sourceUrl(spec: string): string {
-  if (/^https?:\/\//i.test(spec)) return new URL(spec).href;
+  if (/^https?:\/\//i.test(spec)) return withoutCredentials(new URL(spec).href);
   if (/^file:\/\//i.test(spec)) return pathToFileURL(fileURLToPath(spec)).href;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec))
     throw new UsageError(`pull takes an http(s):// URL or a local file, not '${spec}'`);
@@ -75,7 +79,9 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
   const index = new CacheIndex(layout);
   const lock = await acquireLock(layout.lockPath(`url-${urlKey(url)}`), { onWait: opts.onWait });
   try {
-    return await pullLocked(index, url, expected, opts);
+    // The record's URL has no credentials; the download gets them (as a header).
+    const fetchUrl = /^https?:\/\//i.test(spec) ? new URL(spec).href : url;
+    return await pullLocked(index, url, expected, opts, fetchUrl);
   } finally {
     await lock.release();
   }
@@ -86,6 +92,7 @@ async function pullLocked(
   url: string,
   expected: ExpectedDigest | undefined,
   opts: PullOptions,
+  fetchUrl: string,
 ): Promise<PullResult> {
   const layout = index.layout;
   await sweepTemporaries(layout); // what killed processes left behind
@@ -134,11 +141,12 @@ async function pullLocked(
         ? { etag: known.etag, lastModified: known.lastModified }
         : undefined;
     fetched = await download({
-      url,
+      url: fetchUrl,
       partPath: input,
       expected,
       revalidate,
       signal: opts.signal,
+      limits: opts.limits,
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),

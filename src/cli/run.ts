@@ -19,6 +19,8 @@ function usage(): string {
     '',
     'common (before or after the command): --untrusted, --allow-backing DIR, --cache-dir DIR,',
     '        -q (no output but errors), -h/--help, --version; --output=json means --json',
+    'sources: --max-staged SIZE, --min-rate SIZE, --min-rate-window SECONDS, --ca-cert FILE,',
+    '        --insecure',
     "Run 'diskpipe COMMAND --help' for a command's options.",
   ].join('\n');
 }
