@@ -12,6 +12,8 @@ export interface ServedFile {
   path: string;
   etag?: boolean;
   lastModified?: string;
+  /** Send a whole-file answer without Content-Length (chunked), so its size is unknown. */
+  noLength?: boolean;
 }
 
 export interface ServerBehaviour {
@@ -112,7 +114,7 @@ function handle(
       body,
     );
   }
-  finish(200, { ...headers, 'content-length': data.length }, data);
+  finish(200, file.noLength ? headers : { ...headers, 'content-length': data.length }, data);
 }
 
 function send(
