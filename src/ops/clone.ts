@@ -5,7 +5,7 @@
  * kernel cannot), skipping zero blocks found in data. Written under a temporary name; a block
  * device DST is written in place instead (every byte of the file: holes are zeroed there).
  */
-import { DiskpipeError } from '../errors.js';
+import { DiskpipeError, UsageError } from '../errors.js';
 import { writeAtomically } from '../io/atomic.js';
 import { markOutputCommitted } from '../io/cleanup.js';
 import { destinationKind } from '../io/destination.js';
@@ -37,6 +37,10 @@ export async function cloneFile(
   dst: string,
   opts: CloneOptions = {},
 ): Promise<CloneResult> {
+  const strategy = opts.strategy ?? 'auto';
+  if (strategy !== 'auto' && strategy !== 'reflink' && strategy !== 'sparse-copy') {
+    throw new UsageError(`strategy '${strategy}' is not one of auto, reflink, sparse-copy`);
+  }
   const kind = await destinationKind(dst, { blockDevice: true });
   const from = await LocalFile.open(src, 'r');
   try {

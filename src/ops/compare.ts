@@ -7,14 +7,15 @@
 import { DiskpipeError } from '../errors.js';
 import type { Extent, Image } from '../image/types.js';
 import { firstDifference, firstNonZero } from './copy/blocks.js';
+import { resolveRequestOptions } from './copy/options.js';
 import { SharedIterator } from './copy/sync.js';
 
 export interface CompareOptions {
   /** Images of different sizes are different (qemu-img compare -s). */
   strict?: boolean;
-  /** Largest read request (default 2 MiB). */
+  /** Largest read request (64 KiB–8 MiB, default 2 MiB). */
   requestSize?: number;
-  /** Requests in flight (default 8). Memory: 2 × requests × size. */
+  /** Requests in flight (1–64, default 8). Memory: 2 × requests × size. */
   inFlight?: number;
   onProgress?: (p: { done: number; total: number }) => void;
   signal?: AbortSignal;
@@ -70,11 +71,10 @@ export async function compareImages(
   b: Image,
   opts: CompareOptions = {},
 ): Promise<CompareResult> {
+  const { requestSize, inFlight } = resolveRequestOptions(opts);
   const sizeMismatch = a.size !== b.size;
   if (sizeMismatch && opts.strict) return { identical: false, reason: 'size', sizeMismatch };
   const common = Math.min(a.size, b.size);
-  const requestSize = opts.requestSize ?? 2 * 1024 * 1024;
-  const inFlight = opts.inFlight ?? 8;
   const total = Math.max(a.size, b.size);
   // The part both have, then the longer one's tail against zeroes.
   const long = a.size > b.size ? a : b;

@@ -18,6 +18,7 @@ import { type DestinationKind, destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
+import { resolveCopyOptions } from './copy/options.js';
 import { StreamTarget } from './copy/stream-target.js';
 
 export type OutputFormat = 'raw' | 'qcow2';
@@ -114,6 +115,7 @@ export async function convertImage(
   const kind = dst === '-' ? 'stream' : await destinationKind(dst, { blockDevice: true });
   const format = check(dst, opts, kind);
   const copy = tuning(opts);
+  resolveCopyOptions(copy); // bad tuning is refused before anything is created
   if (kind === 'block-device') {
     return { ...(await ontoDevice(src, dst, opts, copy)), format, output: dst };
   }

@@ -5,6 +5,7 @@
  */
 import { DiskpipeError, UsageError } from '../../errors.js';
 import type { Extent, Image } from '../../image/types.js';
+import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
 import { type BlockHasher, HashPool, InlineHasher, sharedHashPool } from './pool.js';
@@ -49,10 +50,15 @@ interface Setup {
 function setup(opts: ChecksumOptions, total: number | undefined): Setup {
   const digester = new BlockDigester(opts.digest, opts.blockSize);
   const bs = digester.blockSize;
-  const requested = opts.windowSize ?? DEFAULT_WINDOW_SIZE;
-  if (!Number.isSafeInteger(requested) || requested < 1 || requested > MAX_WINDOW_SIZE) {
-    throw new UsageError(`invalid window size ${requested} (1 byte to 256 MiB)`);
-  }
+  const requested = intOption(
+    'windowSize',
+    opts.windowSize,
+    DEFAULT_WINDOW_SIZE,
+    1,
+    MAX_WINDOW_SIZE,
+  );
+  intOption('threads', opts.threads, 0, 0, 256);
+  intOption('inFlight', opts.inFlight, 1, 1, 64);
   const windowSize = Math.ceil(requested / bs) * bs;
   let hasher: BlockHasher;
   let owned = false;
