@@ -147,8 +147,8 @@ export class LocalFile implements ByteSource {
     const end = Math.min(offset + length, this.size);
     if (end > offset) {
       const done =
-        (mayTrim && punchHole(this.fd, offset, end - offset)) ||
-        zeroRange(this.fd, offset, end - offset);
+        (mayTrim && (await punchHole(this.fd, offset, end - offset))) ||
+        (await zeroRange(this.fd, offset, end - offset));
       if (!done) await writeZeroes(this, offset, end - offset);
     }
     if (offset + length > this.size) await this.truncate(offset + length);
@@ -170,7 +170,7 @@ export class LocalFile implements ByteSource {
     const stop = Math.max(Math.floor(end / 512) * 512, start);
     let zeroed = false;
     try {
-      zeroed = blockZeroOut(this.fd, start, stop - start);
+      zeroed = await blockZeroOut(this.fd, start, stop - start);
     } catch (err) {
       throw ioError(err, `cannot zero ${this.path} at offset ${start}`);
     }
@@ -180,11 +180,11 @@ export class LocalFile implements ByteSource {
   }
 
   /** Deallocates a range if the filesystem can (advisory; never on a block device). */
-  trim(offset: number, length: number): void {
+  async trim(offset: number, length: number): Promise<void> {
     if (this.blockDevice) return;
     this.dataRuns.clear();
     const end = Math.min(offset + length, this.size);
-    if (end > offset) punchHole(this.fd, offset, end - offset);
+    if (end > offset) await punchHole(this.fd, offset, end - offset);
   }
 
   async sync(): Promise<void> {
@@ -208,7 +208,7 @@ export class LocalFile implements ByteSource {
   }
 
   /** Copies [offset, offset+length) into `dst` at the same offset in the kernel; -1 if it cannot. */
-  copyRangeTo(dst: LocalFile, offset: number, length: number): number {
+  copyRangeTo(dst: LocalFile, offset: number, length: number): Promise<number> {
     return copyFileRange(this.fd, dst.fd, offset, length);
   }
 

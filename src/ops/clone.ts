@@ -133,7 +133,7 @@ async function sparseCopy(from: LocalFile, to: LocalFile): Promise<number> {
   let kernel = true;
   for (const [start, end] of dataExtents(from)) {
     if (kernel) {
-      const n = from.copyRangeTo(to, start, end - start);
+      const n = await from.copyRangeTo(to, start, end - start);
       if (n === end - start) {
         written += n;
         continue;

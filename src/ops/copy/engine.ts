@@ -196,7 +196,7 @@ class CopyJob {
 
   private async dataOps(item: WorkItem, buf: Buffer, refBuf: Buffer | undefined): Promise<Op[]> {
     const { offset, length } = item;
-    if (this.srcFile && this.dstFile && this.copyRange(offset, length)) return [];
+    if (this.srcFile && this.dstFile && (await this.copyRange(offset, length))) return [];
     const data = buf.subarray(0, length);
     try {
       await this.src.read(data, offset);
@@ -256,14 +256,14 @@ class CopyJob {
   }
 
   /**
-   * copy_file_range between two local raw files (a synchronous call: the kernel copies, or on
-   * XFS/btrfs shares the blocks). False when the kernel cannot (e.g. across filesystems):
+   * copy_file_range between two local raw files (synchronous calls of at most 16 MiB: the
+   * kernel copies, or on XFS/btrfs shares the blocks). False when the kernel cannot (e.g. across filesystems):
    * from then on the job reads and writes.
    */
-  private copyRange(offset: number, length: number): boolean {
+  private async copyRange(offset: number, length: number): Promise<boolean> {
     let n: number;
     try {
-      n = this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
+      n = await this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
     } catch (err) {
       if (err instanceof DiskpipeError) throw err;
       throw ioError(
