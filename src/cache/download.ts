@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DiskpipeError, ioError, UsageError } from '../errors.js';
+import { ChecksumMismatchError, DiskpipeError, HttpError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
@@ -117,7 +117,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   } catch (err) {
     clearTimeout(timer);
     throw transient(
-      new DiskpipeError('HTTP', `${opts.url}: ${networkReason(err, idle.signal.aborted)}`),
+      new HttpError(`${opts.url}: ${networkReason(err, idle.signal.aborted)}`, false),
       0,
       have,
     );
@@ -144,14 +144,15 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     clearTimeout(timer);
     await response.body?.cancel();
     await discardPart(opts.partPath);
-    throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
+    throw transient(new HttpError(`${opts.url}: range not satisfiable`, false), 0, have);
   }
   if (!response.ok) {
     clearTimeout(timer);
     await response.body?.cancel();
-    const err = new DiskpipeError(
-      'HTTP',
+    const err = new HttpError(
       `${opts.url}: HTTP ${response.status} ${response.statusText}`.trim(),
+      false,
+      response.status,
     );
     throw response.status >= 500 || response.status === 429 ? transient(err, 0, have) : err;
   }
@@ -163,7 +164,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
       clearTimeout(timer);
       await response.body?.cancel();
       await discardPart(opts.partPath);
-      throw transient(new DiskpipeError('HTTP', `${opts.url}: unexpected Content-Range`), 0, have);
+      throw transient(new HttpError(`${opts.url}: unexpected Content-Range`, false), 0, have);
     }
     start = have;
   }
@@ -180,7 +181,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   const handle = await openPart(opts.partPath, start);
   let position = start;
   try {
-    if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);
+    if (!response.body) throw new HttpError(`${opts.url}: empty response`, false);
     for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
       touch();
       await writeAll(handle, chunk, position);
@@ -193,9 +194,9 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     await handle.close();
     if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
     throw transient(
-      new DiskpipeError(
-        'HTTP',
+      new HttpError(
         `${opts.url}: ${networkReason(err, idle.signal.aborted)} after ${position} bytes`,
+        false,
       ),
       position - start,
       start,
@@ -206,10 +207,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   await handle.close();
   if (total !== undefined && position !== total) {
     throw transient(
-      new DiskpipeError(
-        'HTTP',
-        `${opts.url}: connection closed after ${position} of ${total} bytes`,
-      ),
+      new HttpError(`${opts.url}: connection closed after ${position} of ${total} bytes`, false),
       position - start,
       start,
     );
@@ -218,9 +216,11 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
     await discardPart(opts.partPath);
-    throw new DiskpipeError(
-      'CHECKSUM_MISMATCH',
-      `${opts.url}: download ${opts.expected.algorithm} is ${digests[opts.expected.algorithm]}, expected ${opts.expected.hex}`,
+    const actual = digests[opts.expected.algorithm] ?? '';
+    throw new ChecksumMismatchError(
+      `${opts.url}: download ${opts.expected.algorithm} is ${actual}, expected ${opts.expected.hex}`,
+      opts.expected.hex,
+      actual,
     );
   }
   return {

@@ -1,6 +1,6 @@
 import { constants, readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { DiskpipeError, ioError } from '../errors.js';
+import { IoError, ioError, OutOfRangeError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { DataRuns } from './data-runs.js';
 import {
@@ -66,8 +66,7 @@ export class LocalFile implements ByteSource {
       handle = await open(path, constants.O_RDWR | constants.O_EXCL);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EBUSY') {
-        throw new DiskpipeError(
-          'IO',
+        throw new IoError(
           `cannot open ${path} for writing: EBUSY: the device is in use (mounted, or open exclusively by another program)`,
           { cause: err },
         );
@@ -77,7 +76,7 @@ export class LocalFile implements ByteSource {
     try {
       const st = await handle.stat();
       if (!st.isBlockDevice()) {
-        throw new DiskpipeError('IO', `cannot write to ${path}: no longer a block device`);
+        throw new IoError(`cannot write to ${path}: no longer a block device`);
       }
       return new LocalFile(handle, path, deviceSize(handle, st.rdev), true, true);
     } catch (err) {
@@ -129,7 +128,7 @@ export class LocalFile implements ByteSource {
 
   async truncate(size: number): Promise<void> {
     if (this.blockDevice) {
-      throw new DiskpipeError('IO', `cannot resize ${this.path}: it is a block device`);
+      throw new IoError(`cannot resize ${this.path}: it is a block device`);
     }
     this.dataRuns.clear();
     try {
@@ -161,8 +160,7 @@ export class LocalFile implements ByteSource {
   private async zeroDevice(offset: number, length: number): Promise<void> {
     const end = offset + length;
     if (end > this.size) {
-      throw new DiskpipeError(
-        'OUT_OF_RANGE',
+      throw new OutOfRangeError(
         `cannot zero ${this.path} up to ${end}: the device has ${this.size} bytes`,
       );
     }

@@ -4,7 +4,7 @@
  * read (and must be zero); elsewhere both are read and compared, several requests in flight.
  * An image that is longer must read as zeroes past the shorter one's end (unless strict).
  */
-import { DiskpipeError } from '../errors.js';
+import { AbortError, withContext } from '../errors.js';
 import type { Extent, Image } from '../image/types.js';
 import { firstDifference, firstNonZero } from './copy/blocks.js';
 import { resolveRequestOptions } from './copy/options.js';
@@ -95,7 +95,7 @@ export async function compareImages(
       let bufB: Buffer | undefined;
       try {
         while (failure === undefined) {
-          if (opts.signal?.aborted) throw new DiskpipeError('ABORTED', 'compare aborted');
+          if (opts.signal?.aborted) throw new AbortError('compare aborted');
           const next = await items.next();
           // Ranges past a known mismatch cannot change the answer.
           if (!next || next.item.offset >= mismatch) return;
@@ -149,10 +149,6 @@ async function readFrom(image: Image, buf: Buffer, offset: number): Promise<void
     await image.read(buf, offset);
   } catch (err) {
     const label = (image as { label?: string }).label ?? image.format;
-    const msg = `read error in ${label} at offset ${offset}`;
-    if (err instanceof DiskpipeError) {
-      throw new DiskpipeError(err.code, `${msg}: ${err.message}`, { cause: err });
-    }
-    throw new DiskpipeError('IO', `${msg}: ${String(err)}`, { cause: err });
+    throw withContext(err, `read error in ${label} at offset ${offset}`);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { DiskpipeError, UsageError } from '../errors.js';
+import { OutOfRangeError, UsageError } from '../errors.js';
 import type { Compression } from '../formats/qcow2/writer/index.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
@@ -147,8 +147,7 @@ async function ontoDevice(
   const target = new RawImage(file);
   try {
     if (file.size < src.size) {
-      throw new DiskpipeError(
-        'OUT_OF_RANGE',
+      throw new OutOfRangeError(
         `${dst} is too small: the device has ${file.size} bytes, the image needs ${src.size}`,
       );
     }

@@ -4,7 +4,7 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { DiskpipeError } from '../errors.js';
+import { HttpError } from '../errors.js';
 
 export interface HttpOptions {
   /** Bytes fetched per cache block (a random read costs at least this much). */
@@ -38,16 +38,7 @@ export const HTTP_DEFAULTS: Required<Omit<HttpOptions, 'headers'>> = {
   timeoutMs: 30_000,
 };
 
-/** An HTTP failure; `transient` ones are retried. */
-export class HttpError extends DiskpipeError {
-  constructor(
-    message: string,
-    readonly transient: boolean,
-    readonly status?: number,
-  ) {
-    super('HTTP', message);
-  }
-}
+export { HttpError };
 
 /** The resource's identity when first seen, so a change mid-read is noticed. */
 export interface Validators {

@@ -3,7 +3,7 @@
  * never read (each full zero block adds Z), data is read in large aligned windows with several
  * in flight while the worker pool hashes earlier ones.
  */
-import { DiskpipeError, UsageError } from '../../errors.js';
+import { AbortError, CorruptImageError, UsageError } from '../../errors.js';
 import type { Extent, Image } from '../../image/types.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
@@ -80,7 +80,7 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new DiskpipeError('ABORTED', 'checksum was cancelled');
+  if (signal?.aborted) throw new AbortError('checksum was cancelled');
 }
 
 async function result(sink: OrderedBlkHash, bytesRead: number): Promise<ChecksumResult> {
@@ -117,8 +117,7 @@ export async function checksumImage(
     }
     if (run) await walker.run(run.start, run.end, run.zero);
     if (walker.position !== image.size) {
-      throw new DiskpipeError(
-        'CORRUPT',
+      throw new CorruptImageError(
         `${image.format}: extents cover ${walker.position} of ${image.size} bytes`,
       );
     }
@@ -138,8 +137,7 @@ function checkExtent(e: Extent, expected: number, image: Image): void {
     e.length <= 0 ||
     end > image.size
   ) {
-    throw new DiskpipeError(
-      'CORRUPT',
+    throw new CorruptImageError(
       `${image.format}: bad extent ${e.offset}+${e.length} (expected one at ${expected})`,
     );
   }
@@ -203,7 +201,7 @@ class ExtentWalker {
 
   async run(start: number, end: number, zero: boolean): Promise<void> {
     if (start !== this.position) {
-      throw new DiskpipeError('CORRUPT', `${this.image.format}: extents skip to ${start}`);
+      throw new CorruptImageError(`${this.image.format}: extents skip to ${start}`);
     }
     if (zero) await this.zeroRun(start, end);
     else await this.dataRun(start, end);

@@ -5,7 +5,15 @@
  * flight, and aligned blocks that turn out to be zero become holes too. Memory is bounded by
  * requests in flight × request size (twice that with a base image).
  */
-import { DiskpipeError, ioError, OutOfRangeError } from '../../errors.js';
+import {
+  AbortError,
+  CorruptImageError,
+  DiskpipeError,
+  ioError,
+  NotCapableError,
+  OutOfRangeError,
+  withContext,
+} from '../../errors.js';
 import { RawImage } from '../../formats/raw.js';
 import type { Image } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
@@ -34,12 +42,9 @@ function labelOf(image: Image): string {
   return (image as { label?: string }).label ?? image.format;
 }
 
-/** Adds where it happened to an error, keeping its code (a read error names the offset). */
+/** Adds where it happened to an error, keeping its class and code (a read error names the offset). */
 function annotate(err: unknown, what: string): DiskpipeError {
-  if (err instanceof DiskpipeError) {
-    return new DiskpipeError(err.code, `${what}: ${err.message}`, { cause: err });
-  }
-  return ioError(err, what);
+  return withContext(err, what);
 }
 
 function localFileOf(image: Image): LocalFile | undefined {
@@ -62,7 +67,7 @@ export async function copyImage(
     );
   }
   if (!dst.capabilities.write || !dst.write) {
-    throw new DiskpipeError('NOT_CAPABLE', `target ${labelOf(dst)} is not writable`);
+    throw new NotCapableError(`target ${labelOf(dst)} is not writable`);
   }
   const job = new CopyJob(src, dst, o);
   return job.run();
@@ -120,7 +125,7 @@ class CopyJob {
     let refBuf: Buffer | undefined;
     try {
       while (this.failure === undefined) {
-        if (this.o.signal?.aborted) throw new DiskpipeError('ABORTED', 'copy aborted');
+        if (this.o.signal?.aborted) throw new AbortError('copy aborted');
         let next: Awaited<ReturnType<typeof items.next>>;
         try {
           next = await items.next();
@@ -277,7 +282,7 @@ class CopyJob {
       return false;
     }
     if (n !== length) {
-      throw new DiskpipeError('CORRUPT', `${labelOf(this.src)}: file ended at ${offset + n}`);
+      throw new CorruptImageError(`${labelOf(this.src)}: file ended at ${offset + n}`);
     }
     this.result.bytesWritten += n;
     return true;
