@@ -52,6 +52,7 @@ export {
   startNbdServer,
 } from './nbd/server/index.js';
 export { MAX_CHAIN_DEPTH, type OpenOptions, openImage, openImageOn } from './open.js';
+export { type OpenedStream, openStream } from './open-stream.js';
 export * from './ops/checksum/index.js';
 export { type CloneOptions, type CloneResult, cloneFile } from './ops/clone.js';
 export { type CompareOptions, compareImages } from './ops/compare.js';
@@ -66,5 +67,4 @@ export { type CreateOptions, type CreateResult, createImage } from './ops/create
 export { describeChain, type ImageInfoJson, infoJson, type LayerInfo } from './ops/info.js';
 export { AllocationBar, mapEntryJson, mapImage } from './ops/map.js';
 export { NbdSource } from './sources/nbd.js';
-export { type OpenedStream, openStream } from './sources/open-stream.js';
 export type { SequentialSource } from './sources/sequential.js';
