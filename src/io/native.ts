@@ -4,24 +4,25 @@
  *
  * Calls are synchronous (koffi's async calls cost ~50 µs each) and block the event loop while
  * they run. lseek, flock, preadv2(RWF_NOWAIT) and the size ioctl are cheap. The calls that move
- * or free data — copy_file_range, fallocate (punch hole, zero range), BLKZEROOUT — cost time in
- * proportion to their length, so each call covers at most MAX_CALL_BYTES (16 MiB) and the
- * exported functions await setImmediate between calls: a 1 GiB copy_file_range is 64 calls
- * with the event loop free in between. FICLONE is one call for the whole file (a reflink
- * shares extents without copying data).
+ * or free data — copy_file_range, fallocate (punch hole, zero range), BLKZEROOUT — take time in
+ * proportion to their length (and to how busy the disk is), so each call covers at most
+ * MAX_CALL_BYTES (4 MiB) and the exported functions await setImmediate after each call: a 1 GiB
+ * copy_file_range is 256 calls with the event loop free in between, and a copy made of many
+ * small ranges lets it run too. FICLONE is one call for the whole file (a reflink shares
+ * extents without copying data); ficlone, punchBlock and the cheap calls do not yield.
  */
 import { createRequire } from 'node:module';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 
 /** Largest range one blocking call covers (copy_file_range, fallocate, BLKZEROOUT). */
-export const MAX_CALL_BYTES = 16 * 1024 * 1024;
+export const MAX_CALL_BYTES = 4 * 1024 * 1024;
 
 /** For tests: sees every blocking call that covers a range, with its length. */
 export const nativeCallHook: { onCall?: (op: string, length: number) => void } = {};
 
 /**
  * Runs `call` over [offset, offset+length) in slices of at most MAX_CALL_BYTES, yielding to the
- * event loop between slices. `call` returns the bytes it handled (fewer ends the run).
+ * event loop after each. `call` returns the bytes it handled (fewer ends the run).
  */
 async function inSlices(
   op: string,
@@ -31,11 +32,13 @@ async function inSlices(
 ): Promise<number> {
   let done = 0;
   while (done < length) {
-    if (done > 0) await yieldToEventLoop();
     const len = Math.min(length - done, MAX_CALL_BYTES);
     nativeCallHook.onCall?.(op, len);
     const n = call(offset + done, len);
     done += n;
+    // After every call, not only between slices: callers run many calls in a chain of
+    // promises that never reaches the event loop by itself (8 copy workers, 2 MiB each).
+    await yieldToEventLoop();
     if (n < len) break;
   }
   return done;

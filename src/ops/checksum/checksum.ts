@@ -22,7 +22,7 @@ export interface ChecksumOptions extends BlkHashOptions {
   inFlight?: number;
   /** Hashing threads: 0 hashes on the calling thread; default the shared pool (one per core, ≤ 8). */
   threads?: number;
-  /** A hasher to use instead (e.g. a HashPool shared by the caller); not closed here. */
+  /** A hasher to use instead (the caller's own BlockHasher); not closed here. */
   hasher?: BlockHasher;
   /** Called as bytes are accounted for, in order: done and the total (undefined for streams). */
   onProgress?: (done: number, total: number | undefined) => void;
