@@ -137,7 +137,7 @@ export class HttpClient {
 
 function finalError(e: HttpError, retries: number): HttpError {
   if (!e.transient || retries === 0) return e;
-  return new HttpError(`${e.message} (after ${retries} retries)`, false, e.status);
+  return new HttpError(`${e.message} (after ${retries} retries)`, false, e.status, { cause: e });
 }
 
 /** Reads a response body of exactly `length` bytes into a new buffer. */
