@@ -4,7 +4,7 @@
  *   BENCH_DIR        where images live (default /var/tmp/diskpipe-bench; kept between runs)
  *   BENCH_DATA_MIB   data in the 8 GiB image (default 2048)
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
- *   BENCH_ONLY       comma list of convert,compare,clone,formats,cache,checksum,nbd,http
+ *   BENCH_ONLY       comma list of convert,compare,clone,formats,cache,checksum,nbd,http,stall
  *                    (default: all)
  */
 import { execFileSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import { benchFormats } from './formats.js';
 import { run as benchHttp } from './http.js';
 import { benchImages } from './images.js';
 import { run as benchNbd } from './nbd.js';
+import { benchStall } from './stall.js';
 import { printRows, type Row } from './util.js';
 import '../src/formats/index.js';
 
@@ -25,7 +26,9 @@ const dir = process.env.BENCH_DIR ?? '/var/tmp/diskpipe-bench';
 const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 2048);
 const reps = Number(process.env.BENCH_REPS ?? 5);
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'convert,compare,clone,formats,cache,checksum,nbd,http').split(','),
+  (process.env.BENCH_ONLY ?? 'convert,compare,clone,formats,cache,checksum,nbd,http,stall').split(
+    ',',
+  ),
 );
 
 const img = benchImages(dir, dataMiB);
@@ -68,4 +71,8 @@ if (only.has('nbd')) {
 if (only.has('http')) {
   console.log('\nhttp ranges');
   await benchHttp();
+}
+if (only.has('stall')) {
+  console.log('\nevent-loop stalls (in process)');
+  await benchStall(img);
 }

@@ -24,7 +24,8 @@ export type ErrorCode =
 export class DiskpipeError extends Error {
   readonly code: ErrorCode;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** Subclasses only: each code has its class (UsageError, CorruptImageError...). */
+  protected constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(printable(message), options);
     this.code = code;
     this.name = new.target.name;
@@ -56,72 +57,138 @@ function printable(message: string): string {
   return `${escaped.slice(0, 1000)}...(${cut} characters)...${escaped.slice(-500)}`;
 }
 
+/** What every error constructor accepts besides its message. */
+export interface DiskpipeErrorOptions {
+  /** The error this one explains (kept as `cause`). */
+  cause?: unknown;
+}
+
+/** A caller's mistake: a bad option, argument or combination. */
 export class UsageError extends DiskpipeError {
-  constructor(message: string) {
-    super('USAGE', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('USAGE', message, options);
+  }
+}
+
+/** A system call failed (EIO, ENOSPC, EACCES...) or a file changed under us. */
+export class IoError extends DiskpipeError {
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('IO', message, options);
+  }
+}
+
+/** A file, cache entry or export that does not exist. */
+export class NotFoundError extends DiskpipeError {
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('NOT_FOUND', message, options);
   }
 }
 
 /** The bytes are not this format (used by probes; never reaches a user for a named format). */
 export class WrongFormatError extends DiskpipeError {
-  constructor(message: string) {
-    super('WRONG_FORMAT', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('WRONG_FORMAT', message, options);
   }
 }
 
 /** A real image using something diskpipe does not read (encryption, an unknown feature...). */
 export class UnsupportedFeatureError extends DiskpipeError {
-  constructor(message: string) {
-    super('UNSUPPORTED', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('UNSUPPORTED', message, options);
   }
 }
 
 /** Metadata that cannot be right: offsets past the end, absurd sizes, loops. */
 export class CorruptImageError extends DiskpipeError {
-  constructor(message: string) {
-    super('CORRUPT', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('CORRUPT', message, options);
   }
 }
 
+/** A range or size beyond what an image, device or limit allows. */
 export class OutOfRangeError extends DiskpipeError {
-  constructor(message: string) {
-    super('OUT_OF_RANGE', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('OUT_OF_RANGE', message, options);
   }
 }
 
+/** The image or target cannot do this (write to a read-only image, reflink here...). */
 export class NotCapableError extends DiskpipeError {
-  constructor(message: string) {
-    super('NOT_CAPABLE', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('NOT_CAPABLE', message, options);
   }
 }
 
 /** An image refers to another file that the trust rule does not allow. */
 export class UntrustedReferenceError extends DiskpipeError {
-  constructor(message: string) {
-    super('UNTRUSTED_REFERENCE', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('UNTRUSTED_REFERENCE', message, options);
   }
 }
 
+/** A digest (download, content, cache entry) is not the one expected. */
 export class ChecksumMismatchError extends DiskpipeError {
   constructor(
     message: string,
     readonly expected: string,
     readonly actual: string,
+    options?: DiskpipeErrorOptions,
   ) {
-    super('CHECKSUM_MISMATCH', message);
+    super('CHECKSUM_MISMATCH', message, options);
   }
 }
 
 export class NbdProtocolError extends DiskpipeError {
-  constructor(message: string) {
-    super('NBD_PROTOCOL', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('NBD_PROTOCOL', message, options);
+  }
+}
+
+/** An HTTP failure; `transient` ones are retried. */
+export class HttpError extends DiskpipeError {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    readonly status?: number,
+    options?: DiskpipeErrorOptions,
+  ) {
+    super('HTTP', message, options);
   }
 }
 
 export class CacheError extends DiskpipeError {
-  constructor(message: string) {
-    super('CACHE', message);
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('CACHE', message, options);
   }
+}
+
+/** The caller's AbortSignal fired. */
+export class AbortError extends DiskpipeError {
+  constructor(message: string, options?: DiskpipeErrorOptions) {
+    super('ABORTED', message, options);
+  }
+}
+
+/**
+ * The same error with `prefix: ` before its message: same class, code and fields (an
+ * `instanceof CorruptImageError` still holds), the original kept as `cause`. Errors that are
+ * not DiskpipeErrors become one through ioError.
+ */
+export function withContext(err: unknown, prefix: string): DiskpipeError {
+  if (!(err instanceof DiskpipeError)) return ioError(err, prefix);
+  return withMessage(err, `${prefix}: ${err.message}`);
+}
+
+/** The same error (class, code, fields) with another message; the original is the cause. */
+export function withMessage(err: DiskpipeError, message: string): DiskpipeError {
+  const copy = Object.create(Object.getPrototypeOf(err)) as DiskpipeError;
+  Object.assign(copy, err); // code, name and the subclass's own fields
+  Object.defineProperty(copy, BRAND, { value: true });
+  const hidden = { writable: true, configurable: true, enumerable: false };
+  Object.defineProperty(copy, 'message', { ...hidden, value: printable(message) });
+  Object.defineProperty(copy, 'cause', { ...hidden, value: err });
+  Error.captureStackTrace(copy, withMessage);
+  return copy;
 }
 
 /** Wraps a Node system error (ENOENT, EACCES, ENOSPC...) with the path it concerns. */
@@ -129,8 +196,9 @@ export function ioError(err: unknown, what: string): DiskpipeError {
   if (err instanceof DiskpipeError) return err;
   const e = err as NodeJS.ErrnoException;
   const reason = e?.code ? `${e.code}: ${describeErrno(e.code)}` : String(e?.message ?? err);
-  const code = e?.code === 'ENOENT' ? 'NOT_FOUND' : 'IO';
-  return new DiskpipeError(code, `${what}: ${reason}`, { cause: err });
+  const message = `${what}: ${reason}`;
+  if (e?.code === 'ENOENT') return new NotFoundError(message, { cause: err });
+  return new IoError(message, { cause: err });
 }
 
 const ERRNO_TEXT: Record<string, string> = {

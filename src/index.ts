@@ -1,17 +1,46 @@
-// diskpipe's public API: re-exports only.
+// diskpipe's public API: re-exports only. Every type an export mentions is exported too, and
+// api/exports.txt lists the surface (test/api.test.ts fails when it changes by accident).
 
 export { createDisk, type DiskOptions, type DiskResult } from './cache/disks.js';
 export { CacheLayout, defaultCacheDir } from './cache/layout.js';
-export { prune, removeEntry } from './cache/maintenance.js';
-export { type PullOptions, type PullResult, pull } from './cache/pull.js';
 export {
+  type PruneOptions,
+  prune,
+  type RemoveResult,
+  removeEntry,
+} from './cache/maintenance.js';
+export { type PullOptions, type PullPhase, type PullResult, pull } from './cache/pull.js';
+export {
+  type BadMark,
   type BlobRecord,
   type CacheEntry,
   CacheIndex,
+  type Pin,
+  type PinState,
   type SourceRecord,
 } from './cache/records.js';
-export { verifyEntry } from './cache/verify.js';
-export * from './errors.js';
+export { type VerifyResult, verifyEntry } from './cache/verify.js';
+export {
+  AbortError,
+  CacheError,
+  ChecksumMismatchError,
+  CorruptImageError,
+  DiskpipeError,
+  type DiskpipeErrorOptions,
+  type ErrorCode,
+  HttpError,
+  IoError,
+  NbdProtocolError,
+  NotCapableError,
+  NotFoundError,
+  OutOfRangeError,
+  UnsupportedFeatureError,
+  UntrustedReferenceError,
+  UsageError,
+  WrongFormatError,
+} from './errors.js';
+export { CowImage, type CowOptions } from './filters/cow.js';
+export type { BlockState, CowStore, CowStoreOptions } from './filters/cow-store.js';
 export {
   type FreeSpace,
   type SparsifiedPartition,
@@ -21,7 +50,15 @@ export {
   sparsify,
   sparsifyReport,
 } from './filters/sparsify/index.js';
+export type {
+  Partition,
+  PartitionLayout,
+  Range as ByteRange,
+  Verdict as PartitionVerdict,
+} from './filters/sparsify/types.js';
+export type { Compression as Qcow2Compression } from './formats/qcow2/writer/header.js';
 export { Qcow2Writer, type Qcow2WriterOptions } from './formats/qcow2/writer/index.js';
+export type { Layout as Qcow2Layout } from './formats/qcow2/writer/layout.js';
 export { RawImage } from './formats/raw.js';
 export {
   type FormatDriver,
@@ -29,9 +66,9 @@ export {
   type OpenContext,
   registerFormat,
 } from './formats/registry.js';
-export { BaseImage, checkRange, ImageWrapper } from './image/base.js';
+export { BaseImage, ImageWrapper } from './image/base.js';
 export { clipExtents, collectExtents, mergeExtents } from './image/extents.js';
-export { type TrustOptions, TrustPolicy } from './image/trust.js';
+export { type ReferenceKind, type TrustOptions, TrustPolicy } from './image/trust.js';
 export type {
   ByteSource,
   Capabilities,
@@ -40,31 +77,67 @@ export type {
   Image,
   MapEntry,
   SnapshotInfo,
+  SourceWriter,
   ZeroOptions,
 } from './image/types.js';
-export { writeAtomically } from './io/atomic.js';
 export { LocalFile } from './io/file.js';
-export { nativeStatus } from './io/native.js';
+export { nativeStatus, type SeekResult } from './io/native.js';
+export { NbdClient, type NbdClientOptions } from './nbd/client/connection.js';
+export type { ExportInfo } from './nbd/client/handshake.js';
 export {
   type NbdServer,
   type NbdServerOptions,
   type NbdServerStats,
   startNbdServer,
 } from './nbd/server/index.js';
+export type { NbdAddress } from './nbd/uri.js';
 export { MAX_CHAIN_DEPTH, type OpenOptions, openImage, openImageOn } from './open.js';
-export * from './ops/checksum/index.js';
-export { type CloneOptions, type CloneResult, cloneFile } from './ops/clone.js';
-export { type CompareOptions, compareImages } from './ops/compare.js';
-export { type ConvertOptions, type ConvertResult, convertImage } from './ops/convert.js';
+export { type OpenedStream, openStream } from './open-stream.js';
+export {
+  BlkHash,
+  type BlkHashOptions,
+  BlockDigester,
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_DIGEST,
+} from './ops/checksum/blkhash.js';
+export {
+  type ChecksumOptions,
+  type ChecksumResult,
+  checksumImage,
+  checksumStream,
+  DEFAULT_WINDOW_SIZE,
+} from './ops/checksum/checksum.js';
+export type { BlockHasher, HashResult } from './ops/checksum/pool.js';
+export {
+  type CloneOptions,
+  type CloneResult,
+  type CloneStrategy,
+  cloneFile,
+} from './ops/clone.js';
+export { type CompareOptions, type CompareResult, compareImages } from './ops/compare.js';
+export {
+  type ConvertOptions,
+  type ConvertResult,
+  convertImage,
+  type OutputFormat,
+} from './ops/convert.js';
 export {
   type CopyOptions,
+  type CopyPhase,
   type CopyProgress,
   type CopyResult,
   copyImage,
 } from './ops/copy/index.js';
 export { type CreateOptions, type CreateResult, createImage } from './ops/create.js';
 export { describeChain, type ImageInfoJson, infoJson, type LayerInfo } from './ops/info.js';
-export { AllocationBar, mapEntryJson, mapImage } from './ops/map.js';
+export { mapEntryJson, mapImage } from './ops/map.js';
+export type { DecompressOptions } from './sources/decompress/index.js';
+export { HttpSource } from './sources/http.js';
+export type { HttpOptions, Validators as HttpValidators } from './sources/http-request.js';
 export { NbdSource } from './sources/nbd.js';
-export { type OpenedStream, openStream } from './sources/open-stream.js';
 export type { SequentialSource } from './sources/sequential.js';
+export type { DownloadLimits } from './sources/download-limits.js';
+export type { RateLimits } from './sources/min-rate.js';
+export type { StageOptions } from './sources/stage.js';
+export type { StageLimitOptions } from './sources/stage-limit.js';
+export type { UnwrapOptions } from './sources/unwrap.js';

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, lstat, stat, truncate } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CacheError, DiskpipeError, UsageError } from '../errors.js';
+import { CacheError, IoError, UsageError } from '../errors.js';
 import { writeAtomically } from '../io/atomic.js';
 import { acquireLock } from '../io/lock.js';
 import { cloneFile } from '../ops/clone.js';
@@ -65,7 +65,7 @@ async function resolveFrom(
 async function checkDestination(path: string, force: boolean | undefined): Promise<void> {
   const st = await lstat(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
-    throw new DiskpipeError('IO', `cannot check ${path}: ${err.code ?? err.message}`);
+    throw new IoError(`cannot check ${path}: ${err.code ?? err.message}`);
   });
   if (!st) return;
   if (!st.isFile()) {

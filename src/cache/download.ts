@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DiskpipeError, ioError, UsageError } from '../errors.js';
+import { ChecksumMismatchError, DiskpipeError, HttpError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
 import { basicAuthorization, withoutCredentials } from '../sources/credentials.js';
 import {
@@ -136,7 +136,7 @@ async function attemptDownload(
   } catch (err) {
     clearTimeout(timer);
     throw transient(
-      new DiskpipeError('HTTP', `${opts.url}: ${networkReason(err, idle.signal.aborted)}`),
+      new HttpError(`${opts.url}: ${networkReason(err, idle.signal.aborted)}`, false),
       0,
       have,
     );
@@ -169,14 +169,15 @@ async function attemptDownload(
       return attemptDownload(given, authorization);
     }
     await discardPart(opts.partPath);
-    throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
+    throw transient(new HttpError(`${opts.url}: range not satisfiable`, false), 0, have);
   }
   if (!response.ok) {
     clearTimeout(timer);
     await response.body?.cancel();
-    const err = new DiskpipeError(
-      'HTTP',
+    const err = new HttpError(
       `${opts.url}: HTTP ${response.status} ${response.statusText}`.trim(),
+      false,
+      response.status,
     );
     throw response.status >= 500 || response.status === 429 ? transient(err, 0, have) : err;
   }
@@ -188,7 +189,7 @@ async function attemptDownload(
       clearTimeout(timer);
       await response.body?.cancel();
       await discardPart(opts.partPath);
-      throw transient(new DiskpipeError('HTTP', `${opts.url}: unexpected Content-Range`), 0, have);
+      throw transient(new HttpError(`${opts.url}: unexpected Content-Range`, false), 0, have);
     }
     start = from;
   }
@@ -205,7 +206,7 @@ async function attemptDownload(
   const handle = await openPart(opts.partPath, start);
   let position = start;
   try {
-    if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);
+    if (!response.body) throw new HttpError(`${opts.url}: empty response`, false);
     const where = { url: opts.url, partPath: opts.partPath, start, total };
     for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
       touch();
@@ -225,9 +226,9 @@ async function attemptDownload(
     if (err instanceof DiskpipeError && (err.code !== 'HTTP' || err instanceof TransferLimitError))
       throw err;
     throw transient(
-      new DiskpipeError(
-        'HTTP',
+      new HttpError(
         `${opts.url}: ${networkReason(err, idle.signal.aborted)} after ${position} bytes`,
+        false,
       ),
       position - start,
       start,
@@ -238,10 +239,7 @@ async function attemptDownload(
   await handle.close();
   if (total !== undefined && position !== total) {
     throw transient(
-      new DiskpipeError(
-        'HTTP',
-        `${opts.url}: connection closed after ${position} of ${total} bytes`,
-      ),
+      new HttpError(`${opts.url}: connection closed after ${position} of ${total} bytes`, false),
       position - start,
       start,
     );
@@ -260,9 +258,11 @@ async function finishDigests(
   for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
     await discardPart(opts.partPath);
-    throw new DiskpipeError(
-      'CHECKSUM_MISMATCH',
-      `${opts.url}: download ${opts.expected.algorithm} is ${digests[opts.expected.algorithm]}, expected ${opts.expected.hex}`,
+    const actual = digests[opts.expected.algorithm] ?? '';
+    throw new ChecksumMismatchError(
+      `${opts.url}: download ${opts.expected.algorithm} is ${actual}, expected ${opts.expected.hex}`,
+      opts.expected.hex,
+      actual,
     );
   }
   return {

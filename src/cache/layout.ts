@@ -12,15 +12,11 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CacheError, ioError } from '../errors.js';
+import { defaultCacheDir } from '../io/cache-dir.js';
 
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.DISKPIPE_CACHE) return resolve(env.DISKPIPE_CACHE);
-  if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'diskpipe');
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'diskpipe');
-}
+export { defaultCacheDir };
 
 export function urlKey(url: string): string {
   return createHash('sha256').update(url).digest('hex');

@@ -1,6 +1,6 @@
 /** The CLI proper, loaded by main.ts once its signal handlers are installed. */
 import { readFileSync } from 'node:fs';
-import { DiskpipeError } from '../errors.js';
+import { DiskpipeError, UsageError } from '../errors.js';
 import { nativeStatus } from '../io/native.js';
 import { splitCommand } from './argv.js';
 import { commands } from './commands/index.js';
@@ -39,8 +39,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = commands.get(name);
-  if (!command)
-    throw new DiskpipeError('USAGE', `unknown command '${name}'; run 'diskpipe --help'`);
+  if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
     process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);
     return 0;

@@ -11,7 +11,7 @@ import { type FileHandle, open, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ioError } from '../errors.js';
-import { punchHole } from '../io/native.js';
+import { punchBlock } from '../io/native.js';
 
 export interface CowStoreOptions {
   blockSize: number;
@@ -154,7 +154,7 @@ export class CowStore {
     if (b === IN_FILE) {
       const size = this.opts.blockSize;
       try {
-        punchHole(this.file!.fd, index * size, size); // give the space back where we can
+        punchBlock(this.file!.fd, index * size, size); // give the space back where we can
       } catch {
         // the block is forgotten either way
       }

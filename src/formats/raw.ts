@@ -110,7 +110,7 @@ export class RawImage extends BaseImage {
 
   protected override async trimAt(offset: number, length: number): Promise<void> {
     if (this.writer) return this.writer.trim(offset, length);
-    (this.source as LocalFile).trim(offset, length);
+    await (this.source as LocalFile).trim(offset, length);
   }
 
   protected override flushAll(): Promise<void> {

@@ -6,8 +6,8 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { defaultCacheDir } from '../cache/layout.js';
 import { ioError, UntrustedReferenceError } from '../errors.js';
+import { defaultCacheDir } from '../io/cache-dir.js';
 
 export interface TrustOptions {
   /** Treat the image as coming from an untrusted source: no references at all. */

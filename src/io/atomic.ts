@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { renameSync } from 'node:fs';
 import { lstat, readlink, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { DiskpipeError, ioError } from '../errors.js';
+import { DiskpipeError, ioError, UsageError, withMessage } from '../errors.js';
 import {
   markOutputCommitted,
   registerTemporary,
@@ -78,15 +78,16 @@ async function followSymlinks(dest: string): Promise<string> {
     }
     path = resolve(dirname(path), await readlink(path));
   }
-  throw new DiskpipeError('USAGE', `cannot write to ${dest}: too many levels of symbolic links`);
+  throw new UsageError(`cannot write to ${dest}: too many levels of symbolic links`);
 }
 
 async function nameDestination<T>(tmp: string, dest: string, work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
+    // Errors from the work name the temporary file; the user named the destination.
     if (err instanceof DiskpipeError && err.message.includes(tmp)) {
-      throw new DiskpipeError(err.code, err.message.split(tmp).join(dest), { cause: err });
+      throw withMessage(err, err.message.split(tmp).join(dest));
     }
     throw err;
   }

@@ -6,7 +6,7 @@
  */
 import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { DiskpipeError, ioError } from '../errors.js';
+import { ioError, UsageError } from '../errors.js';
 
 export type DestinationKind = 'new' | 'file' | 'block-device';
 
@@ -30,14 +30,12 @@ export async function destinationKind(
   if (st.isFile()) return 'file';
   if (st.isBlockDevice()) {
     if (rules.blockDevice) return 'block-device';
-    throw new DiskpipeError(
-      'USAGE',
+    throw new UsageError(
       `cannot write to ${path}: it is a block device (this command creates image files; use 'diskpipe convert' to write an image onto a device)`,
     );
   }
   const allowed = rules.blockDevice ? 'a regular file or a block device' : 'a regular file';
-  throw new DiskpipeError(
-    'USAGE',
+  throw new UsageError(
     `cannot write to ${path}: it is ${describe(st)} (the destination must be ${allowed})`,
   );
 }

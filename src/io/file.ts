@@ -1,6 +1,6 @@
 import { constants, readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { DiskpipeError, ioError } from '../errors.js';
+import { IoError, ioError, OutOfRangeError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { DataRuns } from './data-runs.js';
 import {
@@ -66,8 +66,7 @@ export class LocalFile implements ByteSource {
       handle = await open(path, constants.O_RDWR | constants.O_EXCL);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EBUSY') {
-        throw new DiskpipeError(
-          'IO',
+        throw new IoError(
           `cannot open ${path} for writing: EBUSY: the device is in use (mounted, or open exclusively by another program)`,
           { cause: err },
         );
@@ -77,7 +76,7 @@ export class LocalFile implements ByteSource {
     try {
       const st = await handle.stat();
       if (!st.isBlockDevice()) {
-        throw new DiskpipeError('IO', `cannot write to ${path}: no longer a block device`);
+        throw new IoError(`cannot write to ${path}: no longer a block device`);
       }
       return new LocalFile(handle, path, deviceSize(handle, st.rdev), true, true);
     } catch (err) {
@@ -129,7 +128,7 @@ export class LocalFile implements ByteSource {
 
   async truncate(size: number): Promise<void> {
     if (this.blockDevice) {
-      throw new DiskpipeError('IO', `cannot resize ${this.path}: it is a block device`);
+      throw new IoError(`cannot resize ${this.path}: it is a block device`);
     }
     this.dataRuns.clear();
     try {
@@ -147,8 +146,8 @@ export class LocalFile implements ByteSource {
     const end = Math.min(offset + length, this.size);
     if (end > offset) {
       const done =
-        (mayTrim && punchHole(this.fd, offset, end - offset)) ||
-        zeroRange(this.fd, offset, end - offset);
+        (mayTrim && (await punchHole(this.fd, offset, end - offset))) ||
+        (await zeroRange(this.fd, offset, end - offset));
       if (!done) await writeZeroes(this, offset, end - offset);
     }
     if (offset + length > this.size) await this.truncate(offset + length);
@@ -161,8 +160,7 @@ export class LocalFile implements ByteSource {
   private async zeroDevice(offset: number, length: number): Promise<void> {
     const end = offset + length;
     if (end > this.size) {
-      throw new DiskpipeError(
-        'OUT_OF_RANGE',
+      throw new OutOfRangeError(
         `cannot zero ${this.path} up to ${end}: the device has ${this.size} bytes`,
       );
     }
@@ -170,7 +168,7 @@ export class LocalFile implements ByteSource {
     const stop = Math.max(Math.floor(end / 512) * 512, start);
     let zeroed = false;
     try {
-      zeroed = blockZeroOut(this.fd, start, stop - start);
+      zeroed = await blockZeroOut(this.fd, start, stop - start);
     } catch (err) {
       throw ioError(err, `cannot zero ${this.path} at offset ${start}`);
     }
@@ -180,11 +178,11 @@ export class LocalFile implements ByteSource {
   }
 
   /** Deallocates a range if the filesystem can (advisory; never on a block device). */
-  trim(offset: number, length: number): void {
+  async trim(offset: number, length: number): Promise<void> {
     if (this.blockDevice) return;
     this.dataRuns.clear();
     const end = Math.min(offset + length, this.size);
-    if (end > offset) punchHole(this.fd, offset, end - offset);
+    if (end > offset) await punchHole(this.fd, offset, end - offset);
   }
 
   async sync(): Promise<void> {
@@ -208,7 +206,7 @@ export class LocalFile implements ByteSource {
   }
 
   /** Copies [offset, offset+length) into `dst` at the same offset in the kernel; -1 if it cannot. */
-  copyRangeTo(dst: LocalFile, offset: number, length: number): number {
+  copyRangeTo(dst: LocalFile, offset: number, length: number): Promise<number> {
     return copyFileRange(this.fd, dst.fd, offset, length);
   }
 

@@ -6,7 +6,7 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, readFile, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DiskpipeError, ioError } from '../errors.js';
+import { IoError, ioError } from '../errors.js';
 import { pidIsAlive } from './json-file.js';
 import { tryFlock } from './native.js';
 
@@ -30,7 +30,7 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     if (lock) return lock;
     if (!waited) opts.onWait?.();
     waited = true;
-    if (Date.now() >= deadline) throw new DiskpipeError('IO', `timed out waiting for lock ${path}`);
+    if (Date.now() >= deadline) throw new IoError(`timed out waiting for lock ${path}`);
     await sleep(delay);
   }
 }

@@ -1,9 +1,48 @@
 /**
  * The few system calls Node's fs lacks, through koffi (a prebuilt FFI binding shipped inside
  * its npm package). Every call has a portable fallback; `nativeStatus()` says which path runs.
- * Only cheap synchronous calls are made (koffi's async calls cost ~50 µs each).
+ *
+ * Calls are synchronous (koffi's async calls cost ~50 µs each) and block the event loop while
+ * they run. lseek, flock, preadv2(RWF_NOWAIT) and the size ioctl are cheap. The calls that move
+ * or free data — copy_file_range, fallocate (punch hole, zero range), BLKZEROOUT — take time in
+ * proportion to their length (and to how busy the disk is), so each call covers at most
+ * MAX_CALL_BYTES (4 MiB) and the exported functions await setImmediate after each call: a 1 GiB
+ * copy_file_range is 256 calls with the event loop free in between, and a copy made of many
+ * small ranges lets it run too. FICLONE is one call for the whole file (a reflink shares
+ * extents without copying data); ficlone, punchBlock and the cheap calls do not yield.
  */
 import { createRequire } from 'node:module';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+
+/** Largest range one blocking call covers (copy_file_range, fallocate, BLKZEROOUT). */
+export const MAX_CALL_BYTES = 4 * 1024 * 1024;
+
+/** For tests: sees every blocking call that covers a range, with its length. */
+export const nativeCallHook: { onCall?: (op: string, length: number) => void } = {};
+
+/**
+ * Runs `call` over [offset, offset+length) in slices of at most MAX_CALL_BYTES, yielding to the
+ * event loop after each. `call` returns the bytes it handled (fewer ends the run).
+ */
+async function inSlices(
+  op: string,
+  offset: number,
+  length: number,
+  call: (offset: number, length: number) => number,
+): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const len = Math.min(length - done, MAX_CALL_BYTES);
+    nativeCallHook.onCall?.(op, len);
+    const n = call(offset + done, len);
+    done += n;
+    // After every call, not only between slices: callers run many calls in a chain of
+    // promises that never reaches the event loop by itself (8 copy workers, 2 MiB each).
+    await yieldToEventLoop();
+    if (n < len) break;
+  }
+  return done;
+}
 
 const require = createRequire(import.meta.url);
 
@@ -147,16 +186,38 @@ const NOT_SUPPORTED = new Set([95, 38, 25, 22, 18, 1]); // EOPNOTSUPP ENOSYS ENO
  * fallocate punch-hole (KEEP_SIZE): deallocates a range so it reads as zeroes.
  * Returns false when the filesystem or platform cannot (the caller writes zeroes instead).
  */
-export function punchHole(fd: number, offset: number, length: number): boolean {
+export function punchHole(fd: number, offset: number, length: number): Promise<boolean> {
   return falloc(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length, 'punch hole');
 }
 
+/** punchHole of one block (≤ MAX_CALL_BYTES) in one call, for callers that cannot await. */
+export function punchBlock(fd: number, offset: number, length: number): boolean {
+  if (length > MAX_CALL_BYTES) throw new RangeError(`punchBlock of ${length} bytes`);
+  nativeCallHook.onCall?.('punch hole', length);
+  return fallocOnce(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length, 'punch hole');
+}
+
 /** fallocate zero-range (KEEP_SIZE): zeroes a range efficiently; false when unsupported. */
-export function zeroRange(fd: number, offset: number, length: number): boolean {
+export function zeroRange(fd: number, offset: number, length: number): Promise<boolean> {
   return falloc(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length, 'zero range');
 }
 
-function falloc(fd: number, mode: number, offset: number, length: number, op: string): boolean {
+async function falloc(
+  fd: number,
+  mode: number,
+  offset: number,
+  length: number,
+  op: string,
+): Promise<boolean> {
+  if (!load()) return length === 0;
+  // Unsupported shows on the first slice (nothing changed yet); a later failure throws.
+  const done = await inSlices(op, offset, length, (off, len) =>
+    fallocOnce(fd, mode, off, len, op) ? len : 0,
+  );
+  return done === length;
+}
+
+function fallocOnce(fd: number, mode: number, offset: number, length: number, op: string): boolean {
   const c = load();
   if (!c || length === 0) return length === 0;
   if (c.fallocate(fd, mode, offset, length) === 0) return true;
@@ -180,29 +241,34 @@ export function ficlone(dstFd: number, srcFd: number): boolean {
  * kernel may reflink or copy server-side). Returns bytes copied, or -1 when unsupported
  * before any byte moved (the caller falls back to read+write).
  */
-export function copyFileRange(
+export async function copyFileRange(
   srcFd: number,
   dstFd: number,
   offset: number,
   length: number,
-): number {
+): Promise<number> {
   const c = load();
   if (!c) return -1;
-  let done = 0;
-  while (done < length) {
-    const inOff = [offset + done];
-    const outOff = [offset + done];
-    const n = c.copyFileRange(srcFd, inOff, dstFd, outOff, Math.min(length - done, 1 << 30), 0);
-    if (n > 0) {
-      done += n;
-      continue;
+  let unsupported = false;
+  const done = await inSlices('copy_file_range', offset, length, (start, len) => {
+    let moved = 0;
+    while (moved < len) {
+      const n = c.copyFileRange(srcFd, [start + moved], dstFd, [start + moved], len - moved, 0);
+      if (n > 0) {
+        moved += n;
+        continue;
+      }
+      if (n === 0) break; // source ended early
+      const e = c.errno();
+      if (start === offset && moved === 0 && NOT_SUPPORTED.has(e)) {
+        unsupported = true;
+        break;
+      }
+      throw errnoError('copy_file_range', e);
     }
-    if (n === 0) break; // source ended early
-    const e = c.errno();
-    if (done === 0 && NOT_SUPPORTED.has(e)) return -1;
-    throw errnoError('copy_file_range', e);
-  }
-  return done;
+    return moved;
+  });
+  return unsupported ? -1 : done;
 }
 
 const LOCK_EX = 2;
@@ -259,11 +325,14 @@ export function blockDeviceSize(fd: number): number | 'unsupported' {
  * kernel uses WRITE ZEROES or writes zero pages itself; unlike BLKDISCARD the zeroes are
  * guaranteed). False when it cannot (the caller writes zeroes).
  */
-export function blockZeroOut(fd: number, offset: number, length: number): boolean {
+export async function blockZeroOut(fd: number, offset: number, length: number): Promise<boolean> {
   const c = load();
-  if (!c || length === 0) return length === 0;
-  if (c.ioctlPut64(fd, BLKZEROOUT, [offset, length]) === 0) return true;
-  const e = c.errno();
-  if (NOT_SUPPORTED.has(e)) return false;
-  throw errnoError('BLKZEROOUT', e);
+  if (!c) return length === 0;
+  const done = await inSlices('BLKZEROOUT', offset, length, (start, len) => {
+    if (c.ioctlPut64(fd, BLKZEROOUT, [start, len]) === 0) return len;
+    const e = c.errno();
+    if (start === offset && NOT_SUPPORTED.has(e)) return 0;
+    throw errnoError('BLKZEROOUT', e);
+  });
+  return done === length;
 }

@@ -5,7 +5,7 @@
  * kernel cannot), skipping zero blocks found in data. Written under a temporary name; a block
  * device DST is written in place instead (every byte of the file: holes are zeroed there).
  */
-import { DiskpipeError } from '../errors.js';
+import { IoError, NotCapableError, OutOfRangeError, UsageError } from '../errors.js';
 import { writeAtomically } from '../io/atomic.js';
 import { markOutputCommitted } from '../io/cleanup.js';
 import { destinationKind } from '../io/destination.js';
@@ -37,6 +37,10 @@ export async function cloneFile(
   dst: string,
   opts: CloneOptions = {},
 ): Promise<CloneResult> {
+  const strategy = opts.strategy ?? 'auto';
+  if (strategy !== 'auto' && strategy !== 'reflink' && strategy !== 'sparse-copy') {
+    throw new UsageError(`strategy '${strategy}' is not one of auto, reflink, sparse-copy`);
+  }
   const kind = await destinationKind(dst, { blockDevice: true });
   const from = await LocalFile.open(src, 'r');
   try {
@@ -50,7 +54,7 @@ export async function cloneFile(
             return { strategy: 'reflink', bytesWritten: 0, size: from.size } as const;
           }
           if (opts.strategy === 'reflink') {
-            throw new DiskpipeError('NOT_CAPABLE', `cannot reflink ${src}: not supported here`);
+            throw new NotCapableError(`cannot reflink ${src}: not supported here`);
           }
           await to.truncate(from.size);
           const bytesWritten = await sparseCopy(from, to);
@@ -72,8 +76,7 @@ async function cloneOntoDevice(from: LocalFile, dst: string): Promise<CloneResul
   const to = await LocalFile.openBlockDevice(dst);
   try {
     if (to.size < from.size) {
-      throw new DiskpipeError(
-        'OUT_OF_RANGE',
+      throw new OutOfRangeError(
         `${dst} is too small: the device has ${to.size} bytes, ${from.path} has ${from.size}`,
       );
     }
@@ -86,7 +89,7 @@ async function cloneOntoDevice(from: LocalFile, dst: string): Promise<CloneResul
         const chunk = buf.subarray(0, Math.min(CHUNK, end - off));
         const n = await from.read(chunk, off);
         if (n !== chunk.length) {
-          throw new DiskpipeError('IO', `${from.path} changed while being copied`);
+          throw new IoError(`${from.path} changed while being copied`);
         }
         if (firstNonZero(chunk) < 0) {
           await to.zero(off, chunk.length, false);
@@ -129,12 +132,12 @@ async function sparseCopy(from: LocalFile, to: LocalFile): Promise<number> {
   let kernel = true;
   for (const [start, end] of dataExtents(from)) {
     if (kernel) {
-      const n = from.copyRangeTo(to, start, end - start);
+      const n = await from.copyRangeTo(to, start, end - start);
       if (n === end - start) {
         written += n;
         continue;
       }
-      if (n >= 0) throw new DiskpipeError('IO', `${from.path} changed while being copied`);
+      if (n >= 0) throw new IoError(`${from.path} changed while being copied`);
       kernel = false; // copy_file_range unsupported here: read and write from now on
     }
     buf ??= Buffer.allocUnsafe(CHUNK);
@@ -142,7 +145,7 @@ async function sparseCopy(from: LocalFile, to: LocalFile): Promise<number> {
       const len = Math.min(CHUNK, end - off);
       const chunk = buf.subarray(0, len);
       const n = await from.read(chunk, off);
-      if (n !== len) throw new DiskpipeError('IO', `${from.path} changed while being copied`);
+      if (n !== len) throw new IoError(`${from.path} changed while being copied`);
       written += await writeNonZero(to, chunk, off);
     }
   }

@@ -4,17 +4,18 @@
  * read (and must be zero); elsewhere both are read and compared, several requests in flight.
  * An image that is longer must read as zeroes past the shorter one's end (unless strict).
  */
-import { DiskpipeError } from '../errors.js';
+import { AbortError, withContext } from '../errors.js';
 import type { Extent, Image } from '../image/types.js';
 import { firstDifference, firstNonZero } from './copy/blocks.js';
+import { resolveRequestOptions } from './copy/options.js';
 import { SharedIterator } from './copy/sync.js';
 
 export interface CompareOptions {
   /** Images of different sizes are different (qemu-img compare -s). */
   strict?: boolean;
-  /** Largest read request (default 2 MiB). */
+  /** Largest read request (64 KiB–8 MiB, default 2 MiB). */
   requestSize?: number;
-  /** Requests in flight (default 8). Memory: 2 × requests × size. */
+  /** Requests in flight (1–64, default 8). Memory: 2 × requests × size. */
   inFlight?: number;
   onProgress?: (p: { done: number; total: number }) => void;
   signal?: AbortSignal;
@@ -70,11 +71,10 @@ export async function compareImages(
   b: Image,
   opts: CompareOptions = {},
 ): Promise<CompareResult> {
+  const { requestSize, inFlight } = resolveRequestOptions(opts);
   const sizeMismatch = a.size !== b.size;
   if (sizeMismatch && opts.strict) return { identical: false, reason: 'size', sizeMismatch };
   const common = Math.min(a.size, b.size);
-  const requestSize = opts.requestSize ?? 2 * 1024 * 1024;
-  const inFlight = opts.inFlight ?? 8;
   const total = Math.max(a.size, b.size);
   // The part both have, then the longer one's tail against zeroes.
   const long = a.size > b.size ? a : b;
@@ -95,7 +95,7 @@ export async function compareImages(
       let bufB: Buffer | undefined;
       try {
         while (failure === undefined) {
-          if (opts.signal?.aborted) throw new DiskpipeError('ABORTED', 'compare aborted');
+          if (opts.signal?.aborted) throw new AbortError('compare aborted');
           const next = await items.next();
           // Ranges past a known mismatch cannot change the answer.
           if (!next || next.item.offset >= mismatch) return;
@@ -149,10 +149,6 @@ async function readFrom(image: Image, buf: Buffer, offset: number): Promise<void
     await image.read(buf, offset);
   } catch (err) {
     const label = (image as { label?: string }).label ?? image.format;
-    const msg = `read error in ${label} at offset ${offset}`;
-    if (err instanceof DiskpipeError) {
-      throw new DiskpipeError(err.code, `${msg}: ${err.message}`, { cause: err });
-    }
-    throw new DiskpipeError('IO', `${msg}: ${String(err)}`, { cause: err });
+    throw withContext(err, `read error in ${label} at offset ${offset}`);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { DiskpipeError, UsageError } from '../errors.js';
+import { OutOfRangeError, UsageError } from '../errors.js';
 import type { Compression } from '../formats/qcow2/writer/index.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
@@ -18,6 +18,7 @@ import { type DestinationKind, destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
+import { resolveCopyOptions } from './copy/options.js';
 import { StreamTarget } from './copy/stream-target.js';
 
 export type OutputFormat = 'raw' | 'qcow2';
@@ -114,6 +115,7 @@ export async function convertImage(
   const kind = dst === '-' ? 'stream' : await destinationKind(dst, { blockDevice: true });
   const format = check(dst, opts, kind);
   const copy = tuning(opts);
+  resolveCopyOptions(copy); // bad tuning is refused before anything is created
   if (kind === 'block-device') {
     return { ...(await ontoDevice(src, dst, opts, copy)), format, output: dst };
   }
@@ -145,8 +147,7 @@ async function ontoDevice(
   const target = new RawImage(file);
   try {
     if (file.size < src.size) {
-      throw new DiskpipeError(
-        'OUT_OF_RANGE',
+      throw new OutOfRangeError(
         `${dst} is too small: the device has ${file.size} bytes, the image needs ${src.size}`,
       );
     }

@@ -4,7 +4,7 @@
  * size needs one. Shrinking always needs `shrink: true`.
  */
 import { stat } from 'node:fs/promises';
-import { DiskpipeError, ioError, UnsupportedFeatureError, UsageError } from '../errors.js';
+import { CorruptImageError, ioError, UnsupportedFeatureError, UsageError } from '../errors.js';
 import {
   AUTOCLEAR_BITMAPS,
   INCOMPAT_CORRUPT,
@@ -120,8 +120,7 @@ async function resizeQcow2(file: LocalFile, newSize: number): Promise<void> {
   if (newSize % 512 !== 0)
     throw new UsageError('the new size of a qcow2 image must be a multiple of 512');
   if (h.incompatible & (INCOMPAT_DIRTY | INCOMPAT_CORRUPT)) {
-    throw new DiskpipeError(
-      'CORRUPT',
+    throw new CorruptImageError(
       `${who}: the image is marked ${h.incompatible & INCOMPAT_CORRUPT ? 'corrupt' : 'dirty'}; repair it first (qemu-img check -r all)`,
     );
   }

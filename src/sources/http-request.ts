@@ -5,7 +5,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import { DiskpipeError } from '../errors.js';
+import { HttpError } from '../errors.js';
 import { mayKeepCredentials } from './credentials.js';
 import { RATE_DEFAULTS, RateWatch, slowTransferMessage } from './min-rate.js';
 
@@ -52,16 +52,7 @@ export const HTTP_DEFAULTS: Required<Omit<HttpOptions, Extra>> = {
   ...RATE_DEFAULTS,
 };
 
-/** An HTTP failure; `transient` ones are retried. */
-export class HttpError extends DiskpipeError {
-  constructor(
-    message: string,
-    readonly transient: boolean,
-    readonly status?: number,
-  ) {
-    super('HTTP', message);
-  }
-}
+export { HttpError };
 
 /** The resource's identity when first seen, so a change mid-read is noticed. */
 export interface Validators {
@@ -192,7 +183,7 @@ export class HttpClient {
 
 function finalError(e: HttpError, retries: number): HttpError {
   if (!e.transient || retries === 0) return e;
-  return new HttpError(`${e.message} (after ${retries} retries)`, false, e.status);
+  return new HttpError(`${e.message} (after ${retries} retries)`, false, e.status, { cause: e });
 }
 
 /** Reads a response body of exactly `length` bytes into a new buffer. */

@@ -1,20 +1,10 @@
 import { UnsupportedFeatureError } from '../errors.js';
-import type { ByteSource } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
-import { type HttpOptions, openHttp } from './http.js';
+import { openHttp } from './http.js';
 import { openNbd } from './nbd.js';
+import type { OpenedSource, SourceOptions } from './opened.js';
 
-export interface OpenedSource {
-  source: ByteSource;
-  /** Bytes from the network or another untrusted origin: no file references allowed. */
-  untrusted: boolean;
-}
-
-export interface SourceOptions {
-  writable?: boolean;
-  /** Cache, readahead, retry and timeout settings for http(s):// sources. */
-  http?: HttpOptions;
-}
+export type { OpenedSource, SourceOptions };
 
 type SourceOpener = (spec: string, opts: SourceOptions) => Promise<OpenedSource>;
 

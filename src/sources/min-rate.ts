@@ -3,7 +3,7 @@
  * fewer than `minRate` bytes per second over a whole window fails. An idle timer alone does not
  * catch a server that drips one byte every few seconds.
  */
-import { DiskpipeError } from '../errors.js';
+import { UnsupportedFeatureError } from '../errors.js';
 
 export interface RateLimits {
   /** Bytes per second a transfer must average over each window (0: no minimum). */
@@ -92,7 +92,7 @@ export async function* watchedChunks(
       if (opts.maxBytes !== undefined && total > opts.maxBytes) {
         aborted = true;
         opts.abort();
-        throw opts.tooLarge?.() ?? new DiskpipeError('UNSUPPORTED', 'transfer is too large');
+        throw opts.tooLarge?.() ?? new UnsupportedFeatureError('transfer is too large');
       }
       yield r.value;
     }

@@ -9,7 +9,7 @@ import { NotCapableError } from '../errors.js';
 import type { ByteSource, Extent, SourceWriter } from '../image/types.js';
 import { NbdClient, type NbdClientOptions } from '../nbd/client/connection.js';
 import { parseNbdUri } from '../nbd/uri.js';
-import type { OpenedSource, SourceOptions } from './index.js';
+import type { OpenedSource, SourceOptions } from './opened.js';
 
 export class NbdSource implements ByteSource {
   readonly extents?: (offset: number, length: number) => AsyncIterable<Extent>;

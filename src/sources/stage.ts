@@ -8,7 +8,12 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CorruptImageError, DiskpipeError, ioError } from '../errors.js';
+import {
+  CorruptImageError,
+  type DiskpipeError,
+  ioError,
+  UnsupportedFeatureError,
+} from '../errors.js';
 import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import type { StageLimit, StageLimitOptions } from './stage-limit.js';
@@ -101,7 +106,7 @@ async function writeSparse(
 function overLimit(name: string, limit: StageLimit): DiskpipeError {
   const what = `${name}: staging stopped at ${limit.bytes} bytes`;
   if (limit.user)
-    return new DiskpipeError('UNSUPPORTED', `${what}, ${limit.reason}; raise it to stage more`);
+    return new UnsupportedFeatureError(`${what}, ${limit.reason}; raise it to stage more`);
   return new CorruptImageError(
     `${what}: ${limit.reason}, but the decompressed stream goes on (a decompression bomb or a corrupt image)`,
   );

@@ -4,7 +4,7 @@
  * base-256 sizes) and pax (path, size) headers are understood; sparse members are listed but
  * refused. Member names are only compared, never used as host paths.
  */
-import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../errors.js';
+import { CorruptImageError, NotFoundError, UnsupportedFeatureError } from '../errors.js';
 import { probeFormat } from '../formats/registry.js';
 import type { ByteSource } from '../image/types.js';
 import { detectCompression } from './decompress/index.js';
@@ -147,8 +147,7 @@ function findMember(entries: TarEntry[], wanted: string, archive: string): TarEn
   const want = cleanName(wanted);
   const hit = entries.find((e) => isRegular(e) && e.name === want);
   if (hit) return hit;
-  throw new DiskpipeError(
-    'NOT_FOUND',
+  throw new NotFoundError(
     `${archive}: no member '${printable(wanted)}' (members: ${memberList(entries)})`,
   );
 }
@@ -184,8 +183,7 @@ async function defaultMember(archive: ByteSource, entries: TarEntry[]): Promise<
     await readExact(archive, head, e.offset);
     if (detectCompression(head) || probeFormat(head, e.size).name !== 'raw') return e;
   }
-  throw new DiskpipeError(
-    'NOT_FOUND',
+  throw new NotFoundError(
     `${archive.name}: no disk image found in the archive; pick one with --member (members: ${memberList(entries)})`,
   );
 }

@@ -23,7 +23,7 @@ function withData(name: string): string {
   return path;
 }
 
-test('native: the syscall layer runs on Linux and finds data and holes', () => {
+test('native: the syscall layer runs on Linux and finds data and holes', async () => {
   assert.deepEqual(nativeStatus(), { native: true, reason: 'koffi/libc' });
   const path = withData('seek.raw');
   const fd = openSync(path, 'r+');
@@ -31,12 +31,12 @@ test('native: the syscall layer runs on Linux and finds data and holes', () => {
     assert.equal(seekDataHole(fd, 0, 'data'), 2 * MiB);
     assert.equal(seekDataHole(fd, 2 * MiB, 'hole'), 3 * MiB);
     assert.equal(seekDataHole(fd, 3 * MiB, 'data'), 'eof');
-    assert.equal(punchHole(fd, 2 * MiB, MiB / 2), true);
+    assert.equal(await punchHole(fd, 2 * MiB, MiB / 2), true);
     assert.equal(seekDataHole(fd, 0, 'data'), 2 * MiB + MiB / 2);
-    assert.equal(zeroRange(fd, 2 * MiB + MiB / 2, 4096), true);
+    assert.equal(await zeroRange(fd, 2 * MiB + MiB / 2, 4096), true);
     const out = sparseFile(join(dir, 'copy.raw'), 8 * MiB);
     const outFd = openSync(out, 'r+');
-    assert.equal(copyFileRange(fd, outFd, 2 * MiB, MiB), MiB);
+    assert.equal(await copyFileRange(fd, outFd, 2 * MiB, MiB), MiB);
     assert.equal(typeof ficlone(outFd, fd), 'boolean'); // false on ext4/tmpfs, true on XFS
     closeSync(outFd);
     assert.ok(

@@ -13,8 +13,8 @@ import {
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openImage } from '../../src/open.js';
+import { openStream } from '../../src/open-stream.js';
 import { decoderFor } from '../../src/sources/decompress/index.js';
-import { openStream } from '../../src/sources/open-stream.js';
 import type { SequentialSource } from '../../src/sources/sequential.js';
 import { checkedExtents, readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';

@@ -4,8 +4,8 @@ import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'nod
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openImage } from '../../src/open.js';
+import { openStream } from '../../src/open-stream.js';
 import { HttpSource } from '../../src/sources/http.js';
-import { openStream } from '../../src/sources/open-stream.js';
 import { readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
 import { serveFiles } from './http-server.js';

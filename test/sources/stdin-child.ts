@@ -1,7 +1,7 @@
 // Run by stdin tests: opens `-` with openStream / openImage and prints what it got.
 import { createHash } from 'node:crypto';
 import { openImage } from '../../src/open.js';
-import { openStream } from '../../src/sources/open-stream.js';
+import { openStream } from '../../src/open-stream.js';
 import { readAll } from '../helpers/extents.js';
 
 const mode = process.argv[2];

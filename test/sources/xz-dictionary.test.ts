@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openStream } from '../../src/sources/open-stream.js';
+import { openStream } from '../../src/open-stream.js';
 import type { SequentialSource } from '../../src/sources/sequential.js';
 import { run, tempDir } from '../helpers/peers.js';
 

@@ -1,12 +1,13 @@
+import { CacheLayout } from '../../cache/layout.js';
+import { CacheIndex } from '../../cache/records.js';
 import { verifyEntry } from '../../cache/verify.js';
 import { parse, positionals, print } from '../common.js';
-import { openIndex } from './cache.js';
 
 /** `cache verify [REF]`: exit 0 when every checked entry matches its digest, 1 otherwise. */
 export async function cacheVerify(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, { 'cache-dir': { type: 'string' } });
   const [ref] = positionals(args, 0, 1, 'diskpipe cache verify [REF]');
-  const index = openIndex(values['cache-dir']);
+  const index = new CacheIndex(new CacheLayout(values['cache-dir']));
   const entries = ref ? [await index.resolve(ref)] : await index.entries();
   let bad = 0;
   for (const entry of entries) {

@@ -1,4 +1,4 @@
-import { DiskpipeError } from '../../errors.js';
+import { DiskpipeError, UsageError } from '../../errors.js';
 import { type CheckResult, checkImage } from '../../ops/check.js';
 import { type Command, parse, positionals, print } from '../common.js';
 
@@ -47,10 +47,7 @@ async function runCheck(argv: string[]): Promise<number> {
   });
   const [spec] = positionals(args, 1, 1, SYNOPSIS) as [string];
   if (values.repair !== undefined) {
-    throw new DiskpipeError(
-      'USAGE',
-      'check -r (repair) is not implemented yet; use qemu-img check -r',
-    );
+    throw new UsageError('check -r (repair) is not implemented yet; use qemu-img check -r');
   }
   const outcome = await checkImage(spec, values.format);
   if (!outcome.result) {

@@ -38,7 +38,10 @@ export async function decompressCluster(
   if (type === 'zlib') {
     out = await new Promise<Uint8Array>((resolve, reject) => {
       inflateRaw(data, { maxOutputLength: clusterSize }, (err, result) => {
-        if (err) reject(new CorruptImageError(`${where}: bad deflate data (${err.message})`));
+        if (err)
+          reject(
+            new CorruptImageError(`${where}: bad deflate data (${err.message})`, { cause: err }),
+          );
         else resolve(result);
       });
     });
@@ -48,7 +51,9 @@ export async function decompressCluster(
     try {
       out = await decompress(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
     } catch (err) {
-      throw new CorruptImageError(`${where}: bad zstd data (${(err as Error).message})`);
+      throw new CorruptImageError(`${where}: bad zstd data (${(err as Error).message})`, {
+        cause: err,
+      });
     }
   }
   if (out.length !== clusterSize) {

@@ -7,6 +7,7 @@ import {
   DiskpipeError,
   UnsupportedFeatureError,
   UntrustedReferenceError,
+  withContext,
 } from '../../errors.js';
 import type { ByteSource, FormatDetails, Image } from '../../image/types.js';
 import type { OpenContext } from '../registry.js';
@@ -204,7 +205,7 @@ function wrap<T>(source: ByteSource, fn: () => T): T {
     return fn();
   } catch (err) {
     if (err instanceof CorruptImageError) {
-      throw new CorruptImageError(`vpc image ${source.name}: ${err.message}`);
+      throw withContext(err, `vpc image ${source.name}`);
     }
     throw err;
   }

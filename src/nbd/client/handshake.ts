@@ -5,7 +5,7 @@
  * ends the connection with an NbdProtocolError.
  */
 import type { Socket } from 'node:net';
-import { DiskpipeError, NbdProtocolError } from '../../errors.js';
+import { type DiskpipeError, NbdProtocolError, NotFoundError } from '../../errors.js';
 import {
   decodeGreeting,
   decodeInfo,
@@ -155,7 +155,7 @@ async function exportNameFallback(
   // A server can only refuse NBD_OPT_EXPORT_NAME by hanging up.
   const b = await reader.read(noZeroes ? 10 : 134).catch((err) => {
     if (!(err instanceof ConnectionClosedError)) throw err;
-    throw new DiskpipeError('NOT_FOUND', `${who}: server refused export '${exportName}'`);
+    throw new NotFoundError(`${who}: server refused export '${exportName}'`);
   });
   return {
     size: readU64(b, 0),
@@ -196,7 +196,7 @@ function refusal(r: OptionReply, exportName: string, who: string): DiskpipeError
   const message = decodeString(r.data) ?? '';
   const detail = message ? `: ${message}` : '';
   if (r.type === REP_ERR_UNKNOWN) {
-    return new DiskpipeError('NOT_FOUND', `${who}: no export named '${exportName}'${detail}`);
+    return new NotFoundError(`${who}: no export named '${exportName}'${detail}`);
   }
   const kind = isOptionError(r.type) ? `error 0x${r.type.toString(16)}` : `reply ${r.type}`;
   return new NbdProtocolError(`${who}: server refused the export (${kind})${detail}`);

@@ -3,8 +3,9 @@
  * never read (each full zero block adds Z), data is read in large aligned windows with several
  * in flight while the worker pool hashes earlier ones.
  */
-import { DiskpipeError, UsageError } from '../../errors.js';
+import { AbortError, CorruptImageError, UsageError } from '../../errors.js';
 import type { Extent, Image } from '../../image/types.js';
+import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
 import { type BlockHasher, HashPool, InlineHasher, sharedHashPool } from './pool.js';
@@ -21,7 +22,7 @@ export interface ChecksumOptions extends BlkHashOptions {
   inFlight?: number;
   /** Hashing threads: 0 hashes on the calling thread; default the shared pool (one per core, ≤ 8). */
   threads?: number;
-  /** A hasher to use instead (e.g. a HashPool shared by the caller); not closed here. */
+  /** A hasher to use instead (the caller's own BlockHasher); not closed here. */
   hasher?: BlockHasher;
   /** Called as bytes are accounted for, in order: done and the total (undefined for streams). */
   onProgress?: (done: number, total: number | undefined) => void;
@@ -49,10 +50,15 @@ interface Setup {
 function setup(opts: ChecksumOptions, total: number | undefined): Setup {
   const digester = new BlockDigester(opts.digest, opts.blockSize);
   const bs = digester.blockSize;
-  const requested = opts.windowSize ?? DEFAULT_WINDOW_SIZE;
-  if (!Number.isSafeInteger(requested) || requested < 1 || requested > MAX_WINDOW_SIZE) {
-    throw new UsageError(`invalid window size ${requested} (1 byte to 256 MiB)`);
-  }
+  const requested = intOption(
+    'windowSize',
+    opts.windowSize,
+    DEFAULT_WINDOW_SIZE,
+    1,
+    MAX_WINDOW_SIZE,
+  );
+  intOption('threads', opts.threads, 0, 0, 256);
+  intOption('inFlight', opts.inFlight, 1, 1, 64);
   const windowSize = Math.ceil(requested / bs) * bs;
   let hasher: BlockHasher;
   let owned = false;
@@ -74,7 +80,7 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new DiskpipeError('ABORTED', 'checksum was cancelled');
+  if (signal?.aborted) throw new AbortError('checksum was cancelled');
 }
 
 async function result(sink: OrderedBlkHash, bytesRead: number): Promise<ChecksumResult> {
@@ -111,8 +117,7 @@ export async function checksumImage(
     }
     if (run) await walker.run(run.start, run.end, run.zero);
     if (walker.position !== image.size) {
-      throw new DiskpipeError(
-        'CORRUPT',
+      throw new CorruptImageError(
         `${image.format}: extents cover ${walker.position} of ${image.size} bytes`,
       );
     }
@@ -132,8 +137,7 @@ function checkExtent(e: Extent, expected: number, image: Image): void {
     e.length <= 0 ||
     end > image.size
   ) {
-    throw new DiskpipeError(
-      'CORRUPT',
+    throw new CorruptImageError(
       `${image.format}: bad extent ${e.offset}+${e.length} (expected one at ${expected})`,
     );
   }
@@ -197,7 +201,7 @@ class ExtentWalker {
 
   async run(start: number, end: number, zero: boolean): Promise<void> {
     if (start !== this.position) {
-      throw new DiskpipeError('CORRUPT', `${this.image.format}: extents skip to ${start}`);
+      throw new CorruptImageError(`${this.image.format}: extents skip to ${start}`);
     }
     if (zero) await this.zeroRun(start, end);
     else await this.dataRun(start, end);

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { DiskpipeError } from '../../errors.js';
+import { AbortError, IoError, UsageError } from '../../errors.js';
 import type { BlockDigester } from './blkhash.js';
 
 /** Posted to a worker. */
@@ -80,13 +80,13 @@ export class HashPool implements BlockHasher {
 
   constructor(threads: number = availableParallelism()) {
     if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) {
-      throw new DiskpipeError('USAGE', `invalid number of hash threads: ${threads}`);
+      throw new UsageError(`invalid number of hash threads: ${threads}`);
     }
     this.threads = threads;
   }
 
   hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult> {
-    if (this.closed) return Promise.reject(new DiskpipeError('ABORTED', 'hash pool is closed'));
+    if (this.closed) return Promise.reject(new AbortError('hash pool is closed'));
     const request: HashRequest = {
       id: this.nextId++,
       algorithm: digester.algorithm,
@@ -103,7 +103,7 @@ export class HashPool implements BlockHasher {
   async close(): Promise<void> {
     this.closed = true;
     for (const job of this.queue.splice(0)) {
-      job.reject(new DiskpipeError('ABORTED', 'hash pool is closed'));
+      job.reject(new AbortError('hash pool is closed'));
     }
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
@@ -130,7 +130,7 @@ export class HashPool implements BlockHasher {
       slot.job = undefined;
       if (job && job.request.id === reply.id) {
         if ('error' in reply) {
-          job.reject(new DiskpipeError('IO', `hash worker: ${reply.error}`));
+          job.reject(new IoError(`hash worker: ${reply.error}`));
         } else {
           job.resolve({
             buffer: reply.buffer,
@@ -146,7 +146,7 @@ export class HashPool implements BlockHasher {
       const i = this.slots.indexOf(slot);
       if (i < 0) return;
       this.slots.splice(i, 1);
-      slot.job?.reject(new DiskpipeError('IO', `hash worker stopped: ${why}`));
+      slot.job?.reject(new IoError(`hash worker stopped: ${why}`));
       slot.job = undefined;
       if (!this.closed) this.pump();
     };

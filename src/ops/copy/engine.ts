@@ -5,7 +5,15 @@
  * flight, and aligned blocks that turn out to be zero become holes too. Memory is bounded by
  * requests in flight × request size (twice that with a base image).
  */
-import { DiskpipeError, ioError, OutOfRangeError } from '../../errors.js';
+import {
+  AbortError,
+  CorruptImageError,
+  DiskpipeError,
+  ioError,
+  NotCapableError,
+  OutOfRangeError,
+  withContext,
+} from '../../errors.js';
 import { RawImage } from '../../formats/raw.js';
 import type { Image } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
@@ -34,12 +42,9 @@ function labelOf(image: Image): string {
   return (image as { label?: string }).label ?? image.format;
 }
 
-/** Adds where it happened to an error, keeping its code (a read error names the offset). */
+/** Adds where it happened to an error, keeping its class and code (a read error names the offset). */
 function annotate(err: unknown, what: string): DiskpipeError {
-  if (err instanceof DiskpipeError) {
-    return new DiskpipeError(err.code, `${what}: ${err.message}`, { cause: err });
-  }
-  return ioError(err, what);
+  return withContext(err, what);
 }
 
 function localFileOf(image: Image): LocalFile | undefined {
@@ -62,7 +67,7 @@ export async function copyImage(
     );
   }
   if (!dst.capabilities.write || !dst.write) {
-    throw new DiskpipeError('NOT_CAPABLE', `target ${labelOf(dst)} is not writable`);
+    throw new NotCapableError(`target ${labelOf(dst)} is not writable`);
   }
   const job = new CopyJob(src, dst, o);
   return job.run();
@@ -120,7 +125,7 @@ class CopyJob {
     let refBuf: Buffer | undefined;
     try {
       while (this.failure === undefined) {
-        if (this.o.signal?.aborted) throw new DiskpipeError('ABORTED', 'copy aborted');
+        if (this.o.signal?.aborted) throw new AbortError('copy aborted');
         let next: Awaited<ReturnType<typeof items.next>>;
         try {
           next = await items.next();
@@ -196,7 +201,7 @@ class CopyJob {
 
   private async dataOps(item: WorkItem, buf: Buffer, refBuf: Buffer | undefined): Promise<Op[]> {
     const { offset, length } = item;
-    if (this.srcFile && this.dstFile && this.copyRange(offset, length)) return [];
+    if (this.srcFile && this.dstFile && (await this.copyRange(offset, length))) return [];
     const data = buf.subarray(0, length);
     try {
       await this.src.read(data, offset);
@@ -256,14 +261,14 @@ class CopyJob {
   }
 
   /**
-   * copy_file_range between two local raw files (a synchronous call: the kernel copies, or on
-   * XFS/btrfs shares the blocks). False when the kernel cannot (e.g. across filesystems):
+   * copy_file_range between two local raw files (synchronous calls of at most 16 MiB: the
+   * kernel copies, or on XFS/btrfs shares the blocks). False when the kernel cannot (e.g. across filesystems):
    * from then on the job reads and writes.
    */
-  private copyRange(offset: number, length: number): boolean {
+  private async copyRange(offset: number, length: number): Promise<boolean> {
     let n: number;
     try {
-      n = this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
+      n = await this.srcFile!.copyRangeTo(this.dstFile!, offset, length);
     } catch (err) {
       if (err instanceof DiskpipeError) throw err;
       throw ioError(
@@ -277,7 +282,7 @@ class CopyJob {
       return false;
     }
     if (n !== length) {
-      throw new DiskpipeError('CORRUPT', `${labelOf(this.src)}: file ended at ${offset + n}`);
+      throw new CorruptImageError(`${labelOf(this.src)}: file ended at ${offset + n}`);
     }
     this.result.bytesWritten += n;
     return true;

@@ -74,28 +74,65 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
 }
 
+function bytes(n: number): string {
+  if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n}`;
+}
+
+/**
+ * One whole-number option, checked the same way by every operation: absent → `fallback`;
+ * outside [min, max] (or not an integer) → a UsageError naming the option and its range.
+ */
+export function intOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(
+      `${name} ${value} is out of range: it must be from ${bytes(min)} to ${bytes(max)}`,
+    );
+  }
+  return value;
+}
+
+/** Request size and parallelism of operations that read in requests (copy, compare). */
+export interface RequestOptions {
+  requestSize?: number;
+  inFlight?: number;
+}
+
+export function resolveRequestOptions(o: RequestOptions): {
+  requestSize: number;
+  inFlight: number;
+} {
+  return {
+    requestSize: intOption('requestSize', o.requestSize, 2 * MiB, 64 * 1024, 8 * MiB),
+    inFlight: intOption('inFlight', o.inFlight, 8, 1, 64),
+  };
+}
+
 export function resolveCopyOptions(o: CopyOptions): ResolvedCopyOptions {
   const alignment = o.alignment ?? 1;
   if (!isPowerOfTwo(alignment) || alignment > 2 * MiB) {
     throw new UsageError(`alignment ${alignment} must be a power of two up to 2 MiB`);
   }
-  let requestSize = o.requestSize ?? 2 * MiB;
-  if (!Number.isSafeInteger(requestSize) || requestSize < 64 * 1024 || requestSize > 8 * MiB) {
-    throw new UsageError(`request size ${requestSize} must be between 64 KiB and 8 MiB`);
-  }
+  const resolved = resolveRequestOptions(o);
+  let requestSize = resolved.requestSize;
+  const inFlight = resolved.inFlight;
   // Requests end on alignment boundaries so that no write straddles a target unit.
   requestSize = Math.max(alignment, requestSize - (requestSize % alignment));
-  const inFlight = o.inFlight ?? 8;
-  if (!Number.isSafeInteger(inFlight) || inFlight < 1 || inFlight > 64) {
-    throw new UsageError(`requests in flight ${inFlight} must be between 1 and 64`);
-  }
   const sparse = o.sparseSize ?? 4096;
   if (sparse !== 0 && (!Number.isSafeInteger(sparse) || sparse < 512 || sparse > requestSize)) {
     throw new UsageError(
-      `sparse size ${sparse} must be 0 or between 512 bytes and the request size`,
+      `sparseSize ${sparse} is out of range: it must be 0 or from 512 to the request size (${bytes(requestSize)})`,
     );
   }
-  if (sparse % 512 !== 0) throw new UsageError(`sparse size ${sparse} must be a multiple of 512`);
+  if (sparse % 512 !== 0) throw new UsageError(`sparseSize ${sparse} must be a multiple of 512`);
   // A block never splits a target unit; with a base image blocks are compared even with -S 0.
   let block = sparse === 0 ? 0 : Math.max(sparse, alignment);
   if (o.base && block === 0) block = Math.max(alignment, 4096);

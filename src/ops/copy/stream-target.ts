@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { DiskpipeError, ioError } from '../../errors.js';
+import { ioError, NotCapableError, OutOfRangeError } from '../../errors.js';
 import type { Capabilities, Extent, Image } from '../../image/types.js';
 import { zeroBlock } from './blocks.js';
 
@@ -33,7 +33,7 @@ export class StreamTarget implements Image {
   }
 
   async read(): Promise<void> {
-    throw new DiskpipeError('NOT_CAPABLE', `${this.label}: a stream cannot be read back`);
+    throw new NotCapableError(`${this.label}: a stream cannot be read back`);
   }
 
   async *extents(offset = 0, length = this.size - offset): AsyncIterable<Extent> {
@@ -61,13 +61,12 @@ export class StreamTarget implements Image {
 
   private expect(offset: number, length: number): void {
     if (offset !== this.position) {
-      throw new DiskpipeError(
-        'NOT_CAPABLE',
+      throw new NotCapableError(
         `${this.label}: stream writes must be sequential (expected offset ${this.position}, got ${offset})`,
       );
     }
     if (offset + length > this.size) {
-      throw new DiskpipeError('OUT_OF_RANGE', `${this.label}: write past the end at ${offset}`);
+      throw new OutOfRangeError(`${this.label}: write past the end at ${offset}`);
     }
   }
 

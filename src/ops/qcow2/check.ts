@@ -4,7 +4,7 @@
  * compared with the stored refcounts (fewer stored: a corruption; more: a leak), and the
  * COPIED flags must match refcount 1. Messages name each finding, as qemu prints them.
  */
-import { DiskpipeError } from '../../errors.js';
+import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import {
   AUTOCLEAR_BITMAPS,
   INCOMPAT_CORRUPT,
@@ -56,7 +56,7 @@ class Counts {
 
   constructor(size: number) {
     if (size >= MAX_COUNTED_CLUSTERS) {
-      throw new DiskpipeError('UNSUPPORTED', `the file has too many clusters (${size}) to check`);
+      throw new UnsupportedFeatureError(`the file has too many clusters (${size}) to check`);
     }
     this.size = size;
     this.counts = new Uint32Array(size);
@@ -69,8 +69,7 @@ class Counts {
   increment(k: number): number {
     if (k >= this.counts.length) {
       if (k >= MAX_COUNTED_CLUSTERS) {
-        throw new DiskpipeError(
-          'CORRUPT',
+        throw new CorruptImageError(
           `a reference to cluster ${k} lies too far past the end of the file to check`,
         );
       }

@@ -3,7 +3,7 @@
  * makes: allocating clusters past the end of the file, with new refcount blocks when the
  * clusters fall where the table has none yet.
  */
-import { DiskpipeError } from '../../errors.js';
+import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { Qcow2Header } from '../../formats/qcow2/header.js';
 import type { ByteSource } from '../../image/types.js';
 import { entries, RefcountCodec, readZeroFilled } from './file.js';
@@ -75,7 +75,7 @@ export class StoredRefcounts {
   async add(cluster: number, delta: bigint): Promise<void> {
     const index = Math.floor(cluster / this.codec.perBlock);
     const b = await this.block(index);
-    if (!b) throw new DiskpipeError('CORRUPT', `refcount block ${index} is corrupt`);
+    if (!b) throw new CorruptImageError(`refcount block ${index} is corrupt`);
     const v = this.codec.get(b, cluster % this.codec.perBlock) + delta;
     this.codec.set(b, cluster % this.codec.perBlock, v);
     this.dirty.add(index);
@@ -103,8 +103,7 @@ export class StoredRefcounts {
     const index = Math.floor(cluster / this.codec.perBlock);
     if ((await this.blockOffset(index)) !== 0) return;
     if (index >= this.tableEntries) {
-      throw new DiskpipeError(
-        'UNSUPPORTED',
+      throw new UnsupportedFeatureError(
         'the refcount table is full; growing it is not implemented (qemu-img resize can)',
       );
     }

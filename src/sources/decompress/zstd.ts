@@ -137,7 +137,7 @@ async function wholeFrame(q: ByteQueue, header: FrameHeader): Promise<Uint8Array
   try {
     out = await native.decompress(Buffer.concat(parts, bytes));
   } catch (err) {
-    throw new CorruptImageError(`zstd data is corrupt: ${(err as Error).message}`);
+    throw new CorruptImageError(`zstd data is corrupt: ${(err as Error).message}`, { cause: err });
   }
   if (out.length !== header.contentSize)
     throw new CorruptImageError('zstd frame content size does not match its header');
@@ -154,7 +154,9 @@ async function* streamedFrame(q: ByteQueue, header: FrameHeader): AsyncGenerator
     try {
       dec.push(bytes, final);
     } catch (err) {
-      throw new CorruptImageError(`zstd data is corrupt: ${(err as Error).message}`);
+      throw new CorruptImageError(`zstd data is corrupt: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const ready = out;
     out = [];

@@ -13,8 +13,8 @@
 import { NotCapableError } from '../../../errors.js';
 import { BaseImage } from '../../../image/base.js';
 import type { Capabilities, Image } from '../../../image/types.js';
+import { isZero } from '../../../io/bytes.js';
 import type { LocalFile } from '../../../io/file.js';
-import { isZero } from '../../../ops/copy/blocks.js';
 import { compressCluster } from './compress.js';
 import { type Compression, encodeHeader } from './header.js';
 import { HostSpace } from './host-space.js';

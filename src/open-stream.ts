@@ -3,11 +3,11 @@
  * content inside compressed wrappers comes back as a stream, so it is never staged; anything
  * else comes back as an Image (random access, extents).
  */
-import type { Image } from '../image/types.js';
-import { type OpenOptions, openImage, openOnSource } from '../open.js';
-import { openSource } from './index.js';
-import type { SequentialSource } from './sequential.js';
-import { unwrapSource, unwrapStdin } from './unwrap.js';
+import type { Image } from './image/types.js';
+import { type OpenOptions, openImage, openOnSource } from './open.js';
+import { openSource } from './sources/index.js';
+import type { SequentialSource } from './sources/sequential.js';
+import { unwrapSource, unwrapStdin } from './sources/unwrap.js';
 
 export type OpenedStream =
   | { kind: 'stream'; stream: SequentialSource }

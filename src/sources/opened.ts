@@ -1,0 +1,15 @@
+/** What opening a byte source gives and takes (shared by the scheme openers and their registry). */
+import type { ByteSource } from '../image/types.js';
+import type { HttpOptions } from './http.js';
+
+export interface OpenedSource {
+  source: ByteSource;
+  /** Bytes from the network or another untrusted origin: no file references allowed. */
+  untrusted: boolean;
+}
+
+export interface SourceOptions {
+  writable?: boolean;
+  /** Cache, readahead, retry and timeout settings for http(s):// sources. */
+  http?: HttpOptions;
+}
