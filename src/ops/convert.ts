@@ -1,5 +1,5 @@
 /**
- * convert: copies an image into a new raw or qcow2 file (written under a temporary name and
+ * convert: copies an image into a new raw, qcow2, vmdk, vhdx, vpc or vdi file (written under a temporary name and
  * renamed when complete), into an existing image in place (-n), onto a block device in place
  * (raw, size checked), or as raw bytes into a stream (stdout). Built on the copy engine, so
  * zeroes are never read, and written only where the target may not read as zero already.
@@ -10,6 +10,18 @@ import { DiskpipeError, UsageError } from '../errors.js';
 import type { Compression } from '../formats/qcow2/writer/index.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
+import {
+  checkFormatOptions,
+  createWriter,
+  type FormatOptions,
+  type ImageWriter,
+  isOutputFormat,
+  isWriterFormat,
+  type OutputFormat,
+  sizeOption,
+  type WriterFormat,
+  writerIsOrdered,
+} from '../formats/writers.js';
 import type { TrustOptions } from '../image/trust.js';
 import type { Image } from '../image/types.js';
 import { writeAtomically } from '../io/atomic.js';
@@ -20,7 +32,7 @@ import { openImage } from '../open.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
 import { StreamTarget } from './copy/stream-target.js';
 
-export type OutputFormat = 'raw' | 'qcow2';
+export type { OutputFormat } from '../formats/writers.js';
 
 export interface ConvertOptions
   extends Pick<
@@ -29,6 +41,8 @@ export interface ConvertOptions
   > {
   /** Output format (-O), default raw. */
   format?: OutputFormat;
+  /** Format options (-o), qemu-img's names: vmdk subformat, vpc subformat/force_size... */
+  formatOptions?: FormatOptions;
   /** Compress qcow2 clusters (-c). */
   compress?: boolean;
   /** Compression type for -c (default deflate). */
@@ -68,8 +82,14 @@ export interface ConvertResult extends CopyResult {
 
 function check(dst: string, o: ConvertOptions, kind: DestinationKind | 'stream'): OutputFormat {
   const format = o.format ?? 'raw';
-  if (format !== 'raw' && format !== 'qcow2') {
-    throw new UsageError(`output format '${format}' is not supported (raw or qcow2)`);
+  if (!isOutputFormat(format)) {
+    throw new UsageError(
+      `output format '${format}' is not supported (raw, qcow2, vmdk, vhdx, vpc or vdi)`,
+    );
+  }
+  checkFormatOptions(format, o.formatOptions ?? {});
+  if (o.existing && isWriterFormat(format)) {
+    throw new UsageError(`-n writes into raw or qcow2 images only, not ${format}`);
   }
   const qcow2Only = (what: string, set: boolean) => {
     if (set && format !== 'qcow2') throw new UsageError(`${what} needs -O qcow2`);
@@ -125,7 +145,12 @@ export async function convertImage(
   if (opts.existing) return { ...(await intoExisting(src, dst, format, opts, copy)), output: dst };
   const r = await writeAtomically(
     dst,
-    (tmp) => (format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy)),
+    (tmp) =>
+      format === 'raw'
+        ? toRaw(src, tmp, opts, copy)
+        : format === 'qcow2'
+          ? toQcow2(src, dst, tmp, opts, copy)
+          : toWriter(format, src, dst, tmp, opts, copy),
     { final: true },
   );
   return { ...r, format, output: dst };
@@ -218,7 +243,7 @@ async function toQcow2(
     try {
       writer = await Qcow2Writer.create(file, {
         size: src.size,
-        clusterSize: opts.clusterSize,
+        clusterSize: opts.clusterSize ?? sizeOption(opts.formatOptions ?? {}, 'cluster_size'),
         compress: opts.compress === true,
         compression: opts.compression,
         backingFile: opts.backing,
@@ -242,5 +267,40 @@ async function toQcow2(
   } finally {
     await writer?.discard();
     await base?.close();
+  }
+}
+
+/** vmdk, vhdx, vpc, vdi: a registered writer, fed in offset order when the format needs it. */
+async function toWriter(
+  format: WriterFormat,
+  src: Image,
+  dst: string,
+  tmp: string,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  const options = opts.formatOptions ?? {};
+  const file = await LocalFile.open(tmp, 'w+');
+  let writer: ImageWriter;
+  try {
+    writer = await createWriter(format, file, {
+      size: src.size,
+      path: dst,
+      options,
+      sync: opts.sync === true,
+    });
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+  try {
+    // An ordered writer is told about zero ranges too (it must see every offset in turn).
+    const ordered = writerIsOrdered(format, options);
+    const r = await copyImage(src, writer, { ...copy, targetIsZero: !ordered, ordered });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    await writer.close();
+    return r;
+  } finally {
+    await writer.discard();
   }
 }
