@@ -137,7 +137,7 @@ export function checkFormatOptions(format: OutputFormat, o: FormatOptions): void
     if (allowed === undefined) {
       const names = Object.keys(known);
       throw new UsageError(
-        `-O ${format} does not take the option '${key}'` +
+        `the ${format} format does not take the option '${key}'` +
           (names.length > 0 ? ` (it takes: ${names.join(', ')})` : ''),
       );
     }
