@@ -31,7 +31,7 @@ test('convert -O vhdx -o block_size=1M: smaller blocks, still as qemu-img reads 
     options: 'block_size=1M',
     check: true,
   });
-  const out = join(dir, 'scattered-raw-vhdx-block-size-1M.vhdx');
+  const out = join(dir, 'scattered-raw-vhdx-block_size-1M.vhdx');
   const info = JSON.parse(await qemuImg('info', '--output=json', out));
   assert.equal(info['cluster-size'], 1024 * 1024);
   ok(['info', out]);
