@@ -20,6 +20,15 @@ export {
   type OpenContext,
   registerFormat,
 } from './formats/registry.js';
+export {
+  createWriter,
+  type FormatOptions,
+  type ImageWriter,
+  type NewImage,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  parseFormatOptions,
+} from './formats/writers.js';
 export { BaseImage, checkRange, ImageWrapper } from './image/base.js';
 export { clipExtents, collectExtents, mergeExtents } from './image/extents.js';
 export { type TrustOptions, TrustPolicy } from './image/trust.js';

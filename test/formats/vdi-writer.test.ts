@@ -14,7 +14,7 @@ test('convert -O vdi: qemu-made sources pass check/compare, as sparse as qemu-im
 
 test('create -f vdi: an empty image of SIZE, as qemu-img makes it', async () => {
   const { dir } = await setup;
-  for (const size of ['1M', '1000000', '3G']) {
+  for (const size of ['0', '1M', '1000000', '3G']) {
     await checkCreate(dir, { format: 'vdi', check: true }, size);
   }
 });

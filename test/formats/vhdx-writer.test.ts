@@ -14,7 +14,7 @@ test('convert -O vhdx: check, compare, sparseness, read back', async () => {
 
 test('create -f vhdx: empty images with qemu-img default block sizes', async () => {
   const { dir } = await setup;
-  for (const size of ['1M', '1000000', '1G', '2G', '101G']) {
+  for (const size of ['0', '1M', '1000000', '1G', '2G', '101G']) {
     await checkCreate(dir, { format: 'vhdx', check: true }, size);
     const ours = join(dir, `empty-${size}-vhdx-default.vhdx`);
     const theirs = join(dir, `empty-${size}-vhdx-default.qemu.vhdx`);

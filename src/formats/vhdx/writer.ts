@@ -75,12 +75,15 @@ export class VhdxWriter extends BlockMapWriter {
   private constructor(file: LocalFile, size: number, blockSize: number, sync: boolean) {
     const blocks = Math.ceil(size / blockSize);
     const chunkRatio = (2 ** 23 * SECTOR) / blockSize;
+    // A sector bitmap entry follows every chunkRatio payload entries. For an empty disk qemu
+    // computes (0 - 1) in 32 bits and wants a BAT region that large: give it one (a hole).
     const batEntries = blocks + Math.floor((blocks - 1) / chunkRatio);
-    const batLength = Math.max(1, Math.ceil((batEntries * 8) / MiB)) * MiB;
+    const regionEntries = blocks === 0 ? Math.floor(0xffffffff / chunkRatio) : batEntries;
+    const batLength = Math.max(1, Math.ceil((regionEntries * 8) / MiB)) * MiB;
     const metadataOffset = BAT_OFFSET + batLength;
     super(file, { size, blockSize, dataStart: metadataOffset + METADATA_LENGTH }, sync);
     this.chunkRatio = chunkRatio;
-    this.batEntries = batEntries;
+    this.batEntries = Math.max(0, batEntries);
     this.batLength = batLength;
     this.metadataOffset = metadataOffset;
   }
