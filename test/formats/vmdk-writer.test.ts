@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { DiskpipeError } from '../../src/errors.js';
+import { VmdkStreamWriter } from '../../src/formats/vmdk/writer/index.js';
+import { LocalFile } from '../../src/io/file.js';
 import { diskpipe, qemuImg } from '../helpers/peers.js';
 import { checkConversion, checkCreate, makeSources, ok } from './writer-checks.js';
 
@@ -68,4 +71,19 @@ test('vmdk: an unknown subformat is a usage error', async () => {
     r.stderr,
     /subformat=twoGbMaxExtentSparse: expected monolithicSparse or streamOptimized/,
   );
+});
+
+test('the streamOptimized writer refuses writes out of offset order (it cannot seek back)', async () => {
+  const { dir } = await setup;
+  const file = await LocalFile.open(join(dir, 'order.vmdk'), 'w+');
+  const w = await VmdkStreamWriter.create(file, { size: 4 * 1024 * 1024, fileName: 'order.vmdk' });
+  await w.write(Buffer.alloc(4096, 1), 0);
+  await assert.rejects(w.write(Buffer.alloc(4096, 2), 1024 * 1024), (err: unknown) => {
+    assert.ok(err instanceof DiskpipeError);
+    assert.match(err.message, /written in order \(expected offset 4096, got 1048576\)/);
+    return true;
+  });
+  await w.zero(4096, 4 * 1024 * 1024 - 4096);
+  await w.close();
+  await qemuImg('check', '-q', join(dir, 'order.vmdk'));
 });

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vhdSize } from '../../src/formats/vhd/geometry.js';
-import { qemuImg, sparseFile } from '../helpers/peers.js';
+import { diskpipe, qemuImg, sparseFile } from '../helpers/peers.js';
 import { checkConversion, checkCreate, makeSources, ok } from './writer-checks.js';
 
 const setup = makeSources();
@@ -73,4 +73,33 @@ test('vhdSize: rounding up, never down, and the 2040 GiB limit', () => {
     assert.equal(vhdSize(bytes, true).size, Math.ceil(bytes / 512) * 512);
   }
   assert.throws(() => vhdSize(2041 * 1024 * MiB, false), /2040 GiB/);
+});
+
+test('vpc: a bad force_size value or an unknown key is a usage error', async () => {
+  const { dir, sources } = await setup;
+  const bad = diskpipe([
+    'convert',
+    '-O',
+    'vpc',
+    '-o',
+    'force_size=maybe',
+    sources[0]!.path,
+    join(dir, 'b.vhd'),
+  ]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^diskpipe: -o force_size=maybe: expected on or off\n$/);
+  const key = diskpipe([
+    'create',
+    '-f',
+    'vpc',
+    '-o',
+    'preallocation=full',
+    join(dir, 'c.vhd'),
+    '1M',
+  ]);
+  assert.equal(key.status, 2);
+  assert.match(
+    key.stderr,
+    /the vpc format does not take the option 'preallocation' \(it takes: subformat, force_size\)/,
+  );
 });
