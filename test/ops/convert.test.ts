@@ -187,7 +187,9 @@ test('usage errors: exit 2 with one line', () => {
     ['convert', '-c', src, join(dir, 'x.raw')],
     ['convert', '--target-is-zero', src, join(dir, 'x.raw')],
     ['convert', '-O', 'qcow2', src, '-'],
-    ['convert', '-O', 'vmdk', src, join(dir, 'x.vmdk')],
+    ['convert', '-O', 'qed', src, join(dir, 'x.qed')],
+    ['convert', '-O', 'vmdk', '-o', 'subformat=vmfs', src, join(dir, 'x.vmdk')],
+    ['convert', '-O', 'vmdk', src, '-'],
     ['convert', '--cluster-size', '3000', '-O', 'qcow2', src, join(dir, 'x.qcow2')],
     ['convert', src],
   ]) {
