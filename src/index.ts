@@ -12,6 +12,15 @@ export {
 } from './cache/records.js';
 export { verifyEntry } from './cache/verify.js';
 export * from './errors.js';
+export {
+  type FreeSpace,
+  type SparsifiedPartition,
+  type SparsifiedPartitionReport,
+  SparsifyImage,
+  type SparsifyReport,
+  sparsify,
+  sparsifyReport,
+} from './filters/sparsify/index.js';
 export { Qcow2Writer, type Qcow2WriterOptions } from './formats/qcow2/writer/index.js';
 export { RawImage } from './formats/raw.js';
 export {
@@ -45,7 +54,12 @@ export type {
 export { writeAtomically } from './io/atomic.js';
 export { LocalFile } from './io/file.js';
 export { nativeStatus } from './io/native.js';
-export { type NbdServer, type NbdServerOptions, startNbdServer } from './nbd/server/index.js';
+export {
+  type NbdServer,
+  type NbdServerOptions,
+  type NbdServerStats,
+  startNbdServer,
+} from './nbd/server/index.js';
 export { MAX_CHAIN_DEPTH, type OpenOptions, openImage, openImageOn } from './open.js';
 export * from './ops/checksum/index.js';
 export { type CloneOptions, type CloneResult, cloneFile } from './ops/clone.js';

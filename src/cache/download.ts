@@ -9,6 +9,12 @@ import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskpipeError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
+import { basicAuthorization, withoutCredentials } from '../sources/credentials.js';
+import {
+  type DownloadLimits,
+  limitedBody,
+  TransferLimitError,
+} from '../sources/download-limits.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -35,6 +41,8 @@ export interface DownloadOptions {
   /** Abort when no byte arrives for this long (default 30 s). */
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Minimum transfer rate and largest size (sources/download-limits.ts). */
+  limits?: DownloadLimits | undefined;
 }
 
 export interface DownloadResult {
@@ -68,7 +76,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   let resumedFrom = -1;
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await attemptDownload(opts);
+      const r = await attemptDownload(opts, basicAuthorization(opts.url));
       if (resumedFrom < 0) resumedFrom = r.resumedFrom;
       fetched += r.fetched;
       return { ...r, resumedFrom, fetched };
@@ -86,16 +94,27 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
+async function attemptDownload(
+  given: DownloadOptions,
+  authorization: string | undefined,
+): Promise<DownloadResult> {
+  // user:password never goes into a message or the part's metadata: it is sent as a header,
+  // which fetch drops on a redirect to another origin.
+  const opts = { ...given, url: withoutCredentials(given.url) };
   const metaPath = `${opts.partPath}.json`;
   const meta = await readJson<PartMeta>(metaPath);
   let have = meta?.url === opts.url ? await sizeOf(opts.partPath) : 0;
   const validator = meta?.etag ?? meta?.lastModified;
   if (have > 0 && !validator) have = 0; // without a validator a partial file cannot be trusted
 
+  // A complete part (the process died after the download) asks again for its last byte
+  // only: a 206 proves the validator still matches, and nothing else is fetched.
+  const complete = have > 0 && meta?.total === have;
+  const from = complete ? have - 1 : have;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (authorization) headers.authorization = authorization;
   if (have > 0) {
-    headers.range = `bytes=${have}-`;
+    headers.range = `bytes=${from}-`;
     headers['if-range'] = validator!;
   } else if (opts.revalidate?.etag) {
     headers['if-none-match'] = opts.revalidate.etag;
@@ -140,9 +159,15 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     };
   }
   if (response.status === 416 && have > 0) {
-    // The partial file is already complete (or the server lost track): start over next time.
     clearTimeout(timer);
     await response.body?.cancel();
+    // The part may be complete (its size matches the server's): confirm the validator by
+    // asking for the last byte with If-Range, instead of downloading it all again.
+    const total = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+    if (!complete && total && Number(total[1]) === have) {
+      await writeJsonDurably(metaPath, { ...meta, url: opts.url, total: have } satisfies PartMeta);
+      return attemptDownload(given, authorization);
+    }
     await discardPart(opts.partPath);
     throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
   }
@@ -159,13 +184,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   let start = 0;
   if (response.status === 206) {
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
-    if (!m || Number(m[1]) !== have) {
+    if (!m || Number(m[1]) !== from) {
       clearTimeout(timer);
       await response.body?.cancel();
       await discardPart(opts.partPath);
       throw transient(new DiskpipeError('HTTP', `${opts.url}: unexpected Content-Range`), 0, have);
     }
-    start = have;
+    start = from;
   }
   const length = Number(response.headers.get('content-length') ?? Number.NaN);
   const total = Number.isFinite(length) ? start + length : undefined;
@@ -181,7 +206,8 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   let position = start;
   try {
     if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    const where = { url: opts.url, partPath: opts.partPath, start, total };
+    for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
       touch();
       await writeAll(handle, chunk, position);
       for (const h of hashes.values()) h.update(chunk);
@@ -191,7 +217,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   } catch (err) {
     clearTimeout(timer);
     await handle.close();
-    if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
+    if (isNoSpace(err)) {
+      // A kept part would fill the cache's filesystem and make every later pull fail.
+      await discardPart(opts.partPath);
+      throw err;
+    }
+    if (err instanceof DiskpipeError && (err.code !== 'HTTP' || err instanceof TransferLimitError))
+      throw err;
     throw transient(
       new DiskpipeError(
         'HTTP',
@@ -214,6 +246,16 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
       start,
     );
   }
+  return finishDigests(opts, hashes, position, start, validators);
+}
+
+async function finishDigests(
+  opts: DownloadOptions,
+  hashes: Map<DigestAlgorithm, Hash>,
+  position: number,
+  start: number,
+  validators: Validators,
+): Promise<DownloadResult> {
   const digests: Partial<Record<DigestAlgorithm, string>> = {};
   for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
@@ -282,6 +324,11 @@ async function sizeOf(path: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+function isNoSpace(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC';
 }
 
 function pick(v: Validators): Validators {

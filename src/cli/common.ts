@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { UsageError } from '../errors.js';
+import { ioError, UsageError } from '../errors.js';
 import type { OpenOptions } from '../open.js';
+import type { HttpOptions } from '../sources/http.js';
 
 export interface Command {
   readonly name: string;
@@ -14,11 +16,35 @@ export interface Command {
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Config<T extends Options> = {
   args: string[];
-  options: T & typeof HELP_OPTION;
+  options: T & typeof HELP_OPTION & typeof QUIET_OPTION;
   allowPositionals: true;
   strict: true;
 };
 export type Parsed<T extends Options> = ReturnType<typeof parseArgs<Config<T>>>;
+
+/** The minimum transfer rate of HTTP reads and downloads (curl's --speed-limit/--speed-time). */
+export const RATE_OPTIONS = {
+  'min-rate': { type: 'string' },
+  'min-rate-window': { type: 'string' },
+} as const satisfies Options;
+
+/** --min-rate SIZE (bytes/s, 0: none) and --min-rate-window SECONDS as library options. */
+export function rateOptions(values: {
+  'min-rate'?: string | undefined;
+  'min-rate-window'?: string | undefined;
+}): { minRate?: number; minRateWindowMs?: number } {
+  const out: { minRate?: number; minRateWindowMs?: number } = {};
+  if (values['min-rate'] !== undefined)
+    out.minRate = parseSize(values['min-rate'].replace(/\/s$/i, ''), '--min-rate');
+  const w = values['min-rate-window'];
+  if (w !== undefined) {
+    const s = Number(w.replace(/s$/i, ''));
+    if (!(s > 0) || !Number.isSafeInteger(Math.round(s * 1000)))
+      throw new UsageError(`invalid --min-rate-window '${w}' (seconds)`);
+    out.minRateWindowMs = Math.round(s * 1000);
+  }
+  return out;
+}
 
 /** Options every image-reading command takes (trust rule, forced format). */
 export const IMAGE_OPTIONS = {
@@ -27,19 +53,29 @@ export const IMAGE_OPTIONS = {
   'allow-backing': { type: 'string', multiple: true },
   'cache-dir': { type: 'string' },
   member: { type: 'string' },
+  'max-staged': { type: 'string' },
+  ...RATE_OPTIONS,
+  insecure: { type: 'boolean' },
+  'ca-cert': { type: 'string' },
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
+/** -q, accepted by every command: no output but errors (qemu-img's quiet mode). */
+export const QUIET_OPTION = { quiet: { type: 'boolean', short: 'q' } } as const satisfies Options;
+
+let quiet = false;
 
 /** Parses argv strictly; unknown flags and missing values become usage errors. */
 export function parse<T extends Options>(argv: string[], options: T): Parsed<T> {
   try {
-    return parseArgs({
+    const parsed = parseArgs({
       args: argv,
-      options: { ...options, ...HELP_OPTION },
+      options: { ...options, ...HELP_OPTION, ...QUIET_OPTION },
       allowPositionals: true,
       strict: true,
     });
+    if ((parsed.values as { quiet?: boolean }).quiet) quiet = true;
+    return parsed;
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/\. To specify a positional.*$/s, ''));
   }
@@ -51,6 +87,11 @@ export function openOptions(values: {
   'allow-backing'?: string[] | undefined;
   'cache-dir'?: string | undefined;
   member?: string | undefined;
+  'max-staged'?: string | undefined;
+  'min-rate'?: string | undefined;
+  'min-rate-window'?: string | undefined;
+  insecure?: boolean | undefined;
+  'ca-cert'?: string | undefined;
 }): OpenOptions {
   const opts: OpenOptions = {};
   if (values.format !== undefined) opts.format = values.format;
@@ -58,7 +99,25 @@ export function openOptions(values: {
   if (values['allow-backing']) opts.allowBacking = values['allow-backing'];
   if (values['cache-dir'] !== undefined) opts.cacheDir = values['cache-dir'];
   if (values.member !== undefined) opts.member = values.member;
+  if (values['max-staged'] !== undefined)
+    opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
+  const http: HttpOptions = rateOptions(values);
+  if (values.insecure) http.insecure = true;
+  if (values['ca-cert'] !== undefined) http.caCert = readCaCert(values['ca-cert']);
+  if (Object.keys(http).length > 0) opts.http = http;
   return opts;
+}
+
+function readCaCert(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw ioError(err, `--ca-cert ${path}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new UsageError(`--ca-cert ${path}: not a PEM certificate file`);
+  return text;
 }
 
 export function positionals(list: string[], min: number, max: number, usage: string): string[] {
@@ -103,6 +162,7 @@ export function humanSize(n: number): string {
   return `${s} ${units[i]}`;
 }
 
+/** Writes a line of output to stdout (nothing after -q). */
 export function print(line: string): void {
-  process.stdout.write(`${line}\n`);
+  if (!quiet) process.stdout.write(`${line}\n`);
 }

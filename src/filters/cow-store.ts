@@ -123,7 +123,9 @@ export class CowStore {
       return;
     }
     if (b === undefined && this.memory + data.length <= this.opts.memoryLimit) {
-      this.blocks.set(index, data.slice());
+      // A real copy: callers pass views of buffers they reuse (the NBD server's receive pool),
+      // and Buffer#slice would return a view, not a copy.
+      this.blocks.set(index, new Uint8Array(data));
       this.memory += data.length;
       this.sorted = undefined;
       return;

@@ -23,6 +23,7 @@ export type ReferenceKind = 'backing file' | 'data file' | 'extent file';
 export class TrustPolicy {
   private constructor(
     readonly untrusted: boolean,
+    /** Allowed trees as the user spelled them (made absolute) and as they really are. */
     private readonly roots: string[],
     private readonly why: string,
   ) {}
@@ -30,12 +31,13 @@ export class TrustPolicy {
   /** A policy for an image the user named at `imagePath` (undefined for non-file sources). */
   static forImage(opts: TrustOptions, imagePath?: string, untrustedSource = false): TrustPolicy {
     const allowed = [...(opts.allowBacking ?? []), ...envAllowed()];
-    const roots = [
-      ...(imagePath ? [dirname(realOrSelf(imagePath))] : []),
+    const named = [
+      ...(imagePath ? [dirname(resolve(imagePath)), dirname(realOrSelf(imagePath))] : []),
       // The cache is always trusted: disks made by `disk create` are overlays on cached files.
-      ...[opts.cacheDir, defaultCacheDir()].filter((d) => d !== undefined).map(realOrSelf),
-      ...allowed.map(realOrSelf),
+      ...[opts.cacheDir, defaultCacheDir()].filter((d) => d !== undefined),
+      ...allowed,
     ];
+    const roots = [...new Set(named.flatMap((d) => [resolve(d), realOrSelf(d)]))];
     const untrusted = opts.untrusted === true || untrustedSource;
     const why = opts.untrusted
       ? 'the image is opened with --untrusted'
@@ -45,9 +47,42 @@ export class TrustPolicy {
 
   /**
    * Resolves a reference stored in an image at `referrer` (a local path, or undefined) to an
-   * absolute host path, or throws an error naming the path and the flag that would allow it.
+   * absolute host path, or throws an error naming the reference as written and the flag that
+   * would allow it. Whether the reference can be allowed at all is decided from its text
+   * first, so a refused path is never looked at (its existence is not revealed); only then
+   * are symbolic links resolved and the result checked again.
    */
   resolve(ref: string, referrer: string | undefined, kind: ReferenceKind): string {
+    const target = this.lexicalTarget(ref, referrer, kind);
+    const outside = `${kind} '${ref}' is outside the image's directory, the cache and the --allow-backing directories`;
+    if (!this.roots.some((root) => isInside(target, root))) {
+      throw new UntrustedReferenceError(
+        `${outside}; allow it with --allow-backing ${dirname(target)}`,
+      );
+    }
+    let real: string;
+    try {
+      real = realpathSync(target);
+    } catch (err) {
+      throw ioError(err, `${kind} '${ref}' cannot be opened`);
+    }
+    if (!this.roots.some((root) => isInside(real, root))) {
+      throw new UntrustedReferenceError(
+        `${outside} once symbolic links are followed; allow the directory the link points to with --allow-backing`,
+      );
+    }
+    let regular: boolean;
+    try {
+      regular = statSync(real).isFile();
+    } catch (err) {
+      throw ioError(err, `${kind} '${ref}' cannot be opened`);
+    }
+    if (!regular) throw new UntrustedReferenceError(`${kind} '${ref}' is not a regular file`);
+    return real;
+  }
+
+  /** The absolute path a reference names, from its text alone (no file-system call). */
+  private lexicalTarget(ref: string, referrer: string | undefined, kind: ReferenceKind): string {
     if (this.untrusted) {
       throw new UntrustedReferenceError(
         `${kind} reference '${ref}' refused: ${this.why} and may not reference other files`,
@@ -60,27 +95,12 @@ export class TrustPolicy {
         `${kind} '${ref}' is a protocol reference; diskpipe only follows local files`,
       );
     }
-    if (!referrer && !isAbsolute(ref)) {
+    if (referrer === undefined && !isAbsolute(ref)) {
       throw new UntrustedReferenceError(
         `${kind} '${ref}' is relative, but the image is not a local file`,
       );
     }
-    const target = isAbsolute(ref) ? ref : resolve(dirname(referrer!), ref);
-    let real: string;
-    try {
-      real = realpathSync(target);
-    } catch (err) {
-      throw ioError(err, `${kind} '${ref}' cannot be opened`);
-    }
-    if (!this.roots.some((root) => isInside(real, root))) {
-      throw new UntrustedReferenceError(
-        `${kind} '${ref}' (${real}) is outside the image's directory; allow it with --allow-backing ${dirname(real)}`,
-      );
-    }
-    if (!statSync(real).isFile()) {
-      throw new UntrustedReferenceError(`${kind} '${ref}' (${real}) is not a regular file`);
-    }
-    return real;
+    return isAbsolute(ref) ? resolve(ref) : resolve(dirname(referrer!), ref);
   }
 }
 

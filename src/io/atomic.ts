@@ -4,8 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { renameSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { lstat, readlink, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { DiskpipeError, ioError } from '../errors.js';
 import {
   markOutputCommitted,
@@ -45,12 +45,13 @@ export async function writeAtomically<T>(
   fn: (tmp: string) => Promise<T>,
   opts: AtomicOptions = {},
 ): Promise<T> {
-  const tmp = temporaryNameFor(dest);
+  const target = await followSymlinks(dest);
+  const tmp = temporaryNameFor(target);
   try {
     const result = await nameDestination(tmp, dest, fn(tmp));
     // Synchronous, so no signal handler runs between the rename and the bookkeeping after it.
     try {
-      renameSync(tmp, dest);
+      renameSync(tmp, target);
     } catch (err) {
       throw ioError(err, `cannot rename output to ${dest}`);
     }
@@ -60,6 +61,24 @@ export async function writeAtomically<T>(
   } finally {
     if (unregisterTemporary(tmp)) await rm(tmp, { force: true }).catch(() => {});
   }
+}
+
+/**
+ * The file a destination path finally names. A symlink the user made (say `vm.img -> /data/vm.raw`)
+ * stays a symlink and its target gets the new content, as `qemu-img convert` and `cp` do;
+ * renaming over the link itself would silently replace it with a file.
+ */
+async function followSymlinks(dest: string): Promise<string> {
+  let path = dest;
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      if (!(await lstat(path)).isSymbolicLink()) return path;
+    } catch {
+      return path; // missing (or unreadable): creating it says why
+    }
+    path = resolve(dirname(path), await readlink(path));
+  }
+  throw new DiskpipeError('USAGE', `cannot write to ${dest}: too many levels of symbolic links`);
 }
 
 async function nameDestination<T>(tmp: string, dest: string, work: Promise<T>): Promise<T> {

@@ -4,7 +4,10 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import { DiskpipeError } from '../errors.js';
+import { mayKeepCredentials } from './credentials.js';
+import { RATE_DEFAULTS, RateWatch, slowTransferMessage } from './min-rate.js';
 
 export interface HttpOptions {
   /** Bytes fetched per cache block (a random read costs at least this much). */
@@ -23,11 +26,21 @@ export interface HttpOptions {
   retryDelayMs?: number;
   /** A request fails when no byte arrives for this long (ms). */
   timeoutMs?: number;
-  /** Extra request headers (authorization...). */
+  /** A request fails when its answer arrives slower than this many bytes/s (0: never)... */
+  minRate?: number;
+  /** ...averaged over this window (ms), as curl's --speed-limit/--speed-time. */
+  minRateWindowMs?: number;
+  /** Extra request headers (authorization...); sent only to the URL's own origin. */
   headers?: Record<string, string>;
+  /** Accept any server certificate (--insecure). */
+  insecure?: boolean;
+  /** Trust these CA certificates (PEM text, --ca-cert FILE) besides the system's. */
+  caCert?: string;
 }
 
-export const HTTP_DEFAULTS: Required<Omit<HttpOptions, 'headers'>> = {
+type Extra = 'headers' | 'insecure' | 'caCert';
+
+export const HTTP_DEFAULTS: Required<Omit<HttpOptions, Extra>> = {
   blockSize: 256 * 1024,
   cacheBytes: 64 * 1024 * 1024,
   maxReadahead: 8 * 1024 * 1024,
@@ -36,6 +49,7 @@ export const HTTP_DEFAULTS: Required<Omit<HttpOptions, 'headers'>> = {
   retries: 4,
   retryDelayMs: 250,
   timeoutMs: 30_000,
+  ...RATE_DEFAULTS,
 };
 
 /** An HTTP failure; `transient` ones are retried. */
@@ -59,6 +73,8 @@ export interface Response {
   status: number;
   headers: http.IncomingHttpHeaders;
   message: IncomingMessage;
+  /** Counts body bytes against the minimum rate; stopped when the body is done. */
+  watch: RateWatch;
 }
 
 /** A URL without its credentials, for messages. */
@@ -70,23 +86,33 @@ export function displayUrl(url: URL): string {
   return copy.href;
 }
 
-export type ResolvedHttpOptions = Required<Omit<HttpOptions, 'headers'>> &
-  Pick<HttpOptions, 'headers'>;
+export type ResolvedHttpOptions = Required<Omit<HttpOptions, Extra>> & Pick<HttpOptions, Extra>;
 
 export class HttpClient {
   private readonly agents = new Map<string, http.Agent>();
   private closed = false;
+  /** Where the URL's credentials and the extra headers may go (redirects elsewhere: not). */
+  private readonly origin: URL;
 
   constructor(
     public url: URL,
     readonly opts: ResolvedHttpOptions,
-  ) {}
+  ) {
+    this.origin = url;
+  }
 
   private agentFor(url: URL): http.Agent {
     let agent = this.agents.get(url.protocol);
     if (!agent) {
-      const Agent = url.protocol === 'https:' ? https.Agent : http.Agent;
-      agent = new Agent({ keepAlive: true, maxSockets: this.opts.maxInFlight + 1 });
+      const common = { keepAlive: true, maxSockets: this.opts.maxInFlight + 1 };
+      agent =
+        url.protocol === 'https:'
+          ? new https.Agent({
+              ...common,
+              rejectUnauthorized: this.opts.insecure !== true,
+              ...(this.opts.caCert ? { ca: [...tls.rootCertificates, this.opts.caCert] } : {}),
+            })
+          : new http.Agent(common);
       this.agents.set(url.protocol, agent);
     }
     return agent;
@@ -100,18 +126,38 @@ export class HttpClient {
   request(url: URL, range?: [number, number]): Promise<Response> {
     if (this.closed) return Promise.reject(new HttpError(`${this.label}: source is closed`, false));
     const mod = url.protocol === 'https:' ? https : http;
+    // Credentials (extra headers, user:password in the URL) stay with their origin: not
+    // across a redirect to another host, and not from https down to http.
+    const own = mayKeepCredentials(this.origin, url);
     const headers: Record<string, string> = {
       'accept-encoding': 'identity',
       'user-agent': 'diskpipe',
-      ...this.opts.headers,
+      ...(own ? this.opts.headers : {}),
     };
+    if (!own && (url.username || url.password)) {
+      url = new URL(url.href);
+      url.username = '';
+      url.password = '';
+    }
     if (range) headers.range = `bytes=${range[0]}-${range[1] - 1}`;
     return new Promise((resolve, reject) => {
+      // From the request on: a server dripping its headers or body is as stuck as a silent one.
+      let answer: IncomingMessage | undefined;
+      const watch = new RateWatch(this.opts, () => {
+        const err = new HttpError(`${this.label}: ${slowTransferMessage(this.opts)}`, false);
+        req.destroy(err);
+        answer?.destroy(err);
+      });
       const req = mod.request(url, { method: 'GET', headers, agent: this.agentFor(url) }, (res) => {
         res.setTimeout(this.opts.timeoutMs, () =>
           res.destroy(new HttpError(`${this.label}: no data for ${this.opts.timeoutMs} ms`, true)),
         );
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, message: res });
+        answer = res;
+        res.once('close', () => watch.stop());
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, message: res, watch });
+      });
+      req.once('close', () => {
+        if (!answer) watch.stop();
       });
       req.setTimeout(this.opts.timeoutMs, () =>
         req.destroy(new HttpError(`${this.label}: no response in ${this.opts.timeoutMs} ms`, true)),
@@ -156,6 +202,7 @@ export function readBody(res: Response, length: number, label: string): Promise<
   return new Promise((resolve, reject) => {
     const msg = res.message;
     msg.on('data', (chunk: Buffer) => {
+      res.watch.add(chunk.length);
       if (got + chunk.length > length) {
         msg.destroy();
         reject(new HttpError(`${label}: server sent more bytes than requested`, true));
@@ -170,12 +217,14 @@ export function readBody(res: Response, length: number, label: string): Promise<
         reject(new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true));
     });
     msg.on('error', (err) => reject(networkError(err, label)));
-    msg.on('aborted', () =>
-      reject(new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true)),
-    );
+    // A stream destroyed with a reason (a too slow transfer) reports that reason.
+    const cut = () =>
+      msg.errored instanceof HttpError
+        ? msg.errored
+        : new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true);
+    msg.on('aborted', () => reject(cut()));
     msg.on('close', () => {
-      if (got < length && !msg.complete)
-        reject(new HttpError(`${label}: connection closed after ${got} of ${length} bytes`, true));
+      if (got < length && !msg.complete) reject(cut());
     });
   });
 }
@@ -185,6 +234,7 @@ export function readBody(res: Response, length: number, label: string): Promise<
  * an unwanted answer may be the whole (huge) resource.
  */
 export function discard(res: Response): void {
+  res.watch.stop();
   res.message.destroy();
 }
 

@@ -6,6 +6,7 @@
 import { NotCapableError, UsageError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { BlockCache } from './block-cache.js';
+import { withoutCredentials } from './credentials.js';
 import {
   discard,
   displayUrl,
@@ -66,7 +67,7 @@ export class HttpSource implements ByteSource {
     try {
       url = new URL(spec);
     } catch {
-      throw new UsageError(`invalid URL '${spec}'`);
+      throw new UsageError(`invalid URL '${withoutCredentials(spec)}'`);
     }
     const opts = resolveOptions(options);
     const client = new HttpClient(url, opts);
@@ -113,17 +114,24 @@ export class HttpSource implements ByteSource {
         );
       }
       checkValidators(this.validators, validatorsOf(res), label, res);
+      checkLength(res, end - start, label);
       return readBody(res, end - start, label);
     });
   }
 }
 
 function resolveOptions(o: HttpOptions): ResolvedHttpOptions {
-  const r: ResolvedHttpOptions = { ...HTTP_DEFAULTS, headers: o.headers };
+  const r: ResolvedHttpOptions = {
+    ...HTTP_DEFAULTS,
+    headers: o.headers,
+    insecure: o.insecure,
+    caCert: o.caCert,
+  };
   for (const key of Object.keys(HTTP_DEFAULTS) as (keyof typeof HTTP_DEFAULTS)[]) {
     const v = o[key];
     if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (key === 'retries' || key === 'retryDelayMs' ? 0 : 1))
+    const least = key === 'retries' || key === 'retryDelayMs' || key === 'minRate' ? 0 : 1;
+    if (!Number.isSafeInteger(v) || v < least)
       throw new UsageError(`invalid HTTP option ${key}=${v}`);
     r[key] = v;
   }
@@ -198,6 +206,21 @@ function contentRange(res: Response, label: string): Range {
     throw new HttpError(`${label}: invalid Content-Range '${text}' in a 206 answer`, false);
   }
   return r;
+}
+
+/**
+ * Content-Length must agree with Content-Range: without ETag/Last-Modified, the totals and
+ * lengths of every answer are all that shows a resource changing (or a confused server).
+ */
+function checkLength(res: Response, expected: number, label: string): void {
+  const given = res.headers['content-length'];
+  if (given !== undefined && Number(given) !== expected) {
+    discard(res);
+    throw new HttpError(
+      `${label}: server sent Content-Length ${given} for a range of ${expected} bytes`,
+      false,
+    );
+  }
 }
 
 function checkEncoding(res: Response, label: string): void {

@@ -80,12 +80,22 @@ export class Peekable {
   async *chunks(): AsyncGenerator<Uint8Array> {
     if (this.taken) throw new Error('stream already consumed');
     this.taken = true;
-    while (this.held.length > 0) yield this.held.shift()!;
-    if (this.ended) return;
-    for (;;) {
-      const r = await this.it.next();
-      if (r.done) return;
-      if (r.value.length > 0) yield r.value;
+    let finished = this.ended;
+    try {
+      while (this.held.length > 0) yield this.held.shift()!;
+      if (this.ended) return;
+      for (;;) {
+        const r = await this.it.next();
+        if (r.done) {
+          finished = true;
+          return;
+        }
+        if (r.value.length > 0) yield r.value;
+      }
+    } finally {
+      // A consumer that stops early (an error, a limit) stops the producer too: decoders
+      // and child processes further up the chain must not run on unread.
+      if (!finished) await this.close();
     }
   }
 

@@ -8,11 +8,12 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ioError } from '../errors.js';
+import { CorruptImageError, DiskpipeError, ioError } from '../errors.js';
 import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
+import type { StageLimit, StageLimitOptions } from './stage-limit.js';
 
-export interface StageOptions {
+export interface StageOptions extends StageLimitOptions {
   /** Directory for staged files (default DISKPIPE_TMPDIR, else the system temp dir). */
   tempDir?: string;
 }
@@ -21,11 +22,16 @@ const BLOCK = 64 * 1024;
 const BATCH = 16 * BLOCK;
 const ZERO = Buffer.alloc(BLOCK);
 
-/** Writes `chunks` to a temporary sparse file and returns it opened read-only (already unlinked). */
+/**
+ * Writes `chunks` to a temporary sparse file and returns it opened read-only (already
+ * unlinked). Past `limit` bytes staging stops with an error and the stream is closed (its
+ * decoders stop too).
+ */
 export async function stageToFile(
   chunks: AsyncIterable<Uint8Array>,
   name: string,
   opts: StageOptions = {},
+  limit?: StageLimit,
 ): Promise<LocalFile> {
   const base = opts.tempDir ?? process.env.DISKPIPE_TMPDIR ?? tmpdir();
   let dir: string;
@@ -40,7 +46,7 @@ export async function stageToFile(
   try {
     const out = await LocalFile.open(path, 'w+');
     try {
-      await writeSparse(out, chunks);
+      await writeSparse(out, chunks, name, limit);
     } finally {
       await out.close();
     }
@@ -52,7 +58,12 @@ export async function stageToFile(
 }
 
 /** Copies the stream into `out`, skipping all-zero 64 KiB blocks; returns the byte count. */
-async function writeSparse(out: LocalFile, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+async function writeSparse(
+  out: LocalFile,
+  chunks: AsyncIterable<Uint8Array>,
+  name: string,
+  limit: StageLimit | undefined,
+): Promise<number> {
   const batch = Buffer.allocUnsafe(BATCH);
   let filled = 0;
   let pos = 0;
@@ -72,6 +83,8 @@ async function writeSparse(out: LocalFile, chunks: AsyncIterable<Uint8Array>): P
     filled = 0;
   };
   for await (const chunk of chunks) {
+    // Zero bytes count too: a stream of zeroes can run for hours without writing anything.
+    if (limit && pos + filled + chunk.length > limit.bytes) throw overLimit(name, limit);
     for (let at = 0; at < chunk.length; ) {
       const n = Math.min(chunk.length - at, BATCH - filled);
       batch.set(chunk.subarray(at, at + n), filled);
@@ -83,6 +96,15 @@ async function writeSparse(out: LocalFile, chunks: AsyncIterable<Uint8Array>): P
   await flush();
   await out.truncate(pos);
   return pos;
+}
+
+function overLimit(name: string, limit: StageLimit): DiskpipeError {
+  const what = `${name}: staging stopped at ${limit.bytes} bytes`;
+  if (limit.user)
+    return new DiskpipeError('UNSUPPORTED', `${what}, ${limit.reason}; raise it to stage more`);
+  return new CorruptImageError(
+    `${what}: ${limit.reason}, but the decompressed stream goes on (a decompression bomb or a corrupt image)`,
+  );
 }
 
 /** A file name for the staged copy: the last part of `name`, without odd characters. */

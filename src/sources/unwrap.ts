@@ -22,6 +22,7 @@ import {
 import { type OpenedSource, openSource, type SourceOptions } from './index.js';
 import { Peekable, readSequential, readStdin, type SequentialSource } from './sequential.js';
 import { type StageOptions, stageToFile } from './stage.js';
+import { stageLimit } from './stage-limit.js';
 import { looksLikeTar, openTarMember } from './tar.js';
 
 export interface UnwrapOptions extends DecompressOptions, StageOptions {
@@ -112,12 +113,15 @@ export async function openMemberOf(archive: ByteSource, member: string): Promise
   }
 }
 
-/** Stdin (`-`) unwrapped the same way. */
+/**
+ * Stdin (`-`) unwrapped the same way. A pipe has no directory of its own, so whatever comes
+ * through it is untrusted: it may not reference other files.
+ */
 export function unwrapStdin(opts: UnwrapOptions, preferStream: boolean): Promise<Unwrapped> {
   return settle(readStdin(), 'stdin', [], {
     ...opts,
     preferStream,
-    untrusted: false,
+    untrusted: true,
     closeInner: async () => {},
   }).then(async (r) => (r.kind === 'stream' ? r : unwrapSource(r, opts, preferStream)));
 }
@@ -160,7 +164,7 @@ async function settle(
       if (raw && opts.preferStream) {
         return { kind: 'stream', stream: new DecompressedStream(peek, name, layers, opts) };
       }
-      staged = await stageToFile(peek.chunks(), name, opts);
+      staged = await stageToFile(peek.chunks(), name, opts, stageLimit(head, opts));
       break;
     }
   } catch (err) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { vhdSize } from '../../src/formats/vhd/geometry.js';
 import { diskpipe, qemuImg, sparseFile } from '../helpers/peers.js';
-import { checkConversion, checkCreate, makeSources, ok } from './writer-checks.js';
+import { checkConversion, checkCreate, checksumOf, makeSources, ok } from './writer-checks.js';
 
 const setup = makeSources();
 const MiB = 1024 * 1024;
@@ -50,6 +50,11 @@ test('Azure recipe: a 1 MiB-multiple raw becomes a fixed VHD of exactly that siz
   assert.equal(footer.readBigUInt64BE(48), BigInt(30 * MiB), 'current size');
   const info = JSON.parse(await qemuImg('info', '--output=json', '-f', 'vpc', out));
   assert.equal(info['virtual-size'], 30 * MiB);
+  // Named .vhd, it is probed as a fixed VHD (no -f): the footer is not guest data.
+  const ours = JSON.parse(ok(['info', '--json', out]));
+  assert.equal(ours.format, 'vpc');
+  assert.equal(ours['virtual-size'], 30 * MiB);
+  assert.equal(checksumOf(out), checksumOf(src));
 });
 
 test('create -f vpc: geometry rounding equals qemu-img for many sizes', async () => {

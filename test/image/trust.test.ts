@@ -101,3 +101,46 @@ test('trust: untrusted images may not reference anything; devices and protocols 
     code: 'NOT_FOUND',
   });
 });
+
+test('trust: a refused reference is decided from its text; missing and existing paths look alike', () => {
+  const policy = TrustPolicy.forImage({}, top);
+  const missing = join(root, 'no-such-dir', 'x.img');
+  const messages = [missing, join(other, 'x.img'), '../no-such-dir/x.img'].map((ref) => {
+    try {
+      policy.resolve(ref, top, 'backing file');
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      assert.equal(e.code, 'UNTRUSTED_REFERENCE', `${ref}: ${e.message}`);
+      assert.ok(e.message.includes(`'${ref}'`), e.message);
+      assert.doesNotMatch(e.message, /ENOENT|cannot be opened/);
+      return e.message.replace(`'${ref}'`, 'REF').replace(/--allow-backing \S+$/, '');
+    }
+    return assert.fail(`${ref} was allowed`);
+  });
+  assert.equal(new Set(messages).size, 1, messages.join('\n'));
+});
+
+test('trust: /proc/self/fd/0 is refused as written, never resolved in the message', () => {
+  const policy = TrustPolicy.forImage({}, top);
+  assert.throws(
+    () => policy.resolve('/proc/self/fd/0', top, 'backing file'),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'UNTRUSTED_REFERENCE');
+      assert.match(err.message, /'\/proc\/self\/fd\/0'/);
+      assert.doesNotMatch(err.message, /\/dev\/|pipe:|socket:|\(\//);
+      return true;
+    },
+  );
+});
+
+test('trust: a symlink out of the tree names the reference, not where it points', () => {
+  assert.throws(
+    () => TrustPolicy.forImage({}, top).resolve('escape.img', top, 'backing file'),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'UNTRUSTED_REFERENCE');
+      assert.match(err.message, /'escape\.img'.*symbolic link/);
+      assert.ok(!err.message.includes(other), err.message);
+      return true;
+    },
+  );
+});

@@ -137,3 +137,16 @@ test('cow overlay: out-of-range access is refused', async () => {
   await assert.rejects(image.zero(SIZE, 1), { code: 'OUT_OF_RANGE' });
   await image.close();
 });
+
+test('cow overlay: a written buffer may be reused by the caller at once (the overlay copies it)', async () => {
+  const image = new CowImage(await openImage(baseImage('reuse.raw')));
+  // A Buffer, as the NBD server passes (Buffer#slice is a view, not a copy).
+  const buf = Buffer.alloc(128 * 1024, 0xab);
+  await image.write(buf, 0); // whole blocks
+  await image.write(buf.subarray(0, 1000), 70_000); // part of a block
+  buf.fill(0xee); // the server hands the buffer to the next request
+  const back = Buffer.alloc(128 * 1024);
+  await image.read(back, 0);
+  assert.ok(back.every((b) => b === 0xab));
+  await image.close();
+});

@@ -1,9 +1,18 @@
 import { pull as pullImage } from '../../cache/pull.js';
-import { type Command, humanSize, parse, positionals, print } from '../common.js';
+import {
+  type Command,
+  humanSize,
+  parse,
+  parseSize,
+  positionals,
+  print,
+  RATE_OPTIONS,
+  rateOptions,
+} from '../common.js';
 import { ProgressBar } from '../progress.js';
 
 const SYNOPSIS =
-  'diskpipe pull [--digest ALG:HEX] [--offline] [--json] [-p] [--cache-dir DIR] URL|FILE';
+  'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--json] [-p] [--cache-dir DIR] URL|FILE';
 
 export const pull: Command = {
   name: 'pull',
@@ -14,6 +23,10 @@ export const pull: Command = {
     'unwrapped on the fly; any format diskpipe reads is converted. Pulled images are untrusted.',
     '  --digest ALG:HEX  verify the download (sha256 or sha512) while it streams',
     '  --offline         use the cache only; fail if the image is not there',
+    '  --max-download SIZE  largest download (default: a known length must fit in the',
+    "                    cache's free space; without a length, 64G)",
+    '  --min-rate SIZE   fail a download slower than SIZE bytes/s (default 1K; 0: never)...',
+    '  --min-rate-window SEC  ...averaged over SEC seconds (default 30)',
     '  --json            print the cache record (camelCase JSON)',
     '  -p                progress bar on stderr (terminal only)',
     '  --cache-dir DIR   cache location (default $DISKPIPE_CACHE, else $XDG_CACHE_HOME/diskpipe)',
@@ -27,6 +40,8 @@ export const pull: Command = {
       json: { type: 'boolean' },
       progress: { type: 'boolean', short: 'p' },
       'cache-dir': { type: 'string' },
+      'max-download': { type: 'string' },
+      ...RATE_OPTIONS,
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const bar = new ProgressBar({ enabled: values.progress ?? false });
@@ -35,6 +50,12 @@ export const pull: Command = {
       cacheDir: values['cache-dir'],
       digest: values.digest,
       offline: values.offline,
+      limits: {
+        ...rateOptions(values),
+        ...(values['max-download'] !== undefined
+          ? { maxDownload: parseSize(values['max-download'], '--max-download') }
+          : {}),
+      },
       onWait: () =>
         process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
       onProgress: (p, done, total) => {

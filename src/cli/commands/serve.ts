@@ -1,14 +1,16 @@
 import { unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { parseDuration } from '../../cache/maintenance.js';
 import { NotCapableError, UsageError } from '../../errors.js';
 import { CowImage } from '../../filters/cow.js';
+import { SparsifyImage } from '../../filters/sparsify/index.js';
 import type { Image } from '../../image/types.js';
 import { startNbdServer } from '../../nbd/server/index.js';
 import { openImage } from '../../open.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
 
 const SYNOPSIS =
-  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
+  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay | --sparsify] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
 
 const HELP = `Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.
 Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
@@ -19,8 +21,15 @@ Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
   --export NAME    export name (default "")
   --writable       accept writes and write them to IMAGE (raw files)
   --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
+  --sparsify       export blocks the guest filesystems mark free as zeroes (read-only;
+                   not with --writable or --overlay: a write into a free block would
+                   read back as zeroes)
   --shared N       most clients at once (default 16)
   --once           exit when the last client disconnects
+  --idle-timeout DUR   close a connection that sends no request for DUR (30s, 45m, 12h,
+                   30d; default: never, an idle VM disk stays connected)
+  --handshake-timeout DUR  close a client that has not finished the handshake after DUR
+                   (default 10s), so stalled clients do not hold --shared slots
   -f FMT           image format (no probing)
   --untrusted      the image may not reference other files
   --allow-backing DIR  directory backing files may live in (repeatable)
@@ -37,6 +46,9 @@ const OPTIONS = {
   overlay: { type: 'boolean' },
   shared: { type: 'string' },
   once: { type: 'boolean' },
+  'idle-timeout': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
+  sparsify: { type: 'boolean' },
 } as const;
 
 export const serve: Command = {
@@ -52,9 +64,16 @@ export const serve: Command = {
     if (values.writable && values.overlay) {
       throw new UsageError('--writable and --overlay exclude each other');
     }
+    if (values.sparsify && (values.writable || values.overlay)) {
+      throw new UsageError(
+        '--sparsify is read-only: it cannot be combined with --writable or --overlay',
+      );
+    }
     const port = values.port === undefined ? undefined : integer(values.port, '--port', 0, 65535);
     const shared = values.shared === undefined ? 16 : integer(values.shared, '--shared', 1, 1024);
     const writable = values.writable ?? false;
+    const idle = duration(values['idle-timeout'], '--idle-timeout');
+    const handshake = duration(values['handshake-timeout'], '--handshake-timeout');
 
     const image = await openImage(spec!, { ...openOptions(values), writable });
     let served: Image = image;
@@ -65,6 +84,7 @@ export const serve: Command = {
         );
       }
       if (values.overlay) served = new CowImage(image);
+      if (values.sparsify) served = await SparsifyImage.open(image);
       const bind = values.bind ?? '127.0.0.1';
       if (values.socket === undefined && !isLoopback(bind)) {
         process.stderr.write(
@@ -79,6 +99,8 @@ export const serve: Command = {
         writable: writable || (values.overlay ?? false),
         shared,
         once: values.once ?? false,
+        ...(idle !== undefined ? { idleTimeout: idle } : {}),
+        ...(handshake !== undefined ? { handshakeTimeout: handshake } : {}),
       });
       const socketPath = values.socket;
       if (socketPath !== undefined) {
@@ -106,6 +128,16 @@ function integer(text: string, flag: string, min: number, max: number): number {
     throw new UsageError(`${flag} must be a whole number from ${min} to ${max}`);
   }
   return n;
+}
+
+/** A DUR flag in seconds (undefined when not given). */
+function duration(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms === 0) {
+    throw new UsageError(`${flag} must be a duration above 0 like 30s, 45m, 12h or 30d`);
+  }
+  return ms / 1000;
 }
 
 function isLoopback(address: string): boolean {

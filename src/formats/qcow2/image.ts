@@ -276,6 +276,7 @@ export class Qcow2Image extends BaseImage {
 
   async close(): Promise<void> {
     this.compressed.clear();
+    this.map.l1.release();
     const closing: Promise<void>[] = [];
     if (this.backing) closing.push(this.backing.close());
     if (this.data !== this.source) closing.push(this.data.close());

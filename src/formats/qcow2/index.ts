@@ -14,7 +14,8 @@ import {
   type Qcow2Header,
 } from './header.js';
 import { Qcow2Image } from './image.js';
-import { BACKING_L2_CACHE_BYTES, L2_CACHE_BYTES, Qcow2Map } from './mapping.js';
+import { L1Table } from './l1-table.js';
+import { l2CacheBytesAt, Qcow2Map } from './mapping.js';
 import { readExact } from './reader.js';
 import { readBitmaps, readSnapshots } from './snapshots.js';
 
@@ -36,7 +37,13 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
 
   const l2Entries = header.clusterSize / (header.extendedL2 ? 16 : 8);
   const l1Count = Math.ceil(header.size / (header.clusterSize * l2Entries));
-  const l1 = await readExact(source, header.l1TableOffset, l1Count * 8, 'L1 table');
+  const l1 = new L1Table(
+    (off, length) => readExact(source, off, length, 'L1 table'),
+    header.l1TableOffset,
+    l1Count,
+  );
+  // The first piece at open, as before: a small image's whole table, and a bad offset fails here.
+  if (l1Count > 0) await l1.entry(0);
   const snapshots = await readSnapshots(source, header);
   const bitmaps =
     header.autoclear & AUTOCLEAR_BITMAPS ? await readBitmaps(source, header) : undefined;
@@ -60,11 +67,12 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
       header.dataFile !== undefined,
       (off) => readExact(source, off, header.clusterSize, 'L2 table'),
       who,
-      ctx.depth === 0 ? L2_CACHE_BYTES : BACKING_L2_CACHE_BYTES,
+      l2CacheBytesAt(ctx.depth),
     );
     const actualSize = await source.allocatedSize?.();
     return new Qcow2Image({ source, data, header, map, backing, snapshots, bitmaps, actualSize });
   } catch (err) {
+    l1.release();
     await Promise.allSettled(opened.map((o) => o.close()));
     throw err;
   }

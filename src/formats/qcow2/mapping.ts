@@ -5,6 +5,7 @@
  */
 import { CorruptImageError } from '../../errors.js';
 import type { Qcow2Header } from './header.js';
+import type { L1Table } from './l1-table.js';
 import { capacityFor, TableCache } from './l2-cache.js';
 
 export const Kind = {
@@ -36,6 +37,18 @@ export interface Run {
 /** Memory budget of the L2 table cache of the image named by the user, and of each backing. */
 export const L2_CACHE_BYTES = 16 * 1024 * 1024;
 export const BACKING_L2_CACHE_BYTES = 4 * 1024 * 1024;
+/**
+ * Backings deeper than DEEP_BACKING_DEPTH get less, so the longest chain accepted (65 layers)
+ * holds 16 + 8 × 4 + 56 × 1 = 104 MiB of L2 tables at most, within a 256 MiB RSS budget.
+ */
+export const DEEP_BACKING_L2_CACHE_BYTES = 1024 * 1024;
+export const DEEP_BACKING_DEPTH = 8;
+
+/** The L2 cache budget of a layer `depth` images below the one the user named. */
+export function l2CacheBytesAt(depth: number): number {
+  if (depth === 0) return L2_CACHE_BYTES;
+  return depth <= DEEP_BACKING_DEPTH ? BACKING_L2_CACHE_BYTES : DEEP_BACKING_L2_CACHE_BYTES;
+}
 const TWO32 = 2 ** 32;
 /** L2 entries decoded per step. */
 const SLICE_CLUSTERS = 1024;
@@ -48,13 +61,13 @@ export class Qcow2Map {
   private readonly cs: number;
   private readonly l2Entries: number;
   private readonly coverage: number;
-  private readonly l1: DataView;
   private readonly l2: TableCache<DataView>;
   private readonly scSize: number;
 
   constructor(
     private readonly header: Qcow2Header,
-    l1Bytes: Uint8Array,
+    /** Read lazily, in pieces, through a cache shared by every open image. */
+    readonly l1: L1Table,
     private readonly fileSize: number,
     /** True when data clusters live in an external data file (host = guest offset). */
     private readonly externalData: boolean,
@@ -66,7 +79,6 @@ export class Qcow2Map {
     this.l2Entries = this.cs / (header.extendedL2 ? 16 : 8);
     this.coverage = this.cs * this.l2Entries;
     this.scSize = this.cs / 32;
-    this.l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
     this.l2 = new TableCache(capacityFor(cacheBytes, this.cs), async (off) => {
       const t = await readCluster(off);
       return new DataView(t.buffer, t.byteOffset, t.byteLength);
@@ -84,7 +96,7 @@ export class Qcow2Map {
     while (pos < end) {
       const l1i = Math.floor(pos / this.coverage);
       const base = l1i * this.coverage;
-      const l2off = this.l2Offset(l1i, pos);
+      const l2off = await this.l2Offset(l1i, pos);
       const batch: Run[] = [];
       let stop = Math.min(base + this.coverage, end);
       if (l2off === 0) {
@@ -106,9 +118,9 @@ export class Qcow2Map {
     if (pending) yield pending;
   }
 
-  private l2Offset(l1i: number, guest: number): number {
-    if (l1i * 8 + 8 > this.l1.byteLength) return 0;
-    const off = entryOffset(this.l1.getUint32(l1i * 8), this.l1.getUint32(l1i * 8 + 4));
+  private async l2Offset(l1i: number, guest: number): Promise<number> {
+    const [hi, lo] = await this.l1.entry(l1i);
+    const off = entryOffset(hi, lo);
     if (off === 0) return 0;
     if (off % this.cs !== 0) {
       throw this.corrupt(guest, `L2 table offset ${off} is not cluster aligned`);

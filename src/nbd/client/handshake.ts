@@ -181,7 +181,7 @@ async function readOptionReply(
   if (header.length > MAX_OPTION_REPLY) {
     throw new NbdProtocolError(`${who}: option reply of ${header.length} bytes`);
   }
-  const data = (await reader.read(header.length)).slice();
+  const data = new Uint8Array(await reader.read(header.length)); // a copy, never a view
   return { type: header.type, data };
 }
 

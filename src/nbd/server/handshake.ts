@@ -62,7 +62,8 @@ export async function serverHandshake(
   exp: ServedExport,
 ): Promise<Negotiated | undefined> {
   await writeMessage(socket, [encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)]);
-  const clientFlags = new DataView((await reader.read(4)).slice().buffer).getUint32(0);
+  const flagBytes = await reader.read(4);
+  const clientFlags = new DataView(flagBytes.buffer, flagBytes.byteOffset, 4).getUint32(0);
   if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) !== 0) {
     throw new NbdProtocolError(`unknown client flags 0x${clientFlags.toString(16)}`);
   }
@@ -82,7 +83,7 @@ export async function serverHandshake(
     if (header.length > MAX_OPTION_DATA) {
       throw new NbdProtocolError(`option ${header.option} carries ${header.length} bytes`);
     }
-    const data = (await reader.read(header.length)).slice();
+    const data = new Uint8Array(await reader.read(header.length)); // a copy, never a view
     const { option } = header;
     switch (option) {
       case OPT_EXPORT_NAME: {

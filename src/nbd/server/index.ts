@@ -14,7 +14,11 @@ import { formatNbdUri, type NbdAddress } from '../uri.js';
 import { ConnectionClosedError, WireReader } from '../wire.js';
 import { messageOf, type ServedExport } from './export.js';
 import { serverHandshake } from './handshake.js';
+import { emptyStats, type NbdServerStats } from './stats.js';
+import { after } from './timer.js';
 import { Transmission, type TransmissionLimits } from './transmission.js';
+
+export type { NbdServerStats } from './stats.js';
 
 export interface NbdServerOptions {
   /** Address to listen on (default 127.0.0.1). */
@@ -41,8 +45,17 @@ export interface NbdServerOptions {
    * ahead costs both copies a trip to memory.
    */
   readAheadPerConnection?: number;
-  /** Seconds a client may take to finish the handshake (default 30). */
+  /**
+   * Seconds a client may take to finish the handshake (default 10); a stalled client is then
+   * disconnected, so it cannot hold one of the `shared` slots.
+   */
   handshakeTimeout?: number;
+  /**
+   * Seconds a connection may stay without a request after the handshake before the server
+   * closes it (default: never; an idle VM disk must stay connected). A request in flight,
+   * however slow, is not idleness.
+   */
+  idleTimeout?: number;
   /** Where diagnostics go (default: stderr, prefixed "diskpipe serve: "). */
   log?: (message: string) => void;
 }
@@ -55,6 +68,8 @@ export interface NbdServer {
   readonly done: Promise<void>;
   /** Clients connected now. */
   readonly clients: number;
+  /** Counters since the start (a live view). */
+  readonly stats: Readonly<NbdServerStats>;
   /** Stops listening, disconnects clients and waits for their requests to finish. */
   close(): Promise<void>;
 }
@@ -76,13 +91,16 @@ export async function startNbdServer(
     maxPayload: DEFAULT_MAX_PAYLOAD,
   };
   const log = opts.log ?? ((m: string) => process.stderr.write(`diskpipe serve: ${m}\n`));
-  const limits = {
+  const limits: TransmissionLimits = {
     maxRequests: opts.maxRequestsPerConnection ?? 64,
     maxBytes: opts.maxBytesPerConnection ?? 2 * DEFAULT_MAX_PAYLOAD,
     readAhead: opts.readAheadPerConnection ?? 4 * 1024 * 1024,
+    idleTimeout: seconds(opts.idleTimeout ?? 0, 'idleTimeout') * 1000,
   };
-  const handshakeMs = (opts.handshakeTimeout ?? 30) * 1000;
+  const handshakeMs = seconds(opts.handshakeTimeout ?? 10, 'handshakeTimeout') * 1000;
+  if (handshakeMs === 0) throw new UsageError('handshakeTimeout must be above 0');
   const pool = new BufferPool();
+  const stats = emptyStats();
 
   const sockets = new Set<Socket>();
   const sessions = new Set<Promise<void>>();
@@ -95,8 +113,9 @@ export async function startNbdServer(
 
   const server = createServer((socket) => {
     everConnected = true;
+    stats.connections++;
     sockets.add(socket);
-    const session = serveConnection(socket, exp, log, limits, handshakeMs, pool);
+    const session = serveConnection(socket, exp, log, limits, handshakeMs, pool, stats);
     sessions.add(session);
     session.finally(() => {
       sessions.delete(session);
@@ -130,8 +149,17 @@ export async function startNbdServer(
     get clients() {
       return sockets.size;
     },
+    stats,
     close,
   };
+}
+
+/** A timeout option in seconds: a finite number ≥ 0. */
+function seconds(value: number, name: string): number {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new UsageError(`${name} must be a number of seconds ≥ 0`);
+  }
+  return value;
 }
 
 async function listen(
@@ -179,6 +207,7 @@ async function serveConnection(
   limits: TransmissionLimits,
   handshakeMs: number,
   pool: BufferPool,
+  stats: NbdServerStats,
 ): Promise<void> {
   const peer = socket.remoteAddress
     ? `${socket.remoteAddress}:${socket.remotePort}`
@@ -186,21 +215,22 @@ async function serveConnection(
   const say = (m: string) => log(`${peer}: ${m}`);
   socket.setNoDelay(true);
   const reader = new WireReader(socket);
-  const timer = setTimeout(() => {
+  const cancelTimer = after(handshakeMs, () => {
+    stats.handshakeTimeouts++;
     say('handshake timed out');
     socket.destroy();
-  }, handshakeMs);
+  });
   try {
     const negotiated = await serverHandshake(socket, reader, exp);
-    clearTimeout(timer);
+    cancelTimer();
     if (!negotiated) return;
-    await new Transmission(socket, reader, exp, negotiated, say, limits, pool).run();
+    await new Transmission(socket, reader, exp, negotiated, say, limits, pool, stats).run();
   } catch (err) {
     if (!(err instanceof ConnectionClosedError)) {
       say(`${err instanceof DiskpipeError ? '' : 'internal error: '}${messageOf(err)}; closing`);
     }
   } finally {
-    clearTimeout(timer);
+    cancelTimer();
     if (!socket.destroyed) {
       socket.end(() => socket.destroy());
       // A peer that stops reading must not keep the connection half-closed forever.

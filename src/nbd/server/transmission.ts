@@ -3,8 +3,12 @@
  * and is answered when done, so pipelined requests overlap and replies go out of order. A Budget
  * bounds what one connection may have in flight; a request that breaks the rules gets an error
  * reply, and only a stream we can no longer parse (bad magic, oversize write payload) is dropped.
+ *
+ * One connection never holds the event loop: the server takes one request per turn, and once the
+ * client has gone, the reads it left queued are dropped (writes it sent are still applied).
  */
 import type { Socket } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { NbdProtocolError } from '../../errors.js';
 import { Budget } from '../budget.js';
 import type { BufferPool } from '../buffer-pool.js';
@@ -41,6 +45,8 @@ import { ConnectionClosedError, type WireReader, writeMessage } from '../wire.js
 import { errorValue, messageOf, type ServedExport } from './export.js';
 import type { Negotiated } from './handshake.js';
 import { readReply } from './read-reply.js';
+import type { NbdServerStats } from './stats.js';
+import { IdleTimer } from './timer.js';
 
 export interface TransmissionLimits {
   /** Requests one connection may have in flight. */
@@ -49,6 +55,8 @@ export interface TransmissionLimits {
   maxBytes: number;
   /** READ reply bytes one connection may have read and not yet handed to the socket. */
   readAhead: number;
+  /** Milliseconds a connection may stay without a request before it is closed (0: never). */
+  idleTimeout: number;
 }
 
 /** More descriptors than this in one BLOCK_STATUS reply are cut (the client asks again). */
@@ -65,6 +73,16 @@ const ALLOWED_FLAGS: Record<number, number> = {
   [CMD_BLOCK_STATUS]: CMD_FLAG_FUA | CMD_FLAG_REQ_ONE,
 };
 
+/**
+ * Work one connection may start per event-loop turn before it lets others run: a few small
+ * requests (a turn per 4 KiB request costs a third of the throughput) or one large one.
+ */
+const REQUESTS_PER_TURN = 16;
+const BYTES_PER_TURN = 8 * 1024 * 1024;
+
+/** Requests whose only effect is their reply: nothing to do once the client has gone. */
+const REPLY_ONLY = new Set([CMD_READ, CMD_BLOCK_STATUS, CMD_CACHE]);
+
 class RequestError extends Error {
   constructor(
     readonly errno: number,
@@ -77,6 +95,14 @@ class RequestError extends Error {
 export class Transmission {
   private readonly budget: Budget;
   private readonly readAhead: Budget;
+  /** The client has gone (end of stream, reset or close): replies can no longer be sent. */
+  private gone = false;
+  /** Requests started and not yet answered. */
+  private active = 0;
+  private readonly idle: IdleTimer | undefined;
+  /** Requests and bytes started since this connection last yielded to the event loop. */
+  private turnRequests = 0;
+  private turnBytes = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -86,9 +112,27 @@ export class Transmission {
     private readonly log: (message: string) => void,
     limits: TransmissionLimits,
     private readonly pool: BufferPool,
+    private readonly stats: NbdServerStats,
   ) {
     this.budget = new Budget(limits.maxRequests, limits.maxBytes);
     this.readAhead = new Budget(Number.POSITIVE_INFINITY, limits.readAhead);
+    const leave = () => {
+      this.gone = true;
+    };
+    socket.once('end', leave);
+    socket.once('close', leave);
+    if (socket.destroyed || socket.readableEnded) leave();
+    if (limits.idleTimeout > 0) {
+      this.idle = new IdleTimer(
+        limits.idleTimeout,
+        () => this.active > 0,
+        () => {
+          this.stats.idleTimeouts++;
+          this.log(`no request for ${limits.idleTimeout / 1000} s; closing`);
+          socket.destroy();
+        },
+      );
+    }
   }
 
   /** Serves requests until the client disconnects; rejects only on a broken stream. */
@@ -116,15 +160,27 @@ export class Transmission {
           return;
         }
         this.budget.release(0);
+        this.idle?.touch();
         await this.start(req);
+        // Bounded work per event-loop turn: a burst of pipelined requests, or the backlog of a
+        // client that has gone, must not keep accept, handshakes and other clients waiting.
+        this.turnRequests++;
+        if (req.type === CMD_READ || req.type === CMD_WRITE) this.turnBytes += req.length;
+        if (this.turnRequests >= REQUESTS_PER_TURN || this.turnBytes >= BYTES_PER_TURN) {
+          this.turnRequests = 0;
+          this.turnBytes = 0;
+          await nextTurn();
+        }
       }
     } finally {
+      this.idle?.stop();
       await this.budget.idle();
     }
   }
 
   /** Takes the request's bytes off the wire (writes) and runs it without waiting for it. */
   private async start(req: Request): Promise<void> {
+    if (this.dropped(req)) return;
     const payload = req.type === CMD_WRITE ? req.length : 0;
     if (payload > this.exp.maxPayload) {
       // The payload cannot be skipped cheaply: a client sending it broke the size rules.
@@ -133,6 +189,10 @@ export class Transmission {
     const replyBytes = req.type === CMD_READ ? Math.min(req.length, this.exp.maxPayload) : 0;
     const held = payload + replyBytes;
     await this.budget.acquire(held);
+    if (this.dropped(req)) {
+      this.budget.release(held);
+      return;
+    }
     let data: Uint8Array | undefined;
     if (payload > 0) {
       data = this.pool.take(payload); // filled completely by readInto
@@ -145,12 +205,23 @@ export class Transmission {
         throw err;
       }
     }
+    this.stats.requests++;
+    this.active++;
     this.handle(req, data)
       .catch((err) => this.log(`request ${req.type}: ${messageOf(err)}`))
       .finally(() => {
+        this.active--;
+        this.idle?.touch();
         this.budget.release(held);
         if (data) this.pool.give(data);
       });
+  }
+
+  /** Counts and skips a request whose only effect is a reply nobody is left to read. */
+  private dropped(req: Request): boolean {
+    if (!this.gone || !REPLY_ONLY.has(req.type)) return false;
+    this.stats.dropped++;
+    return true;
   }
 
   private async handle(req: Request, data: Uint8Array | undefined): Promise<void> {
@@ -243,6 +314,7 @@ export class Transmission {
     const { structured } = this.negotiated;
     await this.readAhead.acquire(req.length);
     try {
+      if (this.gone) return; // left while this read waited its turn
       const reply = await readReply(this.image, this.pool, { ...req, structured, df });
       try {
         await writeMessage(this.socket, reply.parts);

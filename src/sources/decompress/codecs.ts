@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { Readable, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { UnsupportedFeatureError } from '../../errors.js';
 import { throughStream } from './streams.js';
 
 const require = createRequire(import.meta.url);
@@ -15,11 +16,23 @@ interface XzModule {
   XzReadableStream: new (input: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>;
 }
 
+/** The dictionary size xz-decompress's WASM build accepts (xz-embedded's dict_max: 2^26). */
+export const XZ_JS_DICT_LIMIT = 64 * 1024 * 1024;
+/** xz-embedded's XZ_MEMLIMIT_ERROR, as the WASM build reports it. */
+const MEMLIMIT = /failed with error code 4\b/;
+
 /** xz through xz-decompress (xz-embedded compiled to WASM, streaming). */
 export async function* unxz(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const { XzReadableStream } = require('xz-decompress') as XzModule;
   const source = ReadableStream.from(input) as ReadableStream<Uint8Array>;
-  yield* new XzReadableStream(source) as unknown as AsyncIterable<Uint8Array>;
+  try {
+    yield* new XzReadableStream(source) as unknown as AsyncIterable<Uint8Array>;
+  } catch (err) {
+    if (!MEMLIMIT.test(String((err as Error)?.message))) throw err;
+    throw new UnsupportedFeatureError(
+      `xz data uses a dictionary larger than the built-in decoder's memory limit of ${XZ_JS_DICT_LIMIT / 2 ** 20} MiB (xz -9 uses 64 MiB); install the xz tool, which diskpipe then uses, or recompress with a smaller dictionary`,
+    );
+  }
 }
 
 /** bzip2 through unbzip2-stream (pure JS; slow, so `bzip2 -dc` is preferred when present). */

@@ -3,7 +3,7 @@
  * work; the system's `xz`/`zstd`/`bzip2` tools, when present, are used as faster optional
  * accelerators (DISKPIPE_NO_ACCEL=1 or `accelerate: false` turns them off).
  */
-import { CorruptImageError, DiskpipeError } from '../../errors.js';
+import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../../errors.js';
 import { gunzip, unbzip2, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
 import { findOnPath, spawnDecompressor, ToolError } from './streams.js';
@@ -49,6 +49,8 @@ export async function* decompress(
       yield chunk;
     }
   } catch (err) {
+    if (err instanceof UnsupportedFeatureError)
+      throw new UnsupportedFeatureError(`${label}: ${err.message}`);
     if (err instanceof DiskpipeError && !(err instanceof CorruptImageError)) throw err;
     const why = err instanceof ToolError ? `${tool}: ${err.message}` : (err as Error)?.message;
     throw new CorruptImageError(

@@ -15,9 +15,17 @@ export async function* throughStream(
   try {
     for await (const chunk of transform) yield chunk as Uint8Array;
   } finally {
-    src.destroy();
     transform.destroy();
+    await destroyed(src);
   }
+}
+
+/** Destroys a Readable.from stream and waits until its input iterator has been closed. */
+async function destroyed(src: Readable): Promise<void> {
+  if (src.closed) return;
+  const closed = new Promise<void>((resolve) => src.once('close', () => resolve()));
+  src.destroy();
+  await closed;
 }
 
 const found = new Map<string, string | undefined>();
@@ -80,7 +88,9 @@ export async function* spawnDecompressor(
       throw new ToolError(text || `exit status ${code}`);
     }
   } finally {
-    src.destroy();
-    if (child.exitCode === null && child.signalCode === null) child.kill();
+    // Kill and reap the tool, and close what fed it, before the error (or the end) goes on.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited.catch(() => {});
+    await destroyed(src);
   }
 }

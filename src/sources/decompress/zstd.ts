@@ -28,6 +28,14 @@ const FRAME_MAGIC = 0xfd2fb528;
 
 export async function* unzstd(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const q = new ByteQueue(input);
+  try {
+    yield* frames(q);
+  } finally {
+    await q.close();
+  }
+}
+
+async function* frames(q: ByteQueue): AsyncGenerator<Uint8Array> {
   let frames = 0;
   for (;;) {
     if ((await q.fill(4)) < 4) {
@@ -178,6 +186,13 @@ class ByteQueue {
 
   constructor(input: AsyncIterable<Uint8Array>) {
     this.it = input[Symbol.asyncIterator]();
+  }
+
+  /** Stops the input early (runs its finally blocks); harmless once it has ended. */
+  async close(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.it.return?.();
   }
 
   /** Pulls until `n` bytes are available or the input ends; returns what is available. */

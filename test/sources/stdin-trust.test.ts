@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { diskpipe, qemuImg, tempDir } from '../helpers/peers.js';
+
+const dir = tempDir();
+const allowed = tempDir();
+const base = join(allowed, 'base.raw');
+const overlay = join(dir, 'overlay.qcow2');
+await qemuImg('create', '-f', 'raw', base, '1M');
+await qemuImg('create', '-f', 'qcow2', '-b', base, '-F', 'raw', overlay);
+
+test('stdin: a plain qcow2 on stdin may not follow its backing reference', () => {
+  const input = readFileSync(overlay);
+  // The same file named on the command line is allowed to (the backing dir is allowed).
+  const named = diskpipe(['info', '--allow-backing', allowed, overlay]);
+  assert.equal(named.status, 0, named.stderr);
+  for (const args of [
+    ['info', '-'],
+    ['info', '--allow-backing', allowed, '-'],
+  ]) {
+    const r = diskpipe(args, { input, env: { DISKPIPE_CACHE: allowed } });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}`);
+    assert.match(r.stderr, /^diskpipe: backing file reference '.*base\.raw' refused: .*untrusted/);
+  }
+});
