@@ -1,6 +1,7 @@
 /**
- * convert: copies an image into a new raw, qcow2, vmdk, vhdx, vpc or vdi file (written under a temporary name and
- * renamed when complete), into an existing image in place (-n), onto a block device in place
+ * convert: copies an image into a new raw, qcow2, vmdk, vhdx, vpc or vdi file (written under a
+ * temporary name and renamed when complete; the last four through the writer registry), into
+ * an existing image in place (-n), onto a block device in place
  * (raw, size checked), or as raw bytes into a stream (stdout). Built on the copy engine, so
  * zeroes are never read, and written only where the target may not read as zero already.
  */
