@@ -6,13 +6,14 @@
  * when `ordered`), completes the file on `close()` and abandons it on `discard()`.
  */
 import { basename } from 'node:path';
+import type { Writable } from 'node:stream';
 import { UsageError } from '../errors.js';
 import type { Image } from '../image/types.js';
 import type { LocalFile } from '../io/file.js';
 import { VdiWriter } from './vdi/writer.js';
 import { VhdDynamicWriter, VhdFixedWriter } from './vhd/writer.js';
 import { VhdxWriter } from './vhdx/writer.js';
-import { VmdkSparseWriter, VmdkStreamWriter } from './vmdk/writer/index.js';
+import { StreamSink, VmdkSparseWriter, VmdkStreamWriter } from './vmdk/writer/index.js';
 
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'vdi'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -42,6 +43,8 @@ interface WriterEntry {
   /** True when writes must come in offset order. */
   ordered(o: FormatOptions): boolean;
   create(file: LocalFile, o: NewImage): Promise<ImageWriter>;
+  /** Writes the image into a stream (stdout), for the ordered formats that allow it. */
+  stream?(out: Writable, o: NewImage): Promise<ImageWriter>;
 }
 
 const ON_OFF = ['on', 'off'] as const;
@@ -56,6 +59,11 @@ const WRITERS: Record<WriterFormat, WriterEntry> = {
         ? VmdkStreamWriter.create(file, opts)
         : VmdkSparseWriter.create(file, opts);
     },
+    stream: (out, n) =>
+      VmdkStreamWriter.create(new StreamSink(out), {
+        size: n.size,
+        fileName: basename(n.path === '-' ? 'disk.vmdk' : n.path),
+      }),
   },
   vpc: {
     options: { subformat: ['dynamic', 'fixed'], force_size: ON_OFF },
@@ -161,4 +169,25 @@ export function createWriter(
 ): Promise<ImageWriter> {
   checkFormatOptions(format, image.options);
   return WRITERS[format].create(file, image);
+}
+
+/** True when `format` with options `o` can be written to a stream (stdout). */
+export function canStream(format: OutputFormat, o: FormatOptions): boolean {
+  return (
+    isWriterFormat(format) && WRITERS[format].stream !== undefined && writerIsOrdered(format, o)
+  );
+}
+
+/** Starts a writer that sends the image to `out` front to back (see canStream). */
+export function createStreamWriter(
+  format: WriterFormat,
+  out: Writable,
+  image: NewImage,
+): Promise<ImageWriter> {
+  checkFormatOptions(format, image.options);
+  const entry = WRITERS[format];
+  if (!entry.stream || !entry.ordered(image.options)) {
+    throw new UsageError(`-O ${format} cannot be written to a stream`);
+  }
+  return entry.stream(out, image);
 }

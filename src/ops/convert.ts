@@ -12,7 +12,9 @@ import type { Compression } from '../formats/qcow2/writer/index.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
 import {
+  canStream,
   checkFormatOptions,
+  createStreamWriter,
   createWriter,
   type FormatOptions,
   type ImageWriter,
@@ -109,8 +111,11 @@ function check(dst: string, o: ConvertOptions, kind: DestinationKind | 'stream')
       '-n writes into an existing image: -B, -c and --cluster-size do not apply',
     );
   }
-  if (dst === '-' && (format !== 'raw' || o.existing)) {
-    throw new UsageError('only raw output (without -n) can be written to stdout');
+  const streamable = format === 'raw' || canStream(format, o.formatOptions ?? {});
+  if (dst === '-' && (!streamable || o.existing)) {
+    throw new UsageError(
+      'only raw or streamOptimized vmdk output (without -n) can be written to stdout',
+    );
   }
   return format;
 }
@@ -137,6 +142,9 @@ export async function convertImage(
   const copy = tuning(opts);
   if (kind === 'block-device') {
     return { ...(await ontoDevice(src, dst, opts, copy)), format, output: dst };
+  }
+  if (dst === '-' && isWriterFormat(format)) {
+    return { ...(await toStream(format, src, opts, copy)), format, output: dst };
   }
   if (dst === '-') {
     const target = new StreamTarget(opts.stdout ?? process.stdout, src.size);
@@ -298,6 +306,26 @@ async function toWriter(
     // An ordered writer is told about zero ranges too (it must see every offset in turn).
     const ordered = writerIsOrdered(format, options);
     const r = await copyImage(src, writer, { ...copy, targetIsZero: !ordered, ordered });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    await writer.close();
+    return r;
+  } finally {
+    await writer.discard();
+  }
+}
+
+/** A streamOptimized vmdk sent to stdout front to back (e.g. into a tar for an OVA). */
+async function toStream(
+  format: WriterFormat,
+  src: Image,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  const out = opts.stdout ?? process.stdout;
+  const options = opts.formatOptions ?? {};
+  const writer = await createStreamWriter(format, out, { size: src.size, path: '-', options });
+  try {
+    const r = await copyImage(src, writer, { ...copy, ordered: true });
     opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
     await writer.close();
     return r;

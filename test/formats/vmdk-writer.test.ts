@@ -3,14 +3,15 @@
  * qemu-img (see writer-checks.ts).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DiskpipeError } from '../../src/errors.js';
 import { VmdkStreamWriter } from '../../src/formats/vmdk/writer/index.js';
 import { LocalFile } from '../../src/io/file.js';
 import { diskpipe, qemuImg } from '../helpers/peers.js';
-import { checkConversion, checkCreate, makeSources, ok } from './writer-checks.js';
+import { checkConversion, checkCreate, checksumOf, makeSources, ok } from './writer-checks.js';
 
 const setup = makeSources();
 
@@ -86,4 +87,27 @@ test('the streamOptimized writer refuses writes out of offset order (it cannot s
   await w.zero(4096, 4 * 1024 * 1024 - 4096);
   await w.close();
   await qemuImg('check', '-q', join(dir, 'order.vmdk'));
+});
+
+test('convert -O vmdk -o subformat=streamOptimized SRC -: the vmdk goes to stdout, front to back', async () => {
+  const { dir, sources } = await setup;
+  for (const src of sources) {
+    const out = join(dir, `piped-${src.name.replace(/\W+/g, '-')}.vmdk`);
+    const fd = openSync(out, 'w');
+    const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
+    const args = ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', src.path, '-'];
+    const r = spawnSync(process.execPath, [main, ...args], { stdio: ['ignore', fd, 'pipe'] });
+    closeSync(fd);
+    assert.equal(r.status, 0, r.stderr.toString());
+    await qemuImg('check', '-q', out);
+    assert.match(await qemuImg('compare', '-f', src.format, src.path, out), /identical/);
+    const file = join(dir, `${src.name.replace(/\W+/g, '-')}-vmdk-subformat-streamOptimized.vmdk`);
+    assert.equal(checksumOf(out), checksumOf(file), 'the same content as the file output');
+  }
+  const sparse = diskpipe(['convert', '-O', 'vmdk', sources[0]!.path, '-']);
+  assert.equal(sparse.status, 2);
+  assert.match(
+    sparse.stderr,
+    /only raw or streamOptimized vmdk output .* can be written to stdout/,
+  );
 });

@@ -12,7 +12,6 @@ import { deflate } from 'node:zlib';
 import { DiskpipeError, NotCapableError, OutOfRangeError } from '../../../errors.js';
 import { BaseImage } from '../../../image/base.js';
 import type { Capabilities } from '../../../image/types.js';
-import type { LocalFile } from '../../../io/file.js';
 import { isZero } from '../../../ops/copy/blocks.js';
 import { MARKER_EOS, MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR } from '../header.js';
 import {
@@ -28,6 +27,7 @@ import {
   gtCount,
   MAX_HOST_SECTOR,
 } from './layout.js';
+import type { SequentialSink } from './sequential-sink.js';
 import type { VmdkWriterOptions } from './sparse-writer.js';
 
 const deflateAsync = promisify(deflate);
@@ -75,7 +75,7 @@ export class VmdkStreamWriter extends BaseImage {
   private closed = false;
 
   private constructor(
-    private readonly file: LocalFile,
+    private readonly file: SequentialSink,
     capacity: number,
     private readonly sync: boolean,
   ) {
@@ -85,7 +85,8 @@ export class VmdkStreamWriter extends BaseImage {
     this.host = GRAIN_SIZE; // grains start after the first 128 sectors, as qemu's do
   }
 
-  static async create(file: LocalFile, o: VmdkWriterOptions): Promise<VmdkStreamWriter> {
+  /** `file`: a local file (LocalFile) or a stream sink; either is written front to back. */
+  static async create(file: SequentialSink, o: VmdkWriterOptions): Promise<VmdkStreamWriter> {
     const capacity = capacityOf(o.size);
     const w = new VmdkStreamWriter(file, capacity, o.sync === true);
     await file.truncate(0);
