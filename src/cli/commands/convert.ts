@@ -55,7 +55,8 @@ export const convert: Command = {
     '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
     '                       the end); qemu-img convert does not flush by default either',
     '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
-    '  DST -                write raw bytes to stdout, in order',
+    '  DST -                write raw bytes to stdout, in order (or, with -O vmdk -o',
+    '                       subformat=streamOptimized, the vmdk itself)',
   ].join('\n'),
   async run(argv) {
     const { values, positionals: args } = parse(argv, {
