@@ -4,7 +4,8 @@
  *   BENCH_DIR        where images live (default /var/tmp/diskpipe-bench; kept between runs)
  *   BENCH_DATA_MIB   data in the 8 GiB image (default 2048)
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
- *   BENCH_ONLY       comma list of convert,compare,clone,formats,cache,checksum,nbd,http,stall
+ *   BENCH_ONLY       comma list of convert,compare,clone,formats,outformats,cache,checksum,
+ *                    nbd,http,stall
  *                    (default: all)
  */
 import { execFileSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { benchFormats } from './formats.js';
 import { run as benchHttp } from './http.js';
 import { benchImages } from './images.js';
 import { run as benchNbd } from './nbd.js';
+import { benchOutputFormats } from './output-formats.js';
 import { benchStall } from './stall.js';
 import { printRows, type Row } from './util.js';
 import '../src/formats/index.js';
@@ -26,9 +28,10 @@ const dir = process.env.BENCH_DIR ?? '/var/tmp/diskpipe-bench';
 const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 2048);
 const reps = Number(process.env.BENCH_REPS ?? 5);
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'convert,compare,clone,formats,cache,checksum,nbd,http,stall').split(
-    ',',
-  ),
+  (
+    process.env.BENCH_ONLY ??
+    'convert,compare,clone,formats,outformats,cache,checksum,nbd,http,stall'
+  ).split(','),
 );
 
 const img = benchImages(dir, dataMiB);
@@ -56,6 +59,7 @@ if (only.has('compare')) {
 }
 if (only.has('clone')) rows.push(...benchClone(img, reps, fsName));
 if (only.has('formats')) rows.push(...benchFormats(img, reps));
+if (only.has('outformats')) rows.push(...benchOutputFormats(img, reps));
 if (only.has('cache')) rows.push(...(await benchCache(img, reps)));
 console.log('');
 printRows(rows);

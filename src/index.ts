@@ -66,6 +66,16 @@ export {
   type OpenContext,
   registerFormat,
 } from './formats/registry.js';
+export {
+  createWriter,
+  type FormatOptions,
+  type ImageWriter,
+  type NewImage,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  parseFormatOptions,
+  type WriterFormat,
+} from './formats/writers.js';
 export { BaseImage, ImageWrapper } from './image/base.js';
 export { clipExtents, collectExtents, mergeExtents } from './image/extents.js';
 export { type ReferenceKind, type TrustOptions, TrustPolicy } from './image/trust.js';
@@ -119,7 +129,6 @@ export {
   type ConvertOptions,
   type ConvertResult,
   convertImage,
-  type OutputFormat,
 } from './ops/convert.js';
 export {
   type CopyOptions,
@@ -132,12 +141,12 @@ export { type CreateOptions, type CreateResult, createImage } from './ops/create
 export { describeChain, type ImageInfoJson, infoJson, type LayerInfo } from './ops/info.js';
 export { mapEntryJson, mapImage } from './ops/map.js';
 export type { DecompressOptions } from './sources/decompress/index.js';
+export type { DownloadLimits } from './sources/download-limits.js';
 export { HttpSource } from './sources/http.js';
 export type { HttpOptions, Validators as HttpValidators } from './sources/http-request.js';
+export type { RateLimits } from './sources/min-rate.js';
 export { NbdSource } from './sources/nbd.js';
 export type { SequentialSource } from './sources/sequential.js';
-export type { DownloadLimits } from './sources/download-limits.js';
-export type { RateLimits } from './sources/min-rate.js';
 export type { StageOptions } from './sources/stage.js';
 export type { StageLimitOptions } from './sources/stage-limit.js';
 export type { UnwrapOptions } from './sources/unwrap.js';

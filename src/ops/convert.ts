@@ -1,6 +1,7 @@
 /**
- * convert: copies an image into a new raw or qcow2 file (written under a temporary name and
- * renamed when complete), into an existing image in place (-n), onto a block device in place
+ * convert: copies an image into a new raw, qcow2, vmdk, vhdx, vpc or vdi file (written under a
+ * temporary name and renamed when complete; the last four through the writer registry), into
+ * an existing image in place (-n), onto a block device in place
  * (raw, size checked), or as raw bytes into a stream (stdout). Built on the copy engine, so
  * zeroes are never read, and written only where the target may not read as zero already.
  */
@@ -10,6 +11,20 @@ import { OutOfRangeError, UsageError } from '../errors.js';
 import type { Compression } from '../formats/qcow2/writer/index.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
+import {
+  canStream,
+  checkFormatOptions,
+  createStreamWriter,
+  createWriter,
+  type FormatOptions,
+  type ImageWriter,
+  isOutputFormat,
+  isWriterFormat,
+  type OutputFormat,
+  sizeOption,
+  type WriterFormat,
+  writerIsOrdered,
+} from '../formats/writers.js';
 import type { TrustOptions } from '../image/trust.js';
 import type { Image } from '../image/types.js';
 import { writeAtomically } from '../io/atomic.js';
@@ -21,7 +36,7 @@ import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
 import { resolveCopyOptions } from './copy/options.js';
 import { StreamTarget } from './copy/stream-target.js';
 
-export type OutputFormat = 'raw' | 'qcow2';
+export type { OutputFormat } from '../formats/writers.js';
 
 export interface ConvertOptions
   extends Pick<
@@ -30,6 +45,8 @@ export interface ConvertOptions
   > {
   /** Output format (-O), default raw. */
   format?: OutputFormat;
+  /** Format options (-o), qemu-img's names: vmdk subformat, vpc subformat/force_size... */
+  formatOptions?: FormatOptions;
   /** Compress qcow2 clusters (-c). */
   compress?: boolean;
   /** Compression type for -c (default deflate). */
@@ -69,8 +86,14 @@ export interface ConvertResult extends CopyResult {
 
 function check(dst: string, o: ConvertOptions, kind: DestinationKind | 'stream'): OutputFormat {
   const format = o.format ?? 'raw';
-  if (format !== 'raw' && format !== 'qcow2') {
-    throw new UsageError(`output format '${format}' is not supported (raw or qcow2)`);
+  if (!isOutputFormat(format)) {
+    throw new UsageError(
+      `output format '${format}' is not supported (raw, qcow2, vmdk, vhdx, vpc or vdi)`,
+    );
+  }
+  checkFormatOptions(format, o.formatOptions ?? {});
+  if (o.existing && isWriterFormat(format)) {
+    throw new UsageError(`-n writes into raw or qcow2 images only, not ${format}`);
   }
   const qcow2Only = (what: string, set: boolean) => {
     if (set && format !== 'qcow2') throw new UsageError(`${what} needs -O qcow2`);
@@ -89,8 +112,11 @@ function check(dst: string, o: ConvertOptions, kind: DestinationKind | 'stream')
       '-n writes into an existing image: -B, -c and --cluster-size do not apply',
     );
   }
-  if (dst === '-' && (format !== 'raw' || o.existing)) {
-    throw new UsageError('only raw output (without -n) can be written to stdout');
+  const streamable = format === 'raw' || canStream(format, o.formatOptions ?? {});
+  if (dst === '-' && (!streamable || o.existing)) {
+    throw new UsageError(
+      'only raw or streamOptimized vmdk output (without -n) can be written to stdout',
+    );
   }
   return format;
 }
@@ -119,6 +145,9 @@ export async function convertImage(
   if (kind === 'block-device') {
     return { ...(await ontoDevice(src, dst, opts, copy)), format, output: dst };
   }
+  if (dst === '-' && isWriterFormat(format)) {
+    return { ...(await toStream(format, src, opts, copy)), format, output: dst };
+  }
   if (dst === '-') {
     const target = new StreamTarget(opts.stdout ?? process.stdout, src.size);
     const r = await copyImage(src, target, { ...copy, ordered: true });
@@ -127,7 +156,12 @@ export async function convertImage(
   if (opts.existing) return { ...(await intoExisting(src, dst, format, opts, copy)), output: dst };
   const r = await writeAtomically(
     dst,
-    (tmp) => (format === 'raw' ? toRaw(src, tmp, opts, copy) : toQcow2(src, dst, tmp, opts, copy)),
+    (tmp) =>
+      format === 'raw'
+        ? toRaw(src, tmp, opts, copy)
+        : format === 'qcow2'
+          ? toQcow2(src, dst, tmp, opts, copy)
+          : toWriter(format, src, dst, tmp, opts, copy),
     { final: true },
   );
   return { ...r, format, output: dst };
@@ -219,7 +253,7 @@ async function toQcow2(
     try {
       writer = await Qcow2Writer.create(file, {
         size: src.size,
-        clusterSize: opts.clusterSize,
+        clusterSize: opts.clusterSize ?? sizeOption(opts.formatOptions ?? {}, 'cluster_size'),
         compress: opts.compress === true,
         compression: opts.compression,
         backingFile: opts.backing,
@@ -243,5 +277,60 @@ async function toQcow2(
   } finally {
     await writer?.discard();
     await base?.close();
+  }
+}
+
+/** vmdk, vhdx, vpc, vdi: a registered writer, fed in offset order when the format needs it. */
+async function toWriter(
+  format: WriterFormat,
+  src: Image,
+  dst: string,
+  tmp: string,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  const options = opts.formatOptions ?? {};
+  const file = await LocalFile.open(tmp, 'w+');
+  let writer: ImageWriter;
+  try {
+    writer = await createWriter(format, file, {
+      size: src.size,
+      path: dst,
+      options,
+      sync: opts.sync === true,
+    });
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+  try {
+    // An ordered writer is told about zero ranges too (it must see every offset in turn).
+    const ordered = writerIsOrdered(format, options);
+    const r = await copyImage(src, writer, { ...copy, targetIsZero: !ordered, ordered });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    await writer.close();
+    return r;
+  } finally {
+    await writer.discard();
+  }
+}
+
+/** A streamOptimized vmdk sent to stdout front to back (e.g. into a tar for an OVA). */
+async function toStream(
+  format: WriterFormat,
+  src: Image,
+  opts: ConvertOptions,
+  copy: CopyOptions,
+): Promise<CopyResult> {
+  const out = opts.stdout ?? process.stdout;
+  const options = opts.formatOptions ?? {};
+  const writer = await createStreamWriter(format, out, { size: src.size, path: '-', options });
+  try {
+    const r = await copyImage(src, writer, { ...copy, ordered: true });
+    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+    await writer.close();
+    return r;
+  } finally {
+    await writer.discard();
   }
 }

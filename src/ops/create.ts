@@ -1,11 +1,20 @@
 /**
- * create: a new sparse raw image, an empty qcow2 image, or a qcow2 overlay on a backing
- * file. The image is written under a temporary name and renamed into place; a DEST that is
+ * create: a new sparse raw image, an empty qcow2, vmdk, vhdx, vpc or vdi image, or a qcow2
+ * overlay on a backing file. The image is written under a temporary name and renamed into place; a DEST that is
  * not a regular file (a device, FIFO, directory...) is refused.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
+import {
+  checkFormatOptions,
+  createWriter,
+  type FormatOptions,
+  isOutputFormat,
+  isWriterFormat,
+  type OutputFormat,
+  sizeOption,
+} from '../formats/writers.js';
 import type { TrustOptions } from '../image/trust.js';
 import { writeAtomically } from '../io/atomic.js';
 import { destinationKind } from '../io/destination.js';
@@ -14,7 +23,9 @@ import { openImage } from '../open.js';
 
 export interface CreateOptions {
   /** Default qcow2 when a backing file is given, else raw. */
-  format?: 'raw' | 'qcow2';
+  format?: OutputFormat;
+  /** Format options (-o), as for convert. */
+  formatOptions?: FormatOptions;
   /** Virtual size in bytes; defaults to the backing file's size. */
   size?: number;
   /** Backing file, stored as given; a relative path is relative to the image's directory. */
@@ -27,18 +38,20 @@ export interface CreateOptions {
 }
 
 export interface CreateResult {
-  format: 'raw' | 'qcow2';
+  format: OutputFormat;
   size: number;
   backing?: { file: string; format: string };
 }
 
 export async function createImage(path: string, opts: CreateOptions = {}): Promise<CreateResult> {
   const format = opts.format ?? (opts.backing !== undefined ? 'qcow2' : 'raw');
-  if (format !== 'raw' && format !== 'qcow2') {
-    throw new UsageError(`cannot create '${format}' images (raw or qcow2)`);
+  if (!isOutputFormat(format)) {
+    throw new UsageError(`cannot create '${format}' images (raw, qcow2, vmdk, vhdx, vpc or vdi)`);
   }
-  if (format === 'raw' && opts.backing !== undefined) {
-    throw new UsageError('a raw image cannot have a backing file (use -f qcow2)');
+  const options = opts.formatOptions ?? {};
+  checkFormatOptions(format, options);
+  if (format !== 'qcow2' && opts.backing !== undefined) {
+    throw new UsageError(`a ${format} image cannot have a backing file here (use -f qcow2)`);
   }
   let size = opts.size;
   let backing: CreateResult['backing'];
@@ -58,6 +71,7 @@ export async function createImage(path: string, opts: CreateOptions = {}): Promi
   if (size === undefined) throw new UsageError('an image size is needed (or a backing file)');
   if (!Number.isSafeInteger(size) || size < 0) throw new UsageError(`invalid size ${size}`);
   const final = size;
+  let created = format === 'qcow2' ? roundSector(final) : final;
   await destinationKind(path, { blockDevice: false }); // refuses devices, FIFOs, directories
   await writeAtomically(
     path,
@@ -71,11 +85,23 @@ export async function createImage(path: string, opts: CreateOptions = {}): Promi
         }
         return;
       }
+      if (isWriterFormat(format)) {
+        let w: Awaited<ReturnType<typeof createWriter>>;
+        try {
+          w = await createWriter(format, file, { size: final, path, options });
+        } catch (err) {
+          await file.close();
+          throw err;
+        }
+        created = w.size; // a format may round the size up (sectors, VHD geometry)
+        await w.close();
+        return;
+      }
       let writer: Qcow2Writer;
       try {
         writer = await Qcow2Writer.create(file, {
           size: final,
-          clusterSize: opts.clusterSize,
+          clusterSize: opts.clusterSize ?? sizeOption(options, 'cluster_size'),
           backingFile: backing?.file,
           backingFormat: backing?.format,
         });
@@ -87,7 +113,7 @@ export async function createImage(path: string, opts: CreateOptions = {}): Promi
     },
     { final: true },
   );
-  const result: CreateResult = { format, size: format === 'qcow2' ? roundSector(final) : final };
+  const result: CreateResult = { format, size: created };
   if (backing) result.backing = backing;
   return result;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CorruptImageError } from '../../src/errors.js';
 import { openImage } from '../../src/open.js';
-import { convertImage } from '../../src/ops/convert.js';
+import { type ConvertOptions, convertImage } from '../../src/ops/convert.js';
 import { diskpipe, qemuImg, qemuIo, qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
 import { CountingImage, FailingImage, writeBytes, writeRuns } from './util.js';
 
@@ -150,8 +150,18 @@ test('a failing source leaves no temporary file and the old destination untouche
   const bad = new FailingImage(inner, 9 * MiB, 9 * MiB + 1, () => {
     return new CorruptImageError('L2 entry points past the end of the file');
   });
-  for (const format of ['raw', 'qcow2'] as const) {
-    await assert.rejects(convertImage(bad, out, { format }), (err) => {
+  const outputs: [ConvertOptions['format'], Record<string, string>][] = [
+    ['raw', {}],
+    ['qcow2', {}],
+    ['vmdk', {}],
+    ['vmdk', { subformat: 'streamOptimized' }],
+    ['vhdx', {}],
+    ['vpc', {}],
+    ['vpc', { subformat: 'fixed' }],
+    ['vdi', {}],
+  ];
+  for (const [format, formatOptions] of outputs) {
+    await assert.rejects(convertImage(bad, out, { format, formatOptions }), (err) => {
       const e = err as { code: string; message: string };
       assert.equal(e.code, 'CORRUPT');
       assert.match(e.message, /at offset 9437184/);
@@ -186,7 +196,9 @@ test('usage errors: exit 2 with one line', () => {
     ['convert', '-c', src, join(dir, 'x.raw')],
     ['convert', '--target-is-zero', src, join(dir, 'x.raw')],
     ['convert', '-O', 'qcow2', src, '-'],
-    ['convert', '-O', 'vmdk', src, join(dir, 'x.vmdk')],
+    ['convert', '-O', 'qed', src, join(dir, 'x.qed')],
+    ['convert', '-O', 'vmdk', '-o', 'subformat=vmfs', src, join(dir, 'x.vmdk')],
+    ['convert', '-O', 'vmdk', src, '-'],
     ['convert', '--cluster-size', '3000', '-O', 'qcow2', src, join(dir, 'x.qcow2')],
     ['convert', src],
   ]) {

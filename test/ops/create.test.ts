@@ -89,7 +89,9 @@ test('create replaces an existing file atomically; errors leave nothing behind',
     ['create', join(dir, 'nosize.raw')],
     ['create', '-b', 'missing.raw', join(dir, 'x.qcow2')],
     ['create', '-f', 'raw', '-b', 'base.raw', join(dir, 'x.raw')],
-    ['create', '-f', 'vmdk', join(dir, 'x.vmdk'), '1G'],
+    ['create', '-f', 'qed', join(dir, 'x.qed'), '1G'],
+    ['create', '-f', 'vmdk', '-b', 'base.raw', join(dir, 'x.vmdk')],
+    ['create', '-f', 'vpc', join(dir, 'x.vhd'), '3T'],
     ['create', join(dir, 'x.raw'), 'lots'],
   ]) {
     const r = diskpipe(args);

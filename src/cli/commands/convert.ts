@@ -1,6 +1,7 @@
 import { UsageError } from '../../errors.js';
 import { sparsify } from '../../filters/sparsify/index.js';
 import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
+import { parseFormatOptions } from '../../formats/writers.js';
 import { openImage } from '../../open.js';
 import { type ConvertOptions, convertImage, type OutputFormat } from '../../ops/convert.js';
 import {
@@ -14,7 +15,7 @@ import {
 import { ProgressBar } from '../progress.js';
 
 const SYNOPSIS =
-  'diskpipe convert [-f FMT] [-O raw|qcow2] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] [--sparsify] SRC DST';
+  'diskpipe convert [-f FMT] [-O raw|qcow2|vmdk|vhdx|vpc|vdi] [-o OPTS] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] [--sparsify] SRC DST';
 
 export const convert: Command = {
   name: 'convert',
@@ -25,7 +26,13 @@ export const convert: Command = {
     'A block device DST is written in place (opened exclusively, size checked, zero ranges',
     'zeroed with BLKZEROOUT, flushed); other non-regular DSTs (FIFO, directory...) are refused.',
     '  -f FMT               source format (default: probed)',
-    '  -O raw|qcow2         output format (default raw)',
+    '  -O FMT               output format: raw (default), qcow2, vmdk, vhdx, vpc (VHD), vdi',
+    '  -o KEY=VALUE,...     format options, as qemu-img names them (repeatable):',
+    '                         vmdk: subformat=monolithicSparse (default) | streamOptimized',
+    '                         vpc:  subformat=dynamic (default) | fixed; force_size=on keeps',
+    '                               the exact size (else rounded up to the CHS geometry)',
+    '                         vhdx: block_size=SIZE (default as qemu-img: 8M to 64M)',
+    '                         qcow2: cluster_size=SIZE',
     '  -c                   compress qcow2 clusters',
     '  --compression TYPE   deflate (default) or zstd; implies -c',
     '  --cluster-size SIZE  qcow2 cluster size, 512 to 2M (default 64K)',
@@ -48,12 +55,14 @@ export const convert: Command = {
     '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
     '                       the end); qemu-img convert does not flush by default either',
     '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
-    '  DST -                write raw bytes to stdout, in order',
+    '  DST -                write raw bytes to stdout, in order (or, with -O vmdk -o',
+    '                       subformat=streamOptimized, the vmdk itself)',
   ].join('\n'),
   async run(argv) {
     const { values, positionals: args } = parse(argv, {
       ...IMAGE_OPTIONS,
       'output-format': { type: 'string', short: 'O' },
+      options: { type: 'string', short: 'o', multiple: true },
       compress: { type: 'boolean', short: 'c' },
       compression: { type: 'string' },
       'cluster-size': { type: 'string' },
@@ -74,6 +83,7 @@ export const convert: Command = {
     const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
     const opts: ConvertOptions = {
       format: (values['output-format'] ?? 'raw') as OutputFormat,
+      formatOptions: parseFormatOptions(values.options?.join(',')),
       existing: values.existing === true,
       targetIsZero: values['target-is-zero'] === true,
       trust: openOptions({ ...values, format: undefined }),

@@ -1,5 +1,6 @@
 import { UsageError } from '../../errors.js';
 import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
+import { type OutputFormat, parseFormatOptions } from '../../formats/writers.js';
 import { type CreateOptions, createImage } from '../../ops/create.js';
 import {
   type Command,
@@ -11,17 +12,22 @@ import {
   print,
 } from '../common.js';
 
-const SYNOPSIS = 'diskpipe create [-f raw|qcow2] [-b BACKING [-F FMT]] IMAGE [SIZE]';
+const SYNOPSIS =
+  'diskpipe create [-f raw|qcow2|vmdk|vhdx|vpc|vdi] [-o OPTS] [-b BACKING [-F FMT]] IMAGE [SIZE]';
 
 export const create: Command = {
   name: 'create',
   synopsis: SYNOPSIS,
   help: [
-    'Creates a sparse raw image, an empty qcow2 image, or a qcow2 overlay on BACKING.',
+    'Creates a sparse raw image, an empty qcow2, vmdk, vhdx, vpc or vdi image, or a qcow2',
+    'overlay on BACKING.',
     'IMAGE is written under a temporary name and renamed into place (an existing file is',
     'replaced, as qemu-img does). A DST that is not a regular file (device, FIFO, directory)',
     'is refused.',
-    '  -f raw|qcow2         image format (default qcow2 with -b, else raw)',
+    '  -f FMT               image format: raw, qcow2, vmdk, vhdx, vpc (VHD), vdi (default',
+    '                       qcow2 with -b, else raw)',
+    '  -o KEY=VALUE,...     format options as for convert (vmdk subformat, vpc subformat and',
+    '                       force_size, vhdx block_size, qcow2 cluster_size); repeatable',
     '  -b BACKING           backing file, stored as given (a relative path is relative to',
     "                       IMAGE's directory); SIZE defaults to its size",
     '  -F FMT               format of BACKING (default: probed)',
@@ -34,15 +40,14 @@ export const create: Command = {
       backing: { type: 'string', short: 'b' },
       'backing-format': { type: 'string', short: 'F' },
       'cluster-size': { type: 'string' },
+      options: { type: 'string', short: 'o', multiple: true },
     });
     const [path, sizeText] = positionals(args, 1, 2, SYNOPSIS) as [string, string | undefined];
     const opts: CreateOptions = { trust: openOptions({ ...values, format: undefined }) };
     if (values.format !== undefined) {
-      if (values.format !== 'raw' && values.format !== 'qcow2') {
-        throw new UsageError(`cannot create '${values.format}' images (raw or qcow2)`);
-      }
-      opts.format = values.format;
+      opts.format = values.format as OutputFormat; // checked by createImage
     }
+    opts.formatOptions = parseFormatOptions(values.options?.join(','));
     if (values.backing !== undefined) opts.backing = values.backing;
     if (values['backing-format'] !== undefined) opts.backingFormat = values['backing-format'];
     if (sizeText !== undefined) opts.size = parseSize(sizeText);

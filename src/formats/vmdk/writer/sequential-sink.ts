@@ -1,0 +1,56 @@
+/**
+ * Where the streamOptimized writer puts its bytes: a local file, or a stream (stdout) that
+ * only moves forward. The stream sink turns positioned writes into appends: a gap before the
+ * next write (the unused sectors before the first grain) is sent as zeroes, and a write
+ * behind the current position is an error, never a silent corruption.
+ */
+import type { Writable } from 'node:stream';
+import { ioError, NotCapableError } from '../../../errors.js';
+
+export interface SequentialSink {
+  readonly path: string;
+  write(buf: Uint8Array, offset: number): Promise<void>;
+  truncate(size: number): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class StreamSink implements SequentialSink {
+  private position = 0;
+
+  constructor(
+    private readonly stream: Writable,
+    readonly path = 'stdout',
+  ) {}
+
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    if (offset < this.position) {
+      throw new NotCapableError(
+        `${this.path}: a stream cannot seek back (at ${this.position}, asked for ${offset})`,
+      );
+    }
+    if (offset > this.position) await this.push(Buffer.alloc(offset - this.position));
+    await this.push(buf);
+  }
+
+  /** Only the initial truncate(0) makes sense on a stream. */
+  async truncate(size: number): Promise<void> {
+    if (size !== this.position) {
+      throw new NotCapableError(`${this.path}: a stream cannot be resized`);
+    }
+  }
+
+  async sync(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  private push(chunk: Uint8Array): Promise<void> {
+    this.position += chunk.length;
+    return new Promise((resolve, reject) => {
+      this.stream.write(chunk, (err) => {
+        if (err) reject(ioError(err, `write error on ${this.path}`));
+        else resolve();
+      });
+    });
+  }
+}
