@@ -17,6 +17,8 @@ import { Qcow2Image } from './image.js';
 import { BACKING_L2_CACHE_BYTES, L2_CACHE_BYTES, Qcow2Map } from './mapping.js';
 import { readExact } from './reader.js';
 import { readBitmaps, readSnapshots } from './snapshots.js';
+import { WritableQcow2Image } from './writable/image.js';
+import { openTables } from './writable/open.js';
 
 export { Qcow2Image } from './image.js';
 
@@ -41,6 +43,8 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
   const bitmaps =
     header.autoclear & AUTOCLEAR_BITMAPS ? await readBitmaps(source, header) : undefined;
 
+  // Open for writing: the writer's tables are checked first and shared with the reader's map.
+  const tables = ctx.writable && ctx.depth === 0 ? await openTables(source, header, l1) : undefined;
   const opened: { close(): Promise<void> }[] = [];
   try {
     let data = source;
@@ -56,14 +60,26 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
     const map = new Qcow2Map(
       header,
       l1,
-      source.size,
+      tables ? () => tables.fileEnd() : () => source.size,
       header.dataFile !== undefined,
-      (off) => readExact(source, off, header.clusterSize, 'L2 table'),
+      tables
+        ? (off) => tables.table(off)
+        : (off) => readExact(source, off, header.clusterSize, 'L2 table'),
       who,
       ctx.depth === 0 ? L2_CACHE_BYTES : BACKING_L2_CACHE_BYTES,
     );
     const actualSize = await source.allocatedSize?.();
-    return new Qcow2Image({ source, data, header, map, backing, snapshots, bitmaps, actualSize });
+    const image = new Qcow2Image({
+      source,
+      data,
+      header,
+      map,
+      backing,
+      snapshots,
+      bitmaps,
+      actualSize,
+    });
+    return tables ? new WritableQcow2Image(image, tables) : image;
   } catch (err) {
     await Promise.allSettled(opened.map((o) => o.close()));
     throw err;
