@@ -119,6 +119,9 @@ export class Refcounts {
     if (b >= this.tableEntries) {
       if (!create) return undefined;
       await this.growTable(b);
+      // Refcounting the new table may have created block `b` already.
+      const made = this.blocks.get(b);
+      if (made) return made;
     }
     const off = this.blockOffset(b);
     if (off !== 0) {
