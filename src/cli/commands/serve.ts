@@ -4,6 +4,7 @@ import { parseDuration } from '../../cache/maintenance.js';
 import { NotCapableError, UsageError } from '../../errors.js';
 import { CowImage } from '../../filters/cow.js';
 import type { Image } from '../../image/types.js';
+import { setSignalCloser } from '../../io/cleanup.js';
 import { startNbdServer } from '../../nbd/server/index.js';
 import { openImage } from '../../open.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
@@ -18,7 +19,7 @@ Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
   --port N         TCP port (default 10809; 0 picks a free one, printed in the URI)
   --socket PATH    listen on a Unix socket instead of TCP
   --export NAME    export name (default "")
-  --writable       accept writes and write them to IMAGE (raw files)
+  --writable       accept writes and write them to IMAGE in place (raw files, qcow2)
   --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
   --shared N       most clients at once (default 16)
   --once           exit when the last client disconnects
@@ -67,6 +68,11 @@ export const serve: Command = {
 
     const image = await openImage(spec!, { ...openOptions(values), writable });
     let served: Image = image;
+    let closing: Promise<void> | undefined;
+    const closeOnce = () => {
+      closing ??= served.close();
+      return closing;
+    };
     try {
       if (writable && !image.capabilities.write) {
         throw new NotCapableError(
@@ -102,10 +108,13 @@ export const serve: Command = {
           }
         });
       }
+      // A signal closes the server and the image, so metadata kept in memory reaches the file.
+      if (writable) setSignalCloser(() => server.close().then(closeOnce));
       print(server.uri);
       await server.done;
+      setSignalCloser(undefined);
     } finally {
-      await served.close();
+      await closeOnce();
     }
     return 0;
   },
