@@ -239,3 +239,21 @@ test('kill -9 mid-write: leaks at most, and every flushed write is there', async
     inflight.add(q);
   }
 });
+
+test('SIGTERM: serve --writable qcow2 writes its metadata out before exiting', async () => {
+  const path = join(dir, 'term.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '16M');
+  const socket = join(dir, 'term.sock');
+  const server = await startServe(['--writable', '--socket', socket, path]);
+  const client = await NbdClient.connect(parseNbdUri(`nbd+unix:///?socket=${socket}`), {});
+  // Acknowledged, never flushed: only the signal's close can write the new L2 entries.
+  await client.pwrite(Buffer.alloc(3 * MiB, 0x61), MiB);
+  await client.pwrite(Buffer.alloc(4096, 0x62), 10 * MiB + 512);
+  assert.equal(await server.stop(), 143, server.stderr());
+  await client.close().catch(() => {});
+  assert.equal(checkStatus(path).status, 0);
+  const expected = join(dir, 'term-expected.qcow2');
+  await qemuImg('create', '-f', 'qcow2', expected, '16M');
+  await qemuIo(expected, ['write -P 0x61 1M 3M', 'write -P 0x62 10486272 4096']);
+  await qemuImg('compare', '-f', 'qcow2', '-F', 'qcow2', path, expected);
+});
