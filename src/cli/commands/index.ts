@@ -2,6 +2,7 @@ import type { Command } from '../common.js';
 import { cache } from './cache.js';
 import { checksum } from './checksum.js';
 import { clone } from './clone.js';
+import { commit } from './commit.js';
 import { compare } from './compare.js';
 import { convert } from './convert.js';
 import { create } from './create.js';
@@ -13,8 +14,7 @@ import { serve } from './serve.js';
 
 /** Every CLI command, in the order `diskpipe --help` lists them. */
 export const commands = new Map<string, Command>(
-  [info, map, convert, compare, checksum, create, clone, serve, pull, disk, cache].map((c) => [
-    c.name,
-    c,
-  ]),
+  [info, map, convert, compare, checksum, create, clone, commit, serve, pull, disk, cache].map(
+    (c) => [c.name, c],
+  ),
 );
