@@ -243,10 +243,13 @@ export class WritableQcow2Image extends BaseImage {
     if (host !== 0) this.tables.refcounts.release(host, host + this.cs);
   }
 
-  /** True when [guest, guest+n) in this layer already reads as zeroes. */
+  /**
+   * True when this layer itself makes [guest, guest+n) read as zeroes (zero flag, or nothing
+   * below): a backing file's zeroes do not count, as the backing may change (rebase).
+   */
   private async readsZero(guest: number, n: number): Promise<boolean> {
-    for await (const e of this.inner.extents(guest, Math.min(n, this.size - guest))) {
-      if (!e.zero) return false;
+    for await (const e of this.inner.mapping(guest, Math.min(n, this.size - guest))) {
+      if (!e.zero || (e.depth > 0 && this.backing)) return false;
     }
     return true;
   }
