@@ -12,6 +12,15 @@ export {
 } from './cache/records.js';
 export { verifyEntry } from './cache/verify.js';
 export * from './errors.js';
+export {
+  type FreeSpace,
+  type SparsifiedPartition,
+  type SparsifiedPartitionReport,
+  SparsifyImage,
+  type SparsifyReport,
+  sparsify,
+  sparsifyReport,
+} from './filters/sparsify/index.js';
 export { Qcow2Writer, type Qcow2WriterOptions } from './formats/qcow2/writer/index.js';
 export { RawImage } from './formats/raw.js';
 export {

@@ -4,8 +4,7 @@ import {
   formatDriver,
   formatNames,
   type OpenContext,
-  PROBE_BYTES,
-  probeFormat,
+  probeSourceFormat,
 } from './formats/registry.js';
 import './formats/index.js';
 import type { TrustOptions } from './image/trust.js';
@@ -77,9 +76,7 @@ export function driverFor(format: string): FormatDriver {
 }
 
 export async function probeSource(source: ByteSource): Promise<FormatDriver> {
-  const head = new Uint8Array(Math.min(PROBE_BYTES, source.size));
-  const n = await source.read(head, 0);
-  return probeFormat(head.subarray(0, n), source.size);
+  return probeSourceFormat(source);
 }
 
 async function openOn(

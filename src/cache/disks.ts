@@ -2,23 +2,33 @@
  * disk create: hand a VM its own disk from a cached image — a reflink clone of the cached raw
  * file (a sparse copy where the filesystem cannot share blocks), or a qcow2 overlay whose
  * backing file is the cached raw file, which pins the entry against rm/prune.
+ *
+ * Safety: the entry is resolved again, checked, cloned or overlaid and pinned under its lock
+ * (the one rm and prune take), so it cannot vanish half-way; a lock on DEST serialises two
+ * creates of one disk. The pin is written before the overlay appears (a kill in between
+ * leaves an unverified pin, never an unpinned overlay) and removed again if creating fails.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, stat, truncate } from 'node:fs/promises';
+import { chmod, lstat, stat, truncate } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ioError, UsageError } from '../errors.js';
-import { writeJsonDurably } from '../io/json-file.js';
+import { CacheError, DiskpipeError, UsageError } from '../errors.js';
+import { writeAtomically } from '../io/atomic.js';
+import { acquireLock } from '../io/lock.js';
 import { cloneFile } from '../ops/clone.js';
 import { createImage } from '../ops/create.js';
+import { checkBlob } from './blob-check.js';
 import { CacheLayout } from './layout.js';
+import { blobLockPath } from './maintenance.js';
 import { type PullOptions, pull, sourceUrl } from './pull.js';
-import { type CacheEntry, CacheIndex, now, type Pin } from './records.js';
+import { type CacheEntry, CacheIndex, now } from './records.js';
 
 export interface DiskOptions
   extends Pick<PullOptions, 'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal'> {
   format?: 'raw' | 'qcow2';
   /** Virtual size of the new disk; at least the image's size (default: the image's size). */
   size?: number | undefined;
+  /** Replace an existing DEST (a regular file only). */
+  force?: boolean | undefined;
 }
 
 export interface DiskResult {
@@ -34,6 +44,8 @@ export interface DiskResult {
   allocatedSize: number;
 }
 
+const DIGEST_REF = /^[0-9a-f]{8,64}$/i;
+
 /** Finds the cache entry for `from`: a content digest (prefix), a cached URL, or a URL to pull. */
 async function resolveFrom(
   index: CacheIndex,
@@ -41,12 +53,27 @@ async function resolveFrom(
   opts: DiskOptions,
 ): Promise<CacheEntry> {
   try {
-    return await index.resolve(/^[0-9a-f]{8,64}$/i.test(from) ? from : sourceUrl(from));
+    return await index.resolve(DIGEST_REF.test(from) ? from : sourceUrl(from));
   } catch (err) {
-    if (/^[0-9a-f]{8,64}$/i.test(from)) throw err;
+    if (DIGEST_REF.test(from)) throw err;
   }
   await pull(from, opts);
   return index.resolve(sourceUrl(from));
+}
+
+/** DEST may be replaced only with --force, and only when it is a regular file. */
+async function checkDestination(path: string, force: boolean | undefined): Promise<void> {
+  const st = await lstat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw new DiskpipeError('IO', `cannot check ${path}: ${err.code ?? err.message}`);
+  });
+  if (!st) return;
+  if (!st.isFile()) {
+    throw new UsageError(
+      `${path} exists and is not a regular file; disk create only makes regular files`,
+    );
+  }
+  if (!force) throw new UsageError(`${path} already exists; use --force to replace it`);
 }
 
 export async function createDisk(
@@ -54,61 +81,116 @@ export async function createDisk(
   dest: string,
   opts: DiskOptions = {},
 ): Promise<DiskResult> {
+  const format = opts.format ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2')
+    throw new UsageError(`disk format '${format}' is not supported (raw or qcow2)`);
   const layout = new CacheLayout(opts.cacheDir);
   await layout.ensure();
   const index = new CacheIndex(layout);
-  const entry = await resolveFrom(index, from, opts);
-  const blobPath = layout.blobPath(entry.blob.contentDigest);
-  const size = opts.size ?? entry.blob.virtualSize;
-  if (size < entry.blob.virtualSize) {
-    throw new UsageError(
-      `--size ${size} is smaller than the image (${entry.blob.virtualSize} bytes); disks can only grow`,
-    );
-  }
   const path = resolve(dest);
-  const format = opts.format ?? 'raw';
-  let strategy: DiskResult['strategy'];
-  let bytesWritten: number;
-  if (format === 'raw') {
-    const r = await cloneFile(blobPath, path);
-    await chmod(path, 0o644); // the cached file is read-only; the VM's disk is not
-    if (size > entry.blob.virtualSize) await truncate(path, size);
-    strategy = r.strategy;
-    bytesWritten = r.bytesWritten;
-  } else if (format === 'qcow2') {
-    await createImage(path, {
-      format: 'qcow2',
-      backing: blobPath,
-      backingFormat: 'raw',
-      size,
-      trust: { cacheDir: layout.root },
-    });
-    await pin(layout, entry.blob.contentDigest, path);
-    strategy = 'overlay';
-    bytesWritten = (await stat(path)).size;
-  } else {
-    throw new UsageError(`disk format '${format}' is not supported (raw or qcow2)`);
+  await checkDestination(path, opts.force); // before any download
+  const destKey = createHash('sha256').update(path).digest('hex');
+  const destLock = await acquireLock(layout.lockPath(`disk-${destKey}`), { onWait: opts.onWait });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const entry = await resolveFrom(index, from, opts);
+      const made = await createLocked(index, entry.blob.contentDigest, path, format, opts);
+      if (made) {
+        await dropOtherPins(index, path, made.format === 'qcow2' ? made.contentDigest : undefined);
+        return made;
+      }
+      // Removed between resolving and locking: a URL is pulled again, a digest is gone.
+      if (DIGEST_REF.test(from) || attempt >= 3)
+        throw new CacheError(`cache entry for '${from}' was removed while making ${path}`);
+    }
+  } finally {
+    await destLock.release();
   }
-  const time = now();
-  await index.saveBlob({ ...entry.blob, lastUsed: time });
-  const st = await stat(path).catch((err) => {
-    throw ioError(err, `cannot stat ${path}`);
-  });
-  return {
-    path,
-    format,
-    strategy,
-    contentDigest: entry.blob.contentDigest,
-    virtualSize: size,
-    bytesWritten,
-    allocatedSize: st.blocks * 512,
-  };
 }
 
-/** Records that the disk at `path` uses the blob, so rm/prune keep it while the disk exists. */
-async function pin(layout: CacheLayout, digest: string, path: string): Promise<void> {
-  const dir = layout.pinDir(digest);
-  await mkdir(dir, { recursive: true });
-  const key = createHash('sha256').update(path).digest('hex');
-  await writeJsonDurably(`${dir}/${key}.json`, { version: 1, path, created: now() } satisfies Pin);
+async function createLocked(
+  index: CacheIndex,
+  digest: string,
+  path: string,
+  format: 'raw' | 'qcow2',
+  opts: DiskOptions,
+): Promise<DiskResult | undefined> {
+  const layout = index.layout;
+  const lock = await acquireLock(blobLockPath(index, digest));
+  try {
+    const blob = await index.blob(digest);
+    if (!blob) return undefined;
+    await checkBlob(index, blob);
+    const size = opts.size ?? blob.virtualSize;
+    if (size < blob.virtualSize) {
+      throw new UsageError(
+        `--size ${size} is smaller than the image (${blob.virtualSize} bytes); disks can only grow`,
+      );
+    }
+    const blobPath = layout.blobPath(digest);
+    let strategy: DiskResult['strategy'] = 'overlay';
+    let bytesWritten = 0;
+    let allocatedSize = 0;
+    const finish = async (tmp: string) => {
+      await checkDestination(path, opts.force); // again, now that DEST is locked
+      const st = await stat(tmp);
+      allocatedSize = st.blocks * 512;
+      if (format === 'qcow2') bytesWritten = st.size;
+    };
+    if (format === 'raw') {
+      await writeAtomically(path, async (tmp) => {
+        const r = await cloneFile(blobPath, tmp);
+        await chmod(tmp, 0o644); // the cached file is read-only; the VM's disk is not
+        if (size > blob.virtualSize) await truncate(tmp, size);
+        strategy = r.strategy;
+        bytesWritten = r.bytesWritten;
+        await finish(tmp);
+      });
+    } else {
+      const hadPin = (await index.pins(digest)).some((p) => p.path === path);
+      await index.savePin(digest, path); // before the overlay exists: never an unpinned overlay
+      try {
+        await writeAtomically(path, async (tmp) => {
+          await createImage(tmp, {
+            format: 'qcow2',
+            backing: blobPath,
+            backingFormat: 'raw',
+            size,
+            trust: { cacheDir: layout.root },
+          });
+          await finish(tmp);
+        });
+      } catch (err) {
+        if (!hadPin) await index.removePin(digest, path);
+        throw err;
+      }
+    }
+    await index.saveBlob({ ...blob, lastUsed: now() });
+    return {
+      path,
+      format,
+      strategy,
+      contentDigest: digest,
+      virtualSize: size,
+      bytesWritten,
+      allocatedSize,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+/** DEST was replaced (--force): pins it held on other entries are stale now. */
+async function dropOtherPins(index: CacheIndex, path: string, keep?: string): Promise<void> {
+  for (const blob of await index.blobs()) {
+    const digest = blob.contentDigest;
+    if (digest === keep) continue;
+    if (!(await index.pins(digest)).some((p) => p.path === path)) continue;
+    const lock = await acquireLock(blobLockPath(index, digest));
+    try {
+      await index.removePin(digest, path);
+    } finally {
+      await lock.release();
+    }
+  }
 }

@@ -93,9 +93,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   const validator = meta?.etag ?? meta?.lastModified;
   if (have > 0 && !validator) have = 0; // without a validator a partial file cannot be trusted
 
+  // A complete part (the process died after the download) asks again for its last byte
+  // only: a 206 proves the validator still matches, and nothing else is fetched.
+  const complete = have > 0 && meta?.total === have;
+  const from = complete ? have - 1 : have;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
   if (have > 0) {
-    headers.range = `bytes=${have}-`;
+    headers.range = `bytes=${from}-`;
     headers['if-range'] = validator!;
   } else if (opts.revalidate?.etag) {
     headers['if-none-match'] = opts.revalidate.etag;
@@ -140,9 +144,15 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
     };
   }
   if (response.status === 416 && have > 0) {
-    // The partial file is already complete (or the server lost track): start over next time.
     clearTimeout(timer);
     await response.body?.cancel();
+    // The part may be complete (its size matches the server's): confirm the validator by
+    // asking for the last byte with If-Range, instead of downloading it all again.
+    const total = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+    if (!complete && total && Number(total[1]) === have) {
+      await writeJsonDurably(metaPath, { ...meta, url: opts.url, total: have } satisfies PartMeta);
+      return attemptDownload(opts);
+    }
     await discardPart(opts.partPath);
     throw transient(new DiskpipeError('HTTP', `${opts.url}: range not satisfiable`), 0, have);
   }
@@ -159,13 +169,13 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   let start = 0;
   if (response.status === 206) {
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
-    if (!m || Number(m[1]) !== have) {
+    if (!m || Number(m[1]) !== from) {
       clearTimeout(timer);
       await response.body?.cancel();
       await discardPart(opts.partPath);
       throw transient(new DiskpipeError('HTTP', `${opts.url}: unexpected Content-Range`), 0, have);
     }
-    start = have;
+    start = from;
   }
   const length = Number(response.headers.get('content-length') ?? Number.NaN);
   const total = Number.isFinite(length) ? start + length : undefined;
@@ -191,6 +201,11 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   } catch (err) {
     clearTimeout(timer);
     await handle.close();
+    if (isNoSpace(err)) {
+      // A kept part would fill the cache's filesystem and make every later pull fail.
+      await discardPart(opts.partPath);
+      throw err;
+    }
     if (err instanceof DiskpipeError && err.code !== 'HTTP') throw err;
     throw transient(
       new DiskpipeError(
@@ -214,6 +229,16 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
       start,
     );
   }
+  return finishDigests(opts, hashes, position, start, validators);
+}
+
+async function finishDigests(
+  opts: DownloadOptions,
+  hashes: Map<DigestAlgorithm, Hash>,
+  position: number,
+  start: number,
+  validators: Validators,
+): Promise<DownloadResult> {
   const digests: Partial<Record<DigestAlgorithm, string>> = {};
   for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
@@ -282,6 +307,11 @@ async function sizeOf(path: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+function isNoSpace(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC';
 }
 
 function pick(v: Validators): Validators {

@@ -4,8 +4,10 @@
  *
  *   blobs/<digest>.raw       read-only sparse raw images
  *   records/<key>.json       one per source URL (key = sha256 of the URL)
+ *   blobs/<digest>.bad.json  quarantine mark written by `cache verify` (cleared by a re-pull)
  *   pins/<digest>/<key>.json disks (qcow2 overlays) whose backing file is that blob
  *   tmp/                     partial downloads and conversions, never pointed at by a record
+ * Temporary files anywhere carry their owner's pid (temp-files.ts).
  *   locks/                   cross-process lock files
  */
 import { createHash } from 'node:crypto';
@@ -55,6 +57,14 @@ export class CacheLayout {
   }
   blobMetaPath(digest: string): string {
     return join(this.blobsDir, `${digest}.json`);
+  }
+  /** Written by `cache verify` when a blob does not match its digest; cleared by a re-pull. */
+  badMarkPath(digest: string): string {
+    return join(this.blobsDir, `${digest}.bad.json`);
+  }
+  /** pins/<digest>/<sha256 of the disk's path>.json */
+  pinPath(digest: string, diskPath: string): string {
+    return join(this.pinDir(digest), `${createHash('sha256').update(diskPath).digest('hex')}.json`);
   }
   recordPath(url: string): string {
     return join(this.recordsDir, `${urlKey(url)}.json`);

@@ -10,12 +10,12 @@ import { chmod, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
-import { temporaryNameFor } from '../io/atomic.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
 import { openImageOn } from '../open.js';
 import { unwrapSource } from '../sources/unwrap.js';
+import { blobProblem, checkBlob } from './blob-check.js';
 import {
   type DownloadResult,
   discardPart,
@@ -24,8 +24,10 @@ import {
   parseDigestSpec,
 } from './download.js';
 import { CacheLayout, urlKey } from './layout.js';
+import { blobLockPath } from './maintenance.js';
 import { CacheIndex, now, type SourceRecord } from './records.js';
 import { type StoredRaw, storeImage, storeStream } from './store-raw.js';
+import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
 
 export type PullPhase = 'download' | 'convert' | 'hash';
 
@@ -86,16 +88,29 @@ async function pullLocked(
   opts: PullOptions,
 ): Promise<PullResult> {
   const layout = index.layout;
+  await sweepTemporaries(layout); // what killed processes left behind
   const known = await index.source(url);
-  const blob = known ? await index.blob(known.contentDigest) : undefined;
+  const stored = known ? await index.blob(known.contentDigest) : undefined;
+  // A blob that fails the cheap checks (or was quarantined by verify) is not a cache hit.
+  const problem = stored ? await blobProblem(index, stored) : undefined;
+  const blob = problem ? undefined : stored;
   const matchesExpected = (r: SourceRecord) =>
     !expected ||
     (expected.algorithm === 'sha256'
       ? r.download.sha256 === expected.hex
       : r.download.verified?.hex === expected.hex);
+  const partPath = `${layout.tmpDir}/${urlKey(url)}.part`;
+  const tryHit = async () => {
+    const r = known ? await hit(index, known) : undefined;
+    if (r && !url.startsWith('file:')) await discardPart(partPath);
+    return r;
+  };
 
-  if (known && blob && (opts.offline || (expected && matchesExpected(known))))
-    return hit(index, known);
+  if (opts.offline && stored && problem) await checkBlob(index, stored);
+  if (known && blob && (opts.offline || (expected && matchesExpected(known)))) {
+    const r = await tryHit();
+    if (r) return r;
+  }
   if (opts.offline) throw new CacheError(`${url} is not in the cache (and --offline was given)`);
 
   const isLocal = url.startsWith('file:');
@@ -107,11 +122,13 @@ async function pullLocked(
       throw ioError(err, `cannot open ${input}`);
     });
     const validator = `${st.size}:${st.mtimeMs}`;
-    if (known && blob && known.etag === validator && matchesExpected(known))
-      return hit(index, known);
+    if (known && blob && known.etag === validator && matchesExpected(known)) {
+      const r = await tryHit();
+      if (r) return r;
+    }
     fetched = await hashLocal(input, expected, validator);
   } else {
-    input = `${layout.tmpDir}/${urlKey(url)}.part`;
+    input = partPath;
     const revalidate =
       known && blob && matchesExpected(known)
         ? { etag: known.etag, lastModified: known.lastModified }
@@ -126,23 +143,35 @@ async function pullLocked(
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),
     });
-    if (fetched.notModified && known && blob) return hit(index, known);
+    if (fetched.notModified) {
+      const r = await tryHit();
+      if (r) return r;
+      // Removed while we asked: fetch it again, unconditionally.
+      fetched = await download({
+        url,
+        partPath: input,
+        expected,
+        signal: opts.signal,
+        ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
+        onProgress: (done, total) => opts.onProgress?.('download', done, total),
+      });
+    }
   }
 
-  const tmp = temporaryNameFor(`${layout.tmpDir}/convert.raw`);
-  let stored: StoredRaw;
+  const tmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  let raw: StoredRaw;
   let sourceFormat: string;
   let layers: string[];
   try {
-    ({ stored, sourceFormat, layers } = await convertToRaw(input, tmp, opts));
+    ({ stored: raw, sourceFormat, layers } = await convertToRaw(input, tmp, opts));
   } catch (err) {
     await unlink(tmp).catch(() => {});
-    if (!isLocal && (err as { code?: string }).code !== 'IO') await discardPart(input); // bad content: do not resume it
+    // Bad content is not resumed; after ENOSPC the part would only keep the disk full.
+    if (!isLocal && ((err as { code?: string }).code !== 'IO' || isNoSpace(err)))
+      await discardPart(input);
     throw err;
   }
   testPause('publish');
-  await publishBlob(index, tmp, stored);
-
   const time = now();
   const record: SourceRecord = {
     version: 1,
@@ -156,36 +185,51 @@ async function pullLocked(
     },
     sourceFormat,
     compression: layers.filter((l) => l !== 'tar').join('+') || null,
-    contentDigest: stored.contentDigest,
-    virtualSize: stored.virtualSize,
-    allocatedSize: stored.allocatedSize,
+    contentDigest: raw.contentDigest,
+    virtualSize: raw.virtualSize,
+    allocatedSize: raw.allocatedSize,
     created: known?.created ?? time,
     lastUsed: time,
   };
-  await index.saveSource(record);
+  await publishBlob(index, tmp, raw, record);
   if (!isLocal) await discardPart(input);
   return {
     url,
-    path: layout.blobPath(stored.contentDigest),
+    path: layout.blobPath(raw.contentDigest),
     record,
     hit: false,
     downloaded: fetched.fetched,
   };
 }
 
-async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult> {
-  const time = now();
-  const updated = { ...record, lastUsed: time };
-  await index.saveSource(updated);
-  const blob = await index.blob(record.contentDigest);
-  if (blob) await index.saveBlob({ ...blob, lastUsed: time });
-  return {
-    url: record.url,
-    path: index.layout.blobPath(record.contentDigest),
-    record: updated,
-    hit: true,
-    downloaded: 0,
-  };
+/**
+ * A cache hit, confirmed under the blob's lock (rm/prune take it too), so a pull never reports
+ * a path that a concurrent rm is deleting; undefined when the blob went away meanwhile.
+ */
+async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult | undefined> {
+  const lock = await acquireLock(blobLockPath(index, record.contentDigest));
+  try {
+    const blob = await index.blob(record.contentDigest);
+    if (!blob || (await blobProblem(index, blob))) return undefined;
+    const time = now();
+    const updated = { ...record, lastUsed: time };
+    await index.saveSource(updated);
+    await index.saveBlob({ ...blob, lastUsed: time });
+    return {
+      url: record.url,
+      path: index.layout.blobPath(record.contentDigest),
+      record: updated,
+      hit: true,
+      downloaded: 0,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+function isNoSpace(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: string } }).cause;
+  return cause?.code === 'ENOSPC' || /ENOSPC/.test(String((err as Error).message));
 }
 
 /** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
@@ -216,30 +260,41 @@ async function convertToRaw(input: string, tmp: string, opts: PullOptions) {
   }
 }
 
-/** Moves a converted raw file to blobs/<digest>.raw (once per content) and records it. */
-async function publishBlob(index: CacheIndex, tmp: string, stored: StoredRaw): Promise<void> {
+/**
+ * Moves a converted raw file to blobs/<digest>.raw (once per content) and records it and the
+ * URL record, all under the blob's lock. A stored blob that fails its checks (corrupt,
+ * truncated, replaced by a symlink) is replaced: a re-pull repairs it.
+ */
+async function publishBlob(
+  index: CacheIndex,
+  tmp: string,
+  stored: StoredRaw,
+  record: SourceRecord,
+): Promise<void> {
   const layout = index.layout;
   const digest = stored.contentDigest;
-  const lock = await acquireLock(layout.lockPath(`blob-${digest}`));
+  const lock = await acquireLock(blobLockPath(index, digest));
   try {
     const existing = await index.blob(digest);
-    if (existing) {
+    if (existing && !(await blobProblem(index, existing))) {
       await unlink(tmp).catch(() => {}); // the same content is already stored: keep one copy
       await index.saveBlob({ ...existing, lastUsed: now() });
-      return;
+    } else {
+      await chmod(tmp, 0o444);
+      await rename(tmp, layout.blobPath(digest));
+      await syncDirectory(layout.blobsDir);
+      const time = now();
+      await index.saveBlob({
+        version: 1,
+        contentDigest: digest,
+        virtualSize: stored.virtualSize,
+        allocatedSize: stored.allocatedSize,
+        created: existing?.created ?? time,
+        lastUsed: time,
+      });
+      await index.clearBad(digest);
     }
-    await chmod(tmp, 0o444);
-    await rename(tmp, layout.blobPath(digest));
-    await syncDirectory(layout.blobsDir);
-    const time = now();
-    await index.saveBlob({
-      version: 1,
-      contentDigest: digest,
-      virtualSize: stored.virtualSize,
-      allocatedSize: stored.allocatedSize,
-      created: time,
-      lastUsed: time,
-    });
+    await index.saveSource(record);
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;

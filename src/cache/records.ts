@@ -2,7 +2,7 @@
  * What the cache remembers. An entry is a blob (a converted raw image stored under its content
  * digest) with its metadata; a source record maps one URL to the blob it produced.
  */
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CacheError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
@@ -47,11 +47,28 @@ export interface Pin {
   created: string;
 }
 
+export interface PinState extends Pin {
+  /**
+   * The disk was not found when the entry was read. The pin still counts (the disk may have
+   * been moved and moved back); only `cache unpin`, `rm --force` and
+   * `prune --drop-missing-pins` remove pins.
+   */
+  unverified: boolean;
+}
+
+/** `cache verify` found the blob does not match its digest; it is not handed out. */
+export interface BadMark {
+  version: 1;
+  problem: string;
+  time: string;
+}
+
 export interface CacheEntry {
   blob: BlobRecord;
   sources: SourceRecord[];
-  /** Pins whose disk still exists. */
-  pins: Pin[];
+  /** Every pin, including unverified ones. */
+  pins: PinState[];
+  bad?: BadMark | undefined;
 }
 
 export const now = (): string => new Date().toISOString();
@@ -104,23 +121,62 @@ export class CacheIndex {
     return out;
   }
 
-  /** Live pins of a blob; pins whose disk was deleted are dropped as they are found. */
-  async pins(digest: string): Promise<Pin[]> {
+  /** Every pin of a blob. Read-only: a pin whose disk is missing is marked, never dropped. */
+  async pins(digest: string): Promise<PinState[]> {
     const dir = this.layout.pinDir(digest);
     const names = await readdir(dir).catch(() => [] as string[]);
-    const live: Pin[] = [];
-    for (const name of names.filter((n) => n.endsWith('.json'))) {
+    const out: PinState[] = [];
+    for (const name of names.filter((n) => /^[0-9a-f]{64}\.json$/.test(n))) {
       const pin = await readJson<Pin>(join(dir, name));
-      const exists = pin
-        ? await stat(pin.path).then(
-            () => true,
-            () => false,
-          )
-        : false;
-      if (pin && exists) live.push(pin);
-      else await unlink(join(dir, name)).catch(() => {});
+      if (!pin || typeof pin.path !== 'string') continue;
+      const exists = await lstat(pin.path).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
+      );
+      out.push({ ...pin, unverified: !exists });
     }
-    return live;
+    return out;
+  }
+
+  async savePin(digest: string, path: string): Promise<void> {
+    await mkdir(this.layout.pinDir(digest), { recursive: true });
+    await writeJsonDurably(this.layout.pinPath(digest, path), {
+      version: 1,
+      path,
+      created: now(),
+    } satisfies Pin);
+  }
+
+  /** Removes the pin of `path` on a blob; true if there was one. Callers hold the blob's lock. */
+  async removePin(digest: string, path: string): Promise<boolean> {
+    return unlink(this.layout.pinPath(digest, path)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async badMark(digest: string): Promise<BadMark | undefined> {
+    return readJson<BadMark>(this.layout.badMarkPath(digest));
+  }
+
+  markBad(digest: string, problem: string): Promise<void> {
+    return writeJsonDurably(this.layout.badMarkPath(digest), {
+      version: 1,
+      problem,
+      time: now(),
+    } satisfies BadMark);
+  }
+
+  async clearBad(digest: string): Promise<void> {
+    await unlink(this.layout.badMarkPath(digest)).catch(() => {});
+  }
+
+  /** The entry of one blob, read afresh (callers that act on it hold the blob's lock). */
+  async entry(digest: string): Promise<CacheEntry | undefined> {
+    const blob = await this.blob(digest);
+    if (!blob) return undefined;
+    const sources = (await this.sources()).filter((s) => s.contentDigest === digest);
+    return { blob, sources, pins: await this.pins(digest), bad: await this.badMark(digest) };
   }
 
   async entries(): Promise<CacheEntry[]> {
@@ -131,6 +187,7 @@ export class CacheIndex {
         blob,
         sources: sources.filter((s) => s.contentDigest === blob.contentDigest),
         pins: await this.pins(blob.contentDigest),
+        bad: await this.badMark(blob.contentDigest),
       });
     }
     return out.sort((a, b) => b.blob.lastUsed.localeCompare(a.blob.lastUsed));

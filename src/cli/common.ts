@@ -14,7 +14,7 @@ export interface Command {
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Config<T extends Options> = {
   args: string[];
-  options: T & typeof HELP_OPTION;
+  options: T & typeof HELP_OPTION & typeof QUIET_OPTION;
   allowPositionals: true;
   strict: true;
 };
@@ -30,16 +30,22 @@ export const IMAGE_OPTIONS = {
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
+/** -q, accepted by every command: no output but errors (qemu-img's quiet mode). */
+export const QUIET_OPTION = { quiet: { type: 'boolean', short: 'q' } } as const satisfies Options;
+
+let quiet = false;
 
 /** Parses argv strictly; unknown flags and missing values become usage errors. */
 export function parse<T extends Options>(argv: string[], options: T): Parsed<T> {
   try {
-    return parseArgs({
+    const parsed = parseArgs({
       args: argv,
-      options: { ...options, ...HELP_OPTION },
+      options: { ...options, ...HELP_OPTION, ...QUIET_OPTION },
       allowPositionals: true,
       strict: true,
     });
+    if ((parsed.values as { quiet?: boolean }).quiet) quiet = true;
+    return parsed;
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/\. To specify a positional.*$/s, ''));
   }
@@ -103,6 +109,7 @@ export function humanSize(n: number): string {
   return `${s} ${units[i]}`;
 }
 
+/** Writes a line of output to stdout (nothing after -q). */
 export function print(line: string): void {
-  process.stdout.write(`${line}\n`);
+  if (!quiet) process.stdout.write(`${line}\n`);
 }

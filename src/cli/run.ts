@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { DiskpipeError } from '../errors.js';
 import { nativeStatus } from '../io/native.js';
+import { splitCommand } from './argv.js';
 import { commands } from './commands/index.js';
 import type { Command } from './common.js';
 
@@ -16,13 +17,14 @@ function usage(): string {
     '',
     ...lines,
     '',
-    'common: --untrusted, --allow-backing DIR, --cache-dir DIR, -h/--help, --version',
+    'common (before or after the command): --untrusted, --allow-backing DIR, --cache-dir DIR,',
+    '        -q (no output but errors), -h/--help, --version; --output=json means --json',
     "Run 'diskpipe COMMAND --help' for a command's options.",
   ].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const { name, args: rest } = splitCommand(argv);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;

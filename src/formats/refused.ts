@@ -10,10 +10,15 @@ function startsWith(head: Uint8Array, magic: string | readonly number[]): boolea
   return head.length >= bytes.length && bytes.every((b, i) => head[i] === b);
 }
 
-function refused(name: string, probe: (head: Uint8Array) => boolean): FormatDriver {
+function refused(
+  name: string,
+  probe: (head: Uint8Array) => boolean,
+  probeTail?: (tail: Uint8Array) => boolean,
+): FormatDriver {
   return {
     name,
     probe,
+    ...(probeTail ? { probeTail } : {}),
     open: async (source) => {
       throw new UnsupportedFeatureError(`${source.name}: ${name} images are not supported`);
     },
@@ -30,7 +35,17 @@ export const refusedDrivers: FormatDriver[] = [
   // cloop images start with a shell script that mounts them, then a version line.
   refused('cloop', (h) => /^#!\/bin\/sh\n#V\d\.\d Format\n/.test(asText(h.subarray(0, 64)))),
   refused('luks', (h) => startsWith(h, [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])),
+  // Apple disk images end with a 512-byte 'koly' trailer: version 4, header size 512.
+  refused(
+    'dmg',
+    () => false,
+    (t) => startsWith(t, 'koly') && u32(t, 4) === 4 && u32(t, 8) === 512,
+  ),
 ];
+
+function u32(b: Uint8Array, at: number): number {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(at);
+}
 
 function asText(b: Uint8Array): string {
   return String.fromCharCode(...b);

@@ -23,10 +23,16 @@ export interface FormatDriver {
   readonly name: string;
   /** Recognises the format from its first bytes (up to PROBE_BYTES) and the source size. */
   probe(head: Uint8Array, size: number): boolean;
+  /**
+   * Recognises a format whose magic is a trailer (the last TAIL_PROBE_BYTES bytes), asked only
+   * when no format recognised the head. `name` is the source's name (a path or URL).
+   */
+  probeTail?(tail: Uint8Array, size: number, name: string): boolean;
   open(source: ByteSource, ctx: OpenContext): Promise<Image>;
 }
 
 export const PROBE_BYTES = 4096;
+export const TAIL_PROBE_BYTES = 512;
 
 const drivers: FormatDriver[] = [];
 
@@ -45,8 +51,29 @@ export function formatNames(): string[] {
   return drivers.map((d) => d.name);
 }
 
-export function probeFormat(head: Uint8Array, size: number): FormatDriver {
+/** Probes by head magic; then, if only raw matched and a tail is given, by trailer. */
+export function probeFormat(
+  head: Uint8Array,
+  size: number,
+  tail?: Uint8Array,
+  name = '',
+): FormatDriver {
   const found = drivers.find((d) => d.probe(head, size));
   if (!found) throw new Error('no raw driver registered');
-  return found;
+  if (found.name !== 'raw' || tail === undefined) return found;
+  return drivers.find((d) => d.probeTail?.(tail, size, name)) ?? found;
+}
+
+/** Reads a source's head and tail and probes its format. */
+export async function probeSourceFormat(source: ByteSource): Promise<FormatDriver> {
+  const head = new Uint8Array(Math.min(PROBE_BYTES, source.size));
+  const n = await source.read(head, 0);
+  let tail: Uint8Array | undefined;
+  if (source.size >= TAIL_PROBE_BYTES) {
+    tail = new Uint8Array(TAIL_PROBE_BYTES);
+    if ((await source.read(tail, source.size - TAIL_PROBE_BYTES)) !== TAIL_PROBE_BYTES) {
+      tail = undefined;
+    }
+  }
+  return probeFormat(head.subarray(0, n), source.size, tail, source.name);
 }

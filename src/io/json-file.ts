@@ -1,11 +1,36 @@
+import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ioError } from '../errors.js';
-import { temporaryNameFor } from './atomic.js';
+
+/**
+ * `.<name>.diskpipe-<pid>-<hex>.tmp` beside `path`: the owner's pid in the name lets a later
+ * process remove the file as soon as its owner is dead.
+ */
+export function pidTemporaryName(path: string, hex = randomBytes(4).toString('hex')): string {
+  return join(dirname(path), `.${basename(path)}.diskpipe-${process.pid}-${hex}.tmp`);
+}
+
+/** The pid in a temporary file name made by pidTemporaryName (or atomic.ts), if any. */
+export function temporaryOwner(name: string): number | undefined {
+  const m = /\.diskpipe-(\d+)-[0-9a-f]+\.tmp$/.exec(name);
+  const pid = m ? Number(m[1]) : Number.NaN;
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** Whether a process exists (EPERM: it exists but belongs to someone else). */
+export function pidIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
 
 /** Writes JSON durably: temporary file, fsync, rename, fsync of the directory. */
 export async function writeJsonDurably(path: string, value: unknown): Promise<void> {
-  const tmp = temporaryNameFor(path);
+  const tmp = pidTemporaryName(path);
   try {
     const h = await open(tmp, 'w', 0o644);
     try {

@@ -7,6 +7,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, open, readFile, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskpipeError, ioError } from '../errors.js';
+import { pidIsAlive } from './json-file.js';
 import { tryFlock } from './native.js';
 
 export interface Lock {
@@ -34,6 +35,11 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
   }
 }
 
+/** Takes the lock if it is free right now; undefined when another process holds it. */
+export function tryLockNow(path: string): Promise<Lock | undefined> {
+  return tryLock(path);
+}
+
 async function tryLock(path: string): Promise<Lock | undefined> {
   let handle: FileHandle;
   try {
@@ -59,15 +65,7 @@ async function tryPidLock(path: string): Promise<Lock | undefined> {
       throw ioError(err, `cannot create lock ${path}`);
   }
   const owner = Number(await readFile(path, 'utf8').catch(() => ''));
-  if (!Number.isInteger(owner) || owner <= 0 || !alive(owner)) await unlink(path).catch(() => {});
+  if (!Number.isInteger(owner) || owner <= 0 || !pidIsAlive(owner))
+    await unlink(path).catch(() => {});
   return undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

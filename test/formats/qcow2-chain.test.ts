@@ -3,14 +3,12 @@
  * external data files, and the trust rule that guards them.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { openImage } from '../../src/open.js';
 import { checkedExtents, readAll } from '../helpers/extents.js';
-import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
+import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
 import {
   assertSameBytes,
   be32,
@@ -19,13 +17,10 @@ import {
   ourMap,
   patch,
   qemuRaw,
-} from './qcow2-check.js';
+} from '../helpers/qemu-compare.js';
 
 const dir = tempDir('diskpipe-qcow2-chain-');
 const MiB = 1024 * 1024;
-/** Each test (image creation included) must finish well within this. */
-const T = { timeout: 10_000 };
-const execFileP = promisify(execFile);
 
 async function create(
   name: string,
@@ -36,11 +31,11 @@ async function create(
   if (opts.backing) args.push('-b', opts.backing, '-F', opts.backingFormat ?? 'qcow2');
   if (opts.o) args.push('-o', opts.o);
   // Run inside the test directory: qemu-img creates a relative data_file there.
-  await execFileP('qemu-img', [...args, name, String(size)], { cwd: dir });
+  await run('qemu-img', [...args, name, String(size)], { cwd: dir });
   return join(dir, name);
 }
 
-test('qcow2 backing chain of 3 layers, each backing shorter than its overlay', T, async () => {
+test('qcow2 backing chain of 3 layers, each backing shorter than its overlay', async () => {
   await create('base.qcow2', 2 * MiB);
   await qemuIo(join(dir, 'base.qcow2'), ['write -P 0x01 0 1536k', 'write -P 0x0b 2047k 1k']);
   await create('mid.qcow2', 5 * MiB, { backing: 'base.qcow2' });
@@ -68,7 +63,7 @@ test('qcow2 backing chain of 3 layers, each backing shorter than its overlay', T
   await image.close();
 });
 
-test('qcow2 over a raw backing file', T, async () => {
+test('qcow2 over a raw backing file', async () => {
   const raw = sparseFile(join(dir, 'base.raw'), 3 * MiB);
   await qemuIo(raw, ['write -P 0x31 64k 1M', 'write -P 0x32 2M 100'], 'raw');
   const top = await create('over-raw.qcow2', 6 * MiB, {
@@ -79,7 +74,7 @@ test('qcow2 over a raw backing file', T, async () => {
   await checkAgainstQemu(top, dir);
 });
 
-test('qcow2 over a raw backing whose size is not a multiple of 512', T, async () => {
+test('qcow2 over a raw backing whose size is not a multiple of 512', async () => {
   const raw = join(dir, 'odd.raw');
   writeFileSync(raw, Buffer.alloc(3 * MiB + 100, 0x41));
   const top = await create('over-odd.qcow2', 4 * MiB, {
@@ -96,7 +91,7 @@ test('qcow2 over a raw backing whose size is not a multiple of 512', T, async ()
   await image.close();
 });
 
-test('qcow2 backing without a format extension is probed', T, async () => {
+test('qcow2 backing without a format extension is probed', async () => {
   await create('probe-base.qcow2', 2 * MiB);
   await qemuIo(join(dir, 'probe-base.qcow2'), ['write -P 0x51 0 1M']);
   const top = await create('probe-top.qcow2', 2 * MiB, { backing: 'probe-base.qcow2' });
@@ -113,7 +108,7 @@ test('qcow2 backing without a format extension is probed', T, async () => {
   await image.close();
 });
 
-test('qcow2 extended L2 overlay: unallocated subclusters read from the backing', T, async () => {
+test('qcow2 extended L2 overlay: unallocated subclusters read from the backing', async () => {
   await create('sub-base.qcow2', 4 * MiB);
   await qemuIo(join(dir, 'sub-base.qcow2'), ['write -P 0x61 0 4M']);
   const top = await create('sub-top.qcow2', 4 * MiB, {
@@ -124,7 +119,7 @@ test('qcow2 extended L2 overlay: unallocated subclusters read from the backing',
   await checkAgainstQemu(top, dir);
 });
 
-test('qcow2 v2 overlay with compressed clusters over a v3 backing', T, async () => {
+test('qcow2 v2 overlay with compressed clusters over a v3 backing', async () => {
   await create('c-base.qcow2', 3 * MiB);
   await qemuIo(join(dir, 'c-base.qcow2'), ['write -P 0x71 0 3M']);
   const top = await create('c-top.qcow2', 3 * MiB, { backing: 'c-base.qcow2', o: 'compat=0.10' });
@@ -136,7 +131,7 @@ test('qcow2 v2 overlay with compressed clusters over a v3 backing', T, async () 
   await checkAgainstQemu(top, dir);
 });
 
-test('qcow2 external data file', T, async () => {
+test('qcow2 external data file', async () => {
   const path = await create('ext.qcow2', 4 * MiB, { o: `data_file=${join(dir, 'ext.data')}` });
   await qemuIo(path, [
     'write -P 0x81 64k 64k',
@@ -153,7 +148,7 @@ test('qcow2 external data file', T, async () => {
   await image.close();
 });
 
-test('qcow2 external data file with data_file_raw=on', T, async () => {
+test('qcow2 external data file with data_file_raw=on', async () => {
   const path = await create('extraw.qcow2', 4 * MiB, {
     o: `data_file=${join(dir, 'extraw.data')},data_file_raw=on`,
   });
@@ -164,7 +159,7 @@ test('qcow2 external data file with data_file_raw=on', T, async () => {
   await image.close();
 });
 
-test('trust: backing outside the image directory is refused unless allowed', T, async () => {
+test('trust: backing outside the image directory is refused unless allowed', async () => {
   const other = join(dir, 'other');
   mkdirSync(other, { recursive: true });
   const sub = join(dir, 'sub');
@@ -207,7 +202,7 @@ test('trust: backing outside the image directory is refused unless allowed', T, 
   });
 });
 
-test('trust: --untrusted refuses any backing or data file', T, async () => {
+test('trust: --untrusted refuses any backing or data file', async () => {
   await create('u-base.qcow2', MiB);
   const top = await create('u-top.qcow2', MiB, { backing: 'u-base.qcow2' });
   await (await openImage(top)).close();
@@ -217,11 +212,11 @@ test('trust: --untrusted refuses any backing or data file', T, async () => {
   await assert.rejects(openImage(ext, { untrusted: true }), { code: 'UNTRUSTED_REFERENCE' });
 });
 
-test('qcow2 relative data file name is taken from the image directory', T, async () => {
+test('qcow2 relative data file name is taken from the image directory', async () => {
   // qemu resolves a relative data file name from its working directory; diskpipe from the
   // image's directory, like backing files (and so the same from any working directory).
   const path = await create('rel-data.qcow2', MiB, { o: 'data_file=rel-data.raw' });
-  await execFileP('qemu-io', ['-c', 'write -P 0xb1 4k 8k', 'rel-data.qcow2'], { cwd: dir });
+  await run('qemu-io', ['-c', 'write -P 0xb1 4k 8k', 'rel-data.qcow2'], { cwd: dir });
   const image = await openImage(path);
   const want = Buffer.alloc(MiB);
   want.fill(0xb1, 4096, 12288);
@@ -230,7 +225,7 @@ test('qcow2 relative data file name is taken from the image directory', T, async
   await image.close();
 });
 
-test('trust: external data file outside the directory is refused', T, async () => {
+test('trust: external data file outside the directory is refused', async () => {
   const other = tempDir('diskpipe-qcow2-elsewhere-');
   const path = await create('far-data.qcow2', MiB, { o: `data_file=${join(other, 'd.raw')}` });
   await assert.rejects(openImage(path), { code: 'UNTRUSTED_REFERENCE' });
@@ -238,7 +233,7 @@ test('trust: external data file outside the directory is refused', T, async () =
   await image.close();
 });
 
-test('backing loops and missing or unsupported backings fail clearly', T, async () => {
+test('backing loops and missing or unsupported backings fail clearly', async () => {
   await create('loop-b.qcow2', MiB);
   const a = await create('loop-a.qcow2', MiB, { backing: 'loop-b.qcow2' });
   await qemuImg('rebase', '-u', '-b', 'loop-a.qcow2', '-F', 'qcow2', join(dir, 'loop-b.qcow2'));

@@ -11,12 +11,10 @@ import type { ByteSource } from '../../src/image/types.js';
 import { LocalFile } from '../../src/io/file.js';
 import { openImage, openImageOn } from '../../src/open.js';
 import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
-import { be64, checkAgainstQemu, patch } from './qcow2-check.js';
+import { be64, checkAgainstQemu, patch } from '../helpers/qemu-compare.js';
 
 const dir = tempDir('diskpipe-qcow2-');
 const MiB = 1024 * 1024;
-/** Each test (image creation included) must finish well within this. */
-const T = { timeout: 10_000 };
 
 async function create(name: string, size: number | string, opts = ''): Promise<string> {
   const path = join(dir, name);
@@ -39,14 +37,14 @@ function mixedWrites(size: number, cluster: number): string[] {
   ];
 }
 
-test('qcow2 v3, 64 KiB clusters: mixed writes, odd size, last sector', T, async () => {
+test('qcow2 v3, 64 KiB clusters: mixed writes, odd size, last sector', async () => {
   const size = 10 * MiB + 1536;
   const path = await create('v3.qcow2', size);
   await qemuIo(path, mixedWrites(size, 65536));
   await checkAgainstQemu(path, dir);
 });
 
-test('qcow2 v2 (compat=0.10): mixed writes', T, async () => {
+test('qcow2 v2 (compat=0.10): mixed writes', async () => {
   const size = 4 * MiB;
   const path = await create('v2.qcow2', size, 'compat=0.10');
   await qemuIo(path, mixedWrites(size, 65536));
@@ -61,7 +59,7 @@ test('qcow2 v2 (compat=0.10): mixed writes', T, async () => {
 });
 
 for (const cluster of [512, 4096, 2 * MiB]) {
-  test(`qcow2 cluster size ${cluster}: mixed writes`, T, async () => {
+  test(`qcow2 cluster size ${cluster}: mixed writes`, async () => {
     const size = Math.max(64 * cluster, 3 * MiB) + 512;
     const path = await create(`c${cluster}.qcow2`, size, `cluster_size=${cluster}`);
     await qemuIo(path, mixedWrites(size, cluster));
@@ -69,7 +67,7 @@ for (const cluster of [512, 4096, 2 * MiB]) {
   });
 }
 
-test('qcow2 512-byte clusters across several L2 tables', T, async () => {
+test('qcow2 512-byte clusters across several L2 tables', async () => {
   // 512-byte clusters: one L2 table maps only 32 KiB, so this walks many tables.
   const path = await create('c512-wide.qcow2', 2 * MiB, 'cluster_size=512');
   await qemuIo(path, [
@@ -103,7 +101,7 @@ for (const [type, cluster] of [
   ['zstd', 2 * MiB],
   ['zlib', 512],
 ] as const) {
-  test(`qcow2 compressed clusters: ${type}, cluster size ${cluster}`, T, async () => {
+  test(`qcow2 compressed clusters: ${type}, cluster size ${cluster}`, async () => {
     const src = await compressionSource(`csrc-${type}-${cluster}.raw`, 6 * MiB);
     const path = join(dir, `comp-${type}-${cluster}.qcow2`);
     await qemuImg(
@@ -141,7 +139,7 @@ for (const [type, cluster] of [
   });
 }
 
-test('qcow2 extended L2 entries: subcluster writes', T, async () => {
+test('qcow2 extended L2 entries: subcluster writes', async () => {
   const path = await create('extl2.qcow2', 8 * MiB + 4096, 'extended_l2=on');
   await qemuIo(path, [
     'write -P 0x55 4k 2k', // within subcluster 2 (2 KiB subclusters)
@@ -161,70 +159,62 @@ test('qcow2 extended L2 entries: subcluster writes', T, async () => {
   );
 });
 
-test('qcow2 extended L2 with 2 MiB clusters (64 KiB subclusters)', T, async () => {
+test('qcow2 extended L2 with 2 MiB clusters (64 KiB subclusters)', async () => {
   const path = await create('extl2-2m.qcow2', 8 * MiB, 'extended_l2=on,cluster_size=2M');
   await qemuIo(path, ['write -P 0x31 100k 20k', 'write -z 2M 64k', 'write -P 0x32 5M 300k']);
   await checkAgainstQemu(path, dir);
 });
 
-test(
-  'qcow2 internal snapshots: reads the active layer, lists them like qemu-img info',
-  T,
-  async () => {
-    const path = await create('snap.qcow2', 4 * MiB);
-    await qemuIo(path, ['write -P 0x10 0 1M']);
-    await qemuImg('snapshot', '-c', 'first', path);
-    await qemuIo(path, ['write -P 0x20 512k 1M', 'write -z 0 64k']);
-    await qemuImg('snapshot', '-c', 'second snapshot', path);
-    await qemuIo(path, ['discard 1M 64k']);
-    await checkAgainstQemu(path, dir);
-    const info = JSON.parse(await qemuImg('info', '--output=json', path));
-    const image = await openImage(path);
-    const snaps = image.describe?.().snapshots ?? [];
-    assert.deepEqual(
-      snaps.map((s) => ({
-        id: s.id,
-        name: s.name,
-        'vm-state-size': s.vmStateSize,
-        'date-sec': s.dateSec,
-        'date-nsec': s.dateNsec,
-        'vm-clock-nsec': s.vmClockNsec,
-        icount: s.icount,
-      })),
-      info.snapshots.map((s: Record<string, unknown>) => ({
-        id: s.id,
-        name: s.name,
-        'vm-state-size': s['vm-state-size'],
-        'date-sec': s['date-sec'],
-        'date-nsec': s['date-nsec'],
-        'vm-clock-nsec': s['vm-clock-nsec'],
-        icount: s.icount,
-      })),
-    );
-    assert.equal(snaps.length, 2);
-    await image.close();
-  },
-);
+test('qcow2 internal snapshots: reads the active layer, lists them like qemu-img info', async () => {
+  const path = await create('snap.qcow2', 4 * MiB);
+  await qemuIo(path, ['write -P 0x10 0 1M']);
+  await qemuImg('snapshot', '-c', 'first', path);
+  await qemuIo(path, ['write -P 0x20 512k 1M', 'write -z 0 64k']);
+  await qemuImg('snapshot', '-c', 'second snapshot', path);
+  await qemuIo(path, ['discard 1M 64k']);
+  await checkAgainstQemu(path, dir);
+  const info = JSON.parse(await qemuImg('info', '--output=json', path));
+  const image = await openImage(path);
+  const snaps = image.describe?.().snapshots ?? [];
+  assert.deepEqual(
+    snaps.map((s) => ({
+      id: s.id,
+      name: s.name,
+      'vm-state-size': s.vmStateSize,
+      'date-sec': s.dateSec,
+      'date-nsec': s.dateNsec,
+      'vm-clock-nsec': s.vmClockNsec,
+      icount: s.icount,
+    })),
+    info.snapshots.map((s: Record<string, unknown>) => ({
+      id: s.id,
+      name: s.name,
+      'vm-state-size': s['vm-state-size'],
+      'date-sec': s['date-sec'],
+      'date-nsec': s['date-nsec'],
+      'vm-clock-nsec': s['vm-clock-nsec'],
+      icount: s.icount,
+    })),
+  );
+  assert.equal(snaps.length, 2);
+  await image.close();
+});
 
-test(
-  'qcow2 dirty image (lazy refcounts, writer killed) is readable and reported dirty',
-  T,
-  async () => {
-    const path = await create('dirty.qcow2', 2 * MiB, 'lazy_refcounts=on');
-    // qemu-io dies by SIGKILL after the write, leaving the dirty bit set.
-    await assert.rejects(qemuIo(path, ['write -P 0x42 64k 128k', 'sigraise 9']));
-    const info = JSON.parse(await qemuImg('info', '--output=json', path));
-    assert.equal(info['dirty-flag'], true);
-    await checkAgainstQemu(path, dir);
-    const image = await openImage(path);
-    const d = image.describe?.();
-    assert.equal(d?.dirty, true);
-    assert.equal(d?.specific?.['lazy-refcounts'], true);
-    await image.close();
-  },
-);
+test('qcow2 dirty image (lazy refcounts, writer killed) is readable and reported dirty', async () => {
+  const path = await create('dirty.qcow2', 2 * MiB, 'lazy_refcounts=on');
+  // qemu-io dies by SIGKILL after the write, leaving the dirty bit set.
+  await assert.rejects(qemuIo(path, ['write -P 0x42 64k 128k', 'sigraise 9']));
+  const info = JSON.parse(await qemuImg('info', '--output=json', path));
+  assert.equal(info['dirty-flag'], true);
+  await checkAgainstQemu(path, dir);
+  const image = await openImage(path);
+  const d = image.describe?.();
+  assert.equal(d?.dirty, true);
+  assert.equal(d?.specific?.['lazy-refcounts'], true);
+  await image.close();
+});
 
-test('qcow2 corrupt-flagged image is readable (read-only) and reported corrupt', T, async () => {
+test('qcow2 corrupt-flagged image is readable (read-only) and reported corrupt', async () => {
   const path = await create('corrupt.qcow2', 2 * MiB);
   await qemuIo(path, ['write -P 0x42 0 100k']);
   await patch(path, 79, [0x02]);
@@ -236,7 +226,7 @@ test('qcow2 corrupt-flagged image is readable (read-only) and reported corrupt',
   await image.close();
 });
 
-test('qcow2 odd virtual size from the header (not a multiple of 512)', T, async () => {
+test('qcow2 odd virtual size from the header (not a multiple of 512)', async () => {
   const path = await create('oddsize.qcow2', 2 * MiB);
   await qemuIo(path, ['write -P 0x42 0 2M']);
   // Virtual size 1000001: qemu rounds it up to 512 bytes, diskpipe keeps it exact.
@@ -257,26 +247,18 @@ for (const [mode, cluster, bits] of [
   ['metadata', 65536, 64],
   ['falloc', 65536, 16],
 ] as const) {
-  test(
-    `qcow2 preallocation=${mode}, cluster ${cluster}, refcount bits ${bits}: host holes are zero`,
-    T,
-    async () => {
-      const path = await create(
-        `prealloc-${mode}-${cluster}-${bits}.qcow2`,
-        12 * MiB,
-        `preallocation=${mode},cluster_size=${cluster},refcount_bits=${bits}`,
-      );
-      await qemuIo(path, [
-        'write -P 0x71 1M 100k',
-        'write -z 5M 64k',
-        'write -P 0x72 9437000 3000',
-      ]);
-      await checkAgainstQemu(path, dir);
-    },
-  );
+  test(`qcow2 preallocation=${mode}, cluster ${cluster}, refcount bits ${bits}: host holes are zero`, async () => {
+    const path = await create(
+      `prealloc-${mode}-${cluster}-${bits}.qcow2`,
+      12 * MiB,
+      `preallocation=${mode},cluster_size=${cluster},refcount_bits=${bits}`,
+    );
+    await qemuIo(path, ['write -P 0x71 1M 100k', 'write -z 5M 64k', 'write -P 0x72 9437000 3000']);
+    await checkAgainstQemu(path, dir);
+  });
 }
 
-test('qcow2 empty image of size 0 and an all-unallocated image', T, async () => {
+test('qcow2 empty image of size 0 and an all-unallocated image', async () => {
   const empty = await create('zero-size.qcow2', 0);
   const image = await openImage(empty);
   assert.equal(image.size, 0);
@@ -285,7 +267,7 @@ test('qcow2 empty image of size 0 and an all-unallocated image', T, async () => 
   await checkAgainstQemu(blank, dir, { expectData: false });
 });
 
-test('qcow2 describe() matches qemu-img info (format-specific, bitmaps, sizes)', T, async () => {
+test('qcow2 describe() matches qemu-img info (format-specific, bitmaps, sizes)', async () => {
   const path = await create('info.qcow2', 3 * MiB, 'refcount_bits=64,lazy_refcounts=on');
   await qemuIo(path, ['write -P 1 0 64k']);
   await qemuImg('bitmap', '--add', path, 'b0');
@@ -322,7 +304,7 @@ async function loggingSource(path: string) {
   return { source, log };
 }
 
-test('qcow2 reads coalesce: contiguous clusters are one host read', T, async () => {
+test('qcow2 reads coalesce: contiguous clusters are one host read', async () => {
   const path = await create('coalesce.qcow2', 8 * MiB);
   await qemuIo(path, ['write -P 0x21 0 4M']); // allocated in order: host-contiguous
   const { source, log } = await loggingSource(path);
@@ -338,7 +320,7 @@ test('qcow2 reads coalesce: contiguous clusters are one host read', T, async () 
   await image.close();
 });
 
-test('qcow2 compressed neighbours are fetched together', T, async () => {
+test('qcow2 compressed neighbours are fetched together', async () => {
   const src = await create('cgroup-src.qcow2', 4 * MiB);
   await qemuIo(src, ['write -P 0x22 0 4M']);
   const path = join(dir, 'cgroup.qcow2');
@@ -354,7 +336,7 @@ test('qcow2 compressed neighbours are fetched together', T, async () => {
   await image.close();
 });
 
-test('qcow2 host holes in a densely allocated image stay data, as in qemu-img map', T, async () => {
+test('qcow2 host holes in a densely allocated image stay data, as in qemu-img map', async () => {
   // qemu only asks the host file about holes when the image looks metadata-preallocated.
   const path = await create('dense-hole.qcow2', 8 * MiB);
   await qemuIo(path, ['write -P 0x44 0 4M']);

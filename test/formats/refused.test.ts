@@ -3,10 +3,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openImage } from '../../src/open.js';
-import { makeLuks, qemuImg, tempDir } from '../helpers/peers.js';
+import { writeLuks1 } from '../helpers/luks.js';
+import { qemuImg, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir('diskpipe-refused-');
-const T = { timeout: 10_000 };
 
 async function refusedAs(path: string, name: string): Promise<void> {
   await assert.rejects(openImage(path), (err: Error & { code?: string }) => {
@@ -16,17 +16,17 @@ async function refusedAs(path: string, name: string): Promise<void> {
   });
 }
 
-test('refused: formats qemu-img creates are recognised, never read as raw', T, async () => {
+test('refused: formats qemu-img creates are recognised, never read as raw', async () => {
   for (const fmt of ['parallels']) {
     const path = join(dir, `img.${fmt}`);
     await qemuImg('create', '-f', fmt, path, '4M');
     await refusedAs(path, fmt);
   }
-  const luks = await makeLuks(join(dir, 'img.luks'), '4M');
+  const luks = writeLuks1(join(dir, 'img.luks'), 4 * 1024 * 1024);
   await refusedAs(luks, 'luks');
 });
 
-test('refused: formats recognised by their magic', T, async () => {
+test('refused: formats recognised by their magic', async () => {
   const cases: [string, Buffer][] = [
     ['parallels', Buffer.from('WithouFreSpacExt')],
     ['bochs', Buffer.from('Bochs Virtual HD Image\0')],

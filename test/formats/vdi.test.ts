@@ -6,15 +6,15 @@ import { collectExtents } from '../../src/image/extents.js';
 import { openImage } from '../../src/open.js';
 import { readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
-import { checkAgainstQemu, MiB, mixedRaw, ourMap } from './vmdk-vdi-peer.js';
+import { ourQemuMap } from '../helpers/qemu-compare.js';
+import { checkAgainstQemu, MiB, mixedRaw } from './vmdk-vdi-peer.js';
 
 const dir = tempDir('diskpipe-vdi-');
-const T = { timeout: 10_000 };
 const src = await mixedRaw(dir);
 const srcBytes = readFileSync(src);
 
 for (const mode of ['off', 'on']) {
-  test(`vdi static=${mode}: content, extents, map and info agree with qemu-img`, T, async () => {
+  test(`vdi static=${mode}: content, extents, map and info agree with qemu-img`, async () => {
     const path = join(dir, `static-${mode}.vdi`);
     await qemuImg('convert', '-f', 'raw', '-O', 'vdi', '-o', `static=${mode}`, src, path);
     const image = await checkAgainstQemu(path, join(dir, `static-${mode}.out`));
@@ -38,7 +38,7 @@ for (const mode of ['off', 'on']) {
   });
 }
 
-test('vdi: blocks written by qemu-io and a discarded (zero) block', T, async () => {
+test('vdi: blocks written by qemu-io and a discarded (zero) block', async () => {
   const path = join(dir, 'written.vdi');
   await qemuImg('create', '-f', 'vdi', path, '6M');
   await qemuIo(path, ['write -P 0x31 3M 4k', 'write -P 0x32 100k 1M', 'write -P 0x33 5M 1M']);
@@ -56,7 +56,7 @@ test('vdi: blocks written by qemu-io and a discarded (zero) block', T, async () 
     const tail = Buffer.alloc(MiB);
     await image.read(tail, 5 * MiB);
     assert.ok(tail.every((b) => b === 0));
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     const last = map.at(-1)!;
     assert.equal(last.start + last.length, 6 * MiB);
     assert.ok(last.start <= 5 * MiB && last.present && last.zero && !last.data);
@@ -65,7 +65,7 @@ test('vdi: blocks written by qemu-io and a discarded (zero) block', T, async () 
   }
 });
 
-test('vdi: unaligned reads across block boundaries', T, async () => {
+test('vdi: unaligned reads across block boundaries', async () => {
   const path = join(dir, 'static-off.vdi');
   await qemuImg('convert', '-O', 'vdi', src, path);
   const image = await openImage(path);
@@ -115,7 +115,7 @@ async function rejects(path: string, code: string, message: RegExp) {
   );
 }
 
-test('vdi hostile: headers and block maps that cannot be right', T, async () => {
+test('vdi hostile: headers and block maps that cannot be right', async () => {
   const cases: [string, (b: Buffer, bmap: number) => void, string, RegExp][] = [
     ['bmap-eof', (b) => b.writeUInt32LE(0x7ffffe00, 0x154), 'CORRUPT', /block map/],
     ['block-eof', (b, m) => b.writeUInt32LE(5, m), 'CORRUPT', /block 0 .* past the end/],
@@ -139,7 +139,7 @@ test('vdi hostile: headers and block maps that cannot be right', T, async () => 
   }
 });
 
-test('vdi hostile: truncated files', T, async () => {
+test('vdi hostile: truncated files', async () => {
   const head = await patchedVdi('trunc-head.vdi', () => {});
   truncateSync(head, 300);
   // Too short to hold a header, but still recognised: refused, not read as raw.

@@ -7,17 +7,8 @@ import type { Image } from '../../src/image/types.js';
 import { openImage } from '../../src/open.js';
 import { checkedExtents, readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
-import {
-  checkAgainstQemu,
-  expectFailure,
-  MiB,
-  mixedRaw,
-  ourMap,
-  ourZeroRuns,
-  patch,
-  qemuZeroRuns,
-  readAt,
-} from './vhd-shared.js';
+import { openCheckedAgainstQemu, ourQemuMap, patch, readAt } from '../helpers/qemu-compare.js';
+import { expectFailure, MiB, mixedRaw, ourZeroRuns, qemuZeroRuns } from './vhd-shared.js';
 
 const dir = tempDir('diskpipe-vhdx-');
 const SIZE = 37 * MiB + 3 * 512;
@@ -25,7 +16,7 @@ const GiB = 1024 * MiB;
 
 /** Checks that map entries point at the file bytes the image returns. */
 async function checkHostOffsets(image: Image, path: string): Promise<void> {
-  for (const e of await ourMap(image)) {
+  for (const e of await ourQemuMap(image)) {
     if (!e.data || e.offset === undefined) continue;
     const n = Math.min(e.length, 4096);
     const buf = Buffer.alloc(n);
@@ -50,7 +41,7 @@ for (const [name, options] of variants) {
     const path = join(dir, `${name}.vhdx`);
     await qemuImg('convert', '-f', 'raw', '-O', 'vhdx', '-o', options, raw, path);
     // qemu reports no block status for vhdx (all "data"): the raw conversion's holes are the truth.
-    const image = await checkAgainstQemu(path, join(dir, `${name}.out`), { compareMap: false });
+    const image = await openCheckedAgainstQemu(path, dir, { compareMap: false });
     try {
       assert.equal(image.format, 'vhdx');
       const d = image.describe!();

@@ -15,7 +15,6 @@ const dir = join(root, 'images');
 mkdirSync(dir);
 const outside = join(root, 'outside');
 mkdirSync(outside);
-const T = { timeout: 10_000 };
 const src = await mixedRaw(dir);
 const srcBytes = readFileSync(src);
 
@@ -69,19 +68,19 @@ function descriptor(name: string, lines: string[], extra = ''): string {
   return path;
 }
 
-test('vmdk hostile: grain directory past the end of the file', T, async () => {
+test('vmdk hostile: grain directory past the end of the file', async () => {
   const path = patched(sparse, 'gd-eof.vmdk', (b) => b.writeBigUInt64LE(0x7fffffffn, 56));
   await rejects(path, 'CORRUPT', /grain directory/);
 });
 
-test('vmdk hostile: grain directory entry pointing past the end', T, async () => {
+test('vmdk hostile: grain directory entry pointing past the end', async () => {
   const path = patched(sparse, 'gt-eof.vmdk', (b) => {
     b.writeUInt32LE(0x7fffff00, layout(b).gd * 512);
   });
   await rejects(path, 'CORRUPT', /grain table 0 .* past the end/);
 });
 
-test('vmdk hostile: grain table entry pointing past the end', T, async () => {
+test('vmdk hostile: grain table entry pointing past the end', async () => {
   const path = patched(sparse, 'gte-eof.vmdk', (b) => {
     b.writeUInt32LE(0x7fffff00, layout(b).gt0 * 512);
   });
@@ -94,7 +93,7 @@ test('vmdk hostile: grain table entry pointing past the end', T, async () => {
   await image.close();
 });
 
-test('vmdk hostile: absurd capacity, grain size and table size', T, async () => {
+test('vmdk hostile: absurd capacity, grain size and table size', async () => {
   const cases: [string, (b: Buffer) => void, RegExp][] = [
     ['cap-huge', (b) => b.writeBigUInt64LE(1n << 60n, 12), /capacity/],
     [
@@ -126,7 +125,7 @@ test('vmdk hostile: absurd capacity, grain size and table size', T, async () => 
   );
 });
 
-test('vmdk hostile: truncated files', T, async () => {
+test('vmdk hostile: truncated files', async () => {
   const short = patched(sparse, 'trunc-header.vmdk', () => {});
   truncateSync(short, 300);
   // 300 bytes of 'KDMV' are still probed as VMDK and refused as corrupt.
@@ -139,7 +138,7 @@ test('vmdk hostile: truncated files', T, async () => {
   await rejects(s, 'CORRUPT');
 });
 
-test('vmdk hostile: compressed grains with bogus sizes or data', T, async () => {
+test('vmdk hostile: compressed grains with bogus sizes or data', async () => {
   const gte0 = layout(readFileSync(stream)).gte0 * 512;
   await rejects(
     patched(stream, 'csize-huge.vmdk', (b) => b.writeUInt32LE(0x7fffffff, gte0 + 8)),
@@ -172,7 +171,7 @@ test('vmdk hostile: compressed grains with bogus sizes or data', T, async () => 
   await rejects(bomb, 'CORRUPT', /does not inflate/);
 });
 
-test('vmdk hostile: invalid stream-optimized footer', T, async () => {
+test('vmdk hostile: invalid stream-optimized footer', async () => {
   const good = streamOptimized(srcBytes);
   const path = join(dir, 'bad-footer.vmdk');
   const bad = Buffer.from(good);
@@ -181,7 +180,7 @@ test('vmdk hostile: invalid stream-optimized footer', T, async () => {
   await rejects(path, 'CORRUPT', /footer/);
 });
 
-test('vmdk hostile: extents outside the image directory are refused', T, async () => {
+test('vmdk hostile: extents outside the image directory are refused', async () => {
   const passwd = descriptor(
     'passwd.vmdk',
     ['RW 8 FLAT "/etc/passwd" 0'],
@@ -205,7 +204,7 @@ test('vmdk hostile: extents outside the image directory are refused', T, async (
   await rejects(flat, 'UNTRUSTED_REFERENCE', /untrusted/, { untrusted: true });
 });
 
-test('vmdk hostile: descriptors that lie', T, async () => {
+test('vmdk hostile: descriptors that lie', async () => {
   writeFileSync(join(dir, 'small.bin'), Buffer.alloc(4096));
   const cases: [string, string[], string, string, RegExp][] = [
     ['short-flat', ['RW 100 FLAT "small.bin" 0'], 'monolithicFlat', 'CORRUPT', /flat extent needs/],
@@ -234,7 +233,7 @@ test('vmdk hostile: descriptors that lie', T, async () => {
   await rejects(big, 'CORRUPT', /larger than 1 MiB/);
 });
 
-test('vmdk hostile: other sparse variants are refused by name', T, async () => {
+test('vmdk hostile: other sparse variants are refused by name', async () => {
   const cowd = join(dir, 'cowd.vmdk');
   writeFileSync(cowd, Buffer.concat([Buffer.from('COWD'), Buffer.alloc(2044)]));
   await rejects(cowd, 'UNSUPPORTED', /COWD/);
@@ -245,7 +244,7 @@ test('vmdk hostile: other sparse variants are refused by name', T, async () => {
   await rejects(se, 'UNSUPPORTED', /seSparse/);
 });
 
-test('vmdk hostile: delta links that do not fit', T, async () => {
+test('vmdk hostile: delta links that do not fit', async () => {
   const base = join(dir, 'dl-base.vmdk');
   await qemuImg('convert', '-O', 'vmdk', src, base);
   const child = join(dir, 'dl-child.vmdk');

@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectExtents } from '../../src/image/extents.js';
-import type { Image, MapEntry } from '../../src/image/types.js';
+import type { Image } from '../../src/image/types.js';
 import { type OpenOptions, openImage } from '../../src/open.js';
 import { checkedExtents, zeroRuns } from '../helpers/extents.js';
 import { type QemuMapEntry, qemuImg, qemuIo, qemuMap, sparseFile } from '../helpers/peers.js';
+import { mergeMap, ourQemuMap } from '../helpers/qemu-compare.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -63,55 +64,6 @@ export async function assertExtentsMatch(image: Image, peer: QemuMapEntry[]): Pr
   assert.deepEqual(zeroRuns(ours), zeroRuns(peer));
 }
 
-interface Mapped {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  offset?: number;
-}
-
-/** Merges map entries the way qemu-img map does: same flags and contiguous host offsets. */
-export function mergeMap(list: Mapped[]): Mapped[] {
-  const out: Mapped[] = [];
-  for (const e of list) {
-    const last = out.at(-1);
-    const sameFlags =
-      last &&
-      last.depth === e.depth &&
-      last.present === e.present &&
-      last.zero === e.zero &&
-      last.data === e.data &&
-      last.start + last.length === e.start;
-    const contiguous =
-      last &&
-      ((last.offset === undefined && e.offset === undefined) ||
-        (last.offset !== undefined && last.offset + last.length === e.offset));
-    if (last && sameFlags && contiguous) last.length += e.length;
-    else out.push({ ...e });
-  }
-  return out;
-}
-
-export async function ourMap(image: Image): Promise<Mapped[]> {
-  assert.ok(image.mapping, 'image offers mapping()');
-  const list: MapEntry[] = [];
-  for await (const e of image.mapping!(0, image.size)) list.push(e);
-  return mergeMap(
-    list.map((e) => ({
-      start: e.offset,
-      length: e.length,
-      depth: e.depth,
-      present: e.present,
-      zero: e.zero,
-      data: e.data,
-      ...(e.hostOffset !== undefined ? { offset: e.hostOffset } : {}),
-    })),
-  );
-}
-
 /**
  * Opens `path` with diskpipe and checks it against qemu-img: size, every byte (equal to
  * `qemu-img convert -O raw`), extents against `qemu-img map`, and mapping() against the map
@@ -151,7 +103,7 @@ export async function checkAgainstQemu(
       }
     }
     await assertExtentsMatch(image, peer);
-    if (opts.exactMap !== false) assert.deepEqual(await ourMap(image), mergeMap(peer));
+    if (opts.exactMap !== false) assert.deepEqual(await ourQemuMap(image), mergeMap(peer));
     return image;
   } catch (err) {
     await image.close();

@@ -7,11 +7,11 @@ import type { Image } from '../../src/image/types.js';
 import { openImage } from '../../src/open.js';
 import { readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
+import { ourQemuMap } from '../helpers/qemu-compare.js';
 import { streamOptimized } from './vmdk-stream-writer.js';
-import { checkAgainstQemu, fileRange, KiB, MiB, mixedRaw, ourMap } from './vmdk-vdi-peer.js';
+import { checkAgainstQemu, fileRange, KiB, MiB, mixedRaw } from './vmdk-vdi-peer.js';
 
 const dir = tempDir('diskpipe-vmdk-');
-const T = { timeout: 10_000 };
 const src = await mixedRaw(dir);
 const srcBytes = readFileSync(src);
 
@@ -32,7 +32,7 @@ async function withImage(image: Image, fn: (image: Image) => Promise<void>): Pro
 }
 
 for (const sub of SUBFORMATS) {
-  test(`vmdk ${sub}: content, extents, map and info agree with qemu-img`, T, async () => {
+  test(`vmdk ${sub}: content, extents, map and info agree with qemu-img`, async () => {
     const path = join(dir, `${sub}.vmdk`);
     await qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', `subformat=${sub}`, src, path);
     const image = await checkAgainstQemu(path, join(dir, `${sub}.out`));
@@ -55,7 +55,7 @@ for (const sub of SUBFORMATS) {
   });
 }
 
-test('vmdk: a bare descriptor is probed by its text', T, async () => {
+test('vmdk: a bare descriptor is probed by its text', async () => {
   const path = join(dir, 'probe.vmdk');
   await qemuImg('convert', '-O', 'vmdk', '-o', 'subformat=monolithicFlat', src, path);
   const image = await openImage(path);
@@ -65,7 +65,7 @@ test('vmdk: a bare descriptor is probed by its text', T, async () => {
   });
 });
 
-test('vmdk: zero grains read as zeroes and map as present zero', T, async () => {
+test('vmdk: zero grains read as zeroes and map as present zero', async () => {
   const path = join(dir, 'zeroed.vmdk');
   await qemuImg('create', '-f', 'vmdk', '-o', 'zeroed_grain=on', path, '3M');
   await qemuIo(path, [
@@ -77,7 +77,7 @@ test('vmdk: zero grains read as zeroes and map as present zero', T, async () => 
   ]);
   const image = await checkAgainstQemu(path, join(dir, 'zeroed.out'));
   await withImage(image, async () => {
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     assert.ok(
       map.some((e) => e.start === 64 * KiB && e.length === 128 * KiB && e.present && e.zero),
       'zero grains are present zeroes',
@@ -85,7 +85,7 @@ test('vmdk: zero grains read as zeroes and map as present zero', T, async () => 
   });
 });
 
-test('vmdk: a delta link reads unallocated grains from its parent', T, async () => {
+test('vmdk: a delta link reads unallocated grains from its parent', async () => {
   const base = join(dir, 'base.vmdk');
   const child = join(dir, 'child.vmdk');
   await qemuImg('convert', '-O', 'vmdk', src, base);
@@ -100,7 +100,7 @@ test('vmdk: a delta link reads unallocated grains from its parent', T, async () 
   });
 });
 
-test('vmdk: hand-written descriptor with sparse and flat extents in a row', T, async () => {
+test('vmdk: hand-written descriptor with sparse and flat extents in a row', async () => {
   // Extent files: a sparse file of the first 2 MiB, then two ranges of one flat file.
   const part1 = join(dir, 'multi-part1.raw');
   writeFileSync(part1, srcBytes.subarray(0, 2 * MiB));
@@ -138,7 +138,7 @@ test('vmdk: hand-written descriptor with sparse and flat extents in a row', T, a
 });
 
 // qemu skips ZERO and RDONLY extent lines, so this one is checked against known bytes.
-test('vmdk: ZERO and RDONLY extents', T, async () => {
+test('vmdk: ZERO and RDONLY extents', async () => {
   const flat = join(dir, 'zx-flat.bin');
   writeFileSync(flat, Buffer.alloc(64 * KiB, 0x5a));
   const desc = join(dir, 'zx.vmdk');
@@ -164,7 +164,7 @@ test('vmdk: ZERO and RDONLY extents', T, async () => {
         [192 * KiB, 64 * KiB, false, false],
       ],
     );
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     assert.deepEqual(map[1], {
       start: 64 * KiB,
       length: 128 * KiB,
@@ -176,9 +176,7 @@ test('vmdk: ZERO and RDONLY extents', T, async () => {
   });
 });
 
-test('vmdk: 2 GiB split extents (sparse and flat) past the extent boundary', {
-  timeout: 30_000,
-}, async () => {
+test('vmdk: 2 GiB split extents (sparse and flat) past the extent boundary', async () => {
   const big = sparseFile(join(dir, 'big.raw'), 2 * 1024 * MiB + 3 * MiB);
   await qemuIo(
     big,
@@ -203,7 +201,7 @@ test('vmdk: 2 GiB split extents (sparse and flat) past the extent boundary', {
   }
 });
 
-test('vmdk: VMware-style stream-optimized file (grain directory in the footer)', T, async () => {
+test('vmdk: VMware-style stream-optimized file (grain directory in the footer)', async () => {
   const path = join(dir, 'vmware-stream.vmdk');
   writeFileSync(path, streamOptimized(srcBytes));
   // The writer is checked against the peer first: qemu must read the source back.
@@ -219,7 +217,7 @@ test('vmdk: VMware-style stream-optimized file (grain directory in the footer)',
   });
 });
 
-test('vmdk: stream-optimized grains in bare deflate and small grains', T, async () => {
+test('vmdk: stream-optimized grains in bare deflate and small grains', async () => {
   const path = join(dir, 'raw-deflate.vmdk');
   writeFileSync(path, streamOptimized(srcBytes, { raw: true, grainSectors: 16 }));
   const image = await openImage(path);
@@ -228,7 +226,7 @@ test('vmdk: stream-optimized grains in bare deflate and small grains', T, async 
   });
 });
 
-test('vmdk: unaligned and concurrent reads agree with the source', T, async () => {
+test('vmdk: unaligned and concurrent reads agree with the source', async () => {
   for (const sub of ['streamOptimized', 'monolithicSparse']) {
     const path = join(dir, `${sub}.vmdk`);
     await qemuImg('convert', '-O', 'vmdk', '-o', `subformat=${sub}`, src, path);
@@ -265,12 +263,12 @@ test('vmdk: unaligned and concurrent reads agree with the source', T, async () =
   }
 });
 
-test('vmdk: mapping of a flat extent gives host offsets in the extent file', T, async () => {
+test('vmdk: mapping of a flat extent gives host offsets in the extent file', async () => {
   const path = join(dir, 'monolithicFlat.vmdk');
   await qemuImg('convert', '-O', 'vmdk', '-o', 'subformat=monolithicFlat', src, path);
   const image = await openImage(path);
   await withImage(image, async () => {
-    const map = await ourMap(image);
+    const map = await ourQemuMap(image);
     const dataAt = map.find((e) => e.data && !e.zero && e.start === MiB);
     assert.equal(dataAt?.offset, MiB);
     const flat = fileRange(join(dir, 'monolithicFlat-flat.vmdk'), MiB, 16);
@@ -278,7 +276,7 @@ test('vmdk: mapping of a flat extent gives host offsets in the extent file', T, 
   });
 });
 
-test('vmdk and vdi: mapping() refuses ranges outside the image', T, async () => {
+test('vmdk and vdi: mapping() refuses ranges outside the image', async () => {
   const vmdk = join(dir, 'range.vmdk');
   const vdi = join(dir, 'range.vdi');
   await qemuImg('convert', '-O', 'vmdk', src, vmdk);

@@ -247,6 +247,6 @@ export function describeFailure(f: Failure): string {
   return [
     `${f.target} case ${f.i} (seed ${f.seed}): ${f.failure}`,
     `  mutation: ${f.steps.join('; ')}`,
-    `  reproduce: DISKPIPE_FUZZ_CASE=${f.target}:${f.i} node scripts/test.mjs fuzz/formats`,
+    `  reproduce: DISKPIPE_FUZZ_CASE=${f.target}:${f.i} node scripts/test.mjs --fuzz fuzz/formats`,
   ].join('\n');
 }

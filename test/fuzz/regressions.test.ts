@@ -1,5 +1,5 @@
 /**
- * Focused regression tests for the bugs the format fuzzer found (test/fuzz/formats.test.ts),
+ * Focused regression tests for the bugs the format fuzzer found (test/fuzz/formats.fuzz.ts),
  * each named after what it guards, on images made by qemu-img and edited by hand.
  */
 import assert from 'node:assert/strict';
@@ -83,13 +83,12 @@ test('vhdx log search stays linear in the number of log entries', async () => {
   }
   writeSync(fd, entries, 0, entries.length, log.offset);
   closeSync(fd);
-  const t0 = performance.now();
+  // No clock here: the cubic search took minutes on this image, which the runner reports as a
+  // hang; the linear one opens it like any other test image.
   const image = await openImage(path);
-  const ms = performance.now() - t0;
   try {
     const replayed = (image.describe!().specific as Record<string, number>)['log-entries-replayed'];
     assert.equal(replayed, 8192);
-    assert.ok(ms < 10_000, `opening took ${Math.round(ms)} ms`);
   } finally {
     await image.close();
   }

@@ -16,7 +16,8 @@ import {
   METADATA_REGION,
   VIRTUAL_DISK_SIZE,
 } from '../../src/formats/vhdx/guid.js';
-import { makeLuks, qemuImg, qemuIo } from '../helpers/peers.js';
+import { writeLuks1 } from '../helpers/luks.js';
+import { qemuImg, qemuIo } from '../helpers/peers.js';
 import type { Reference, Span } from './mutate.js';
 
 export interface Target {
@@ -192,7 +193,7 @@ async function dirtyVhdx(dir: string, src: string): Promise<string> {
 }
 
 async function luks(dir: string): Promise<string> {
-  return makeLuks(join(dir, 'disk.luks'));
+  return writeLuks1(join(dir, 'disk.luks'), 1024 * 1024);
 }
 
 /** Formats qemu-img cannot create: their magic and a few KiB of zeroes. */

@@ -22,6 +22,8 @@ export interface ServerBehaviour {
   stallAfter?: number | undefined;
   /** Answer every request with this status. */
   status?: number | undefined;
+  /** Send at most this many body bytes per second (so a kill can land mid-download). */
+  bytesPerSecond?: number | undefined;
 }
 
 export interface TestServer {
@@ -122,16 +124,20 @@ function send(
   const limit = state.dropAfter ?? state.stallAfter;
   const chunk = 64 * 1024;
   let pos = 0;
+  const pace = state.bytesPerSecond;
   const pump = () => {
     while (pos < body.length) {
+      if (res.destroyed) return;
       if (limit !== undefined && pos >= limit) {
         if (state.dropAfter !== undefined) res.destroy();
         return; // stall: keep the socket open, send nothing more
       }
+      const start = pos;
       const end = Math.min(pos + chunk, body.length, limit ?? body.length);
       const ok = res.write(body.subarray(pos, end));
       entry.sent += end - pos;
       pos = end;
+      if (pace) return void setTimeout(pump, ((end - start) / pace) * 1000);
       if (!ok) return void res.once('drain', pump);
     }
     res.end();

@@ -10,24 +10,79 @@ import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
 
-/** Runs a command; rejects with its stderr on a non-zero exit. */
+/** Where each peer comes from, for the "not found" message (Debian/Ubuntu package names). */
+const PACKAGES: Record<string, string> = {
+  'qemu-img': 'qemu-utils',
+  'qemu-io': 'qemu-utils',
+  'qemu-nbd': 'qemu-utils',
+  nbdkit: 'nbdkit',
+  nbdinfo: 'libnbd-bin',
+  nbdcopy: 'libnbd-bin',
+  'mkfs.xfs': 'xfsprogs',
+  xz: 'xz-utils',
+  zstd: 'zstd',
+  bzip2: 'bzip2',
+  sgdisk: 'gdisk',
+  'mkfs.vfat': 'dosfstools',
+  'mkfs.ext4': 'e2fsprogs',
+  openssl: 'openssl',
+};
+
+/**
+ * The error for a peer that could not be started. A missing program has no stderr, so without
+ * this a test would fail with an empty message instead of the peer's name.
+ */
+export function peerError(cmd: string, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e?.code === 'ENOENT') {
+    return new Error(`peer ${cmd} not found (install ${PACKAGES[cmd] ?? cmd})`, { cause: err });
+  }
+  return new Error(`peer ${cmd} could not be started: ${e?.message ?? String(err)}`, {
+    cause: err,
+  });
+}
+
+/** Runs a peer synchronously; throws only if it cannot be started (the status is the caller's). */
+export function runSync(
+  cmd: string,
+  args: string[],
+  opts: { input?: string | Buffer; cwd?: string } = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, { ...opts, encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (r.error) throw peerError(cmd, r.error);
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs a peer; rejects with its name and stderr on a non-zero exit or if it is missing. */
 export async function run(
   cmd: string,
   args: string[],
-  opts: { input?: string } = {},
+  opts: { input?: string; cwd?: string } = {},
 ): Promise<string> {
   if (opts.input !== undefined) {
-    const r = spawnSync(cmd, args, { input: opts.input, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const r = runSync(cmd, args, opts);
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
     return r.stdout;
   }
   try {
-    const { stdout } = await execFileP(cmd, args, { maxBuffer: 1 << 28, encoding: 'utf8' });
+    const { stdout } = await execFileP(cmd, args, {
+      maxBuffer: 1 << 28,
+      encoding: 'utf8',
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    });
     return stdout;
   } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
+    const e = err as { stderr?: string; message: string; code?: unknown };
+    if (e.code === 'ENOENT') throw peerError(cmd, err);
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.stderr || e.message}`);
   }
+}
+
+/** Runs a peer synchronously; throws with its name and stderr on a non-zero exit. */
+export function runChecked(cmd: string, args: string[]): string {
+  const r = runSync(cmd, args);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
 }
 
 export function qemuImg(...args: string[]): Promise<string> {
@@ -105,31 +160,4 @@ export function diskpipeAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } 
     child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr })),
   );
   return { child, done, stderr: () => stderr };
-}
-
-/**
- * A LUKS image made by qemu-img. qemu's key setup times itself and fails on a loaded machine
- * ("Unable to get accurate CPU usage"); then a header with the LUKS magic and version 1 is
- * written instead, which is all a probe looks at.
- */
-export async function makeLuks(path: string, size = '1M'): Promise<string> {
-  try {
-    await run('qemu-img', [
-      'create',
-      '--object',
-      'secret,id=s0,data=diskpipe',
-      '-f',
-      'luks',
-      '-o',
-      'key-secret=s0,iter-time=10',
-      path,
-      size,
-    ]);
-  } catch (err) {
-    if (!/accurate CPU usage/.test(String(err))) throw err;
-    const header = Buffer.alloc(4096);
-    header.set([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe, 0x00, 0x01]);
-    writeFileSync(path, header);
-  }
-  return path;
 }

@@ -1,8 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { sparseFile } from './peers.js';
+import { runChecked, sparseFile } from './peers.js';
 
 /**
  * Mounts a fresh XFS filesystem with reflink on a loop device under `dir` and unmounts it when
@@ -11,10 +11,10 @@ import { sparseFile } from './peers.js';
 export function mountXfs(t: TestContext, dir: string, sizeMiB = 320): string {
   mkdirSync(dir, { recursive: true });
   const backing = sparseFile(join(dir, 'xfs.img'), sizeMiB * 1024 * 1024);
-  execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', backing]);
+  runChecked('mkfs.xfs', ['-q', '-m', 'reflink=1', backing]);
   const mnt = join(dir, 'xfs');
   mkdirSync(mnt, { recursive: true });
-  execFileSync('mount', ['-o', 'loop', backing, mnt]);
+  runChecked('mount', ['-o', 'loop', backing, mnt]);
   t.after(() => spawnSync('umount', [mnt]));
   return mnt;
 }

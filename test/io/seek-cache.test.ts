@@ -31,7 +31,7 @@ function answers(f: LocalFile): string[] {
   return out;
 }
 
-test('remembered runs answer as the kernel does, and zeroing forgets them', async (t) => {
+test('remembered runs answer as the kernel does, and zeroing forgets them', async () => {
   const path = makeSparse('runs.raw');
   const f = await LocalFile.open(path, 'r+');
   const fresh = async () => {
@@ -43,10 +43,8 @@ test('remembered runs answer as the kernel does, and zeroing forgets them', asyn
     }
   };
   try {
-    if (f.seek(0, 'data') === 'unsupported') {
-      t.skip('no SEEK_DATA here');
-      return;
-    }
+    // The temp directory is on ext4/xfs/tmpfs in CI: all have SEEK_DATA, so this never skips.
+    assert.notEqual(f.seek(0, 'data'), 'unsupported', 'the temp filesystem has SEEK_DATA');
     const first = answers(f);
     assert.equal(f.seek(2 * MiB, 'hole'), 3 * MiB);
     assert.deepEqual(answers(f), first); // from the remembered runs now

@@ -1,8 +1,10 @@
 /** Helpers for NBD tests: real peers (qemu-nbd, nbdkit) and `diskpipe serve` as processes. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { peerError, tempDir } from '../helpers/peers.js';
 
 export interface Peer {
   readonly proc: ChildProcess;
@@ -27,6 +29,12 @@ function track(proc: ChildProcess): Peer {
       running.delete(proc);
       resolve(code ?? (signal ? -1 : null));
     });
+    // A program that could not be started emits 'error' and never 'exit'.
+    proc.once('error', () => {
+      if (proc.pid !== undefined) return;
+      running.delete(proc);
+      resolve(null);
+    });
   });
   return {
     proc,
@@ -44,40 +52,76 @@ function track(proc: ChildProcess): Peer {
   };
 }
 
-/**
- * Where each peer says it is ready: both write their pid file after listen(2), while the socket
- * file exists from bind(2) on, before connections are accepted (ECONNREFUSED). Connecting to
- * find out is no answer either: qemu-nbd without -t exits after its first client.
- */
-function pidFileArgs(cmd: string, pidFile: string): string[] {
-  if (cmd === 'qemu-nbd') return [`--pid-file=${pidFile}`];
-  if (cmd === 'nbdkit') return ['-P', pidFile]; // before the plugin name
-  throw new Error(`startPeer: no readiness signal known for ${cmd}`);
-}
+/** The pid-file option of each peer: both write the file once they listen. */
+const PID_FILE_ARGS: Record<string, (file: string) => string[]> = {
+  'qemu-nbd': (file) => [`--pid-file=${file}`],
+  nbdkit: (file) => ['-P', file],
+};
 
-/** Starts a peer that serves on a Unix socket and waits until it accepts connections. */
+/**
+ * Starts a peer (qemu-nbd or nbdkit) serving on a Unix socket and waits until it listens.
+ * The socket file appears at bind(), before listen() (clients then see ECONNREFUSED); the
+ * pid file holding the peer's pid is written after. There is no time limit: the wait ends
+ * when the peer is ready or exits.
+ */
 export async function startPeer(cmd: string, args: string[], socket: string): Promise<Peer> {
+  const pidArgs = PID_FILE_ARGS[cmd];
+  if (!pidArgs) throw new Error(`startPeer: no readiness signal known for ${cmd}`);
   const pidFile = `${socket}.pid`;
-  const peer = track(
-    spawn(cmd, [...pidFileArgs(cmd, pidFile), ...args], { stdio: ['ignore', 'ignore', 'pipe'] }),
-  );
-  // No deadline: the peer either writes its pid file or exits.
-  while (peer.proc.exitCode === null && peer.proc.signalCode === null) {
-    if (readPid(pidFile) === peer.proc.pid) return peer;
-    await sleep(25);
+  const proc = spawn(cmd, [...pidArgs(pidFile), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let failed: Error | undefined;
+  proc.once('error', (err) => {
+    failed = peerError(cmd, err);
+  });
+  const peer = track(proc);
+  while (proc.exitCode === null && proc.signalCode === null && !failed) {
+    if (proc.pid !== undefined && readPid(pidFile) === proc.pid) return peer;
+    await sleep(20);
   }
   await peer.stop();
-  throw new Error(`${cmd} did not start: ${peer.stderr()}`);
+  throw failed ?? new Error(`${cmd} exited before listening: ${peer.stderr()}`);
 }
 
-/** The pid in a pid file once it is completely written (the line ends with a newline). */
-function readPid(path: string): number | undefined {
+/** The pid in a pid file, or undefined while it is missing or still being written. */
+function readPid(file: string): number | undefined {
   try {
-    const text = readFileSync(path, 'utf8');
-    return text.endsWith('\n') ? Number(text.trim()) : undefined;
+    const text = readFileSync(file, 'utf8');
+    return text.endsWith('\n') ? Number(text) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** How each peer is told to serve on a Unix socket (nbdkit: in the foreground, tied to us). */
+const SOCKET_ARGS: Record<string, (socket: string) => string[]> = {
+  'qemu-nbd': (socket) => ['-k', socket],
+  nbdkit: (socket) => ['--exit-with-parent', '-f', '-U', socket],
+};
+
+let sockets = 0;
+
+/**
+ * Runs `fn` while `cmd` (qemu-nbd or nbdkit) serves `args` on a fresh Unix socket, and stops
+ * the peer afterwards, also when `fn` throws. `uri(name)` is the socket's nbd+unix:// URI.
+ */
+export async function withNbdPeer<T>(
+  cmd: 'qemu-nbd' | 'nbdkit',
+  args: string[],
+  fn: (uri: (exportName?: string) => string) => Promise<T>,
+): Promise<T> {
+  const socket = join(socketDir(), `${cmd}-${sockets++}.sock`);
+  const peer = await startPeer(cmd, [...SOCKET_ARGS[cmd]!(socket), ...args], socket);
+  try {
+    return await fn((name = '') => `nbd+unix:///${name}?socket=${socket}`);
+  } finally {
+    await peer.stop();
+  }
+}
+
+let dir: string | undefined;
+function socketDir(): string {
+  dir ??= tempDir('diskpipe-nbd-peer-');
+  return dir;
 }
 
 export interface Served extends Peer {
@@ -99,10 +143,13 @@ export async function startServe(args: string[]): Promise<Served> {
   return { ...peer, uri };
 }
 
-/** Resolves with the exit status once the process ends (null if killed by a signal); no deadline. */
+/**
+ * Resolves with the exit status once the process ends (null if killed by a signal). No time
+ * limit: a process that never exits is the test runner's to report.
+ */
 export function exitOf(peer: Peer): Promise<number | null> {
   return new Promise<number | null>((resolve) => {
-    if (peer.proc.exitCode !== null) resolve(peer.proc.exitCode);
+    if (peer.proc.exitCode !== null || peer.proc.signalCode !== null) resolve(peer.proc.exitCode);
     else peer.proc.once('exit', (code) => resolve(code));
   });
 }

@@ -7,17 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { formatDriver } from '../../src/formats/registry.js';
 import { collectExtents } from '../../src/image/extents.js';
 import { openImage } from '../../src/open.js';
 import { checkedExtents, readAll, zeroRuns } from '../helpers/extents.js';
 import { qemuImg, qemuIo, qemuMap, tempDir } from '../helpers/peers.js';
-import { startPeer } from './helpers.js';
+import { withNbdPeer } from './helpers.js';
 
 const dir = tempDir();
-let n = 0;
-const socketPath = () => join(dir, `peer-${n++}.sock`);
-const uriFor = (sock: string, name = '') => `nbd+unix:///${name}?socket=${sock}`;
 
 function runsOf(list: { offset: number; length: number; zero: boolean }[]) {
   return zeroRuns(list.map((e) => ({ start: e.offset, length: e.length, zero: e.zero })));
@@ -29,14 +25,8 @@ test('qemu-nbd -f qcow2: guest bytes and base:allocation extents, export names',
   await qemuIo(path, ['write -P 0x41 64k 1M', 'write -z 3M 64k', 'write -P 0x42 15M 4k'], 'qcow2');
   const expected = join(dir, 'a.raw');
   await qemuImg('convert', '-f', 'qcow2', '-O', 'raw', path, expected);
-  const sock = socketPath();
-  const peer = await startPeer(
-    'qemu-nbd',
-    ['-f', 'qcow2', '-t', '-r', '-x', 'disk', '-k', sock, path],
-    sock,
-  );
-  try {
-    const image = await openImage(uriFor(sock, 'disk'));
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', '-t', '-r', '-x', 'disk', path], async (uri) => {
+    const image = await openImage(uri('disk'));
     assert.equal(image.format, 'raw');
     assert.equal(image.size, 16 * 1024 * 1024);
     assert.equal(image.capabilities.extents, true);
@@ -47,27 +37,21 @@ test('qemu-nbd -f qcow2: guest bytes and base:allocation extents, export names',
     const part = await checkedExtents(image, 65536 + 1000, 3 * 1024 * 1024);
     assert.equal(part[0]!.offset, 65536 + 1000);
     await image.close();
-    await assert.rejects(openImage(uriFor(sock, 'other')), { code: 'NOT_FOUND' });
-  } finally {
-    await peer.stop();
-  }
+    await assert.rejects(openImage(uri('other')), { code: 'NOT_FOUND' });
+  });
 });
 
 test('qemu-nbd -f raw, writable: diskpipe writes, zeroes and flushes', async () => {
   const path = join(dir, 'w.raw');
   writeFileSync(path, Buffer.alloc(4 * 1024 * 1024));
-  const sock = socketPath();
-  const peer = await startPeer('qemu-nbd', ['-f', 'raw', '-t', '-k', sock, path], sock);
   const data = randomBytes(3 * 1024 * 1024 + 77);
-  try {
-    const image = await openImage(uriFor(sock), { writable: true });
+  await withNbdPeer('qemu-nbd', ['-f', 'raw', '-t', path], async (uri) => {
+    const image = await openImage(uri(), { writable: true });
     await image.write!(data, 1000);
     await image.zero!(2 * 1024 * 1024, 65536);
     await image.flush!();
     await image.close();
-  } finally {
-    await peer.stop();
-  }
+  });
   const model = Buffer.alloc(4 * 1024 * 1024);
   model.set(data, 1000);
   model.fill(0, 2 * 1024 * 1024, 2 * 1024 * 1024 + 65536);
@@ -75,14 +59,8 @@ test('qemu-nbd -f raw, writable: diskpipe writes, zeroes and flushes', async () 
 });
 
 test('nbdkit memory 1G: a writable destination with sparse extents', async () => {
-  const sock = socketPath();
-  const peer = await startPeer(
-    'nbdkit',
-    ['--exit-with-parent', '-f', '-U', sock, 'memory', '1G'],
-    sock,
-  );
-  try {
-    const image = await openImage(uriFor(sock), { writable: true });
+  await withNbdPeer('nbdkit', ['memory', '1G'], async (uri) => {
+    const image = await openImage(uri(), { writable: true });
     assert.equal(image.size, 2 ** 30);
     assert.deepEqual(await checkedExtents(image), [
       { offset: 0, length: 2 ** 30, zero: true, hole: true },
@@ -101,25 +79,13 @@ test('nbdkit memory 1G: a writable destination with sparse extents', async () =>
     assert.equal(ext.at(-1)!.offset + ext.at(-1)!.length, 2 ** 30);
     assert.ok(ext.some((e) => !e.zero && e.offset === 512 * 1024 * 1024));
     await image.close();
-  } finally {
-    await peer.stop();
-  }
+  });
 });
 
 test('nbdkit data: exact bytes and extents of a pattern export', async () => {
-  const sock = socketPath();
-  const args = [
-    '--exit-with-parent',
-    '-f',
-    '-U',
-    sock,
-    'data',
-    '1 2 3 @0x100000 4 5 6 @0x1ffff0 7',
-    'size=2M',
-  ];
-  const peer = await startPeer('nbdkit', args, sock);
-  try {
-    const image = await openImage(uriFor(sock));
+  const args = ['data', '1 2 3 @0x100000 4 5 6 @0x1ffff0 7', 'size=2M'];
+  await withNbdPeer('nbdkit', args, async (uri) => {
+    const image = await openImage(uri());
     assert.equal(image.size, 2 * 1024 * 1024);
     const expected = Buffer.alloc(2 * 1024 * 1024);
     expected.set([1, 2, 3], 0);
@@ -136,80 +102,46 @@ test('nbdkit data: exact bytes and extents of a pattern export', async () => {
       [false, false, false, true],
     );
     await image.close();
-  } finally {
-    await peer.stop();
-  }
+  });
 });
 
 test('nbdkit file: the format inside the export is probed; its references are untrusted', async () => {
   const path = join(dir, 'inner.qcow2');
   await qemuImg('create', '-f', 'qcow2', path, '8M');
   await qemuIo(path, ['write -P 0x55 1M 128k'], 'qcow2');
-  const sock = socketPath();
-  const peer = await startPeer(
-    'nbdkit',
-    ['--exit-with-parent', '-f', '-U', sock, 'file', path],
-    sock,
-  );
-  try {
-    const image = await openImage(uriFor(sock));
-    if (formatDriver('qcow2')) {
-      // The qcow2 reader is written in parallel; this branch runs once it is registered.
-      assert.equal(image.format, 'qcow2');
-      const expected = join(dir, 'inner.raw');
-      await qemuImg('convert', '-f', 'qcow2', '-O', 'raw', path, expected);
-      assert.ok((await readAll(image)).equals(readFileSync(expected)));
-    } else {
-      assert.equal(image.format, 'raw');
-      assert.ok((await readAll(image)).equals(readFileSync(path)));
-    }
+  await withNbdPeer('nbdkit', ['file', path], async (uri) => {
+    const image = await openImage(uri());
+    assert.equal(image.format, 'qcow2');
+    const expected = join(dir, 'inner.raw');
+    await qemuImg('convert', '-f', 'qcow2', '-O', 'raw', path, expected);
+    assert.ok((await readAll(image)).equals(readFileSync(expected)));
     await image.close();
-    const forcedRaw = await openImage(uriFor(sock), { format: 'raw' });
+    const forcedRaw = await openImage(uri(), { format: 'raw' });
     assert.ok((await readAll(forcedRaw)).equals(readFileSync(path)));
     await forcedRaw.close();
-  } finally {
-    await peer.stop();
-  }
+  });
 });
 
-test('nbdkit file: a qcow2 with a backing file is refused over NBD', async (t) => {
-  if (!formatDriver('qcow2')) {
-    t.skip('qcow2 format not registered yet'); // written in parallel with this module
-    return;
-  }
+test('nbdkit file: a qcow2 with a backing file is refused over NBD', async () => {
   const base = join(dir, 'base.raw');
   writeFileSync(base, Buffer.alloc(1024 * 1024, 0x99));
   const top = join(dir, 'top.qcow2');
   await qemuImg('create', '-f', 'qcow2', '-b', base, '-F', 'raw', top);
-  const sock = socketPath();
-  const peer = await startPeer(
-    'nbdkit',
-    ['--exit-with-parent', '-f', '-U', sock, 'file', top],
-    sock,
-  );
-  try {
-    await assert.rejects(openImage(uriFor(sock)), { code: 'UNTRUSTED_REFERENCE' });
-  } finally {
-    await peer.stop();
-  }
+  await withNbdPeer('nbdkit', ['file', top], async (uri) => {
+    await assert.rejects(openImage(uri()), { code: 'UNTRUSTED_REFERENCE' });
+  });
 });
 
 test('a server that insists on 4 KiB blocks: unaligned reads and writes still work', async () => {
-  const sock = socketPath();
   const args = [
-    '--exit-with-parent',
-    '-f',
-    '-U',
-    sock,
     '--filter=blocksize-policy',
     'memory',
     '4M',
     'blocksize-minimum=4096',
     'blocksize-error-policy=error',
   ];
-  const peer = await startPeer('nbdkit', args, sock);
-  try {
-    const image = await openImage(uriFor(sock), { writable: true });
+  await withNbdPeer('nbdkit', args, async (uri) => {
+    const image = await openImage(uri(), { writable: true });
     const data = randomBytes(10_000);
     await image.write!(data, 1234);
     await image.zero!(5000, 100);
@@ -220,26 +152,13 @@ test('a server that insists on 4 KiB blocks: unaligned reads and writes still wo
     const ext = await checkedExtents(image, 100, 20_000);
     assert.equal(ext[0]!.offset, 100);
     await image.close();
-  } finally {
-    await peer.stop();
-  }
+  });
 });
 
 test('a server without structured replies (nbdkit --no-sr): simple replies, one data extent', async () => {
-  const sock = socketPath();
-  const args = [
-    '--exit-with-parent',
-    '--no-sr',
-    '-f',
-    '-U',
-    sock,
-    'data',
-    '1 2 3 @0x80000 9',
-    'size=1M',
-  ];
-  const peer = await startPeer('nbdkit', args, sock);
-  try {
-    const image = await openImage(uriFor(sock));
+  const args = ['--no-sr', 'data', '1 2 3 @0x80000 9', 'size=1M'];
+  await withNbdPeer('nbdkit', args, async (uri) => {
+    const image = await openImage(uri());
     assert.equal(image.capabilities.extents, false);
     const expected = Buffer.alloc(1024 * 1024);
     expected.set([1, 2, 3], 0);
@@ -249,7 +168,5 @@ test('a server without structured replies (nbdkit --no-sr): simple replies, one 
       { offset: 0, length: 1024 * 1024, zero: false, hole: false },
     ]);
     await image.close();
-  } finally {
-    await peer.stop();
-  }
+  });
 });

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { formatDriver } from '../../src/formats/registry.js';
 import { collectExtents } from '../../src/image/extents.js';
 import { openImage } from '../../src/open.js';
 import { zeroRuns } from '../helpers/extents.js';
@@ -103,12 +102,7 @@ test('odd-sized raw image: nbdinfo reports the exact size', async () => {
   assert.equal(await exitOf(server), 0, '--once exits 0 after the last client');
 });
 
-test('qcow2 image is served as its guest bytes', async (t) => {
-  // The qcow2 reader is written in parallel with this; skip only while it is not registered.
-  if (!formatDriver('qcow2')) {
-    t.skip('qcow2 format not registered yet');
-    return;
-  }
+test('qcow2 image is served as its guest bytes', async () => {
   const path = join(dir, 'b.qcow2');
   await qemuImg('create', '-f', 'qcow2', path, '32M');
   await qemuIo(

@@ -4,8 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { openImage } from '../../src/open.js';
+import { checksumImage } from '../../src/ops/checksum/checksum.js';
 import { diskpipe, sparseFile, tempDir } from '../helpers/peers.js';
 import { materialize, referenceBlkhash, vector } from './checksum-vectors.js';
+import { CountingImage } from './util.js';
 
 const dir = tempDir();
 
@@ -104,12 +107,19 @@ test('an odd-size raw file gives the digest of its exact bytes (as blksum < FILE
   assert.equal(stdin.stdout.split('  ')[0], referenceBlkhash(data));
 });
 
-test('a sparse 8 GiB image is fast', () => {
+test('a sparse 8 GiB image is hashed without reading its hole', async () => {
   const path = sparseFile(join(dir, 'big.img'), 8 * 1024 ** 3);
-  const t = performance.now();
   const r = diskpipe(['checksum', path]);
   assert.equal(r.stdout, `${vector('zero_8gib').digest}  ${path}\n`);
-  assert.ok(performance.now() - t < 5000);
+  // The same walk in-process, counting the bytes that really go through read().
+  const image = new CountingImage(await openImage(path));
+  try {
+    const sum = await checksumImage(image);
+    assert.equal(sum.digest, vector('zero_8gib').digest);
+    assert.equal(image.bytesRead, 0);
+  } finally {
+    await image.close();
+  }
 });
 
 test('errors: one line, exit status 2', () => {

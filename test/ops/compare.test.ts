@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatDriver } from '../../src/formats/registry.js';
 import { ImageWrapper } from '../../src/image/base.js';
 import { openImage } from '../../src/open.js';
 import { compareImages } from '../../src/ops/compare.js';
-import { diskpipe, qemuImg, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, qemuImg, runSync, sparseFile, tempDir } from '../helpers/peers.js';
 import { CountingImage, writeBytes, writeRuns } from './util.js';
 
 const dir = tempDir();
@@ -25,9 +23,7 @@ function image(size: number, runs: [number, number][], zeros: [number, number][]
 
 /** qemu-img compare's stdout and exit status. */
 function qemuCompare(args: string[]) {
-  const r = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', ...args], {
-    encoding: 'utf8',
-  });
+  const r = runSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', ...args]);
   return { status: r.status, stdout: r.stdout };
 }
 
@@ -144,12 +140,7 @@ test('compare: a missing image is an error (exit 2)', () => {
   assert.match(r.stderr, /^diskpipe: .*missing\.raw/);
 });
 
-// qcow2 inputs need the qcow2 reader (another branch); skip ONLY while it is not registered.
-const noReader = formatDriver('qcow2') === undefined ? 'qcow2 reader not merged yet' : false;
-
-test('compare across formats: raw vs qcow2 written by qemu-img and by diskpipe', {
-  skip: noReader,
-}, async () => {
+test('compare across formats: raw vs qcow2 written by qemu-img and by diskpipe', async () => {
   const raw = image(8 * MiB, base);
   const q = join(dir, 'cmp.qcow2');
   await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, q);
@@ -160,6 +151,6 @@ test('compare across formats: raw vs qcow2 written by qemu-img and by diskpipe',
   const other = image(8 * MiB, [[0, 4096]]);
   const qOther = join(dir, 'cmp-other.qcow2');
   await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', other, qOther);
-  const theirs = spawnSync('qemu-img', ['compare', q, qOther], { encoding: 'utf8' });
+  const theirs = runSync('qemu-img', ['compare', q, qOther]);
   assert.deepEqual(ours([q, qOther]), { status: theirs.status, stdout: theirs.stdout });
 });

@@ -4,7 +4,6 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CorruptImageError } from '../../src/errors.js';
-import { formatDriver } from '../../src/formats/registry.js';
 import { openImage } from '../../src/open.js';
 import { convertImage } from '../../src/ops/convert.js';
 import { diskpipe, qemuImg, qemuIo, qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
@@ -198,13 +197,7 @@ test('usage errors: exit 2 with one line', () => {
   assert.deepEqual(leftovers(dir), []);
 });
 
-// qcow2 sources need the qcow2 reader, developed on another branch: these tests skip ONLY
-// while formatDriver('qcow2') is not registered (the lead merges the reader).
-const noReader = formatDriver('qcow2') === undefined ? 'qcow2 reader not merged yet' : false;
-
-test('qcow2 sources (plain, deflate, zstd, backing chain) convert to raw and qcow2', {
-  skip: noReader,
-}, async () => {
+test('qcow2 sources (plain, deflate, zstd, backing chain) convert to raw and qcow2', async () => {
   const plain = join(dir, 'q-plain.qcow2');
   await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', src, plain);
   const deflate = join(dir, 'q-deflate.qcow2');
@@ -235,9 +228,7 @@ test('qcow2 sources (plain, deflate, zstd, backing chain) convert to raw and qco
   }
 });
 
-test('a corrupt qcow2 source: error naming the offset, destination untouched', {
-  skip: noReader,
-}, async () => {
+test('a corrupt qcow2 source: error naming the offset, destination untouched', async () => {
   const bad = join(dir, 'corrupt.qcow2');
   await qemuImg('create', '-f', 'qcow2', bad, '4M');
   await qemuIo(bad, ['write -P 0x11 0 64k', 'write -P 0x22 1M 64k'], 'qcow2');

@@ -3,7 +3,6 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import '../../src/formats/index.js';
-import { formatDriver } from '../../src/formats/registry.js';
 import { diskpipe, qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
 import { pattern, writeRuns } from './util.js';
 
@@ -103,11 +102,7 @@ test('create replaces an existing file atomically; errors leave nothing behind',
   );
 });
 
-// A qcow2 backing file is probed with the qcow2 reader (another branch): skip ONLY while it
-// is not registered.
-const noReader = formatDriver('qcow2') === undefined ? 'qcow2 reader not merged yet' : false;
-
-test('create -b on a qcow2 backing file records its format', { skip: noReader }, async () => {
+test('create -b on a qcow2 backing file records its format', async () => {
   const base = join(dir, 'base.qcow2');
   await qemuImg('create', '-f', 'qcow2', base, '8M');
   await qemuIo(base, ['write -P 0x11 0 1M'], 'qcow2');

@@ -16,6 +16,7 @@ export async function cacheVerify(argv: string[]): Promise<number> {
       `${r.ok ? 'ok' : 'MISMATCH'}  ${entry.blob.contentDigest}${r.problem ? `  (${r.problem}${r.actual ? `: ${r.actual}` : ''})` : ''}`,
     );
   }
+  if (bad > 0) print('mismatching entries are quarantined until pulled again');
   print(
     `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} checked, ${bad} mismatch${bad === 1 ? '' : 'es'}`,
   );

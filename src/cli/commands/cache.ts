@@ -1,12 +1,12 @@
 import { CacheLayout } from '../../cache/layout.js';
-import { parseDuration, prune, removeEntry } from '../../cache/maintenance.js';
+import { parseDuration, prune, removeEntry, unpin } from '../../cache/maintenance.js';
 import { type CacheEntry, CacheIndex } from '../../cache/records.js';
-import { UsageError } from '../../errors.js';
+import { CacheError, UsageError } from '../../errors.js';
 import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
 import { cacheVerify } from './cache-verify.js';
 
 const SYNOPSIS =
-  'diskpipe cache ls [--json] | show REF | rm [--force] REF | prune [--older-than DUR] [--max-size SIZE] [--dry-run] | verify [REF]';
+  'diskpipe cache ls [--json] | show REF | rm [--force] REF | unpin PATH | prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run] | verify [REF]';
 
 const CACHE_DIR = { 'cache-dir': { type: 'string' } } as const;
 
@@ -22,9 +22,14 @@ export const cache: Command = {
     '  ls [--json]       entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
     '  show REF          one entry in full (JSON); REF is a URL or a content digest prefix (>= 8 hex)',
     '  rm [--force] REF  removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
-    '  prune [--older-than DUR] [--max-size SIZE] [--dry-run]',
-    '                    removes least recently used entries (never pinned ones) and stale temporaries',
-    '  verify [REF]      recomputes content digests; exit 1 on any mismatch',
+    '  unpin PATH        forgets that the disk at PATH uses an entry (pins are never dropped otherwise;',
+    '                    a pin whose disk is missing is shown as unverified and still counts)',
+    '  prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run]',
+    '                    removes least recently used entries (never pinned ones), temporary files of',
+    '                    dead processes and idle partial downloads; --drop-missing-pins first drops',
+    '                    pins whose disk is missing',
+    '  verify [REF]      recomputes content digests; exit 1 on any mismatch; a mismatching entry is',
+    '                    quarantined (disk create and pull --offline refuse it until pulled again)',
   ].join('\n'),
   async run(argv) {
     const [sub, ...rest] = argv;
@@ -37,6 +42,8 @@ export const cache: Command = {
         return remove(rest);
       case 'prune':
         return pruneCommand(rest);
+      case 'unpin':
+        return unpinCommand(rest);
       case 'verify':
         return cacheVerify(rest);
       default:
@@ -67,6 +74,10 @@ export function entryJson(e: CacheEntry) {
       lastUsed: s.lastUsed,
     })),
     pins: e.pins.map((p) => p.path),
+    /** Pins whose disk was not found: kept (they still protect the entry) but flagged. */
+    unverifiedPins: e.pins.filter((p) => p.unverified).map((p) => p.path),
+    /** Set when `cache verify` quarantined the entry. */
+    bad: e.bad ? { problem: e.bad.problem, time: e.bad.time } : null,
   };
 }
 
@@ -87,6 +98,9 @@ async function list(argv: string[]): Promise<number> {
     print(
       `${e.blob.contentDigest.slice(0, 12).padEnd(14)}${humanSize(e.blob.virtualSize).padEnd(11)}${humanSize(e.blob.allocatedSize).padEnd(11)}${download.padEnd(11)}${String(e.pins.length).padEnd(6)}${e.blob.lastUsed.slice(0, 19).replace('T', ' ').padEnd(22)}${source}`,
     );
+    for (const p of e.pins.filter((pin) => pin.unverified))
+      print(`  unverified pin: ${p.path} (disk not found; cache unpin PATH removes the pin)`);
+    if (e.bad) print(`  quarantined by cache verify: ${e.bad.problem} (pull again to repair)`);
   }
   return 0;
 }
@@ -116,7 +130,8 @@ async function remove(argv: string[]): Promise<number> {
       `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
     );
   }
-  await removeEntry(index, entry, values.force ?? false);
+  if (!(await removeEntry(index, entry, values.force ?? false)))
+    throw new CacheError(`'${ref}' was removed by another diskpipe meanwhile`);
   print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
   return 0;
 }
@@ -127,8 +142,14 @@ async function pruneCommand(argv: string[]): Promise<number> {
     'older-than': { type: 'string' },
     'max-size': { type: 'string' },
     'dry-run': { type: 'boolean' },
+    'drop-missing-pins': { type: 'boolean' },
   });
-  positionals(args, 0, 0, 'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--dry-run]');
+  positionals(
+    args,
+    0,
+    0,
+    'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run]',
+  );
   const olderThan = values['older-than'];
   const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
   if (olderThan !== undefined && olderThanMs === undefined)
@@ -139,15 +160,25 @@ async function pruneCommand(argv: string[]): Promise<number> {
     olderThanMs,
     maxSize,
     dryRun: values['dry-run'],
+    dropMissingPins: values['drop-missing-pins'],
   });
   const verb = values['dry-run'] ? 'would remove' : 'removed';
+  for (const p of result.droppedPins) print(`${verb} pin of missing disk ${p.path}`);
   for (const e of result.removed)
     print(`${verb} ${e.blob.contentDigest} (${humanSize(e.blob.allocatedSize)})`);
   for (const e of result.keptPinned)
     print(`kept ${e.blob.contentDigest}: used by ${e.pins.length} disk(s)`);
-  for (const f of result.staleTemporaries) print(`${verb} stale temporary ${f}`);
+  for (const f of result.staleTemporaries) print(`${verb} temporary file ${f}`);
   print(
     `${verb} ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}, ${humanSize(result.freed)}`,
   );
+  return 0;
+}
+
+async function unpinCommand(argv: string[]): Promise<number> {
+  const { values, positionals: args } = parse(argv, CACHE_DIR);
+  const [path] = positionals(args, 1, 1, 'diskpipe cache unpin PATH');
+  for (const digest of await unpin(openIndex(values['cache-dir']), path!))
+    print(`unpinned ${path} from ${digest}`);
   return 0;
 }

@@ -1,5 +1,6 @@
 import { fstatSync, read } from 'node:fs';
 import { ioError, UsageError } from '../../errors.js';
+import { sparsify } from '../../filters/sparsify/index.js';
 import { type OpenOptions, openImage } from '../../open.js';
 import { checkAlgorithm, checkBlockSize, DEFAULT_BLOCK_SIZE } from '../../ops/checksum/blkhash.js';
 import {
@@ -11,7 +12,8 @@ import {
 import { type Command, IMAGE_OPTIONS, openOptions, parse, parseSize, print } from '../common.js';
 import { ProgressBar } from '../progress.js';
 
-const SYNOPSIS = 'diskpipe checksum [--digest ALG] [--block-size SIZE] [--json] [-p] IMAGE...';
+const SYNOPSIS =
+  'diskpipe checksum [--digest ALG] [--block-size SIZE] [--json] [-p] [--sparsify] IMAGE...';
 
 /** One entry of `checksum --json` (an array, one per IMAGE, in order). */
 export interface ChecksumJson {
@@ -35,6 +37,9 @@ export const checksum: Command = {
     '  --json             [{"name","digest","algorithm","blockSize","size"}, ...]',
     '  -p                 progress bar on stderr (terminal only)',
     '  -f FMT             do not probe; open as FMT',
+    '  --sparsify         hash the image as convert --sparsify would write it: blocks the',
+    '                     guest filesystems mark free count as zeroes, so the digest',
+    '                     describes the sparsified content, not the bytes of IMAGE',
     '  -                  as IMAGE: hash the raw bytes of stdin as they arrive',
   ].join('\n'),
   async run(argv) {
@@ -44,10 +49,14 @@ export const checksum: Command = {
       'block-size': { type: 'string' },
       json: { type: 'boolean' },
       progress: { type: 'boolean', short: 'p' },
+      sparsify: { type: 'boolean' },
     });
     if (names.length === 0) throw new UsageError(`usage: ${SYNOPSIS}`);
     if (names.filter((n) => n === '-').length > 1) {
       throw new UsageError("stdin ('-') can be read only once");
+    }
+    if (values.sparsify && names.includes('-')) {
+      throw new UsageError('--sparsify needs random access: it cannot read stdin');
     }
     const algorithm = checkAlgorithm(values.digest ?? 'sha256');
     const blockSize = values['block-size']
@@ -64,7 +73,7 @@ export const checksum: Command = {
       };
       let r: ChecksumResult;
       try {
-        r = await hashOne(name, open, opts);
+        r = await hashOne(name, open, opts, values.sparsify === true);
       } finally {
         bar.finish();
       }
@@ -81,9 +90,11 @@ async function hashOne(
   name: string,
   open: OpenOptions,
   opts: ChecksumOptions,
+  sparse: boolean,
 ): Promise<ChecksumResult> {
   if (name === '-') return checksumStream(stdinChunks(), opts);
-  const image = await openImage(name, open);
+  const opened = await openImage(name, open);
+  const image = sparse ? await sparsify(opened) : opened;
   try {
     return await checksumImage(image, opts);
   } finally {

@@ -1,4 +1,5 @@
 import { UsageError } from '../../errors.js';
+import { sparsify } from '../../filters/sparsify/index.js';
 import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
 import { openImage } from '../../open.js';
 import { type ConvertOptions, convertImage, type OutputFormat } from '../../ops/convert.js';
@@ -13,7 +14,7 @@ import {
 import { ProgressBar } from '../progress.js';
 
 const SYNOPSIS =
-  'diskpipe convert [-f FMT] [-O raw|qcow2] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] SRC DST';
+  'diskpipe convert [-f FMT] [-O raw|qcow2] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] [--sparsify] SRC DST';
 
 export const convert: Command = {
   name: 'convert',
@@ -35,6 +36,8 @@ export const convert: Command = {
     '  --target-is-zero     with -n or a block device: DST already reads as zeroes; skip',
     '                       zero ranges',
     '  -p                   progress bar on stderr (terminal only)',
+    '  --sparsify           drop blocks the guest filesystems mark free (ext2/3/4, FAT, XFS, swap;',
+    '                       see README); they read as zeroes in DST',
     '  -m N                 requests in flight (1-64, default 8)',
     '  --request-size SIZE  read request size (64K to 8M, default 2M); memory N x SIZE',
     '  -S SIZE              zero detection granularity in data (default 4K; 0: off)',
@@ -66,6 +69,7 @@ export const convert: Command = {
       'copy-range': { type: 'boolean' },
       sync: { type: 'boolean' },
       unordered: { type: 'boolean', short: 'W' },
+      sparsify: { type: 'boolean' },
     });
     const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
     const opts: ConvertOptions = {
@@ -103,7 +107,8 @@ export const convert: Command = {
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = (p) => bar.update(p.done, p.total);
-    const image = await openImage(src, openOptions(values));
+    const opened = await openImage(src, openOptions(values));
+    const image = values.sparsify ? await sparsify(opened) : opened;
     try {
       await convertImage(image, dst, opts);
     } finally {

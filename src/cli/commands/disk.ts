@@ -3,7 +3,7 @@ import { UsageError } from '../../errors.js';
 import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
 
 const SYNOPSIS =
-  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--offline] [--json] DEST';
+  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--json] DEST';
 
 export const disk: Command = {
   name: 'disk',
@@ -16,6 +16,9 @@ export const disk: Command = {
     '  --format qcow2    a qcow2 overlay whose backing file is the cached raw file; the entry',
     '                    is pinned: cache rm/prune refuse to delete it while DEST exists',
     '  --size SIZE       grow the disk to SIZE (K/M/G/T suffixes)',
+    '  --force           replace an existing DEST (a regular file only; never a device, FIFO or',
+    '                    directory); without it an existing DEST is refused (exit 2)',
+    '  --offline         use the cache only; never download',
     '  --json            print the result as camelCase JSON',
   ].join('\n'),
   async run(argv) {
@@ -26,6 +29,7 @@ export const disk: Command = {
       format: { type: 'string' },
       size: { type: 'string' },
       offline: { type: 'boolean' },
+      force: { type: 'boolean' },
       json: { type: 'boolean' },
       'cache-dir': { type: 'string' },
     });
@@ -40,6 +44,7 @@ export const disk: Command = {
       size: values.size === undefined ? undefined : parseSize(values.size),
       cacheDir: values['cache-dir'],
       offline: values.offline,
+      force: values.force,
     });
     const ms = performance.now() - started;
     if (values.json) {

@@ -1,3 +1,9 @@
+import {
+  SparsifyImage,
+  type SparsifyReport,
+  sparsifyReport,
+} from '../../filters/sparsify/index.js';
+import { endsWithFixedVhdFooter } from '../../formats/vhd/fixed-probe.js';
 import { openImage } from '../../open.js';
 import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
 import {
@@ -10,7 +16,7 @@ import {
   print,
 } from '../common.js';
 
-const SYNOPSIS = 'diskpipe info [--json] [--backing-chain] [-f FMT] IMAGE';
+const SYNOPSIS = 'diskpipe info [--json] [--backing-chain] [--sparsify] [-f FMT] IMAGE';
 
 export const info: Command = {
   name: 'info',
@@ -20,20 +26,33 @@ export const info: Command = {
     '  --json            qemu-img info --output=json field names and meanings',
     '  --backing-chain   every layer of the backing chain (JSON: an array, as qemu-img)',
     '  -f FMT            do not probe; open as FMT',
+    '  --sparsify        also show, per partition, what convert --sparsify would drop',
+    '                    (JSON: a "sparsify" object)',
   ].join('\n'),
   async run(argv) {
     const { values, positionals: args } = parse(argv, {
       ...IMAGE_OPTIONS,
       json: { type: 'boolean' },
       'backing-chain': { type: 'boolean' },
+      sparsify: { type: 'boolean' },
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const image = await openImage(spec!, openOptions(values));
     try {
+      if (values.format === undefined && image.format === 'raw' && image.source) {
+        if (await endsWithFixedVhdFooter(image.source)) {
+          process.stderr.write(`diskpipe: note: ${spec} looks like a fixed VHD; use -f vpc\n`);
+        }
+      }
       const chain = await describeChain(image, spec!);
       const shown = values['backing-chain'] ? chain : chain.slice(0, 1);
+      // The filter shares `image` (closed below), so it is not closed on its own.
+      const sparse = values.sparsify
+        ? await sparsifyReport(await SparsifyImage.open(image))
+        : undefined;
       if (values.json) {
         const json = shown.map(infoJson);
+        if (sparse) Object.assign(json[0]!, { sparsify: sparse });
         print(JSON.stringify(values['backing-chain'] ? json : json[0], null, 4));
       } else {
         print(shown.map(humanInfo).join('\n\n'));
@@ -42,6 +61,7 @@ export const info: Command = {
             `backing chain: ${chain.map((l) => `${l.filename} (${l.details.format})`).join(' -> ')}`,
           );
         }
+        if (sparse) print(humanSparsify(sparse).join('\n'));
       }
     } finally {
       await image.close();
@@ -97,4 +117,24 @@ function clock(nsec: number): string {
   const m = Math.floor(ms / 60_000) % 60;
   const s = Math.floor(ms / 1000) % 60;
   return `${String(h).padStart(4, '0')}:${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}.${String(ms % 1000).padStart(3, '0')}`;
+}
+
+/** The human form of a sparsify report (info --sparsify, map --sparsify). */
+export function humanSparsify(r: SparsifyReport): string[] {
+  const lines = [
+    `sparsify: ${humanSize(r.droppedBytes)} (${r.droppedBytes} bytes) would be dropped`,
+  ];
+  lines.push(
+    `    partition table: ${r.partitionTable}${r.reason ? ` (passed through: ${r.reason})` : ''}`,
+  );
+  for (const p of r.partitions) {
+    const where = `    ${p.number === 0 ? 'whole disk' : `partition ${p.number}`} at ${p.start} (${humanSize(p.length)}, ${p.type})`;
+    const fs = p.filesystem ?? 'unknown';
+    lines.push(
+      p.action === 'sparsify'
+        ? `${where}: ${fs}, ${humanSize(p.freeBytes ?? 0)} free, ${humanSize(p.droppedBytes ?? 0)} dropped`
+        : `${where}: ${fs}, passed through: ${p.reason ?? ''}`,
+    );
+  }
+  return lines;
 }

@@ -1,3 +1,5 @@
+import { sparsify, sparsifyReport } from '../../filters/sparsify/index.js';
+import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
 import { AllocationBar, mapEntryJson, mapImage } from '../../ops/map.js';
 import {
@@ -9,25 +11,34 @@ import {
   positionals,
   print,
 } from '../common.js';
+import { humanSparsify } from './info.js';
 
-const SYNOPSIS = 'diskpipe map [--json] [-f FMT] IMAGE';
+const SYNOPSIS = 'diskpipe map [--json] [--sparsify] [-f FMT] IMAGE';
 
 export const map: Command = {
   name: 'map',
   synopsis: SYNOPSIS,
   help: [
     'Shows where an image holds data, zeroes and holes.',
-    '  --json   qemu-img map --output=json entries: start, length, depth, present, zero, data, offset',
+    '  --json       qemu-img map --output=json entries: start, length, depth, present, zero,',
+    '               data, offset',
+    '  --sparsify   map the image as convert --sparsify would write it (free filesystem',
+    '               blocks read as zeroes); human output first says what is dropped, per',
+    '               partition',
     'Human output starts with a bar of the whole image: # data, 0 allocated zeroes, . unallocated.',
   ].join('\n'),
   async run(argv) {
     const { values, positionals: args } = parse(argv, {
       ...IMAGE_OPTIONS,
       json: { type: 'boolean' },
+      sparsify: { type: 'boolean' },
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
-    const image = await openImage(spec!, openOptions(values));
+    const opened = await openImage(spec!, openOptions(values));
+    const sparse = values.sparsify ? await sparsify(opened) : undefined;
+    const image: Image = sparse ?? opened;
     try {
+      if (sparse && !values.json) print(humanSparsify(await sparsifyReport(sparse)).join('\n'));
       if (values.json) {
         // Streamed, one entry per line, in qemu-img's layout, so huge maps never sit in memory.
         let first = true;

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { parseDuration } from '../../cache/maintenance.js';
 import { NotCapableError, UsageError } from '../../errors.js';
 import { CowImage } from '../../filters/cow.js';
+import { SparsifyImage } from '../../filters/sparsify/index.js';
 import type { Image } from '../../image/types.js';
 import { setSignalCloser } from '../../io/cleanup.js';
 import { startNbdServer } from '../../nbd/server/index.js';
@@ -10,7 +11,7 @@ import { openImage } from '../../open.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
 
 const SYNOPSIS =
-  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
+  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay | --sparsify] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
 
 const HELP = `Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.
 Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
@@ -21,6 +22,9 @@ Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
   --export NAME    export name (default "")
   --writable       accept writes and write them to IMAGE in place (raw files, qcow2)
   --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
+  --sparsify       export blocks the guest filesystems mark free as zeroes (read-only;
+                   not with --writable or --overlay: a write into a free block would
+                   read back as zeroes)
   --shared N       most clients at once (default 16)
   --once           exit when the last client disconnects
   --idle-timeout DUR   close a connection that sends no request for DUR (30s, 45m, 12h,
@@ -45,6 +49,7 @@ const OPTIONS = {
   once: { type: 'boolean' },
   'idle-timeout': { type: 'string' },
   'handshake-timeout': { type: 'string' },
+  sparsify: { type: 'boolean' },
 } as const;
 
 export const serve: Command = {
@@ -59,6 +64,11 @@ export const serve: Command = {
     }
     if (values.writable && values.overlay) {
       throw new UsageError('--writable and --overlay exclude each other');
+    }
+    if (values.sparsify && (values.writable || values.overlay)) {
+      throw new UsageError(
+        '--sparsify is read-only: it cannot be combined with --writable or --overlay',
+      );
     }
     const port = values.port === undefined ? undefined : integer(values.port, '--port', 0, 65535);
     const shared = values.shared === undefined ? 16 : integer(values.shared, '--shared', 1, 1024);
@@ -80,6 +90,7 @@ export const serve: Command = {
         );
       }
       if (values.overlay) served = new CowImage(image);
+      if (values.sparsify) served = await SparsifyImage.open(image);
       const bind = values.bind ?? '127.0.0.1';
       if (values.socket === undefined && !isLoopback(bind)) {
         process.stderr.write(
