@@ -1,9 +1,9 @@
 /**
- * Safe `rebase -b NEW [-F FMT] IMAGE`: IMAGE keeps showing the same guest content over a new
+ * Safe `rebase -b NEW -F FMT IMAGE`: IMAGE keeps showing the same guest content over a new
  * backing file. Every range IMAGE does not allocate itself is compared between the old chain
  * and NEW; where they differ, the old content is written into IMAGE (through the in-place
- * qcow2 writer). Only then is the backing reference rewritten (`writeReference`: the header
- * rewrite of `rebase -u`), so a crash in between leaves IMAGE reading exactly as before.
+ * qcow2 writer). Only then is the backing reference rewritten (rebase -u's header rewrite),
+ * so a crash in between leaves IMAGE reading exactly as before.
  * NEW passes the trust rule before anything is written; `-b ''` flattens IMAGE (no backing).
  */
 import { realpathSync } from 'node:fs';
@@ -12,9 +12,10 @@ import { type TrustOptions, TrustPolicy } from '../image/trust.js';
 import type { Image } from '../image/types.js';
 import { openImage } from '../open.js';
 import type { Range } from './copy-ranges.js';
+import { rebaseUnsafe } from './rebase.js';
 
 export interface RebaseSafeOptions {
-  /** Format of NEW (as -F); probed when absent. */
+  /** Format of NEW (-F); required unless NEW is '' (as rebase -u). */
   backingFormat?: string;
   trust?: TrustOptions;
 }
@@ -39,10 +40,13 @@ const PIECE = 64 * 1024;
 export async function rebaseSafe(
   path: string,
   backing: string,
-  writeReference: ReferenceWriter,
   opts: RebaseSafeOptions = {},
+  writeReference: ReferenceWriter = rebaseUnsafe,
 ): Promise<RebaseSafeResult> {
   const trust = opts.trust ?? {};
+  if (backing !== '' && opts.backingFormat === undefined) {
+    throw new UsageError('-F FMT is required with -b (the backing format is stored, as qemu-img)');
+  }
   let newPath: string | undefined;
   if (backing !== '') {
     newPath = TrustPolicy.forImage(trust, path).resolve(backing, path, 'backing file');
@@ -59,7 +63,7 @@ export async function rebaseSafe(
         ? undefined
         : await openImage(newPath, {
             ...trust,
-            ...(opts.backingFormat !== undefined ? { format: opts.backingFormat } : {}),
+            format: opts.backingFormat === 'vpc' ? 'vhd' : opts.backingFormat,
           });
     try {
       result = await copyDifferences(image, next);
