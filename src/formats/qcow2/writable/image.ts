@@ -97,12 +97,45 @@ export class WritableQcow2Image extends BaseImage {
 
   protected override writeAt(buf: Uint8Array, offset: number): Promise<void> {
     return this.locked(async () => {
+      // Whole clusters that need fresh storage are gathered and written with one pwrite.
+      let fresh: { slot: Slot; hi: number; lo: number }[] = [];
+      let freshAt = 0;
+      const writeFresh = async () => {
+        if (fresh.length === 0) return;
+        const host = await this.tables.refcounts.allocate(fresh.length);
+        await this.file.write(buf.subarray(freshAt, freshAt + fresh.length * this.cs), host);
+        fresh.forEach(({ slot, hi, lo }, i) => {
+          this.release(hi, lo);
+          writeEntry(slot.t, slot.at / 8, host + i * this.cs, COPIED);
+          this.tables.markL2(slot.l2);
+        });
+        fresh = [];
+      };
       for (let pos = offset; pos < offset + buf.length; ) {
         const n = Math.min(this.cs - (pos % this.cs), offset + buf.length - pos);
+        if (n === this.cs) {
+          const slot = (await this.slot(pos, true))!;
+          const hi = slot.t.readUInt32BE(slot.at);
+          const lo = slot.t.readUInt32BE(slot.at + 4);
+          if (!this.ownsHost(hi, lo)) {
+            if (fresh.length === 0) freshAt = pos - offset;
+            fresh.push({ slot, hi, lo });
+            pos += n;
+            continue;
+          }
+        }
+        await writeFresh();
         await this.writeCluster(pos, buf.subarray(pos - offset, pos - offset + n));
         pos += n;
       }
+      await writeFresh();
     });
+  }
+
+  /** The entry has its own host cluster (data or preallocated zeroes): it is reused. */
+  private ownsHost(hi: number, lo: number): boolean {
+    if ((hi & COMPRESSED) !== 0 || (hi & COPIED) === 0) return false;
+    return entryOffset(hi, lo) !== 0;
   }
 
   protected override zeroAt(offset: number, length: number, opts: ZeroOptions): Promise<void> {
