@@ -257,3 +257,18 @@ test('SIGTERM: serve --writable qcow2 writes its metadata out before exiting', a
   await qemuIo(expected, ['write -P 0x61 1M 3M', 'write -P 0x62 10486272 4096']);
   await qemuImg('compare', '-f', 'qcow2', '-F', 'qcow2', path, expected);
 });
+
+test('convert -n into an existing qcow2 writes it in place through the writer', async () => {
+  const { path } = await prepare('convert-n', 'compat=1.1', '32M');
+  const raw = join(dir, 'convert-n-src.raw');
+  await qemuImg('create', '-f', 'raw', raw, '32M');
+  await qemuIo(
+    raw,
+    ['write -P 0x71 0 2M', 'write -P 0x72 4198400 8192', 'write -P 0x73 30M 2M'],
+    'raw',
+  );
+  const r = diskpipe(['convert', '-n', '-O', 'qcow2', raw, path]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(checkStatus(path).status, 0);
+  await qemuImg('compare', '-f', 'qcow2', '-F', 'raw', path, raw);
+});
