@@ -42,3 +42,19 @@ export function markOutputCommitted(): void {
 export function outputCommitted(): boolean {
   return committed;
 }
+
+let signalCloser: (() => Promise<void>) | undefined;
+
+/**
+ * Registers the one close that a signal must wait for: an image edited in place whose
+ * metadata is still in memory (serve --writable on qcow2). A second signal does not wait.
+ */
+export function setSignalCloser(close: (() => Promise<void>) | undefined): void {
+  signalCloser = close;
+}
+
+export function takeSignalCloser(): (() => Promise<void>) | undefined {
+  const close = signalCloser;
+  signalCloser = undefined;
+  return close;
+}

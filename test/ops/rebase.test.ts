@@ -92,7 +92,9 @@ test('rebase refuses what it cannot do, leaving the image unchanged', async () =
   const { top, content } = await overlay('refuse');
   const before = readFileSync(top);
   const cases: Array<[string[], RegExp]> = [
-    [['rebase', '-b', 'refuse-base.qcow2', '-F', 'qcow2', top], /safe rebase .* not implemented/],
+    // Safe mode writes through the in-place writer, which refuses persistent bitmaps.
+    [['rebase', '-b', 'refuse-base.qcow2', '-F', 'qcow2', top], /persistent dirty bitmaps/],
+    [['rebase', '-b', 'refuse-base.qcow2', top], /-F FMT is required/],
     [['rebase', '-u', '-b', 'refuse-base.qcow2', top], /-F FMT is required/],
     [['rebase', '-u', '-b', 'refuse-base.qcow2', '-F', 'nope', top], /unknown backing format/],
     [['rebase', '-u', '-b', 'missing.qcow2', '-F', 'qcow2', top], /cannot be opened/],

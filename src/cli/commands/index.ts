@@ -3,6 +3,7 @@ import { cache } from './cache.js';
 import { check } from './check.js';
 import { checksum } from './checksum.js';
 import { clone } from './clone.js';
+import { commit } from './commit.js';
 import { compare } from './compare.js';
 import { convert } from './convert.js';
 import { create } from './create.js';
@@ -25,6 +26,7 @@ export const commands = new Map<string, Command>(
     checksum,
     create,
     clone,
+    commit,
     resize,
     measure,
     check,

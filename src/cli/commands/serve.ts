@@ -5,6 +5,7 @@ import { NotCapableError, UsageError } from '../../errors.js';
 import { CowImage } from '../../filters/cow.js';
 import { SparsifyImage } from '../../filters/sparsify/index.js';
 import type { Image } from '../../image/types.js';
+import { setSignalCloser } from '../../io/cleanup.js';
 import { startNbdServer } from '../../nbd/server/index.js';
 import { openImage } from '../../open.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
@@ -19,7 +20,7 @@ Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
   --port N         TCP port (default 10809; 0 picks a free one, printed in the URI)
   --socket PATH    listen on a Unix socket instead of TCP
   --export NAME    export name (default "")
-  --writable       accept writes and write them to IMAGE (raw files)
+  --writable       accept writes and write them to IMAGE in place (raw files, qcow2)
   --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
   --sparsify       export blocks the guest filesystems mark free as zeroes (read-only;
                    not with --writable or --overlay: a write into a free block would
@@ -77,6 +78,11 @@ export const serve: Command = {
 
     const image = await openImage(spec!, { ...openOptions(values), writable });
     let served: Image = image;
+    let closing: Promise<void> | undefined;
+    const closeOnce = () => {
+      closing ??= served.close();
+      return closing;
+    };
     try {
       if (writable && !image.capabilities.write) {
         throw new NotCapableError(
@@ -113,10 +119,13 @@ export const serve: Command = {
           }
         });
       }
+      // A signal closes the server and the image, so metadata kept in memory reaches the file.
+      if (writable) setSignalCloser(() => server.close().then(closeOnce));
       print(server.uri);
       await server.done;
+      setSignalCloser(undefined);
     } finally {
-      await served.close();
+      await closeOnce();
     }
     return 0;
   },

@@ -18,6 +18,8 @@ import { L1Table } from './l1-table.js';
 import { l2CacheBytesAt, Qcow2Map } from './mapping.js';
 import { readExact } from './reader.js';
 import { readBitmaps, readSnapshots } from './snapshots.js';
+import { WritableQcow2Image } from './writable/image.js';
+import { openTables } from './writable/open.js';
 
 export { Qcow2Image } from './image.js';
 
@@ -37,17 +39,28 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
 
   const l2Entries = header.clusterSize / (header.extendedL2 ? 16 : 8);
   const l1Count = Math.ceil(header.size / (header.clusterSize * l2Entries));
-  const l1 = new L1Table(
-    (off, length) => readExact(source, off, length, 'L1 table'),
-    header.l1TableOffset,
-    l1Count,
-  );
+  // Open for writing: the writer holds the whole L1 table and shares it with the reader's map;
+  // otherwise it is read lazily, in pieces.
+  const tables =
+    ctx.writable && ctx.depth === 0
+      ? await openTables(
+          source,
+          header,
+          await readExact(source, header.l1TableOffset, l1Count * 8, 'L1 table'),
+        )
+      : undefined;
+  const l1 = tables
+    ? L1Table.resident(tables.l1)
+    : new L1Table(
+        (off, length) => readExact(source, off, length, 'L1 table'),
+        header.l1TableOffset,
+        l1Count,
+      );
   // The first piece at open, as before: a small image's whole table, and a bad offset fails here.
   if (l1Count > 0) await l1.entry(0);
   const snapshots = await readSnapshots(source, header);
   const bitmaps =
     header.autoclear & AUTOCLEAR_BITMAPS ? await readBitmaps(source, header) : undefined;
-
   const opened: { close(): Promise<void> }[] = [];
   try {
     let data = source;
@@ -63,14 +76,26 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
     const map = new Qcow2Map(
       header,
       l1,
-      source.size,
+      tables ? () => tables.fileEnd() : () => source.size,
       header.dataFile !== undefined,
-      (off) => readExact(source, off, header.clusterSize, 'L2 table'),
+      tables
+        ? (off) => tables.table(off)
+        : (off) => readExact(source, off, header.clusterSize, 'L2 table'),
       who,
       l2CacheBytesAt(ctx.depth),
     );
     const actualSize = await source.allocatedSize?.();
-    return new Qcow2Image({ source, data, header, map, backing, snapshots, bitmaps, actualSize });
+    const image = new Qcow2Image({
+      source,
+      data,
+      header,
+      map,
+      backing,
+      snapshots,
+      bitmaps,
+      actualSize,
+    });
+    return tables ? new WritableQcow2Image(image, tables) : image;
   } catch (err) {
     l1.release();
     await Promise.allSettled(opened.map((o) => o.close()));

@@ -40,11 +40,24 @@ export class L1Table {
     private readonly offset: number,
     /** Entries the table has for the virtual size. */
     readonly entries: number,
+    /** The whole table, when it is held in memory instead (see resident()). */
+    private readonly whole?: DataView,
   ) {}
+
+  /**
+   * A table held whole in memory: an image open for writing edits `bytes` in place, and reads
+   * through this table see those edits at once.
+   */
+  static resident(bytes: Uint8Array): L1Table {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const none = () => Promise.reject(new Error('a resident L1 table is never read'));
+    return new L1Table(none, 0, Math.floor(bytes.byteLength / 8), view);
+  }
 
   /** The L2 table offset field of entry `i` as big-endian halves: [hi, lo]; past the end [0, 0]. */
   async entry(i: number): Promise<[number, number]> {
     if (i < 0 || i >= this.entries) return [0, 0];
+    if (this.whole) return [this.whole.getUint32(i * 8), this.whole.getUint32(i * 8 + 4)];
     const perPiece = L1_PIECE_BYTES / 8;
     const index = Math.floor(i / perPiece);
     const view = await this.piece(index);

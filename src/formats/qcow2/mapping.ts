@@ -68,7 +68,8 @@ export class Qcow2Map {
     private readonly header: Qcow2Header,
     /** Read lazily, in pieces, through a cache shared by every open image. */
     readonly l1: L1Table,
-    private readonly fileSize: number,
+    /** Current host file size (a getter: an image open for writing grows). */
+    private readonly fileSize: () => number,
     /** True when data clusters live in an external data file (host = guest offset). */
     private readonly externalData: boolean,
     readCluster: (offset: number) => Promise<Uint8Array>,
@@ -125,7 +126,7 @@ export class Qcow2Map {
     if (off % this.cs !== 0) {
       throw this.corrupt(guest, `L2 table offset ${off} is not cluster aligned`);
     }
-    if (off + this.cs > this.fileSize) {
+    if (off + this.cs > this.fileSize()) {
       throw this.corrupt(guest, `L2 table at ${off} lies past the end of the file`);
     }
     return off;
@@ -190,7 +191,7 @@ export class Qcow2Map {
     const hiBits = 70 - bits - 32;
     const host = (hi & (2 ** hiBits - 1)) * TWO32 + (lo >>> 0);
     const sectors = ((hi >>> hiBits) & ((1 << (bits - 8)) - 1)) + 1;
-    if (host >= this.fileSize) {
+    if (host >= this.fileSize()) {
       throw this.corrupt(start, `compressed cluster at ${host} lies past the end of the file`);
     }
     const r = run(a, b - a, Kind.Compressed, host);
