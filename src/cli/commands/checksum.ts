@@ -1,6 +1,6 @@
 import { fstatSync, read } from 'node:fs';
 import { ioError, UsageError } from '../../errors.js';
-import { type OpenOptions, openImage } from '../../open.js';
+import type { OpenOptions } from '../../open.js';
 import { checkAlgorithm, checkBlockSize, DEFAULT_BLOCK_SIZE } from '../../ops/checksum/blkhash.js';
 import {
   type ChecksumOptions,
@@ -8,6 +8,7 @@ import {
   checksumImage,
   checksumStream,
 } from '../../ops/checksum/checksum.js';
+import { openStream } from '../../sources/open-stream.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, parseSize, print } from '../common.js';
 import { ProgressBar } from '../progress.js';
 
@@ -83,7 +84,16 @@ async function hashOne(
   opts: ChecksumOptions,
 ): Promise<ChecksumResult> {
   if (name === '-') return checksumStream(stdinChunks(), opts);
-  const image = await openImage(name, open);
+  // Raw content inside a compressed wrapper is hashed as it decompresses (never staged).
+  const opened = await openStream(name, open);
+  if (opened.kind === 'stream') {
+    try {
+      return await checksumStream(opened.stream.chunks(), opts);
+    } finally {
+      await opened.stream.close();
+    }
+  }
+  const image = opened.image;
   try {
     return await checksumImage(image, opts);
   } finally {

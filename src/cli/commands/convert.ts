@@ -1,7 +1,14 @@
 import { UsageError } from '../../errors.js';
 import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
 import { openImage } from '../../open.js';
-import { type ConvertOptions, convertImage, type OutputFormat } from '../../ops/convert.js';
+import {
+  type ConvertOptions,
+  canConvertStream,
+  convertImage,
+  convertStream,
+  type OutputFormat,
+} from '../../ops/convert.js';
+import { openStream } from '../../sources/open-stream.js';
 import {
   type Command,
   IMAGE_OPTIONS,
@@ -103,12 +110,16 @@ export const convert: Command = {
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = (p) => bar.update(p.done, p.total);
-    const image = await openImage(src, openOptions(values));
+    // Raw content inside a compressed wrapper streams into a new raw file in one pass.
+    const opened = (await canConvertStream(dst, opts))
+      ? await openStream(src, openOptions(values))
+      : { kind: 'image' as const, image: await openImage(src, openOptions(values)) };
     try {
-      await convertImage(image, dst, opts);
+      if (opened.kind === 'stream') await convertStream(opened.stream, dst, opts);
+      else await convertImage(opened.image, dst, opts);
     } finally {
       bar.finish();
-      await image.close();
+      await (opened.kind === 'stream' ? opened.stream : opened.image).close();
     }
     return 0;
   },
