@@ -1,16 +1,15 @@
 /** The CLI proper, loaded by main.ts once its signal handlers are installed. */
 import { readFileSync } from 'node:fs';
 import { DiskpipeError } from '../errors.js';
-import { nativeStatus } from '../io/native.js';
-import { commands } from './commands/index.js';
+import { allCommands, loadCommand } from './commands/index.js';
 import type { Command } from './common.js';
 
 const VERSION: string = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
 ).version;
 
-function usage(): string {
-  const lines = [...commands.values()].map((c: Command) => `  ${c.synopsis}`);
+async function usage(): Promise<string> {
+  const lines = (await allCommands()).map((c: Command) => `  ${c.synopsis}`);
   return [
     'usage: diskpipe COMMAND [OPTIONS] ...',
     '',
@@ -24,17 +23,17 @@ function usage(): string {
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write(`${usage()}\n`);
+    process.stdout.write(`${await usage()}\n`);
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
-    const native = nativeStatus();
+    const native = (await import('../io/native.js')).nativeStatus();
     process.stdout.write(
       `diskpipe ${VERSION} (node ${process.versions.node}; system calls: ${native.native ? native.reason : `portable fallbacks, ${native.reason}`})\n`,
     );
     return 0;
   }
-  const command = commands.get(name);
+  const command = await loadCommand(name);
   if (!command)
     throw new DiskpipeError('USAGE', `unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
