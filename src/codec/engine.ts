@@ -30,6 +30,9 @@ export { acquireShared, releaseShared } from './shared-buffers.js';
  */
 const INLINE_BYTES = Number(process.env.DISKPIPE_INLINE_DECODE ?? 64 * 1024);
 
+/** Batches decoded so far, by where they ran (for tests and benchmarks: counts, not times). */
+export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0 };
+
 /** Decodes every item of a batch into `dst`; resolves with the first failure, if any. */
 export async function decodeBatch(
   span: Uint8Array,
@@ -46,10 +49,13 @@ export async function decodeBatch(
       out += it.length;
     }
   });
+  const inline = out <= INLINE_BYTES;
+  if (deflate.length > 0) decodeStats[inline ? 'inline' : 'worker']++;
+  decodeStats.zstdFrames += zstd.length;
   const failures = await Promise.all([
     deflate.length === 0
       ? undefined
-      : out <= INLINE_BYTES
+      : inline
         ? decodeDeflateBatch(span, encodeItems(deflate), dst)
         : decodeOnWorker(span, deflate, dst),
     zstd.length === 0 ? undefined : decodeZstd(span, items, zstd, dst),
