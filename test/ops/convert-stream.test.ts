@@ -61,3 +61,25 @@ test('a truncated compressed stream is an error and leaves no output', async () 
   assert.match(r.stderr, /^diskpipe: /);
   assert.throws(() => statSync(out), /ENOENT/);
 });
+
+test('the built-in zstd decoder verifies frame checksums', async () => {
+  const raw = await rawImage();
+  // From a pipe, zstd writes no content size: the streaming (fzstd) path decodes the frame.
+  const packed = execFileSync('sh', ['-c', `zstd -q -c --check < ${raw}`], { maxBuffer: 1 << 26 });
+  const good = join(dir, 'piped.raw.zst');
+  writeFileSync(good, packed);
+  const js = { ...NO_STAGING, DISKPIPE_NO_ACCEL: '1' };
+  const ok = diskpipe(['checksum', good], { env: js });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stdout.split(' ')[0], diskpipe(['checksum', raw]).stdout.split(' ')[0]);
+  const bad = join(dir, 'bad-check.raw.zst');
+  const flipped = Buffer.from(packed);
+  flipped[flipped.length - 2]! ^= 0x01;
+  writeFileSync(bad, flipped);
+  const r = diskpipe(['checksum', bad], { env: js });
+  assert.equal(r.status, 2, r.stdout);
+  assert.match(r.stderr, /checksum does not match/);
+  const c = diskpipe(['convert', bad, join(dir, 'bad-check.raw')], { env: js });
+  assert.equal(c.status, 2);
+  assert.match(c.stderr, /checksum does not match/);
+});
