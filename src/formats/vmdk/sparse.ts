@@ -337,12 +337,16 @@ export class SparseExtent implements VmdkExtent {
     const span = acquireShared(spanEnd - first);
     try {
       const n = await this.file.read(span, first);
-      const direct: GrainJob[] = [];
-      const tasks: Promise<void>[] = [];
+      // Every grain is located (and checked) before any decode starts.
+      const located = [];
       for (const p of group) {
         const where = `${this.file.name}: grain ${p.grain} at sector ${p.gte}`;
         const at = p.gte * SECTOR - first;
-        const loc = await this.locate(p, span.subarray(0, n), at, where);
+        located.push({ p, where, loc: await this.locate(p, span.subarray(0, n), at, where) });
+      }
+      const direct: GrainJob[] = [];
+      const tasks: Promise<void>[] = [];
+      for (const { p, where, loc } of located) {
         const whole = p.inGrain === 0 && p.length === this.grainBytes;
         if (whole && loc.inSpan) {
           direct.push({ at: loc.at, size: loc.size, to: p.bufOffset, where });
