@@ -5,8 +5,9 @@
  *   BENCH_DATA_MIB   data in the 8 GiB image (default 2048)
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
  *   BENCH_ONLY       comma list of convert,compare,clone,formats,outformats,cache,checksum,
- *                    nbd,http,stall
- *                    (default: all)
+ *                    nbd,http,stall (default: all), and perf (issue 11's perf set: convert
+ *                    of its deflate and zstd qcow2 against qemu-img; only when named)
+ *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
  */
 import { execFileSync } from 'node:child_process';
 import { formatDriver } from '../src/formats/registry.js';
@@ -20,8 +21,9 @@ import { run as benchHttp } from './http.js';
 import { benchImages } from './images.js';
 import { run as benchNbd } from './nbd.js';
 import { benchOutputFormats } from './output-formats.js';
+import { perfSet } from './perf-set.js';
 import { benchStall } from './stall.js';
-import { printRows, type Row } from './util.js';
+import { MiB, printRows, type Row } from './util.js';
 import '../src/formats/index.js';
 
 const dir = process.env.BENCH_DIR ?? '/var/tmp/diskpipe-bench';
@@ -48,6 +50,14 @@ if (only.has('convert')) {
   if (qcow2)
     inputs.push(['qcow2', img.qcow2], ['qcow2 deflate', img.deflate], ['qcow2 zstd', img.zstd]);
   rows.push(...benchConvert(img, reps, inputs));
+}
+if (only.has('perf') && qcow2) {
+  const set = perfSet();
+  const inputs: [string, string][] = [
+    ['perf set deflate', set.deflate],
+    ['perf set zstd', set.zstd],
+  ];
+  rows.push(...benchConvert({ ...set, dataBytes: 48 * 32 * MiB }, reps, inputs));
 }
 if (only.has('compare')) {
   const pairs: [string, string, string][] = [['raw vs raw', img.raw, 'copy']];

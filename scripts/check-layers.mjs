@@ -6,6 +6,7 @@
 //   errors       src/errors.ts: the error tree
 //   types        src/image/types.ts: the Image and ByteSource contract (types only)
 //   io           src/io: files and the system calls Node lacks
+//   codec        src/codec: the decompression engine (worker pool, batch decoders, xxhash64)
 //   image        src/image: the base and wrapper classes, extents, the trust rule
 //   nbd          src/nbd: protocol codecs, client, server (they speak to Images)
 //   formats      src/formats: probes and readers/writers of each format
@@ -28,6 +29,7 @@ const LAYERS = [
   ['errors', ['errors.ts']],
   ['types', ['image/types.ts']],
   ['io', ['io/']],
+  ['codec', ['codec/']],
   ['image', ['image/']],
   ['nbd', ['nbd/']],
   ['formats', ['formats/']],

@@ -3,15 +3,15 @@ import { readFileSync } from 'node:fs';
 import { DiskpipeError, UsageError } from '../errors.js';
 import { nativeStatus } from '../io/native.js';
 import { splitCommand } from './argv.js';
-import { commands } from './commands/index.js';
+import { allCommands, loadCommand } from './commands/index.js';
 import type { Command } from './common.js';
 
 const VERSION: string = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
 ).version;
 
-function usage(): string {
-  const lines = [...commands.values()].map((c: Command) => `  ${c.synopsis}`);
+async function usage(): Promise<string> {
+  const lines = (await allCommands()).map((c: Command) => `  ${c.synopsis}`);
   return [
     'usage: diskpipe COMMAND [OPTIONS] ...',
     '',
@@ -28,17 +28,17 @@ function usage(): string {
 async function main(argv: string[]): Promise<number> {
   const { name, args: rest } = splitCommand(argv);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write(`${usage()}\n`);
+    process.stdout.write(`${await usage()}\n`);
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
-    const native = nativeStatus();
+    const native = (await import('../io/native.js')).nativeStatus();
     process.stdout.write(
       `diskpipe ${VERSION} (node ${process.versions.node}; system calls: ${native.native ? native.reason : `portable fallbacks, ${native.reason}`})\n`,
     );
     return 0;
   }
-  const command = commands.get(name);
+  const command = await loadCommand(name);
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
     process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);

@@ -32,6 +32,8 @@ import { markOutputCommitted } from '../io/cleanup.js';
 import { type DestinationKind, destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
+import type { SequentialSource } from '../sources/sequential.js';
+import { copyStreamToFile } from './copy/from-stream.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
 import { resolveCopyOptions } from './copy/options.js';
 import { StreamTarget } from './copy/stream-target.js';
@@ -162,6 +164,49 @@ export async function convertImage(
         : format === 'qcow2'
           ? toQcow2(src, dst, tmp, opts, copy)
           : toWriter(format, src, dst, tmp, opts, copy),
+    { final: true },
+  );
+  return { ...r, format, output: dst };
+}
+
+/**
+ * Whether convertStream can take this conversion: raw output into a new regular file (not
+ * stdout, not -n, not a block device). Anything else opens the source as an image.
+ */
+export async function canConvertStream(dst: string, opts: ConvertOptions = {}): Promise<boolean> {
+  if ((opts.format ?? 'raw') !== 'raw' || opts.existing || dst === '-') return false;
+  return (await destinationKind(dst, { blockDevice: true })) !== 'block-device';
+}
+
+/**
+ * Converts a sequential raw stream (a compressed wrapper's output) into a new raw file in one
+ * pass: written as it decompresses, zero blocks left as holes, no staged copy.
+ */
+export async function convertStream(
+  stream: SequentialSource,
+  dst: string,
+  opts: ConvertOptions = {},
+): Promise<ConvertResult> {
+  if (!(await canConvertStream(dst, opts))) {
+    throw new UsageError(`a stream can only be converted into a new raw file, not ${dst}`);
+  }
+  const format = check(dst, opts, 'file');
+  const r = await writeAtomically(
+    dst,
+    async (tmp) => {
+      const file = await LocalFile.open(tmp, 'w+');
+      try {
+        const done = await copyStreamToFile(stream, file, {
+          ...(opts.sparseSize !== undefined && { sparseSize: opts.sparseSize }),
+          ...(opts.onProgress && { onProgress: opts.onProgress }),
+          ...(opts.signal && { signal: opts.signal }),
+        });
+        if (opts.sync === true) await file.sync();
+        return done;
+      } finally {
+        await file.close();
+      }
+    },
     { final: true },
   );
   return { ...r, format, output: dst };

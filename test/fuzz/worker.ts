@@ -7,6 +7,7 @@
 import { readdirSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { closeDecodePool } from '../../src/codec/engine.js';
 import { LocalFile } from '../../src/io/file.js';
 import { caseOptions, loadPlan, makeCase, type Prepared, writeCase } from './cases.js';
 import { exercise, type Limits, type Outcome } from './exercise.js';
@@ -95,6 +96,9 @@ async function run(i: number): Promise<void> {
   sample();
   const ms = performance.now() - t0;
   if (!outcome.failure) {
+    // The decode worker pool is process-wide (started on first use, kept for the next image):
+    // stop it so that its threads' descriptors do not count as a leak of this case.
+    await closeDecodePool();
     const leaked = openFds() - fds;
     const trust = trustBroken(c.untrusted);
     if (trust) outcome.failure = `trust rule broken: ${trust}`;

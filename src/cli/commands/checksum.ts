@@ -2,6 +2,7 @@ import { fstatSync, read } from 'node:fs';
 import { ioError, UsageError } from '../../errors.js';
 import { sparsify } from '../../filters/sparsify/index.js';
 import { type OpenOptions, openImage } from '../../open.js';
+import { openStream } from '../../open-stream.js';
 import { checkAlgorithm, checkBlockSize, DEFAULT_BLOCK_SIZE } from '../../ops/checksum/blkhash.js';
 import {
   type ChecksumOptions,
@@ -93,8 +94,25 @@ async function hashOne(
   sparse: boolean,
 ): Promise<ChecksumResult> {
   if (name === '-') return checksumStream(stdinChunks(), opts);
-  const opened = await openImage(name, open);
-  const image = sparse ? await sparsify(opened) : opened;
+  // Raw content inside a compressed wrapper is hashed as it decompresses (never staged);
+  // sparsify needs random access, so it opens the image (staged if it must be).
+  if (sparse) {
+    const image = await sparsify(await openImage(name, open));
+    try {
+      return await checksumImage(image, opts);
+    } finally {
+      await image.close();
+    }
+  }
+  const opened = await openStream(name, open);
+  if (opened.kind === 'stream') {
+    try {
+      return await checksumStream(opened.stream.chunks(), opts);
+    } finally {
+      await opened.stream.close();
+    }
+  }
+  const image = opened.image;
   try {
     return await checksumImage(image, opts);
   } finally {

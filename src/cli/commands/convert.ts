@@ -2,8 +2,16 @@ import { UsageError } from '../../errors.js';
 import { sparsify } from '../../filters/sparsify/index.js';
 import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
 import { parseFormatOptions } from '../../formats/writers.js';
+import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
-import { type ConvertOptions, convertImage, type OutputFormat } from '../../ops/convert.js';
+import { openStream } from '../../open-stream.js';
+import {
+  type ConvertOptions,
+  canConvertStream,
+  convertImage,
+  convertStream,
+  type OutputFormat,
+} from '../../ops/convert.js';
 import {
   type Command,
   IMAGE_OPTIONS,
@@ -117,13 +125,23 @@ export const convert: Command = {
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = (p) => bar.update(p.done, p.total);
-    const opened = await openImage(src, openOptions(values));
-    const image = values.sparsify ? await sparsify(opened) : opened;
+    // Raw content inside a compressed wrapper streams into a new raw file in one pass;
+    // sparsify needs random access, so it opens the image (staged if it must be).
+    const opened =
+      !values.sparsify && (await canConvertStream(dst, opts))
+        ? await openStream(src, openOptions(values))
+        : {
+            kind: 'image' as const,
+            image: await openImage(src, openOptions(values)).then((i): Image | Promise<Image> =>
+              values.sparsify ? sparsify(i) : i,
+            ),
+          };
     try {
-      await convertImage(image, dst, opts);
+      if (opened.kind === 'stream') await convertStream(opened.stream, dst, opts);
+      else await convertImage(opened.image, dst, opts);
     } finally {
       bar.finish();
-      await image.close();
+      await (opened.kind === 'stream' ? opened.stream : opened.image).close();
     }
     return 0;
   },

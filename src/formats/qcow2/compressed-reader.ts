@@ -1,14 +1,16 @@
 /**
  * Reads compressed clusters for one layer. qemu stores consecutive compressed clusters back to
- * back, so neighbours are fetched with one host read and then decompressed in parallel (on the
- * libuv pool); recently decompressed clusters are kept in a small cache for sequential small
- * reads.
+ * back, so neighbours are fetched with one host read (into shared memory) and handed to the
+ * decompression engine as one batch: whole clusters decode straight into the caller's buffer.
+ * Clusters a read only cuts through decode into a small cache, for sequential small reads.
  */
+import { type BatchItem, decodeBatch, Flavour } from '../../codec/engine.js';
+import { acquireShared, allSettledOrThrow, releaseShared } from '../../codec/shared-buffers.js';
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
-import { decompressCluster } from './compressed.js';
+import { zstdFrameLength } from './compressed.js';
 import type { Qcow2Header } from './header.js';
-import { capacityFor, TableCache } from './l2-cache.js';
+import { capacityFor } from './l2-cache.js';
 import type { Run } from './mapping.js';
 
 /** Memory for recently decompressed clusters. */
@@ -18,7 +20,10 @@ const GROUP_BYTES = 1024 * 1024;
 const GROUP_MEMBERS = 64;
 
 export class CompressedReader {
-  private readonly cache: TableCache<Uint8Array>;
+  /** Recently decoded clusters by host offset, oldest first (an LRU). */
+  private readonly cache = new Map<number, Uint8Array>();
+  private readonly cacheCapacity: number;
+  private readonly flavour: Flavour;
 
   constructor(
     private readonly source: ByteSource,
@@ -26,9 +31,8 @@ export class CompressedReader {
     private readonly who: string,
   ) {
     const cs = header.clusterSize;
-    this.cache = new TableCache(Math.min(256, capacityFor(CACHE_BYTES, cs)), () =>
-      Promise.reject(new Error('compressed clusters load through read()')),
-    );
+    this.flavour = header.compressionType === 'zlib' ? Flavour.Deflate : Flavour.Zstd;
+    this.cacheCapacity = Math.min(256, capacityFor(CACHE_BYTES, cs));
   }
 
   /** Whether `next` can join `group` (close on the host, within the group bounds). */
@@ -44,55 +48,99 @@ export class CompressedReader {
 
   /** Fills each run's bytes into `buf` (whose first byte is guest offset `base`). */
   async read(group: Run[], buf: Uint8Array, base: number): Promise<void> {
-    const first = group[0]!.host;
-    const end = Math.min(
-      this.source.size,
-      Math.max(...group.map((r) => r.host + r.compressedSize)),
-    );
-    let span: Promise<Uint8Array> | undefined;
-    const bytes = () => {
-      span ??= this.readSpan(first, end);
-      return span;
-    };
     const cs = this.header.clusterSize;
-    await Promise.all(
-      group.map(async (r) => {
-        const clusterStart = r.offset - (r.offset % cs);
-        const cluster = await this.cache.get(r.host, async () =>
-          this.decompress(r, clusterStart, await bytes(), first),
+    const whole: Run[] = [];
+    const partial: Run[] = [];
+    for (const r of group) {
+      if (r.offset % cs === 0 && r.length === cs) whole.push(r);
+      else if (!this.fromCache(r, buf, base)) partial.push(r);
+    }
+    const todo = whole.concat(partial);
+    if (todo.length === 0) return;
+    const first = group[0]!.host;
+    const end = Math.min(this.source.size, Math.max(...todo.map((r) => r.host + r.compressedSize)));
+    const span = acquireShared(end - first);
+    const clusters = partial.map(() => new Uint8Array(cs));
+    try {
+      const n = await this.source.read(span, first);
+      if (n !== span.length) {
+        throw new CorruptImageError(
+          `${this.who}: file ended at ${first + n} reading compressed data`,
         );
-        const from = r.offset - clusterStart;
-        buf.set(cluster.subarray(from, from + r.length), r.offset - base);
-      }),
-    );
+      }
+      // Whole clusters land in `buf`; partial ones in their own cluster buffers.
+      const direct = whole.map((r) => this.item(r, span, first, r.offset - base));
+      const cached = partial.map((r, i) => ({ r, item: this.item(r, span, first, 0), i }));
+      const jobs = [this.decode(whole, direct, span, buf)];
+      for (const c of cached) jobs.push(this.decode([c.r], [c.item], span, clusters[c.i]!));
+      // Every decode settles before the span goes back to the pool.
+      await allSettledOrThrow(jobs);
+    } finally {
+      releaseShared(span);
+    }
+    partial.forEach((r, i) => {
+      const cluster = clusters[i]!;
+      this.remember(r.host, cluster);
+      const from = r.offset % cs;
+      buf.set(cluster.subarray(from, from + r.length), r.offset - base);
+    });
   }
 
   clear(): void {
     this.cache.clear();
   }
 
-  private async readSpan(start: number, end: number): Promise<Uint8Array> {
-    const span = new Uint8Array(end - start);
-    const n = await this.source.read(span, start);
-    if (n !== span.length) {
-      throw new CorruptImageError(
-        `${this.who}: file ended at ${start + n} reading compressed data`,
-      );
+  private remember(host: number, cluster: Uint8Array): void {
+    this.cache.delete(host);
+    this.cache.set(host, cluster);
+    if (this.cache.size > this.cacheCapacity) {
+      this.cache.delete(this.cache.keys().next().value as number);
     }
-    return span;
   }
 
-  private decompress(r: Run, guest: number, span: Uint8Array, spanStart: number) {
-    const where = `${this.who}: compressed cluster for guest offset ${guest}`;
+  private fromCache(r: Run, buf: Uint8Array, base: number): boolean {
+    const cluster = this.cache.get(r.host);
+    if (!cluster) return false;
+    this.remember(r.host, cluster);
+    const from = r.offset % this.header.clusterSize;
+    buf.set(cluster.subarray(from, from + r.length), r.offset - base);
+    return true;
+  }
+
+  private where(r: Run): string {
+    const guest = r.offset - (r.offset % this.header.clusterSize);
+    return `${this.who}: compressed cluster for guest offset ${guest}`;
+  }
+
+  /** The batch item for run `r`, checked against the end of the file. */
+  private item(r: Run, span: Uint8Array, spanStart: number, to: number): BatchItem {
+    const cs = this.header.clusterSize;
     const avail = Math.min(r.compressedSize, this.source.size - r.host);
     // qemu counts whole sectors; only the last one may run past the end of the file.
     if (r.compressedSize - avail >= 512) {
       throw new CorruptImageError(
-        `${where} (${r.compressedSize} bytes at ${r.host}) runs past the end of the file`,
+        `${this.where(r)} (${r.compressedSize} bytes at ${r.host}) runs past the end of the file`,
       );
     }
     const at = r.host - spanStart;
-    const data = span.subarray(at, at + avail);
-    return decompressCluster(this.header.compressionType, data, this.header.clusterSize, where);
+    let size = avail;
+    if (this.flavour === Flavour.Zstd) {
+      size = zstdFrameLength(span.subarray(at, at + avail), cs, this.where(r));
+    }
+    return { at, size, to, length: cs, flavour: this.flavour };
+  }
+
+  private async decode(runs: Run[], items: BatchItem[], span: Uint8Array, dst: Uint8Array) {
+    if (items.length === 0) return;
+    const failure = await decodeBatch(span, items, dst);
+    if (!failure) return;
+    const where = this.where(runs[failure.index]!);
+    if (failure.written !== undefined) {
+      throw new CorruptImageError(
+        `${where}: compressed cluster decompresses to ${failure.written} bytes, not ${this.header.clusterSize}`,
+      );
+    }
+    const codec = this.flavour === Flavour.Zstd ? 'zstd' : 'deflate';
+    throw new CorruptImageError(`${where}: bad ${codec} data (${failure.message})`);
   }
 }

@@ -1,28 +1,11 @@
 /**
- * Decompression of qcow2 compressed clusters: raw deflate (compression_type 0) and zstd
- * (compression_type 1). Both run asynchronously on the libuv pool, so several clusters in
- * flight decompress in parallel. Output is bounded to one cluster: a hostile stream cannot
- * make us allocate more.
+ * qcow2 compressed clusters: raw deflate (compression_type 0) and zstd (compression_type 1).
+ * Decoding goes through the decompression engine (src/codec); this file knows the qcow2
+ * framing. Output is bounded to one cluster: a hostile stream cannot make us allocate more.
  */
-import { inflateRaw } from 'node:zlib';
-import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
+import { decodeBatch, Flavour } from '../../codec/engine.js';
+import { CorruptImageError } from '../../errors.js';
 import type { CompressionType } from './header.js';
-
-type ZstdDecompress = (data: Buffer) => Promise<Buffer>;
-let zstd: Promise<ZstdDecompress> | undefined;
-
-function loadZstd(): Promise<ZstdDecompress> {
-  zstd ??= import('@mongodb-js/zstd').then(
-    (m) => m.decompress,
-    (err: unknown) => {
-      zstd = undefined;
-      throw new UnsupportedFeatureError(
-        `zstd-compressed qcow2 clusters need @mongodb-js/zstd, which failed to load: ${(err as Error).message}`,
-      );
-    },
-  );
-  return zstd;
-}
 
 /**
  * Decompresses one cluster. `data` holds the compressed bytes as stored (qemu pads them to
@@ -34,31 +17,23 @@ export async function decompressCluster(
   clusterSize: number,
   where: string,
 ): Promise<Uint8Array> {
-  let out: Uint8Array;
-  if (type === 'zlib') {
-    out = await new Promise<Uint8Array>((resolve, reject) => {
-      inflateRaw(data, { maxOutputLength: clusterSize }, (err, result) => {
-        if (err)
-          reject(
-            new CorruptImageError(`${where}: bad deflate data (${err.message})`, { cause: err }),
-          );
-        else resolve(result);
-      });
-    });
-  } else {
-    const frame = data.subarray(0, zstdFrameLength(data, clusterSize, where));
-    const decompress = await loadZstd();
-    try {
-      out = await decompress(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
-    } catch (err) {
-      throw new CorruptImageError(`${where}: bad zstd data (${(err as Error).message})`, {
-        cause: err,
-      });
-    }
-  }
-  if (out.length !== clusterSize) {
+  const zstd = type !== 'zlib';
+  const size = zstd ? zstdFrameLength(data, clusterSize, where) : data.length;
+  const out = new Uint8Array(clusterSize);
+  const flavour = zstd ? Flavour.Zstd : Flavour.Deflate;
+  const failure = await decodeBatch(
+    data,
+    [{ at: 0, size, to: 0, length: clusterSize, flavour }],
+    out,
+  );
+  if (failure?.written !== undefined) {
     throw new CorruptImageError(
-      `${where}: compressed cluster decompresses to ${out.length} bytes, not ${clusterSize}`,
+      `${where}: compressed cluster decompresses to ${failure.written} bytes, not ${clusterSize}`,
+    );
+  }
+  if (failure) {
+    throw new CorruptImageError(
+      `${where}: bad ${zstd ? 'zstd' : 'deflate'} data (${failure.message})`,
     );
   }
   return out;

@@ -4,6 +4,8 @@
  * stream-optimized extent each grain is a marker {lba, size} followed by deflated data, and
  * the directory may live in a footer at the end of the file.
  */
+
+import { acquireShared, allSettledOrThrow, releaseShared } from '../../codec/shared-buffers.js';
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
 import { MAX_DESCRIPTOR_BYTES } from './descriptor.js';
@@ -22,7 +24,7 @@ import {
   type SparseHeader,
 } from './header.js';
 import { readExact } from './host-io.js';
-import { inflateGrain } from './inflate.js';
+import { type GrainJob, inflateGrains } from './inflate.js';
 
 /** Grain marker: u64 lba + u32 compressed size, then the data. */
 const GRAIN_MARKER_BYTES = 12;
@@ -321,32 +323,72 @@ export class SparseExtent implements VmdkExtent {
     return true;
   }
 
-  /** Reads a run of compressed grains with one read, then inflates them in parallel. */
+  /**
+   * Reads a run of compressed grains with one read (into shared memory) and inflates them as
+   * one batch of the decompression engine: whole grains straight into `buf`, grains read only
+   * in part into their own buffers (then cached).
+   */
   private async readCompressed(group: Piece[], buf: Uint8Array): Promise<void> {
     const first = group[0]!.gte * SECTOR;
     const lastHost = group.at(-1)!.gte * SECTOR;
     // Enough for the last grain's record in all but pathological cases; more is read on demand.
     const guess = GRAIN_MARKER_BYTES + this.grainBytes + (this.grainBytes >>> 3) + SECTOR;
     const spanEnd = Math.min(this.file.size, lastHost + guess);
-    const span = new Uint8Array(spanEnd - first);
-    const n = await this.file.read(span, first);
-    await Promise.all(
-      group.map(async (p) => {
+    const span = acquireShared(spanEnd - first);
+    try {
+      const n = await this.file.read(span, first);
+      // Every grain is located (and checked) before any decode starts.
+      const located = [];
+      for (const p of group) {
+        const where = `${this.file.name}: grain ${p.grain} at sector ${p.gte}`;
         const at = p.gte * SECTOR - first;
-        const grain = await this.inflateAt(p, span.subarray(0, n), at);
-        if (grain.length < p.inGrain + p.length) {
-          throw new CorruptImageError(
-            `${this.file.name}: compressed grain ${p.grain} inflates to ${grain.length} bytes, fewer than ${p.inGrain + p.length}`,
+        located.push({ p, where, loc: await this.locate(p, span.subarray(0, n), at, where) });
+      }
+      const direct: GrainJob[] = [];
+      const tasks: Promise<void>[] = [];
+      for (const { p, where, loc } of located) {
+        const whole = p.inGrain === 0 && p.length === this.grainBytes;
+        if (whole && loc.inSpan) {
+          direct.push({ at: loc.at, size: loc.size, to: p.bufOffset, where });
+        } else {
+          tasks.push(
+            this.inflatePart(p, loc.inSpan ? span : loc.data, loc.at, loc.size, where, buf),
           );
         }
-        buf.set(grain.subarray(p.inGrain, p.inGrain + p.length), p.bufOffset);
-        if (p.inGrain + p.length < grain.length || p.inGrain > 0) this.remember(p.grain, grain);
-      }),
-    );
+      }
+      if (direct.length > 0)
+        tasks.push(inflateGrains(span, direct, buf, this.grainBytes).then(() => {}));
+      // Every decode settles before the span goes back to the pool.
+      await allSettledOrThrow(tasks);
+    } finally {
+      releaseShared(span);
+    }
   }
 
-  private async inflateAt(p: Piece, span: Uint8Array, at: number): Promise<Uint8Array> {
-    const where = `${this.file.name}: grain ${p.grain} at sector ${p.gte}`;
+  /** A grain read only in part (or whose data lies beyond the span): own buffer, then cache. */
+  private async inflatePart(
+    p: Piece,
+    src: Uint8Array,
+    at: number,
+    size: number,
+    where: string,
+    buf: Uint8Array,
+  ): Promise<void> {
+    const out = new Uint8Array(this.grainBytes);
+    const need = p.inGrain + p.length;
+    const n = await inflateGrains(src, [{ at, size, to: 0, where }], out, this.grainBytes, need);
+    const grain = out.subarray(0, n);
+    buf.set(grain.subarray(p.inGrain, need), p.bufOffset);
+    if (need < grain.length || p.inGrain > 0) this.remember(p.grain, grain);
+  }
+
+  /** Where grain `p`'s compressed bytes are: in the span at `at`, or read into `data`. */
+  private async locate(
+    p: Piece,
+    span: Uint8Array,
+    at: number,
+    where: string,
+  ): Promise<{ inSpan: boolean; at: number; size: number; data: Uint8Array }> {
     const host = p.gte * SECTOR;
     let marker = span.subarray(at, at + GRAIN_MARKER_BYTES);
     if (marker.length < GRAIN_MARKER_BYTES) {
@@ -361,11 +403,11 @@ export class SparseExtent implements VmdkExtent {
     if (dataAt + size > this.file.size) {
       throw new CorruptImageError(`${where}: compressed data runs past the end of the file`);
     }
-    const inSpan = at + GRAIN_MARKER_BYTES + size <= span.length;
-    const data = inSpan
-      ? span.subarray(at + GRAIN_MARKER_BYTES, at + GRAIN_MARKER_BYTES + size)
-      : await readExact(this.file, new Uint8Array(size), dataAt, where);
-    return inflateGrain(data, this.grainBytes, where);
+    if (at + GRAIN_MARKER_BYTES + size <= span.length) {
+      return { inSpan: true, at: at + GRAIN_MARKER_BYTES, size, data: span };
+    }
+    const data = await readExact(this.file, new Uint8Array(size), dataAt, where);
+    return { inSpan: false, at: 0, size, data };
   }
 
   private remember(g: number, grain: Uint8Array): void {

@@ -2,8 +2,8 @@
  * The copy engine: moves the content of any Image into any writable Image without moving
  * zeroes. Source extents are walked in work ranges; zero ranges are skipped (or zeroed on a
  * target that does not already read as zero); data is read in large requests with several in
- * flight, and aligned blocks that turn out to be zero become holes too. Memory is bounded by
- * requests in flight × request size (twice that with a base image).
+ * flight, and aligned blocks that turn out to be zero become holes too. Memory is one fixed
+ * pool of requests in flight × request size (twice that with a base image), reused.
  */
 import {
   AbortError,
@@ -86,6 +86,7 @@ class CopyJob {
   /** Set while data moves with copy_file_range (cleared if the kernel refuses). */
   private srcFile: LocalFile | undefined;
   private dstFile: LocalFile | undefined;
+  private pool: SharedArrayBuffer | undefined;
 
   constructor(
     private readonly src: Image,
@@ -108,7 +109,7 @@ class CopyJob {
       this.o.alignment,
     );
     const items = new SharedIterator<WorkItem>(plan[Symbol.asyncIterator]());
-    const workers = Array.from({ length: this.o.inFlight }, () => this.worker(items));
+    const workers = Array.from({ length: this.o.inFlight }, (_, i) => this.worker(items, i));
     await Promise.allSettled(workers);
     await items.close().catch(() => {});
     if (this.failure !== undefined) throw this.failure;
@@ -120,7 +121,19 @@ class CopyJob {
     this.turns.release();
   }
 
-  private async worker(items: SharedIterator<WorkItem>): Promise<void> {
+  /**
+   * Request buffer `i` of the job's fixed pool (inFlight × requestSize, twice that with a base
+   * image), allocated once on first data. Shared memory, so decode workers fill it in place.
+   */
+  private bufferFor(i: number, ref: boolean): Buffer {
+    const size = this.o.requestSize;
+    const slots = this.o.inFlight * (this.o.base ? 2 : 1);
+    this.pool ??= new SharedArrayBuffer(size * slots);
+    const slot = ref ? this.o.inFlight + i : i;
+    return Buffer.from(this.pool, slot * size, size);
+  }
+
+  private async worker(items: SharedIterator<WorkItem>, index: number): Promise<void> {
     let buf: Buffer | undefined;
     let refBuf: Buffer | undefined;
     try {
@@ -138,8 +151,8 @@ class CopyJob {
         if (item.zero) {
           ops = await this.zeroOps(item);
         } else {
-          buf ??= Buffer.allocUnsafe(this.o.requestSize);
-          if (this.o.base) refBuf ??= Buffer.allocUnsafe(this.o.requestSize);
+          buf ??= this.bufferFor(index, false);
+          if (this.o.base) refBuf ??= this.bufferFor(index, true);
           ops = await this.dataOps(item, buf, refBuf);
         }
         if (this.o.ordered) await this.turns.wait(seq);

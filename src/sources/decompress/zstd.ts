@@ -6,6 +6,7 @@
  * window, not its content.
  */
 import { createRequire } from 'node:module';
+import { Xxh64 } from '../../codec/xxhash64.js';
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 
 const require = createRequire(import.meta.url);
@@ -163,19 +164,32 @@ async function* streamedFrame(q: ByteQueue, header: FrameHeader): AsyncGenerator
     return ready;
   };
   let produced = 0;
+  // fzstd does not verify the frame checksum (low 32 bits of XXH64): hash the output here.
+  const hash = header.checksum ? new Xxh64() : undefined;
+  let lastBlock: Uint8Array | undefined;
   push(header.bytes);
   for await (const b of blocks(q, header)) {
+    lastBlock = b;
     for (const c of push(b)) {
       produced += c.length;
+      hash?.update(c);
       yield c;
     }
   }
   for (const c of push(new Uint8Array(0), true)) {
     produced += c.length;
+    hash?.update(c);
     yield c;
   }
   if (header.contentSize !== undefined && produced !== header.contentSize)
     throw new CorruptImageError('zstd frame content size does not match its header');
+  if (hash && lastBlock) {
+    // blocks() yields the 4 checksum bytes last.
+    const stored = new DataView(lastBlock.buffer, lastBlock.byteOffset, 4).getUint32(0, true);
+    if (Number(hash.digest() & 0xffffffffn) !== stored) {
+      throw new CorruptImageError('zstd frame checksum does not match its content');
+    }
+  }
 }
 
 /** Bytes pulled from an async iterable on demand, with small look-ahead and skipping. */

@@ -1,0 +1,77 @@
+/**
+ * The decode worker pool: one worker per CPU (os.availableParallelism), started on first
+ * use. Each batch goes to the least busy worker. Workers are unref'd while idle so they never
+ * keep the process alive, and ref'd while they owe an answer so an await cannot be dropped.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { BatchFailure } from './batch.js';
+import type { DecodeRequest } from './worker.js';
+
+interface Pending {
+  resolve: (f: BatchFailure | undefined) => void;
+  reject: (err: Error) => void;
+}
+
+class Slot {
+  readonly pending = new Map<number, Pending>();
+  constructor(readonly worker: Worker) {}
+}
+
+let slots: Slot[] | undefined;
+let nextId = 1;
+
+function start(): Slot {
+  const worker = new Worker(new URL('./worker.js', import.meta.url));
+  const slot = new Slot(worker);
+  worker.on('message', (m: { id: number; failure?: BatchFailure }) => {
+    const p = slot.pending.get(m.id);
+    if (!p) return;
+    slot.pending.delete(m.id);
+    if (slot.pending.size === 0) worker.unref();
+    p.resolve(m.failure);
+  });
+  const fail = (err: Error) => {
+    slots = slots?.filter((s) => s !== slot);
+    for (const p of slot.pending.values()) p.reject(err);
+    slot.pending.clear();
+  };
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`decode worker exited (code ${code})`)));
+  // After the listeners: adding a 'message' listener refs the worker's port again.
+  worker.unref();
+  return slot;
+}
+
+function pick(): Slot {
+  if (!slots || slots.length === 0) {
+    const n = Math.max(1, Math.min(8, availableParallelism()));
+    slots = Array.from({ length: n }, start);
+  }
+  let best = slots[0]!;
+  for (const s of slots) if (s.pending.size < best.pending.size) best = s;
+  return best;
+}
+
+/** Runs one batch on a worker; `span` and `dst` must be views on SharedArrayBuffers. */
+export function runOnWorker(
+  span: Uint8Array,
+  items: Int32Array,
+  dst: Uint8Array,
+): Promise<BatchFailure | undefined> {
+  const slot = pick();
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    if (slot.pending.size === 0) slot.worker.ref();
+    slot.pending.set(id, { resolve, reject });
+    const req: DecodeRequest = { id, span, items, dst };
+    slot.worker.postMessage(req, [items.buffer as ArrayBuffer]);
+  });
+}
+
+/** Stops the workers (they restart on next use). Library users may call it at shutdown. */
+export async function closeDecodePool(): Promise<void> {
+  const s = slots ?? [];
+  slots = undefined;
+  await Promise.all(s.map((slot) => slot.worker.terminate()));
+}
