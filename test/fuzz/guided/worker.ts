@@ -10,7 +10,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { hashSeed, type MutationPlan, mutate, Rng, type Span } from '../mutate.js';
 import { BlockCoverage } from './coverage.js';
 import { CORPUS_DIR, loadSeeds, saveSeed } from './seeds.js';
-import { Context, guidedTargets, resetReads } from './targets.js';
+
+// Coverage starts before diskpipe's code is loaded: V8 counts blocks of functions compiled
+// after that (functions compiled earlier would only count as a whole).
+const coverage = new BlockCoverage();
+await coverage.start();
+const { Context, guidedTargets, resetReads } = await import('./targets.js');
 
 export interface GuidedJob {
   target: string;
@@ -107,8 +112,6 @@ async function execute(bytes: Uint8Array): Promise<string | undefined> {
   return failure;
 }
 
-const coverage = new BlockCoverage();
-await coverage.start();
 const corpus: Entry[] = [];
 const start = performance.now();
 let execs = 0;
