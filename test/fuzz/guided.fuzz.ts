@@ -11,6 +11,8 @@
  * FUZZ_HANG=S               seconds without a new execution that count as a hang (default 60)
  * FUZZ_SEED=S               another deterministic mutation sequence
  * FUZZ_FINDINGS=DIR         save findings there instead of test/fuzz/regressions
+ * FUZZ_SAVE_CORPUS=1        add the inputs that reached new blocks (16 KiB or less, gzipped)
+ *                           to test/fuzz/corpus
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -35,6 +37,7 @@ const settings = {
   seed: env.FUZZ_SEED ?? 'diskpipe',
   findingsDir: env.FUZZ_FINDINGS ?? REGRESSIONS_DIR,
   memoryLimitBytes: 256 << 20,
+  saveCorpus: env.FUZZ_SAVE_CORPUS === '1',
 };
 const root = tempDir('diskpipe-guided-');
 

@@ -3,10 +3,10 @@
  * an execution that hangs (no new execution for `hangSeconds`) or kills it; the input of such
  * an execution is saved as a finding like the crashes the worker reports itself.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { saveSeed } from './seeds.js';
+import { CORPUS_DIR, saveSeed } from './seeds.js';
 import type { GuidedJob, GuidedMessage } from './worker.js';
 
 export interface GuidedSettings {
@@ -16,6 +16,8 @@ export interface GuidedSettings {
   seed: string;
   findingsDir: string;
   memoryLimitBytes: number;
+  /** Copy the inputs that reached new blocks into test/fuzz/corpus (FUZZ_SAVE_CORPUS=1). */
+  saveCorpus: boolean;
 }
 
 export interface GuidedReport {
@@ -42,7 +44,18 @@ export async function runGuided(
     if (ended) break;
   }
   report.seconds = (performance.now() - t0) / 1000;
+  if (s.saveCorpus) keepQueue(join(dir, 'queue'), join(CORPUS_DIR, target));
   return report;
+}
+
+/** Small inputs only: the corpus in the repository stays under 2 MiB. */
+function keepQueue(queue: string, corpus: string): void {
+  if (!existsSync(queue)) return;
+  mkdirSync(corpus, { recursive: true });
+  for (const name of readdirSync(queue)) {
+    if (statSync(join(queue, name)).size <= 16 * 1024)
+      copyFileSync(join(queue, name), join(corpus, name));
+  }
 }
 
 function oneWorker(
