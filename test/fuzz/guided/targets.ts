@@ -16,12 +16,15 @@ import { openImage } from '../../../src/open.js';
 import { checkedExtents } from '../../helpers/extents.js';
 import { exercise, type Limits, type Outcome } from '../exercise.js';
 import { Rng } from '../mutate.js';
+import { VMDK_WORDS } from '../targets.js';
 
 export interface GuidedTarget {
   name: string;
   run(input: Uint8Array, ctx: Context): Promise<string | undefined>;
   /** Fields are big-endian (the mutator writes numbers that way mostly). */
   bigEndian?: boolean;
+  /** Words and lines of the format's text, for inputs that are text (VMDK descriptors). */
+  words?: string[];
 }
 
 /** Reads one execution may do before it counts as a hang (a loop that never ends). */
@@ -122,10 +125,11 @@ function accepted(o: Outcome): string | undefined {
 }
 
 /** Open the input as an image file named `file` (probed, unwrapped) and use it. */
-function imageFile(name: string, file: string, bigEndian = false): GuidedTarget {
+function imageFile(name: string, file: string, bigEndian = false, words?: string[]): GuidedTarget {
   return {
     name,
     bigEndian,
+    ...(words ? { words } : {}),
     async run(input, ctx) {
       const path = join(ctx.dir, file);
       writeFileSync(path, input);
@@ -191,7 +195,7 @@ const nbdServer: GuidedTarget = {
 
 export const guidedTargets: GuidedTarget[] = [
   imageFile('qcow2', 'disk.qcow2'),
-  imageFile('vmdk', 'disk.vmdk'),
+  imageFile('vmdk', 'disk.vmdk', false, VMDK_WORDS),
   imageFile('vhd', 'disk.vhd', true),
   imageFile('vhdx', 'disk.vhdx'),
   imageFile('vdi', 'disk.vdi'),

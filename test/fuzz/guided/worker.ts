@@ -61,8 +61,9 @@ function planFor(bytes: Uint8Array): MutationPlan {
     meta: [],
     refs: [],
     bigEndian: target.bigEndian ?? false,
-    text: false,
-    words: [],
+    // Text (a descriptor): no NUL in its first KiB.
+    text: target.words !== undefined && !bytes.subarray(0, 1024).includes(0),
+    words: target.words ?? [],
     hostile: () => [],
   };
 }
