@@ -40,7 +40,7 @@ export interface Target {
 const KiB = 1024;
 const REFUSED = 0.15;
 /** Extent access modes and types, create types and keys of VMDK descriptors. */
-const VMDK_WORDS = [
+export const VMDK_WORDS = [
   'RW',
   'RDONLY',
   'NOACCESS',
