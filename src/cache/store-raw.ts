@@ -1,14 +1,16 @@
 /**
  * Turns a pulled image into the cache's form: a sparse raw file plus its blkhash content
  * digest. Raw content arriving as a stream is written and hashed in one pass; anything else is
- * copied by the copy engine and then hashed from the written file (only its data is read).
+ * copied by the copy engine, which hands the buffers it reads to the hash (the written file is
+ * never read again).
  */
 import { RawImage } from '../formats/raw.js';
 import type { Image } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
-import { checksumImage, checksumStream } from '../ops/checksum/index.js';
+import { checksumStream } from '../ops/checksum/index.js';
 import { copyImage } from '../ops/copy/index.js';
 import type { SequentialSource } from '../sources/sequential.js';
+import { CopyPassHash } from './copy-pass-hash.js';
 
 export interface StoredRaw {
   contentDigest: string;
@@ -29,18 +31,17 @@ export async function storeImage(
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   const target = new RawImage(file);
+  const hash = new CopyPassHash(image.size);
   try {
     await file.truncate(image.size);
     await copyImage(image, target, {
       targetIsZero: true,
+      tap: hash,
       onProgress: (p) => onProgress?.('convert', p.done, p.total),
     });
     await file.sync();
-    const { digest } = await checksumImage(target, {
-      onProgress: (d, t) => onProgress?.('hash', d, t),
-    });
     return {
-      contentDigest: digest,
+      contentDigest: hash.digest(),
       virtualSize: image.size,
       allocatedSize: await file.allocatedSize(),
     };
