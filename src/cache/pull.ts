@@ -25,6 +25,7 @@ import {
 } from './download.js';
 import { CacheLayout, urlKey } from './layout.js';
 import { blobLockPath } from './maintenance.js';
+import { RawContentHash } from './raw-content-hash.js';
 import { CacheIndex, now, type SourceRecord } from './records.js';
 import { type StoredRaw, storeImage, storeStream } from './store-raw.js';
 import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
@@ -56,6 +57,8 @@ export interface PullResult {
   hit: boolean;
   /** Bytes fetched over the network by this pull. */
   downloaded: number;
+  /** Bytes of data this pull wrote into the cache (download and conversion; zeroes are holes). */
+  written: number;
 }
 
 /** The URL a source is recorded under: http(s) as given, local files as absolute file:// URLs. */
@@ -114,6 +117,7 @@ async function pullLocked(
   if (opts.offline) throw new CacheError(`${url} is not in the cache (and --offline was given)`);
 
   const isLocal = url.startsWith('file:');
+  const rawHash = new RawContentHash();
   let fetched: DownloadResult;
   let input: string;
   if (isLocal) {
@@ -139,6 +143,7 @@ async function pullLocked(
       expected,
       revalidate,
       signal: opts.signal,
+      observer: rawHash,
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),
@@ -152,18 +157,24 @@ async function pullLocked(
         partPath: input,
         expected,
         signal: opts.signal,
+        observer: rawHash,
         ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
         onProgress: (done, total) => opts.onProgress?.('download', done, total),
       });
     }
   }
 
-  const tmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  // A plain raw download was hashed as it streamed: it is the cache's file as it is.
+  const rawDigest = isLocal ? undefined : rawHash.digest(fetched.size);
+  const asIs = rawDigest ? await plainRaw(input, rawDigest) : undefined;
+  const tmp = asIs ? input : cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
   let raw: StoredRaw;
   let sourceFormat: string;
   let layers: string[];
+  let converted = 0;
   try {
-    ({ stored: raw, sourceFormat, layers } = await convertToRaw(input, tmp, opts));
+    ({ stored: raw, sourceFormat, layers } = asIs ?? (await convertToRaw(input, tmp, opts)));
+    converted = raw.written;
   } catch (err) {
     await unlink(tmp).catch(() => {});
     // Bad content is not resumed; after ENOSPC the part would only keep the disk full.
@@ -199,6 +210,7 @@ async function pullLocked(
     record,
     hit: false,
     downloaded: fetched.fetched,
+    written: fetched.written + converted,
   };
 }
 
@@ -221,6 +233,7 @@ async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult 
       record: updated,
       hit: true,
       downloaded: 0,
+      written: 0,
     };
   } finally {
     await lock.release();
@@ -230,6 +243,37 @@ async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult 
 function isNoSpace(err: unknown): boolean {
   const cause = (err as { cause?: { code?: string } }).cause;
   return cause?.code === 'ENOSPC' || /ENOSPC/.test(String((err as Error).message));
+}
+
+/**
+ * The download as the cache's raw file, when it is one: nothing wraps it and it probes as raw
+ * (the stream hash only saw its first bytes; a VHD footer, for one, sits at the end).
+ */
+async function plainRaw(part: string, contentDigest: string) {
+  const unwrapped = await unwrapSource(
+    { source: await LocalFile.open(part, 'r'), untrusted: true },
+    {},
+    true,
+  );
+  if (unwrapped.kind === 'stream') {
+    await unwrapped.stream.close();
+    return undefined;
+  }
+  const image = await openImageOn(unwrapped.source, { untrusted: true });
+  try {
+    if (image.format !== 'raw' || unwrapped.layers.length > 0) return undefined;
+    const file = await LocalFile.open(part, 'r');
+    const allocatedSize = await file.allocatedSize().finally(() => file.close());
+    const stored: StoredRaw = {
+      contentDigest,
+      virtualSize: image.size,
+      allocatedSize,
+      written: 0,
+    };
+    return { stored, sourceFormat: 'raw', layers: [] as string[] };
+  } finally {
+    await image.close();
+  }
 }
 
 /** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
@@ -335,6 +379,7 @@ async function hashLocal(
     digests,
     resumedFrom: 0,
     fetched: 0,
+    written: 0,
   };
 }
 

@@ -16,6 +16,8 @@ export interface StoredRaw {
   contentDigest: string;
   virtualSize: number;
   allocatedSize: number;
+  /** Bytes of data written (zero blocks are holes, never written). */
+  written: number;
 }
 
 export type StoreProgress = (
@@ -34,7 +36,7 @@ export async function storeImage(
   const hash = new CopyPassHash(image.size);
   try {
     await file.truncate(image.size);
-    await copyImage(image, target, {
+    const copied = await copyImage(image, target, {
       targetIsZero: true,
       tap: hash,
       onProgress: (p) => onProgress?.('convert', p.done, p.total),
@@ -44,6 +46,7 @@ export async function storeImage(
       contentDigest: hash.digest(),
       virtualSize: image.size,
       allocatedSize: await file.allocatedSize(),
+      written: copied.bytesWritten,
     };
   } finally {
     await target.close();
@@ -60,9 +63,10 @@ export async function storeStream(
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   let position = 0;
+  let written = 0;
   async function* writeThrough(): AsyncIterable<Uint8Array> {
     for await (const chunk of stream.chunks()) {
-      await writeSparse(file, chunk, position);
+      written += await writeSparse(file, chunk, position);
       position += chunk.length;
       onProgress?.('convert', position, stream.size);
       yield chunk;
@@ -76,6 +80,7 @@ export async function storeStream(
       contentDigest: digest,
       virtualSize: position,
       allocatedSize: await file.allocatedSize(),
+      written,
     };
   } finally {
     await file.close();
@@ -83,8 +88,9 @@ export async function storeStream(
 }
 
 /** Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. */
-async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): Promise<void> {
+async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): Promise<number> {
   const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let written = 0;
   let runStart = -1;
   for (let pos = 0; ; pos += BLOCK) {
     const done = pos >= buf.length;
@@ -92,9 +98,11 @@ async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): 
     const zero = done || buf.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
     if (!zero && runStart < 0) runStart = pos;
     if (zero && runStart >= 0) {
-      await file.write(buf.subarray(runStart, Math.min(pos, buf.length)), offset + runStart);
+      const run = buf.subarray(runStart, Math.min(pos, buf.length));
+      await file.write(run, offset + runStart);
+      written += run.length;
       runStart = -1;
     }
-    if (done) return;
+    if (done) return written;
   }
 }
