@@ -42,6 +42,10 @@ export interface DownloadOptions {
    * from the partial file first); `restart` comes before each attempt's first byte.
    */
   observer?: DownloadObserver | undefined;
+  /** An attempt starts writing the partial file at `start`, towards `total` bytes if known. */
+  onAttempt?: ((start: number, total: number | undefined) => void) | undefined;
+  /** The partial file holds every byte before `position` (a reader may follow it). */
+  onPersisted?: ((position: number) => void) | undefined;
 }
 
 export interface DownloadObserver {
@@ -198,6 +202,8 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   }
   const length = Number(response.headers.get('content-length') ?? Number.NaN);
   const total = Number.isFinite(length) ? start + length : undefined;
+  // Before the part is cut back to `start`: a reader must not see it shrink.
+  opts.onAttempt?.(start, total);
   await writeJsonDurably(metaPath, {
     url: opts.url,
     ...pick(validators),
@@ -209,6 +215,7 @@ async function attemptDownload(opts: DownloadOptions): Promise<DownloadResult> {
   if (start > 0) await hashExisting(opts.partPath, start, hashes, opts.observer);
   const handle = await openPart(opts.partPath, start);
   const writer = new SparseWriter(handle, start, 'the download');
+  writer.onFlushed = opts.onPersisted;
   let position = start;
   try {
     if (!response.body) throw new DiskpipeError('HTTP', `${opts.url}: empty response`);

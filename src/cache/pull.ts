@@ -14,6 +14,7 @@ import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
 import { openImageOn } from '../open.js';
+import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
 import { unwrapSource } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
@@ -25,9 +26,10 @@ import {
 } from './download.js';
 import { CacheLayout, urlKey } from './layout.js';
 import { blobLockPath } from './maintenance.js';
+import { type Converted, convertAlongside } from './overlap.js';
 import { RawContentHash } from './raw-content-hash.js';
 import { CacheIndex, now, type SourceRecord } from './records.js';
-import { type StoredRaw, storeImage, storeStream } from './store-raw.js';
+import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
 
 export type PullPhase = 'download' | 'convert' | 'hash';
@@ -118,6 +120,9 @@ async function pullLocked(
 
   const isLocal = url.startsWith('file:');
   const rawHash = new RawContentHash();
+  const convTmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  let overlapped: Converted | undefined;
+  let overlapError: unknown;
   let fetched: DownloadResult;
   let input: string;
   if (isLocal) {
@@ -137,17 +142,32 @@ async function pullLocked(
       known && blob && matchesExpected(known)
         ? { etag: known.etag, lastModified: known.lastModified }
         : undefined;
-    fetched = await download({
+    // The converter follows the download when it can (see overlap.ts).
+    const growing = new GrowingFile(input, url);
+    const downloading = download({
       url,
       partPath: input,
       expected,
       revalidate,
       signal: opts.signal,
       observer: rawHash,
+      onAttempt: (start, total) => growing.attempt(start, total),
+      onPersisted: (position) => growing.advance(position),
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),
-    });
+    }).finally(() => growing.end());
+    const converting = convertAlongside(growing, convTmp, storeProgress(opts));
+    const [d, c] = await Promise.allSettled([downloading, converting]);
+    await growing.close();
+    if (d.status === 'rejected') {
+      await unlink(convTmp).catch(() => {});
+      throw d.reason;
+    }
+    fetched = d.value;
+    if (c.status === 'fulfilled') overlapped = c.value;
+    // A converter cut off by a restarted download runs again on the complete file.
+    else if (!(c.reason instanceof DownloadGoneError)) overlapError = c.reason;
     if (fetched.notModified) {
       const r = await tryHit();
       if (r) return r;
@@ -167,13 +187,18 @@ async function pullLocked(
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
   const rawDigest = isLocal ? undefined : rawHash.digest(fetched.size);
   const asIs = rawDigest ? await plainRaw(input, rawDigest) : undefined;
-  const tmp = asIs ? input : cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;
   let sourceFormat: string;
   let layers: string[];
   let converted = 0;
   try {
-    ({ stored: raw, sourceFormat, layers } = asIs ?? (await convertToRaw(input, tmp, opts)));
+    if (overlapError !== undefined) throw overlapError;
+    ({
+      stored: raw,
+      sourceFormat,
+      layers,
+    } = asIs ?? overlapped ?? (await convertToRaw(input, tmp, opts)));
     converted = raw.written;
   } catch (err) {
     await unlink(tmp).catch(() => {});
@@ -277,11 +302,15 @@ async function plainRaw(part: string, contentDigest: string) {
 }
 
 /** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
-async function convertToRaw(input: string, tmp: string, opts: PullOptions) {
-  const progress = (phase: 'convert' | 'hash', done: number, total: number | undefined) => {
+function storeProgress(opts: PullOptions): StoreProgress {
+  return (phase, done, total) => {
     if (phase === 'convert' && done > 0) testPause('convert');
     opts.onProgress?.(phase, done, total);
   };
+}
+
+async function convertToRaw(input: string, tmp: string, opts: PullOptions): Promise<Converted> {
+  const progress = storeProgress(opts);
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(input, 'r'), untrusted: true },
     {},

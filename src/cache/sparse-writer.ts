@@ -18,6 +18,8 @@ export class SparseWriter {
   private stageStart: number;
   /** Bytes written to the file (zero blocks not counted: they were never written). */
   written = 0;
+  /** Told each time the file holds every byte before `position` (readers may follow). */
+  onFlushed: ((position: number) => void) | undefined;
 
   constructor(
     private readonly handle: FileHandle,
@@ -46,6 +48,7 @@ export class SparseWriter {
   async finish(): Promise<void> {
     await this.flush(true);
     await this.extend();
+    this.onFlushed?.(this.stageStart);
   }
 
   /** Writes the non-zero blocks of the stage; keeps an incomplete last block unless `all`. */
@@ -77,6 +80,7 @@ export class SparseWriter {
     // The size says how far the file is complete (a resume starts there), even when it
     // ends in skipped zeroes: extending a file writes no data.
     if (!all && run < 0) await this.extend();
+    this.onFlushed?.(this.stageStart);
   }
 
   private async extend(): Promise<void> {
