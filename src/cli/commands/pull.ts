@@ -1,6 +1,6 @@
 import { pull as pullImage } from '../../cache/pull.js';
 import { type Command, humanSize, parse, positionals, print } from '../common.js';
-import { ProgressBar } from '../progress.js';
+import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
   'diskpipe pull [--digest ALG:HEX] [--offline] [--json] [-p] [--cache-dir DIR] URL|FILE';
@@ -15,7 +15,9 @@ export const pull: Command = {
     '  --digest ALG:HEX  verify the download (sha256 or sha512) while it streams',
     '  --offline         use the cache only; fail if the image is not there',
     '  --json            print the cache record (camelCase JSON)',
-    '  -p                progress bar on stderr (terminal only)',
+    '  -p                progress on stderr (terminal only): one line per phase (downloading,',
+    '                    converting; shared while they overlap) with bytes, rate over the last',
+    '                    5 s and ETA',
     '  --cache-dir DIR   cache location (default $DISKPIPE_CACHE, else $XDG_CACHE_HOME/diskpipe)',
     'A second pull of the same URL revalidates with a conditional request and downloads nothing',
     'when the file is unchanged; an interrupted download resumes with a Range request.',
@@ -29,23 +31,15 @@ export const pull: Command = {
       'cache-dir': { type: 'string' },
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
-    const bar = new ProgressBar({ enabled: values.progress ?? false });
-    let phase = '';
+    const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const result = await pullImage(spec!, {
       cacheDir: values['cache-dir'],
       digest: values.digest,
       offline: values.offline,
       onWait: () =>
         process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
-      onProgress: (p, done, total) => {
-        if (p !== phase) {
-          bar.finish();
-          phase = p;
-        }
-        bar.update(done, total);
-      },
-    });
-    bar.finish();
+      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
+    }).finally(() => bar.finish());
     const r = result.record;
     if (values.json) {
       print(
