@@ -44,7 +44,13 @@ export const pull: Command = {
     if (values.json) {
       print(
         JSON.stringify(
-          { ...r, path: result.path, hit: result.hit, downloaded: result.downloaded },
+          {
+            ...r,
+            path: result.path,
+            hit: result.hit,
+            downloaded: result.downloaded,
+            written: result.written,
+          },
           null,
           2,
         ),
