@@ -74,7 +74,7 @@ const cases: [string, string, string][] = [
 ];
 try {
   for (const [name, file, peer] of cases) {
-    const url = `${base}${file}`;
+    const url = new URL(file, base.endsWith('/') ? base : `${base}/`).href;
     // Bytes written to the cache by one pull (the issue's bound: data + 1%).
     spawnSync('sh', ['-c', before]);
     const json = execFileSync(process.execPath, [CLI, 'pull', '--json', '--cache-dir', cache, url]);

@@ -65,7 +65,13 @@ export interface PullResult {
 
 /** The URL a source is recorded under: http(s) as given, local files as absolute file:// URLs. */
 export function sourceUrl(spec: string): string {
-  if (/^https?:\/\//i.test(spec)) return new URL(spec).href;
+  if (/^https?:\/\//i.test(spec)) {
+    try {
+      return new URL(spec).href;
+    } catch {
+      throw new UsageError(`invalid URL '${spec}'`);
+    }
+  }
   if (/^file:\/\//i.test(spec)) return pathToFileURL(fileURLToPath(spec)).href;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec))
     throw new UsageError(`pull takes an http(s):// URL or a local file, not '${spec}'`);

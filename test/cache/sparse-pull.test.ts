@@ -56,3 +56,10 @@ test('sparse pull: a raw download writes only its data (≤ data + 1%), hashed i
   );
   assert.ok(existsSync(join(cacheDir, 'blobs', `${expected}.raw`)));
 });
+
+test('pull: a malformed URL is a usage error, not a crash', async () => {
+  await assert.rejects(pull('http://127.0.0.1:80x/disk.raw', { cacheDir: join(dir, 'c2') }), {
+    code: 'USAGE',
+    message: /invalid URL/,
+  });
+});

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { PhaseProgress } from '../../src/cli/phase-progress.js';
+import { diskpipe, tempDir } from '../helpers/peers.js';
 
 function fakeStream(isTTY: boolean, columns = 160) {
   const written: string[] = [];
@@ -46,4 +49,26 @@ test('phase progress: unknown totals show bytes and rate only; nothing off a ter
   q.update('downloading', 1, 2);
   q.finish();
   assert.deepEqual(off.written, []);
+});
+
+test('disk create -p and pull -p run quietly when stderr is not a terminal', () => {
+  const dir = tempDir('diskpipe-progress-cli-');
+  const src = join(dir, 'small.raw');
+  writeFileSync(src, Buffer.alloc(256 * 1024, 1));
+  const cache = join(dir, 'cache');
+  const pulled = diskpipe(['pull', '-p', '--cache-dir', cache, src]);
+  assert.equal(pulled.status, 0, pulled.stderr);
+  assert.equal(pulled.stderr, '');
+  const made = diskpipe([
+    'disk',
+    'create',
+    '-p',
+    '--cache-dir',
+    cache,
+    '--from',
+    src,
+    join(dir, 'vm.raw'),
+  ]);
+  assert.equal(made.status, 0, made.stderr);
+  assert.equal(made.stderr, '');
 });
