@@ -10,12 +10,15 @@ import { ioError } from '../errors.js';
 export const SPARSE_BLOCK = 4096;
 const STAGE = 1024 * 1024;
 const ZERO = Buffer.alloc(SPARSE_BLOCK);
+const EXTEND_EVERY = 32 * 1024 * 1024;
 
 export class SparseWriter {
   private readonly stage = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
   private fill = 0;
   /** File offset of stage[0]. */
   private stageStart: number;
+  /** The file size last set by extend(). */
+  private extended = 0;
   /** Bytes written to the file (zero blocks not counted: they were never written). */
   written = 0;
   /** Told each time the file holds every byte before `position` (readers may follow). */
@@ -78,12 +81,14 @@ export class SparseWriter {
     this.fill -= end;
     this.stageStart += end;
     // The size says how far the file is complete (a resume starts there), even when it
-    // ends in skipped zeroes: extending a file writes no data.
-    if (!all && run < 0) await this.extend();
+    // ends in skipped zeroes: extending writes no data, but costs a call, so it is done
+    // every EXTEND_EVERY bytes (a resume fetches at most that many zeroes again).
+    if (!all && run < 0 && this.stageStart - this.extended >= EXTEND_EVERY) await this.extend();
     this.onFlushed?.(this.stageStart);
   }
 
   private async extend(): Promise<void> {
+    this.extended = this.stageStart;
     try {
       await this.handle.truncate(this.stageStart);
     } catch (err) {
@@ -103,6 +108,7 @@ export class SparseWriter {
         done += bytesWritten;
         this.written += bytesWritten;
       }
+      this.extended = Math.max(this.extended, this.stageStart + to);
     } catch (err) {
       throw ioError(err, `cannot write ${this.name}`);
     }
