@@ -135,6 +135,7 @@ export {
   type CopyPhase,
   type CopyProgress,
   type CopyResult,
+  type CopyTap,
   copyImage,
 } from './ops/copy/index.js';
 export { type CreateOptions, type CreateResult, createImage } from './ops/create.js';

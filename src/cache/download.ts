@@ -1,5 +1,6 @@
 /**
- * Resumable HTTP(S) download into a partial file, hashed while it streams.
+ * Resumable HTTP(S) download into a partial file, hashed while it streams. The partial file
+ * is sparse: 4 KiB blocks of zeroes are never written.
  * A partial download keeps its validator (ETag / Last-Modified) beside it, so the next attempt
  * asks only for the missing bytes with Range + If-Range and starts over if the file changed.
  */
@@ -15,6 +16,7 @@ import {
   limitedBody,
   TransferLimitError,
 } from '../sources/download-limits.js';
+import { SparseWriter } from './sparse-writer.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -43,6 +45,20 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Minimum transfer rate and largest size (sources/download-limits.ts). */
   limits?: DownloadLimits | undefined;
+  /**
+   * Sees every byte of the download in order from offset 0 (a resumed prefix is read back
+   * from the partial file first); `restart` comes before each attempt's first byte.
+   */
+  observer?: DownloadObserver | undefined;
+  /** An attempt starts writing the partial file at `start`, towards `total` bytes if known. */
+  onAttempt?: ((start: number, total: number | undefined) => void) | undefined;
+  /** The partial file holds every byte before `position` (a reader may follow it). */
+  onPersisted?: ((position: number) => void) | undefined;
+}
+
+export interface DownloadObserver {
+  restart(): void;
+  data(chunk: Uint8Array): void;
 }
 
 export interface DownloadResult {
@@ -55,6 +71,8 @@ export interface DownloadResult {
   resumedFrom: number;
   /** Bytes fetched over the network by this call. */
   fetched: number;
+  /** Bytes written to the partial file by this call (zero blocks are skipped). */
+  written: number;
 }
 
 interface PartMeta extends Validators {
@@ -73,21 +91,25 @@ export function parseDigestSpec(spec: string): ExpectedDigest {
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const retries = opts.retries ?? 4;
   let fetched = 0;
+  let written = 0;
   let resumedFrom = -1;
   for (let attempt = 0; ; attempt++) {
     try {
       const r = await attemptDownload(opts, basicAuthorization(opts.url));
       if (resumedFrom < 0) resumedFrom = r.resumedFrom;
       fetched += r.fetched;
-      return { ...r, resumedFrom, fetched };
+      written += r.written;
+      return { ...r, resumedFrom, fetched, written };
     } catch (err) {
       const e = err as DiskpipeError & {
         fetched?: number;
+        written?: number;
         resumedFrom?: number;
         transient?: boolean;
       };
       if (resumedFrom < 0 && e.resumedFrom !== undefined) resumedFrom = e.resumedFrom;
       fetched += e.fetched ?? 0;
+      written += e.written ?? 0;
       if (!e.transient || attempt >= retries || opts.signal?.aborted) throw err;
       await sleep(Math.min(200 * 2 ** attempt, 5000));
     }
@@ -156,6 +178,7 @@ async function attemptDownload(
       digests: {},
       resumedFrom: 0,
       fetched: 0,
+      written: 0,
     };
   }
   if (response.status === 416 && have > 0) {
@@ -195,6 +218,8 @@ async function attemptDownload(
   }
   const length = Number(response.headers.get('content-length') ?? Number.NaN);
   const total = Number.isFinite(length) ? start + length : undefined;
+  // Before the part is cut back to `start`: a reader must not see it shrink.
+  opts.onAttempt?.(start, total);
   await writeJsonDurably(metaPath, {
     url: opts.url,
     ...pick(validators),
@@ -202,22 +227,32 @@ async function attemptDownload(
   } satisfies PartMeta);
 
   const hashes = makeHashes(opts.expected?.algorithm);
-  if (start > 0) await hashExisting(opts.partPath, start, hashes);
+  opts.observer?.restart();
+  if (start > 0) await hashExisting(opts.partPath, start, hashes, opts.observer);
   const handle = await openPart(opts.partPath, start);
+  const writer = new SparseWriter(handle, start, 'the download');
+  writer.onFlushed = opts.onPersisted;
   let position = start;
   try {
     if (!response.body) throw new HttpError(`${opts.url}: empty response`, false);
     const where = { url: opts.url, partPath: opts.partPath, start, total };
     for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
       touch();
-      await writeAll(handle, chunk, position);
+      await writer.write(chunk);
       for (const h of hashes.values()) h.update(chunk);
+      opts.observer?.data(chunk);
       position += chunk.length;
       opts.onProgress?.(position, total);
     }
   } catch (err) {
     clearTimeout(timer);
+    // What arrived is kept (its size tells the next attempt where to resume).
+    const kept = await writer.finish().then(
+      () => true,
+      () => false,
+    );
     await handle.close();
+    if (!kept) position = start;
     if (isNoSpace(err)) {
       // A kept part would fill the cache's filesystem and make every later pull fail.
       await discardPart(opts.partPath);
@@ -232,19 +267,28 @@ async function attemptDownload(
       ),
       position - start,
       start,
+      writer.written,
     );
   }
   clearTimeout(timer);
-  await handle.sync();
-  await handle.close();
+  try {
+    await writer.finish();
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
   if (total !== undefined && position !== total) {
     throw transient(
       new HttpError(`${opts.url}: connection closed after ${position} of ${total} bytes`, false),
       position - start,
       start,
+      writer.written,
     );
   }
-  return finishDigests(opts, hashes, position, start, validators);
+  return {
+    ...(await finishDigests(opts, hashes, position, start, validators)),
+    written: writer.written,
+  };
 }
 
 async function finishDigests(
@@ -253,7 +297,7 @@ async function finishDigests(
   position: number,
   start: number,
   validators: Validators,
-): Promise<DownloadResult> {
+): Promise<Omit<DownloadResult, 'written'>> {
   const digests: Partial<Record<DigestAlgorithm, string>> = {};
   for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
@@ -291,10 +335,13 @@ async function hashExisting(
   path: string,
   length: number,
   hashes: Map<DigestAlgorithm, Hash>,
+  observer: DownloadObserver | undefined,
 ): Promise<void> {
   const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 });
-  for await (const chunk of stream as AsyncIterable<Buffer>)
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
     for (const h of hashes.values()) h.update(chunk);
+    observer?.data(chunk);
+  }
 }
 
 async function openPart(path: string, start: number): Promise<FileHandle> {
@@ -304,17 +351,6 @@ async function openPart(path: string, start: number): Promise<FileHandle> {
     return h;
   } catch (err) {
     throw ioError(err, `cannot write ${path}`);
-  }
-}
-
-async function writeAll(h: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
-  try {
-    for (let done = 0; done < chunk.length; ) {
-      const { bytesWritten } = await h.write(chunk, done, chunk.length - done, position + done);
-      done += bytesWritten;
-    }
-  } catch (err) {
-    throw ioError(err, 'cannot write the download');
   }
 }
 
@@ -338,8 +374,13 @@ function pick(v: Validators): Validators {
   return out;
 }
 
-function transient<T extends DiskpipeError>(err: T, fetched: number, resumedFrom: number): T {
-  return Object.assign(err, { transient: true, fetched, resumedFrom });
+function transient<T extends DiskpipeError>(
+  err: T,
+  fetched: number,
+  resumedFrom: number,
+  written = 0,
+): T {
+  return Object.assign(err, { transient: true, fetched, resumedFrom, written });
 }
 
 function networkReason(err: unknown, idle: boolean): string {

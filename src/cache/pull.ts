@@ -16,6 +16,7 @@ import { acquireLock } from '../io/lock.js';
 import { openImageOn } from '../open.js';
 import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
+import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
 import { unwrapSource } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
@@ -27,8 +28,10 @@ import {
 } from './download.js';
 import { CacheLayout, urlKey } from './layout.js';
 import { blobLockPath } from './maintenance.js';
+import { type Converted, convertAlongside } from './overlap.js';
+import { RawContentHash } from './raw-content-hash.js';
 import { CacheIndex, now, type SourceRecord } from './records.js';
-import { type StoredRaw, storeImage, storeStream } from './store-raw.js';
+import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
 
 export type PullPhase = 'download' | 'convert' | 'hash';
@@ -60,11 +63,19 @@ export interface PullResult {
   hit: boolean;
   /** Bytes fetched over the network by this pull. */
   downloaded: number;
+  /** Bytes of data this pull wrote into the cache (download and conversion; zeroes are holes). */
+  written: number;
 }
 
 /** The URL a source is recorded under: http(s) as given, local files as absolute file:// URLs. */
 export function sourceUrl(spec: string): string {
-  if (/^https?:\/\//i.test(spec)) return withoutCredentials(new URL(spec).href);
+  if (/^https?:\/\//i.test(spec)) {
+    try {
+      return withoutCredentials(new URL(spec).href);
+    } catch {
+      throw new UsageError(`invalid URL '${withoutCredentials(spec)}'`);
+    }
+  }
   if (/^file:\/\//i.test(spec)) return pathToFileURL(fileURLToPath(spec)).href;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec))
     throw new UsageError(`pull takes an http(s):// URL or a local file, not '${spec}'`);
@@ -121,6 +132,10 @@ async function pullLocked(
   if (opts.offline) throw new CacheError(`${url} is not in the cache (and --offline was given)`);
 
   const isLocal = url.startsWith('file:');
+  const rawHash = new RawContentHash();
+  const convTmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  let overlapped: Converted | undefined;
+  let overlapError: unknown;
   let fetched: DownloadResult;
   let input: string;
   if (isLocal) {
@@ -140,17 +155,33 @@ async function pullLocked(
       known && blob && matchesExpected(known)
         ? { etag: known.etag, lastModified: known.lastModified }
         : undefined;
-    fetched = await download({
+    // The converter follows the download when it can (see overlap.ts).
+    const growing = new GrowingFile(input, url);
+    const downloading = download({
       url: fetchUrl,
       partPath: input,
       expected,
       revalidate,
       signal: opts.signal,
       limits: opts.limits,
+      observer: rawHash,
+      onAttempt: (start, total) => growing.attempt(start, total),
+      onPersisted: (position) => growing.advance(position),
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),
-    });
+    }).finally(() => growing.end());
+    const converting = convertAlongside(growing, convTmp, storeProgress(opts));
+    const [d, c] = await Promise.allSettled([downloading, converting]);
+    await growing.close();
+    if (d.status === 'rejected') {
+      await unlink(convTmp).catch(() => {});
+      throw d.reason;
+    }
+    fetched = d.value;
+    if (c.status === 'fulfilled') overlapped = c.value;
+    // A converter cut off by a restarted download runs again on the complete file.
+    else if (!(c.reason instanceof DownloadGoneError)) overlapError = c.reason;
     if (fetched.notModified) {
       const r = await tryHit();
       if (r) return r;
@@ -160,18 +191,29 @@ async function pullLocked(
         partPath: input,
         expected,
         signal: opts.signal,
+        observer: rawHash,
         ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
         onProgress: (done, total) => opts.onProgress?.('download', done, total),
       });
     }
   }
 
-  const tmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  // A plain raw download was hashed as it streamed: it is the cache's file as it is.
+  const rawDigest = isLocal ? undefined : rawHash.digest(fetched.size);
+  const asIs = rawDigest ? await plainRaw(input, rawDigest) : undefined;
+  const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;
   let sourceFormat: string;
   let layers: string[];
+  let converted = 0;
   try {
-    ({ stored: raw, sourceFormat, layers } = await convertToRaw(input, tmp, opts));
+    if (overlapError !== undefined) throw overlapError;
+    ({
+      stored: raw,
+      sourceFormat,
+      layers,
+    } = asIs ?? overlapped ?? (await convertToRaw(input, tmp, opts)));
+    converted = raw.written;
   } catch (err) {
     await unlink(tmp).catch(() => {});
     // Bad content is not resumed; after ENOSPC the part would only keep the disk full.
@@ -207,6 +249,7 @@ async function pullLocked(
     record,
     hit: false,
     downloaded: fetched.fetched,
+    written: fetched.written + converted,
   };
 }
 
@@ -229,6 +272,7 @@ async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult 
       record: updated,
       hit: true,
       downloaded: 0,
+      written: 0,
     };
   } finally {
     await lock.release();
@@ -240,12 +284,47 @@ function isNoSpace(err: unknown): boolean {
   return cause?.code === 'ENOSPC' || /ENOSPC/.test(String((err as Error).message));
 }
 
+/**
+ * The download as the cache's raw file, when it is one: nothing wraps it and it probes as raw
+ * (the stream hash only saw its first bytes; a VHD footer, for one, sits at the end).
+ */
+async function plainRaw(part: string, contentDigest: string) {
+  const unwrapped = await unwrapSource(
+    { source: await LocalFile.open(part, 'r'), untrusted: true },
+    {},
+    true,
+  );
+  if (unwrapped.kind === 'stream') {
+    await unwrapped.stream.close();
+    return undefined;
+  }
+  const image = await openImageOn(unwrapped.source, { untrusted: true });
+  try {
+    if (image.format !== 'raw' || unwrapped.layers.length > 0) return undefined;
+    const file = await LocalFile.open(part, 'r');
+    const allocatedSize = await file.allocatedSize().finally(() => file.close());
+    const stored: StoredRaw = {
+      contentDigest,
+      virtualSize: image.size,
+      allocatedSize,
+      written: 0,
+    };
+    return { stored, sourceFormat: 'raw', layers: [] as string[] };
+  } finally {
+    await image.close();
+  }
+}
+
 /** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
-async function convertToRaw(input: string, tmp: string, opts: PullOptions) {
-  const progress = (phase: 'convert' | 'hash', done: number, total: number | undefined) => {
+function storeProgress(opts: PullOptions): StoreProgress {
+  return (phase, done, total) => {
     if (phase === 'convert' && done > 0) testPause('convert');
     opts.onProgress?.(phase, done, total);
   };
+}
+
+async function convertToRaw(input: string, tmp: string, opts: PullOptions): Promise<Converted> {
+  const progress = storeProgress(opts);
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(input, 'r'), untrusted: true },
     {},
@@ -343,6 +422,7 @@ async function hashLocal(
     digests,
     resumedFrom: 0,
     fetched: 0,
+    written: 0,
   };
 }
 

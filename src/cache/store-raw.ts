@@ -1,19 +1,23 @@
 /**
  * Turns a pulled image into the cache's form: a sparse raw file plus its blkhash content
  * digest. Raw content arriving as a stream is written and hashed in one pass; anything else is
- * copied by the copy engine and then hashed from the written file (only its data is read).
+ * copied by the copy engine, which hands the buffers it reads to the hash (the written file is
+ * never read again).
  */
 import { RawImage } from '../formats/raw.js';
 import type { Image } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
-import { checksumImage, checksumStream } from '../ops/checksum/index.js';
+import { checksumStream } from '../ops/checksum/index.js';
 import { copyImage } from '../ops/copy/index.js';
 import type { SequentialSource } from '../sources/sequential.js';
+import { CopyPassHash } from './copy-pass-hash.js';
 
 export interface StoredRaw {
   contentDigest: string;
   virtualSize: number;
   allocatedSize: number;
+  /** Bytes of data written (zero blocks are holes, never written). */
+  written: number;
 }
 
 export type StoreProgress = (
@@ -29,20 +33,20 @@ export async function storeImage(
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   const target = new RawImage(file);
+  const hash = new CopyPassHash(image.size);
   try {
     await file.truncate(image.size);
-    await copyImage(image, target, {
+    const copied = await copyImage(image, target, {
       targetIsZero: true,
+      tap: hash,
       onProgress: (p) => onProgress?.('convert', p.done, p.total),
     });
     await file.sync();
-    const { digest } = await checksumImage(target, {
-      onProgress: (d, t) => onProgress?.('hash', d, t),
-    });
     return {
-      contentDigest: digest,
+      contentDigest: hash.digest(),
       virtualSize: image.size,
       allocatedSize: await file.allocatedSize(),
+      written: copied.bytesWritten,
     };
   } finally {
     await target.close();
@@ -59,9 +63,10 @@ export async function storeStream(
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   let position = 0;
+  let written = 0;
   async function* writeThrough(): AsyncIterable<Uint8Array> {
     for await (const chunk of stream.chunks()) {
-      await writeSparse(file, chunk, position);
+      written += await writeSparse(file, chunk, position);
       position += chunk.length;
       onProgress?.('convert', position, stream.size);
       yield chunk;
@@ -75,6 +80,7 @@ export async function storeStream(
       contentDigest: digest,
       virtualSize: position,
       allocatedSize: await file.allocatedSize(),
+      written,
     };
   } finally {
     await file.close();
@@ -82,8 +88,9 @@ export async function storeStream(
 }
 
 /** Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. */
-async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): Promise<void> {
+async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): Promise<number> {
   const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let written = 0;
   let runStart = -1;
   for (let pos = 0; ; pos += BLOCK) {
     const done = pos >= buf.length;
@@ -91,9 +98,11 @@ async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): 
     const zero = done || buf.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
     if (!zero && runStart < 0) runStart = pos;
     if (zero && runStart >= 0) {
-      await file.write(buf.subarray(runStart, Math.min(pos, buf.length)), offset + runStart);
+      const run = buf.subarray(runStart, Math.min(pos, buf.length));
+      await file.write(run, offset + runStart);
+      written += run.length;
       runStart = -1;
     }
-    if (done) return;
+    if (done) return written;
   }
 }

@@ -32,7 +32,7 @@ test('draws bytes, percent, rate and ETA; throttles; clears on finish', () => {
   assert.equal(written.length, 1);
   assert.match(
     written[0]!,
-    /^\r\x1b\[K\[#+ +\] {2}disk\.img +25% +512 MiB \/ 2 GiB +.+\/s {2}ETA \d+:\d\d$/,
+    /^\r\x1b\[K\[#+ +\] {2}disk\.img +25% +512 MiB \/ 2 GiB +.+\/s {2}ETA +(\d+:\d\d|--:--)$/,
   );
   bar.finish();
   assert.equal(written.at(-1), '\r\x1b[K');
@@ -63,4 +63,35 @@ test('formatDuration', () => {
   assert.equal(formatDuration(0), '0:00');
   assert.equal(formatDuration(61.4), '1:01');
   assert.equal(formatDuration(3725), '1:02:05');
+});
+
+test('the rate is measured over the last few seconds, not since the start', () => {
+  const { stream } = fakeStream(true, 120);
+  let t = 0;
+  const bar = new ProgressBar({ stream, now: () => t });
+  const MiB = 1024 * 1024;
+  // 60 s at 1 MiB/s, then 10 s at 10 MiB/s: the rate shows 10 MiB/s, not the average.
+  for (; t <= 60_000; t += 1000) bar.update((t / 1000) * MiB, 1000 * MiB);
+  for (let i = 1; i <= 10; i++) {
+    t += 1000;
+    bar.update(60 * MiB + i * 10 * MiB, 1000 * MiB);
+  }
+  assert.equal(Math.round(bar.rate() / MiB), 10);
+  assert.match(bar.fields(), /10 MiB\/s {2}ETA +1:24$/);
+});
+
+test('fields keep a stable width as the numbers change; unknown totals show no percentage', () => {
+  const { stream } = fakeStream(true, 120);
+  let t = 0;
+  const bar = new ProgressBar({ stream, label: 'converting', now: () => t });
+  const widths = new Set<number>();
+  for (const done of [0, 1000, 5 * 1024 * 1024, 300 * 1024 * 1024, 2 * 1024 ** 3]) {
+    t += 700;
+    bar.update(done, 2 * 1024 ** 3);
+    widths.add(bar.fields().length);
+  }
+  assert.equal(widths.size, 1, `widths ${[...widths].join(' ')}`);
+  const stream2 = new ProgressBar({ stream, now: () => t });
+  stream2.update(5 * 1024 * 1024);
+  assert.doesNotMatch(stream2.fields(), /%|ETA/);
 });

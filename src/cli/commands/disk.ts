@@ -1,9 +1,10 @@
 import { createDisk } from '../../cache/disks.js';
 import { UsageError } from '../../errors.js';
 import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
+import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
-  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--json] DEST';
+  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--json] [-p] DEST';
 
 export const disk: Command = {
   name: 'disk',
@@ -20,6 +21,7 @@ export const disk: Command = {
     '                    directory); without it an existing DEST is refused (exit 2)',
     '  --offline         use the cache only; never download',
     '  --json            print the result as camelCase JSON',
+    '  -p                progress of the pull on stderr (terminal only), as pull -p',
   ].join('\n'),
   async run(argv) {
     const [sub, ...rest] = argv;
@@ -31,6 +33,7 @@ export const disk: Command = {
       offline: { type: 'boolean' },
       force: { type: 'boolean' },
       json: { type: 'boolean' },
+      progress: { type: 'boolean', short: 'p' },
       'cache-dir': { type: 'string' },
     });
     const [dest] = positionals(args, 1, 1, SYNOPSIS);
@@ -39,13 +42,15 @@ export const disk: Command = {
     if (format !== 'raw' && format !== 'qcow2')
       throw new UsageError(`--format must be raw or qcow2, not '${format}'`);
     const started = performance.now();
+    const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const r = await createDisk(values.from, dest!, {
+      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
       format,
       size: values.size === undefined ? undefined : parseSize(values.size),
       cacheDir: values['cache-dir'],
       offline: values.offline,
       force: values.force,
-    });
+    }).finally(() => bar.finish());
     const ms = performance.now() - started;
     if (values.json) {
       print(JSON.stringify({ ...r, milliseconds: Math.round(ms) }, null, 2));

@@ -9,7 +9,7 @@ import {
   RATE_OPTIONS,
   rateOptions,
 } from '../common.js';
-import { ProgressBar } from '../progress.js';
+import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
   'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--json] [-p] [--cache-dir DIR] URL|FILE';
@@ -28,7 +28,9 @@ export const pull: Command = {
     '  --min-rate SIZE   fail a download slower than SIZE bytes/s (default 1K; 0: never)...',
     '  --min-rate-window SEC  ...averaged over SEC seconds (default 30)',
     '  --json            print the cache record (camelCase JSON)',
-    '  -p                progress bar on stderr (terminal only)',
+    '  -p                progress on stderr (terminal only): one line per phase (downloading,',
+    '                    converting; shared while they overlap) with bytes, rate over the last',
+    '                    5 s and ETA',
     '  --cache-dir DIR   cache location (default $DISKPIPE_CACHE, else $XDG_CACHE_HOME/diskpipe)',
     'A second pull of the same URL revalidates with a conditional request and downloads nothing',
     'when the file is unchanged; an interrupted download resumes with a Range request.',
@@ -44,8 +46,7 @@ export const pull: Command = {
       ...RATE_OPTIONS,
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
-    const bar = new ProgressBar({ enabled: values.progress ?? false });
-    let phase = '';
+    const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const result = await pullImage(spec!, {
       cacheDir: values['cache-dir'],
       digest: values.digest,
@@ -58,20 +59,19 @@ export const pull: Command = {
       },
       onWait: () =>
         process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
-      onProgress: (p, done, total) => {
-        if (p !== phase) {
-          bar.finish();
-          phase = p;
-        }
-        bar.update(done, total);
-      },
-    });
-    bar.finish();
+      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
+    }).finally(() => bar.finish());
     const r = result.record;
     if (values.json) {
       print(
         JSON.stringify(
-          { ...r, path: result.path, hit: result.hit, downloaded: result.downloaded },
+          {
+            ...r,
+            path: result.path,
+            hit: result.hit,
+            downloaded: result.downloaded,
+            written: result.written,
+          },
           null,
           2,
         ),

@@ -93,7 +93,7 @@ class CopyJob {
     private readonly dst: Image,
     private readonly o: ResolvedCopyOptions,
   ) {
-    const direct = o.copyRange && !o.ordered && !o.base;
+    const direct = o.copyRange && !o.ordered && !o.base && !o.tap;
     this.srcFile = direct ? localFileOf(src) : undefined;
     this.dstFile = direct && this.srcFile ? localFileOf(dst) : undefined;
   }
@@ -170,6 +170,7 @@ class CopyJob {
   /** A range the source reads as zero. */
   private async zeroOps(item: WorkItem): Promise<Op[]> {
     const { offset, length } = item;
+    this.o.tap?.zero(offset, length);
     if (!this.o.targetMatchesBase) return [{ kind: 'zero', offset, length }];
     if (!this.o.base) {
       this.result.bytesSkipped += length;
@@ -222,6 +223,7 @@ class CopyJob {
       throw annotate(err, `read error in ${labelOf(this.src)} at offset ${offset}`);
     }
     this.result.bytesRead += length;
+    this.o.tap?.data(data, offset);
     let ref: Buffer | null = null;
     if (this.o.base && refBuf) ref = await this.readBase(offset, length, refBuf);
     const runs = classify(data, offset, this.o.block, ref, this.o.targetMatchesBase);

@@ -53,7 +53,18 @@ export interface CopyOptions {
    */
   copyRange?: boolean;
   onProgress?: (p: CopyProgress) => void;
+  /**
+   * Sees every source range as the copy handles it (any order): data with the buffer just
+   * read (valid only during the call), zero ranges without data. Lets a caller hash in the
+   * copy pass instead of reading the target again.
+   */
+  tap?: CopyTap;
   signal?: AbortSignal;
+}
+
+export interface CopyTap {
+  data(buf: Uint8Array, offset: number): void;
+  zero(offset: number, length: number): void;
 }
 
 export interface ResolvedCopyOptions {
@@ -67,6 +78,7 @@ export interface ResolvedCopyOptions {
   ordered: boolean;
   copyRange: boolean;
   onProgress: ((p: CopyProgress) => void) | undefined;
+  tap: CopyTap | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -147,6 +159,7 @@ export function resolveCopyOptions(o: CopyOptions): ResolvedCopyOptions {
     ordered: o.ordered === true,
     copyRange: o.copyRange === true,
     onProgress: o.onProgress,
+    tap: o.tap,
     signal: o.signal,
   };
 }

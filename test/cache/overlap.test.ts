@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CacheLayout } from '../../src/cache/layout.js';
+import { pull } from '../../src/cache/pull.js';
+import { CacheIndex } from '../../src/cache/records.js';
+import { startServer } from '../helpers/http-server.js';
+import { diskpipe, diskpipeAsync, qemuImg, sparseFile, tempDir } from '../helpers/peers.js';
+
+const MiB = 1024 * 1024;
+const dir = tempDir('diskpipe-overlap-');
+const server = await startServer();
+after(() => server.close());
+
+// 64 MiB disk, 8 MiB of incompressible data in two places, as qcow2 (≈ 8 MiB download).
+const raw = sparseFile(join(dir, 'disk.raw'), 64 * MiB);
+writeFileSync(join(dir, 'data.bin'), randomBytes(4 * MiB));
+for (const seek of ['3', '40'])
+  execFileSync('dd', [
+    `if=${join(dir, 'data.bin')}`,
+    `of=${raw}`,
+    'bs=1M',
+    `seek=${seek}`,
+    'conv=notrunc,sparse',
+    'status=none',
+  ]);
+const qcow2 = join(dir, 'disk.qcow2');
+await qemuImg('convert', '-O', 'qcow2', raw, qcow2);
+const qcow2Size = statSync(qcow2).size;
+server.files.set('disk.qcow2', { path: qcow2 });
+const expected = diskpipe(['checksum', raw]).stdout.split(' ')[0]!;
+let n = 0;
+const freshCache = () => join(dir, `cache-${n++}`);
+const sentOf = (start: number) =>
+  server.log.slice(start).reduce((s, e) => (e.path === '/disk.qcow2' ? s + e.sent : s), 0);
+
+test('overlap: the qcow2 converter starts long before the download ends', async () => {
+  const cacheDir = freshCache();
+  server.behaviour.bytesPerSecond = 4 * MiB;
+  const start = server.log.length;
+  let sentAtFirstCopy: number | undefined;
+  try {
+    const r = await pull(server.url('disk.qcow2'), {
+      cacheDir,
+      onProgress: (phase, done) => {
+        if (phase === 'convert' && done > 0) sentAtFirstCopy ??= sentOf(start);
+      },
+    });
+    assert.equal(r.record.contentDigest, expected);
+    assert.equal(r.record.sourceFormat, 'qcow2');
+  } finally {
+    server.behaviour.bytesPerSecond = undefined;
+  }
+  // Measured in bytes, not time: data was copied when less than 3/4 had been sent.
+  assert.ok(sentAtFirstCopy !== undefined);
+  assert.ok(sentAtFirstCopy < 0.75 * qcow2Size, `first copy after ${sentAtFirstCopy} bytes`);
+});
+
+test('overlap: a kill -9 while converting and downloading resumes and publishes the right digest', async () => {
+  const cacheDir = freshCache();
+  server.behaviour.bytesPerSecond = 2 * MiB;
+  const start = server.log.length;
+  const tmpDir = join(cacheDir, 'tmp');
+  const converting = () => {
+    try {
+      return readdirSync(tmpDir).some((f) => f.startsWith('.convert.raw'));
+    } catch {
+      return false;
+    }
+  };
+  const run = diskpipeAsync(['pull', '--cache-dir', cacheDir, server.url('disk.qcow2')]);
+  // The kill point is chosen by bytes sent: half the download, with the converter running.
+  for (let i = 0; i < 2000 && !(sentOf(start) >= qcow2Size / 2 && converting()); i++)
+    await sleep(10);
+  assert.ok(converting(), 'the converter never started');
+  assert.ok(sentOf(start) < qcow2Size, 'the download ended before the kill point');
+  run.child.kill('SIGKILL');
+  assert.equal((await run.done).signal, 'SIGKILL');
+  server.behaviour.bytesPerSecond = undefined;
+
+  const index = new CacheIndex(new CacheLayout(cacheDir));
+  assert.equal((await index.sources()).length, 0, 'a record was published before the end');
+  const resumeAt = server.log.length;
+  const r = await pull(server.url('disk.qcow2'), { cacheDir });
+  assert.equal(r.record.contentDigest, expected);
+  assert.match(server.log[resumeAt]!.range ?? '', /^bytes=\d+-$/);
+  assert.ok(r.downloaded < qcow2Size, `fetched ${r.downloaded} of ${qcow2Size} again`);
+  assert.equal(diskpipe(['checksum', r.path]).stdout.split(' ')[0], expected);
+  const verify = diskpipe(['cache', 'verify', '--cache-dir', cacheDir]);
+  assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+});
+
+test('overlap: a download that fails mid-way stops the converter cleanly and keeps the part', async () => {
+  const cacheDir = freshCache();
+  server.behaviour.dropAfter = Math.floor(qcow2Size / 2);
+  try {
+    await assert.rejects(pull(server.url('disk.qcow2'), { cacheDir, retries: 0 }), {
+      code: 'HTTP',
+    });
+  } finally {
+    server.behaviour.dropAfter = undefined;
+  }
+  const left = readdirSync(join(cacheDir, 'tmp'));
+  assert.ok(!left.some((f) => f.startsWith('.convert.raw')), `left ${left.join(' ')}`);
+  assert.ok(left.some((f) => f.endsWith('.part')));
+  const r = await pull(server.url('disk.qcow2'), { cacheDir });
+  assert.equal(r.record.contentDigest, expected);
+});
