@@ -1,7 +1,6 @@
 /** The CLI proper, loaded by main.ts once its signal handlers are installed. */
 import { readFileSync } from 'node:fs';
 import { DiskpipeError, UsageError } from '../errors.js';
-import { nativeStatus } from '../io/native.js';
 import { splitCommand } from './argv.js';
 import { allCommands, loadCommand } from './commands/index.js';
 import type { Command } from './common.js';
