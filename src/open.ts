@@ -1,4 +1,4 @@
-import { CorruptImageError, UsageError } from './errors.js';
+import { CorruptImageError, UntrustedReferenceError, UsageError } from './errors.js';
 import {
   type FormatDriver,
   formatDriver,
@@ -7,6 +7,7 @@ import {
   probeSourceFormat,
 } from './formats/registry.js';
 import './formats/index.js';
+import { RefusedBacking } from './image/refused-backing.js';
 import type { TrustOptions } from './image/trust.js';
 import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
@@ -21,6 +22,11 @@ export interface OpenOptions extends TrustOptions, UnwrapOptions {
   writable?: boolean;
   /** Settings for http(s):// sources. */
   http?: HttpOptions;
+  /**
+   * Open only to describe the image (`info`): a backing file the trust rule refuses becomes a
+   * RefusedBacking that names the refusal, instead of failing the open.
+   */
+  describeOnly?: boolean;
 }
 
 /** Longest backing chain diskpipe follows (qemu has no fixed limit; hostile chains need one). */
@@ -53,7 +59,15 @@ export async function openOnSource(
 ): Promise<Image> {
   const trust = TrustPolicy.forImage(opts, source.path, untrustedSource);
   try {
-    return await openOn(source, opts.format, trust, 0, new Set(), opts.writable ?? false);
+    return await openOn(
+      source,
+      opts.format,
+      trust,
+      0,
+      new Set(),
+      opts.writable ?? false,
+      opts.describeOnly ?? false,
+    );
   } catch (err) {
     await source.close().catch(() => {});
     throw err;
@@ -86,6 +100,7 @@ async function openOn(
   depth: number,
   chain: Set<string>,
   writable: boolean,
+  describeOnly = false,
 ): Promise<Image> {
   if (depth > MAX_CHAIN_DEPTH) {
     throw new CorruptImageError(`backing chain is longer than ${MAX_CHAIN_DEPTH} images`);
@@ -101,11 +116,18 @@ async function openOn(
     depth,
     writable,
     async openBacking(ref, referrer, backingFormat) {
-      const path = trust.resolve(ref, referrer.path, 'backing file');
+      let path: string;
+      try {
+        path = trust.resolve(ref, referrer.path, 'backing file');
+      } catch (err) {
+        if (describeOnly && err instanceof UntrustedReferenceError)
+          return new RefusedBacking(ref, err.message);
+        throw err;
+      }
       if (chain.has(path)) throw new CorruptImageError(`backing chain loops back to ${path}`);
       const file = await LocalFile.open(path, 'r');
       try {
-        return await openOn(file, backingFormat, trust, depth + 1, chain, false);
+        return await openOn(file, backingFormat, trust, depth + 1, chain, false, describeOnly);
       } catch (err) {
         await file.close().catch(() => {});
         throw err;

@@ -1,3 +1,4 @@
+import { RefusedBacking } from '../image/refused-backing.js';
 import type { FormatDetails, Image } from '../image/types.js';
 
 /** One layer as `qemu-img info --output=json` shows it (same field names and meanings). */
@@ -12,6 +13,8 @@ export interface ImageInfoJson {
   'full-backing-filename'?: string;
   'backing-filename-format'?: string;
   'dirty-flag': boolean;
+  /** diskpipe's own: why the backing file was not opened (the trust rule refused it). */
+  'backing-refused'?: string;
   snapshots?: Array<Record<string, unknown>>;
   'format-specific'?: { type: string; data: Record<string, unknown> };
 }
@@ -19,6 +22,8 @@ export interface ImageInfoJson {
 export interface LayerInfo {
   filename: string;
   details: FormatDetails;
+  /** Why this layer's backing file was not opened, when the trust rule refused it. */
+  backingRefused?: string;
 }
 
 /** Describes every layer of an image's backing chain, top first. */
@@ -26,6 +31,11 @@ export async function describeChain(image: Image, filename: string): Promise<Lay
   const layers: LayerInfo[] = [];
   let name = filename;
   for (let layer: Image | undefined = image; layer; layer = layer.backing) {
+    if (layer instanceof RefusedBacking) {
+      const above = layers[layers.length - 1];
+      if (above) above.backingRefused = layer.reason;
+      break;
+    }
     const details: FormatDetails = layer.describe?.() ?? {
       format: layer.format,
       virtualSize: layer.size,
@@ -40,7 +50,7 @@ export async function describeChain(image: Image, filename: string): Promise<Lay
   return layers;
 }
 
-export function infoJson({ filename, details: d }: LayerInfo): ImageInfoJson {
+export function infoJson({ filename, details: d, backingRefused }: LayerInfo): ImageInfoJson {
   const out: ImageInfoJson = {
     'virtual-size': d.virtualSize,
     filename,
@@ -53,6 +63,7 @@ export function infoJson({ filename, details: d }: LayerInfo): ImageInfoJson {
   if (d.backingFilename !== undefined) out['backing-filename'] = d.backingFilename;
   if (d.fullBackingFilename !== undefined) out['full-backing-filename'] = d.fullBackingFilename;
   if (d.backingFormat !== undefined) out['backing-filename-format'] = d.backingFormat;
+  if (backingRefused !== undefined) out['backing-refused'] = backingRefused;
   if (d.snapshots && d.snapshots.length > 0) {
     out.snapshots = d.snapshots.map((s) => ({
       id: s.id,

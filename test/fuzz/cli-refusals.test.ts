@@ -53,11 +53,15 @@ test('cli: a QED backing file with --untrusted', async () => {
   await convert('qed', 'base.qed');
   const path = join(dir, 'overlay.qed');
   await qemuImg('create', '-f', 'qed', '-b', 'base.qed', '-F', 'qed', path);
-  const msg = refused(['info', '--json', '--untrusted', path]);
+  const msg = refused(['map', '--json', '--untrusted', path]);
   assert.match(
     msg,
     /backing file reference 'base\.qed' refused: the image is opened with --untrusted/,
   );
+  // info describes the image and names the refused reference instead.
+  const info = diskpipe(['info', '--json', '--untrusted', path]);
+  assert.equal(info.status, 0, info.stderr);
+  assert.match(JSON.parse(info.stdout)['backing-refused'], /refused: the image is opened with/);
 });
 
 test('cli: a VHDX without a valid region table', async () => {

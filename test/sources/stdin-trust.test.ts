@@ -17,11 +17,18 @@ test('stdin: a plain qcow2 on stdin may not follow its backing reference', () =>
   const named = diskpipe(['info', '--allow-backing', allowed, overlay]);
   assert.equal(named.status, 0, named.stderr);
   for (const args of [
-    ['info', '-'],
-    ['info', '--allow-backing', allowed, '-'],
+    ['map', '-'],
+    ['map', '--allow-backing', allowed, '-'],
   ]) {
     const r = diskpipe(args, { input, env: { DISKPIPE_CACHE: allowed } });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}`);
     assert.match(r.stderr, /^diskpipe: backing file reference '.*base\.raw' refused: .*untrusted/);
   }
+  // info shows the image and names the refusal, without opening the backing file.
+  const r = diskpipe(['info', '--allow-backing', allowed, '-'], {
+    input,
+    env: { DISKPIPE_CACHE: allowed },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\(not opened: backing file reference '.*base\.raw' refused: .*untrusted/);
 });
