@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { openImage } from '../../src/open.js';
 import { diskpipe, qemuImg, tempDir } from '../helpers/peers.js';
 import { withNbdPeer } from '../nbd/helpers.js';
 
@@ -38,4 +39,18 @@ test('rebase -u refuses an image a qemu process has open', async () => {
   await qemuImg('create', '-f', 'qcow2', base, '64M');
   await qemuImg('create', '-f', 'qcow2', img, '64M');
   await refusedWhileServed(img, 'qcow2', ['rebase', '-u', '-b', base, '-F', 'qcow2', img], false);
+});
+
+test('convert -n and writable opens (serve --writable) refuse a raw image qemu-nbd has open', async () => {
+  const img = join(dir, 'target.raw');
+  await qemuImg('create', '-f', 'raw', img, '1M');
+  const src = join(dir, 'src.raw');
+  await qemuImg('create', '-f', 'raw', src, '1M');
+  await refusedWhileServed(img, 'raw', ['convert', '-n', src, img], false);
+  // What serve --writable opens: refused while qemu-nbd -r holds the image.
+  await withNbdPeer('qemu-nbd', ['-r', '-f', 'raw', img], async () => {
+    await assert.rejects(openImage(img, { writable: true, format: 'raw' }), /in use by another/);
+  });
+  const image = await openImage(img, { writable: true, format: 'raw' });
+  await image.close();
 });
