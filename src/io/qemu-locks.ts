@@ -4,6 +4,7 @@
  * OFD locks on byte 100 + p for each permission p it holds and on byte 200 + p for each it
  * refuses to share (p: 0 consistent read, 1 write, 3 resize); see docs/devel/locking in qemu.
  */
+import { type FileHandle, open } from 'node:fs/promises';
 import { DiskpipeError } from '../errors.js';
 import { ofdByteLocked, ofdShareByte } from './native.js';
 
@@ -40,5 +41,29 @@ export function lockForInPlaceEdit(fd: number, name: string): void {
       'IO',
       `${name}: the image is in use by another program (a VM, qemu-nbd or diskpipe holds its lock); stop it first`,
     );
+  }
+}
+
+/**
+ * Refuses to replace a file that a VM or qemu-nbd is writing: renaming a new file over it
+ * would leave that program writing into a deleted file, and its writes would be lost.
+ */
+export async function refuseReplacingInUse(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch {
+    return; // not readable: nothing to check, and creating the output says why it fails
+  }
+  try {
+    const writers = [PERM_BASE + WRITE, PERM_BASE + RESIZE];
+    if (writers.some((byte) => ofdByteLocked(handle.fd, byte) === true)) {
+      throw new DiskpipeError(
+        'IO',
+        `cannot write ${path}: the image is in use by another program (a VM, qemu-nbd or diskpipe is writing it)`,
+      );
+    }
+  } finally {
+    await handle.close();
   }
 }

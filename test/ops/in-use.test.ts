@@ -54,3 +54,19 @@ test('convert -n and writable opens (serve --writable) refuse a raw image qemu-n
   const image = await openImage(img, { writable: true, format: 'raw' });
   await image.close();
 });
+
+test('convert, create and clone refuse to replace an image qemu-nbd is writing', async () => {
+  const img = join(dir, 'running.qcow2');
+  await qemuImg('create', '-f', 'qcow2', img, '64M');
+  const src = join(dir, 'new.raw');
+  await qemuImg('create', '-f', 'raw', src, '1M');
+  // Renaming a new file over it would leave qemu-nbd writing into a deleted file.
+  await refusedWhileServed(img, 'qcow2', ['convert', '-O', 'qcow2', src, img], false);
+  await refusedWhileServed(img, 'qcow2', ['create', '-f', 'qcow2', img, '1G'], false);
+  await refusedWhileServed(img, 'qcow2', ['clone', src, img], false);
+  // A reader (qemu-nbd -r) keeps its open file; replacing the name is allowed, as before.
+  await withNbdPeer('qemu-nbd', ['-r', '-f', 'qcow2', img], async () => {
+    const r = diskpipe(['convert', '-O', 'qcow2', src, img]);
+    assert.equal(r.status, 0, r.stderr);
+  });
+});
