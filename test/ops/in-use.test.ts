@@ -70,3 +70,14 @@ test('convert, create and clone refuse to replace an image qemu-nbd is writing',
     assert.equal(r.status, 0, r.stderr);
   });
 });
+
+test('disk create --force refuses to replace a disk qemu-nbd is writing', async () => {
+  const img = join(dir, 'vm-disk.raw');
+  await qemuImg('create', '-f', 'raw', img, '1M');
+  const src = join(dir, 'golden.raw');
+  await qemuImg('create', '-f', 'raw', src, '2M');
+  const cache = join(dir, 'cache');
+  const args = ['disk', 'create', '--cache-dir', cache, '--from', src, '--force', img];
+  await refusedWhileServed(img, 'raw', args, false);
+  assert.equal(diskpipe(args).status, 0);
+});
