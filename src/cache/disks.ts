@@ -14,6 +14,7 @@ import { resolve } from 'node:path';
 import { CacheError, IoError, UsageError } from '../errors.js';
 import { writeAtomically } from '../io/atomic.js';
 import { acquireLock } from '../io/lock.js';
+import { refuseReplacingInUse } from '../io/qemu-locks.js';
 import { cloneFile } from '../ops/clone.js';
 import { createImage } from '../ops/create.js';
 import { checkBlob } from './blob-check.js';
@@ -74,6 +75,7 @@ async function checkDestination(path: string, force: boolean | undefined): Promi
     );
   }
   if (!force) throw new UsageError(`${path} already exists; use --force to replace it`);
+  await refuseReplacingInUse(path); // a running VM would keep writing into a deleted file
 }
 
 export async function createDisk(

@@ -20,7 +20,10 @@ function refused(
     probe,
     ...(probeTail ? { probeTail } : {}),
     open: async (source) => {
-      throw new UnsupportedFeatureError(`${source.name}: ${name} images are not supported`);
+      // A raw disk's first or last sector can hold such a header as guest data.
+      throw new UnsupportedFeatureError(
+        `${source.name}: ${name} images are not supported (-f raw reads the bytes as they are)`,
+      );
     },
   };
 }

@@ -7,6 +7,7 @@
 import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { ioError, UsageError } from '../errors.js';
+import { refuseReplacingInUse } from './qemu-locks.js';
 
 export type DestinationKind = 'new' | 'file' | 'block-device';
 
@@ -27,7 +28,10 @@ export async function destinationKind(
     if (code === 'ENOENT' || code === 'ENOTDIR') return 'new'; // creating it says why not
     throw ioError(err, `cannot write to ${path}`);
   }
-  if (st.isFile()) return 'file';
+  if (st.isFile()) {
+    await refuseReplacingInUse(path);
+    return 'file';
+  }
   if (st.isBlockDevice()) {
     if (rules.blockDevice) return 'block-device';
     throw new UsageError(

@@ -73,9 +73,19 @@ interface Libc {
     flags: number,
   ): number;
   flock(fd: number, operation: number): number;
+  /** fcntl with a struct flock the kernel reads and (F_OFD_GETLK) fills. */
+  fcntlLock(fd: number, cmd: number, lock: FlockStruct): number;
   /** Absent when this libc has no preadv2. */
   preadv2?: (fd: number, buf: Uint8Array, offset: number, flags: number) => number;
   errno(): number;
+}
+
+interface FlockStruct {
+  l_type: number;
+  l_whence: number;
+  l_start: number;
+  l_len: number;
+  l_pid: number;
 }
 
 let libc: Libc | null | undefined;
@@ -101,6 +111,15 @@ function load(): Libc | null {
       koffi.out(koffi.pointer('uint64_t')),
     ]);
     const ioctlPut64 = lib.func('ioctl', 'int', ['int', 'unsigned long', 'uint64_t *']);
+    koffi.struct('diskpipe_flock', {
+      l_type: 'short',
+      l_whence: 'short',
+      l_start: 'int64_t',
+      l_len: 'int64_t',
+      l_pid: 'int',
+    });
+    // fcntl is variadic; on Linux a pointer argument is passed the same way either way.
+    const fcntlLock = lib.func('int fcntl(int fd, int cmd, _Inout_ diskpipe_flock *lock)');
     const cfr = lib.func(
       'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
     );
@@ -113,6 +132,7 @@ function load(): Libc | null {
       ioctlPut64: (fd, request, values) => ioctlPut64(fd, request, values),
       copyFileRange: (a, oa, b, ob, len, flags) => Number(cfr(a, oa, b, ob, len, flags)),
       flock: (fd, operation) => flock(fd, operation),
+      fcntlLock: (fd, cmd, lock) => fcntlLock(fd, cmd, lock),
       errno: () => koffi.errno(),
     };
   } catch (err) {
@@ -286,6 +306,41 @@ export function tryFlock(fd: number): boolean | 'unsupported' {
   const e = c.errno();
   if (e === EWOULDBLOCK) return false;
   throw errnoError('flock', e);
+}
+
+const F_OFD_GETLK = 36;
+const F_OFD_SETLK = 37;
+const F_RDLCK = 0;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+const EACCES = 13;
+
+/**
+ * Takes a shared open-file-description lock on one byte (released when the file closes):
+ * true when taken, false when another open file holds an exclusive lock there.
+ */
+export function ofdShareByte(fd: number, byte: number): boolean | 'unsupported' {
+  const c = load();
+  if (!c) return 'unsupported';
+  const lock = { l_type: F_RDLCK, l_whence: 0, l_start: byte, l_len: 1, l_pid: 0 };
+  if (c.fcntlLock(fd, F_OFD_SETLK, lock) === 0) return true;
+  const e = c.errno();
+  if (e === EAGAIN || e === EACCES) return false;
+  if (e === 22) return 'unsupported'; // EINVAL: a kernel without OFD locks
+  throw errnoError('fcntl(F_OFD_SETLK)', e);
+}
+
+/** Whether another open file holds any lock on one byte (F_OFD_GETLK). */
+export function ofdByteLocked(fd: number, byte: number): boolean | 'unsupported' {
+  const c = load();
+  if (!c) return 'unsupported';
+  const lock = { l_type: F_WRLCK, l_whence: 0, l_start: byte, l_len: 1, l_pid: 0 };
+  if (c.fcntlLock(fd, F_OFD_GETLK, lock) !== 0) {
+    const e = c.errno();
+    if (e === 22) return 'unsupported';
+    throw errnoError('fcntl(F_OFD_GETLK)', e);
+  }
+  return lock.l_type !== F_UNLCK;
 }
 
 const RWF_NOWAIT = 0x08;

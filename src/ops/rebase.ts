@@ -10,6 +10,7 @@ import { formatDriver } from '../formats/registry.js';
 import '../formats/index.js';
 import { type TrustOptions, TrustPolicy } from '../image/trust.js';
 import { LocalFile } from '../io/file.js';
+import { lockForInPlaceEdit } from '../io/qemu-locks.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 
 const EXT_BACKING_FORMAT = 0xe2792aca;
@@ -33,6 +34,7 @@ export async function rebaseUnsafe(
   }
   const file = await LocalFile.open(path, 'r+');
   try {
+    lockForInPlaceEdit(file.fd, path);
     const probe = await readZeroFilled(file, 0, Math.min(8, file.size));
     if (!hasQcowMagic(probe)) {
       throw new UnsupportedFeatureError(`${path}: rebase works on qcow2 images only`);

@@ -1,5 +1,6 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import { LocalFile } from '../io/file.js';
+import { lockForInPlaceEdit } from '../io/qemu-locks.js';
 import { openHttp } from './http.js';
 import { openNbd } from './nbd.js';
 import type { OpenedSource, SourceOptions } from './opened.js';
@@ -25,7 +26,17 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
   const scheme = schemeOf(spec);
   if (scheme === undefined || scheme === 'file') {
     const path = scheme === 'file' ? decodeURIComponent(new URL(spec).pathname) : spec;
-    return { source: await LocalFile.open(path, opts.writable ? 'r+' : 'r'), untrusted: false };
+    const file = await LocalFile.open(path, opts.writable ? 'r+' : 'r');
+    if (opts.writable) {
+      // Writing into an image a VM or qemu-nbd has open corrupts it (qemu refuses too).
+      try {
+        lockForInPlaceEdit(file.fd, path);
+      } catch (err) {
+        await file.close();
+        throw err;
+      }
+    }
+    return { source: file, untrusted: false };
   }
   const opener = schemes.get(scheme);
   if (!opener) throw new UnsupportedFeatureError(`${scheme}:// sources are not supported`);

@@ -98,6 +98,17 @@ test('resize truncates raw files exactly and needs --shrink to cut them', () => 
   assert.equal(statSync(raw).size, 2 ** 30);
 });
 
+test('resize takes a negative size after "--", as qemu-img resize does', () => {
+  const raw = join(dir, 'dashdash.img');
+  writeFileSync(raw, Buffer.alloc(3000, 1));
+  const r = diskpipe(['resize', '--shrink', raw, '--', '-1000']);
+  assert.equal(r.stderr, '');
+  assert.equal(r.status, 0);
+  assert.equal(statSync(raw).size, 2000);
+  assert.equal(diskpipe(['resize', '--shrink', '--', raw, '-1000']).status, 0);
+  assert.equal(statSync(raw).size, 1000);
+});
+
 test('resize refuses bad sizes and other formats clearly', async () => {
   const q = join(dir, 'small.qcow2');
   await qemuImg('create', '-f', 'qcow2', q, '1M');

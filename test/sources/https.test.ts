@@ -222,3 +222,13 @@ test('pull: an https URL with user:password (CA from NODE_EXTRA_CA_CERTS) is rec
   assert.equal(ls.stdout.includes('secret'), false);
   assert.equal(`${r.stdout}${r.stderr}`.includes('secret'), false);
 });
+
+test('info and checksum of a URL with user:password never print the password', async () => {
+  const url = `https://user:secret@127.0.0.1:${tlsPort}/disk.raw`;
+  for (const args of [['info'], ['info', '--json'], ['checksum'], ['checksum', '--json']]) {
+    const r = await diskpipeAsync([...args, '--ca-cert', ca, url]).done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(`${r.stdout}${r.stderr}`.includes('secret'), false, args.join(' '));
+    assert.ok(r.stdout.includes(`${secure}/disk.raw`), args.join(' '));
+  }
+});

@@ -10,6 +10,7 @@ import {
   checksumImage,
   checksumStream,
 } from '../../ops/checksum/checksum.js';
+import { withoutCredentials } from '../../sources/credentials.js';
 import { type Command, IMAGE_OPTIONS, openOptions, parse, parseSize, print } from '../common.js';
 import { ProgressBar } from '../progress.js';
 
@@ -66,7 +67,9 @@ export const checksum: Command = {
     const open = openOptions(values);
     const results: ChecksumJson[] = [];
     for (const name of names) {
-      const bar = new ProgressBar({ enabled: values.progress === true, label: name });
+      // The output may end up in logs: a URL's password is never printed.
+      const shown = withoutCredentials(name);
+      const bar = new ProgressBar({ enabled: values.progress === true, label: shown });
       const opts: ChecksumOptions = {
         digest: algorithm,
         blockSize,
@@ -78,8 +81,9 @@ export const checksum: Command = {
       } finally {
         bar.finish();
       }
-      if (values.json) results.push({ name, digest: r.digest, algorithm, blockSize, size: r.size });
-      else print(`${r.digest}  ${name}`);
+      if (values.json) {
+        results.push({ name: shown, digest: r.digest, algorithm, blockSize, size: r.size });
+      } else print(`${r.digest}  ${shown}`);
     }
     if (values.json) print(JSON.stringify(results, null, 2));
     return 0;

@@ -6,6 +6,7 @@ import {
 import { endsWithFixedVhdFooter } from '../../formats/vhd/fixed-probe.js';
 import { openImage } from '../../open.js';
 import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
+import { withoutCredentials } from '../../sources/credentials.js';
 import {
   type Command,
   humanSize,
@@ -46,10 +47,12 @@ export const info: Command = {
     try {
       if (values.format === undefined && image.format === 'raw' && image.source) {
         if (await endsWithFixedVhdFooter(image.source)) {
-          process.stderr.write(`diskpipe: note: ${spec} looks like a fixed VHD; use -f vpc\n`);
+          process.stderr.write(
+            `diskpipe: note: ${withoutCredentials(spec!)} looks like a fixed VHD; use -f vpc\n`,
+          );
         }
       }
-      const chain = await describeChain(image, spec!);
+      const chain = await describeChain(image, withoutCredentials(spec!));
       const shown = values['backing-chain'] ? chain : chain.slice(0, 1);
       // The filter shares `image` (closed below), so it is not closed on its own.
       const sparse = values.sparsify

@@ -25,7 +25,9 @@ export const resize: Command = {
   async run(argv) {
     // "-1G" is a size, not a flag (qemu-img needs "--" before it; both work here).
     const size = argv.findIndex((a) => /^-\d/.test(a));
-    const args = size < 0 ? argv : [...argv.filter((_, i) => i !== size), '--', argv[size]!];
+    const rest = argv.filter((_, i) => i !== size);
+    // After a "--" of the user's, everything is positional already.
+    const args = size < 0 ? argv : [...rest, ...(rest.includes('--') ? [] : ['--']), argv[size]!];
     const { values, positionals: list } = parse(args, {
       format: { type: 'string', short: 'f' },
       shrink: { type: 'boolean' },

@@ -1,0 +1,67 @@
+/**
+ * qemu's image locks, so that diskpipe never edits an image in place while a VM, qemu-nbd or
+ * qemu-img has it open (and they refuse to open it while diskpipe edits it). qemu takes shared
+ * OFD locks on byte 100 + p for each permission p it holds and on byte 200 + p for each it
+ * refuses to share (p: 0 consistent read, 1 write, 3 resize); see docs/devel/locking in qemu.
+ */
+import { type FileHandle, open } from 'node:fs/promises';
+import { IoError } from '../errors.js';
+import { ofdByteLocked, ofdShareByte } from './native.js';
+
+const PERM_BASE = 100;
+const SHARED_BASE = 200;
+const READ = 0;
+const WRITE = 1;
+const RESIZE = 3;
+
+/**
+ * Marks `fd` as written and resized by us (held until the file closes), then refuses when
+ * another program writes or resizes the image, or does not let others write or resize it.
+ * Without the native layer there is no check.
+ */
+export function lockForInPlaceEdit(fd: number, name: string): void {
+  const ours = [PERM_BASE + READ, PERM_BASE + WRITE, PERM_BASE + RESIZE];
+  const unshared = [SHARED_BASE + WRITE, SHARED_BASE + RESIZE];
+  const theirs = [
+    PERM_BASE + WRITE,
+    PERM_BASE + RESIZE,
+    SHARED_BASE + READ,
+    SHARED_BASE + WRITE,
+    SHARED_BASE + RESIZE,
+  ];
+  let busy = false;
+  for (const byte of [...ours, ...unshared]) {
+    const took = ofdShareByte(fd, byte);
+    if (took === 'unsupported') return;
+    if (!took) busy = true;
+  }
+  // Locks of this open file are never reported here, only other programs' locks.
+  if (busy || theirs.some((byte) => ofdByteLocked(fd, byte) === true)) {
+    throw new IoError(
+      `${name}: the image is in use by another program (a VM, qemu-nbd or diskpipe holds its lock); stop it first`,
+    );
+  }
+}
+
+/**
+ * Refuses to replace a file that a VM or qemu-nbd is writing: renaming a new file over it
+ * would leave that program writing into a deleted file, and its writes would be lost.
+ */
+export async function refuseReplacingInUse(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch {
+    return; // not readable: nothing to check, and creating the output says why it fails
+  }
+  try {
+    const writers = [PERM_BASE + WRITE, PERM_BASE + RESIZE];
+    if (writers.some((byte) => ofdByteLocked(handle.fd, byte) === true)) {
+      throw new IoError(
+        `cannot write ${path}: the image is in use by another program (a VM, qemu-nbd or diskpipe is writing it)`,
+      );
+    }
+  } finally {
+    await handle.close();
+  }
+}
