@@ -34,7 +34,9 @@ export async function convertAlongside(
   await growing.read(head, 0);
   const format = probeFormat(head, growing.size).name;
   if (detectCompression(head) || looksLikeTar(head) || format === 'raw') return undefined;
-  const image = await openImageOn(growing, { untrusted: true });
+  // The head names the format: probing again would also read the file's tail (DMG, fixed
+  // VHD trailers), which waits for the end of the download.
+  const image = await openImageOn(growing, { untrusted: true, format });
   try {
     const stored = await storeImage(image, tmp, onProgress);
     return { stored, sourceFormat: image.format, layers: [] };

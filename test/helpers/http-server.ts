@@ -26,6 +26,12 @@ export interface ServerBehaviour {
   status?: number | undefined;
   /** Send at most this many body bytes per second (so a kill can land mid-download). */
   bytesPerSecond?: number | undefined;
+  /**
+   * Pause each answer after this many body bytes until `resume` settles, then send the rest:
+   * a test decides by events, not by time, what happens while a download is half done.
+   */
+  pauseAt?: number | undefined;
+  resume?: Promise<void> | undefined;
 }
 
 export interface TestServer {
@@ -127,6 +133,8 @@ function send(
   const chunk = 64 * 1024;
   let pos = 0;
   const pace = state.bytesPerSecond;
+  const { pauseAt, resume } = state;
+  let paused = pauseAt === undefined || resume === undefined;
   const pump = () => {
     while (pos < body.length) {
       if (res.destroyed) return;
@@ -134,8 +142,17 @@ function send(
         if (state.dropAfter !== undefined) res.destroy();
         return; // stall: keep the socket open, send nothing more
       }
+      if (!paused && pos >= pauseAt!) {
+        paused = true;
+        return void resume!.then(pump);
+      }
       const start = pos;
-      const end = Math.min(pos + chunk, body.length, limit ?? body.length);
+      const end = Math.min(
+        pos + chunk,
+        body.length,
+        limit ?? body.length,
+        paused ? body.length : pauseAt!,
+      );
       const ok = res.write(body.subarray(pos, end));
       entry.sent += end - pos;
       pos = end;
