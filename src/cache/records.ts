@@ -3,7 +3,8 @@
  * digest) with its metadata; a source record maps one URL to the blob it produced.
  */
 import { lstat, mkdir, readdir, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { CacheError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
 import type { CacheLayout } from './layout.js';
@@ -194,8 +195,8 @@ export class CacheIndex {
   }
 
   /**
-   * Finds an entry by REF: a source URL, or a content digest (full, or a unique prefix of at
-   * least 8 hex digits).
+   * Finds an entry by REF: a source URL, a pulled local file's path, or a content digest (full,
+   * or a unique prefix of at least 8 hex digits).
    */
   async resolve(ref: string): Promise<CacheEntry> {
     const entries = await this.entries();
@@ -207,6 +208,14 @@ export class CacheIndex {
     }
     const byUrl = entries.find((e) => e.sources.some((s) => s.url === ref));
     if (byUrl) return byUrl;
+    // A local file that was pulled is recorded under its absolute file:// URL.
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(ref)) {
+      const url = pathToFileURL(resolvePath(ref)).href;
+      const byPath = entries.find((e) => e.sources.some((s) => s.url === url));
+      if (byPath) return byPath;
+    }
+    if (/^[0-9a-f]{1,7}$/i.test(ref))
+      throw new CacheError(`digest prefix '${ref}' is too short: give at least 8 hex digits`);
     throw new CacheError(`no cache entry for '${ref}'`);
   }
 }

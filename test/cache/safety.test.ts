@@ -68,7 +68,9 @@ test('pins: a moved overlay keeps its pin (unverified) and rm still refuses; unp
   assert.deepEqual(listed[0].pins, [disk]);
   assert.deepEqual(listed[0].unverifiedPins, [disk]);
   assert.match((await ok(cli(cacheDir, 'cache', 'ls'))).stdout, /unverified pin: .*p\.qcow2/);
-  const shown = JSON.parse((await ok(cli(cacheDir, 'cache', 'show', digest.slice(0, 8)))).stdout);
+  const shown = JSON.parse(
+    (await ok(cli(cacheDir, 'cache', 'show', '--json', digest.slice(0, 8)))).stdout,
+  );
   assert.deepEqual(shown.unverifiedPins, [disk]);
   renameSync(join(dir, 'p2.qcow2'), disk);
   const rm = await cli(cacheDir, 'cache', 'rm', url);
@@ -348,4 +350,23 @@ test('ENOSPC: the part is dropped, so a later small pull still fits', async (t) 
   const index = new CacheIndex(new CacheLayout(cacheDir));
   assert.equal((await index.sources()).length, 1);
   truncateSync(big, 0);
+});
+
+test('cache REF: a pulled local file by its path, show as text or JSON, a too-short prefix', async () => {
+  const cacheDir = freshCache();
+  const local = join(dir, 'local-ref.qcow2');
+  await qemuImg('create', '-f', 'qcow2', local, '2M');
+  await ok(cli(cacheDir, 'pull', local));
+  const text = await ok(cli(cacheDir, 'cache', 'show', local));
+  assert.match(text.stdout, /^digest: +[0-9a-f]{64}\n/);
+  assert.match(text.stdout, /source: +file:\/\/.*local-ref\.qcow2\n {2}format: +qcow2/);
+  const json = JSON.parse((await ok(cli(cacheDir, 'cache', 'show', '--json', local))).stdout);
+  const short = await cli(cacheDir, 'cache', 'show', json.contentDigest.slice(0, 5));
+  assert.equal(short.status, 2);
+  assert.match(
+    short.stderr,
+    /digest prefix '[0-9a-f]{5}' is too short: give at least 8 hex digits/,
+  );
+  await ok(cli(cacheDir, 'cache', 'rm', local));
+  assert.equal((await cli(cacheDir, 'cache', 'show', local)).status, 2);
 });

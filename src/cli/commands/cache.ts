@@ -6,7 +6,7 @@ import { type Command, humanSize, parse, parseSize, positionals, print } from '.
 import { cacheVerify } from './cache-verify.js';
 
 const SYNOPSIS =
-  'diskpipe cache ls [--json] | show REF | rm [--force] REF | unpin PATH | prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run] | verify [REF]';
+  'diskpipe cache ls [--json] | show [--json] REF | rm [--force] REF | unpin PATH | prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run] | verify [REF]';
 
 const CACHE_DIR = { 'cache-dir': { type: 'string' } } as const;
 
@@ -20,7 +20,7 @@ export const cache: Command = {
   help: [
     'Lists and maintains the image cache (default $XDG_CACHE_HOME/diskpipe; --cache-dir or DISKPIPE_CACHE).',
     '  ls [--json]       entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
-    '  show REF          one entry in full (JSON); REF is a URL or a content digest prefix (>= 8 hex)',
+    '  show [--json] REF one entry in full; REF is a URL, a pulled file, or a digest prefix (>= 8 hex)',
     '  rm [--force] REF  removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
     '  unpin PATH        forgets that the disk at PATH uses an entry (pins are never dropped otherwise;',
     '                    a pin whose disk is missing is shown as unverified and still counts)',
@@ -106,17 +106,38 @@ async function list(argv: string[]): Promise<number> {
 }
 
 async function show(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, CACHE_DIR);
-  const [ref] = positionals(args, 1, 1, 'diskpipe cache show REF');
+  const { values, positionals: args } = parse(argv, { ...CACHE_DIR, json: { type: 'boolean' } });
+  const [ref] = positionals(args, 1, 1, 'diskpipe cache show [--json] REF');
   const index = openIndex(values['cache-dir']);
   const entry = await index.resolve(ref!);
-  print(
-    JSON.stringify(
-      { ...entryJson(entry), path: index.layout.blobPath(entry.blob.contentDigest) },
-      null,
-      2,
-    ),
-  );
+  const path = index.layout.blobPath(entry.blob.contentDigest);
+  if (values.json) {
+    print(JSON.stringify({ ...entryJson(entry), path }, null, 2));
+    return 0;
+  }
+  const b = entry.blob;
+  const lines = [
+    `digest:        ${b.contentDigest}`,
+    `file:          ${path}`,
+    `virtual size:  ${humanSize(b.virtualSize)} (${b.virtualSize} bytes)`,
+    `on disk:       ${humanSize(b.allocatedSize)}`,
+    `created:       ${b.created}`,
+    `last used:     ${b.lastUsed}`,
+  ];
+  for (const s of entry.sources) {
+    const verified = s.download.verified
+      ? `, verified ${s.download.verified.algorithm}:${s.download.verified.hex}`
+      : '';
+    lines.push(
+      `source:        ${s.url}`,
+      `  format:      ${s.sourceFormat}${s.compression ? ` (${s.compression})` : ''}`,
+      `  download:    ${humanSize(s.download.size)}, sha256 ${s.download.sha256}${verified}`,
+    );
+  }
+  for (const p of entry.pins)
+    lines.push(`pinned by:     ${p.path}${p.unverified ? ' (unverified: disk not found)' : ''}`);
+  if (entry.bad) lines.push(`quarantined:   ${entry.bad.problem} (pull again to repair)`);
+  print(lines.join('\n'));
   return 0;
 }
 
