@@ -20,11 +20,11 @@ import { createImage } from '../ops/create.js';
 import { checkBlob } from './blob-check.js';
 import { CacheLayout } from './layout.js';
 import { blobLockPath } from './maintenance.js';
-import { type PullOptions, pull, sourceUrl } from './pull.js';
+import { type PullOptions, pull, recordUrl, sourceUrl } from './pull.js';
 import { type CacheEntry, CacheIndex, now } from './records.js';
 
 export interface DiskOptions
-  extends Pick<PullOptions, 'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal'> {
+  extends Pick<PullOptions, 'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal' | 'sparsify'> {
   format?: 'raw' | 'qcow2';
   /** Virtual size of the new disk; at least the image's size (default: the image's size). */
   size?: number | undefined;
@@ -53,13 +53,14 @@ async function resolveFrom(
   from: string,
   opts: DiskOptions,
 ): Promise<CacheEntry> {
+  const key = () => recordUrl(sourceUrl(from), opts.sparsify);
   try {
-    return await index.resolve(DIGEST_REF.test(from) ? from : sourceUrl(from));
+    return await index.resolve(DIGEST_REF.test(from) ? from : key());
   } catch (err) {
     if (DIGEST_REF.test(from)) throw err;
   }
   await pull(from, opts);
-  return index.resolve(sourceUrl(from));
+  return index.resolve(key());
 }
 
 /** DEST may be replaced only with --force, and only when it is a regular file. */

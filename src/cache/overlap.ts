@@ -6,6 +6,7 @@
  * the download, so those return undefined here.
  */
 import { PROBE_BYTES, probeFormat } from '../formats/registry.js';
+import type { Image } from '../image/types.js';
 import { openImageOn } from '../open.js';
 import { detectCompression } from '../sources/decompress/index.js';
 import { DownloadGoneError, type GrowingFile } from '../sources/growing-file.js';
@@ -22,6 +23,8 @@ export async function convertAlongside(
   growing: GrowingFile,
   tmp: string,
   onProgress?: StoreProgress,
+  /** Wraps the opened image before it is stored (pull --sparsify). */
+  wrap: (image: Image) => Promise<Image> = async (image) => image,
 ): Promise<Converted | undefined> {
   try {
     await growing.waitFor(PROBE_BYTES);
@@ -36,10 +39,14 @@ export async function convertAlongside(
   if (detectCompression(head) || looksLikeTar(head) || format === 'raw') return undefined;
   // The head names the format: probing again would also read the file's tail (DMG, fixed
   // VHD trailers), which waits for the end of the download.
-  const image = await openImageOn(growing, { untrusted: true, format });
+  const opened = await openImageOn(growing, { untrusted: true, format });
+  const image = await wrap(opened).catch(async (err) => {
+    await opened.close();
+    throw err;
+  });
   try {
     const stored = await storeImage(image, tmp, onProgress);
-    return { stored, sourceFormat: image.format, layers: [] };
+    return { stored, sourceFormat: opened.format, layers: [] };
   } finally {
     await image.close();
   }

@@ -10,6 +10,8 @@ import { chmod, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
+import { sparsify } from '../filters/sparsify/index.js';
+import type { Image } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
@@ -52,6 +54,12 @@ export interface PullOptions {
   retries?: number | undefined;
   /** --min-rate, --min-rate-window, --max-download. */
   limits?: DownloadLimits | undefined;
+  /**
+   * Store the sparsified content (filters/sparsify: blocks the guest filesystems mark free
+   * read as zeroes). Recorded under sparsifiedUrl(url), beside the plain variant; both share
+   * one download.
+   */
+  sparsify?: boolean | undefined;
 }
 
 export interface PullResult {
@@ -82,6 +90,11 @@ export function sourceUrl(spec: string): string {
   return pathToFileURL(resolve(spec)).href;
 }
 
+/** The URL a source's sparsified variant is recorded under (a fragment: never sent). */
+export function recordUrl(url: string, sparsify: boolean | undefined): string {
+  return sparsify ? `${url}${url.includes('#') ? '&' : '#'}diskpipe-sparsify` : url;
+}
+
 export async function pull(spec: string, opts: PullOptions = {}): Promise<PullResult> {
   const url = sourceUrl(spec);
   const expected = opts.digest ? parseDigestSpec(opts.digest) : undefined;
@@ -107,7 +120,8 @@ async function pullLocked(
 ): Promise<PullResult> {
   const layout = index.layout;
   await sweepTemporaries(layout); // what killed processes left behind
-  const known = await index.source(url);
+  const key = recordUrl(url, opts.sparsify);
+  const known = await index.source(key);
   const stored = known ? await index.blob(known.contentDigest) : undefined;
   // A blob that fails the cheap checks (or was quarantined by verify) is not a cache hit.
   const problem = stored ? await blobProblem(index, stored) : undefined;
@@ -171,7 +185,7 @@ async function pullLocked(
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),
     }).finally(() => growing.end());
-    const converting = convertAlongside(growing, convTmp, storeProgress(opts));
+    const converting = convertAlongside(growing, convTmp, storeProgress(opts), wrapFor(opts));
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();
     if (d.status === 'rejected') {
@@ -199,7 +213,7 @@ async function pullLocked(
   }
 
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
-  const rawDigest = isLocal ? undefined : rawHash.digest(fetched.size);
+  const rawDigest = isLocal || opts.sparsify ? undefined : rawHash.digest(fetched.size);
   const asIs = rawDigest ? await plainRaw(input, rawDigest) : undefined;
   const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;
@@ -225,7 +239,7 @@ async function pullLocked(
   const time = now();
   const record: SourceRecord = {
     version: 1,
-    url,
+    url: key,
     ...(fetched.validators.etag ? { etag: fetched.validators.etag } : {}),
     ...(fetched.validators.lastModified ? { lastModified: fetched.validators.lastModified } : {}),
     download: {
@@ -244,7 +258,7 @@ async function pullLocked(
   await publishBlob(index, tmp, raw, record);
   if (!isLocal) await discardPart(input);
   return {
-    url,
+    url: key,
     path: layout.blobPath(raw.contentDigest),
     record,
     hit: false,
@@ -325,10 +339,11 @@ function storeProgress(opts: PullOptions): StoreProgress {
 
 async function convertToRaw(input: string, tmp: string, opts: PullOptions): Promise<Converted> {
   const progress = storeProgress(opts);
+  // Sparsify reads the filesystems' maps wherever they are: raw content is staged for it.
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(input, 'r'), untrusted: true },
     {},
-    true,
+    !opts.sparsify,
   );
   if (unwrapped.kind === 'stream') {
     try {
@@ -338,13 +353,22 @@ async function convertToRaw(input: string, tmp: string, opts: PullOptions): Prom
       await unwrapped.stream.close();
     }
   }
-  const image = await openImageOn(unwrapped.source, { untrusted: true });
+  const opened = await openImageOn(unwrapped.source, { untrusted: true });
+  const image = await wrapFor(opts)(opened).catch(async (err) => {
+    await opened.close();
+    throw err;
+  });
   try {
     const stored = await storeImage(image, tmp, progress);
-    return { stored, sourceFormat: image.format, layers: unwrapped.layers };
+    return { stored, sourceFormat: opened.format, layers: unwrapped.layers };
   } finally {
     await image.close();
   }
+}
+
+/** How the opened source image is wrapped before it is stored. */
+function wrapFor(opts: PullOptions): (image: Image) => Promise<Image> {
+  return async (image) => (opts.sparsify ? sparsify(image) : image);
 }
 
 /**

@@ -4,7 +4,7 @@ import { type Command, humanSize, parse, parseSize, positionals, print } from '.
 import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
-  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--json] [-p] DEST';
+  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--sparsify] [--json] [-p] DEST';
 
 export const disk: Command = {
   name: 'disk',
@@ -20,6 +20,8 @@ export const disk: Command = {
     '  --force           replace an existing DEST (a regular file only; never a device, FIFO or',
     '                    directory); without it an existing DEST is refused (exit 2)',
     '  --offline         use the cache only; never download',
+    '  --sparsify        blocks the guest filesystems mark free are stored as zeroes (see',
+    '                    convert --sparsify); recorded beside the plain variant',
     '  --json            print the result as camelCase JSON',
     '  -p                progress of the pull on stderr (terminal only), as pull -p',
   ].join('\n'),
@@ -31,6 +33,7 @@ export const disk: Command = {
       format: { type: 'string' },
       size: { type: 'string' },
       offline: { type: 'boolean' },
+      sparsify: { type: 'boolean' },
       force: { type: 'boolean' },
       json: { type: 'boolean' },
       progress: { type: 'boolean', short: 'p' },
@@ -49,6 +52,7 @@ export const disk: Command = {
       size: values.size === undefined ? undefined : parseSize(values.size),
       cacheDir: values['cache-dir'],
       offline: values.offline,
+      sparsify: values.sparsify,
       force: values.force,
     }).finally(() => bar.finish());
     const ms = performance.now() - started;

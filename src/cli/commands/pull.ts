@@ -12,7 +12,7 @@ import {
 import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
-  'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--json] [-p] [--cache-dir DIR] URL|FILE';
+  'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE';
 
 export const pull: Command = {
   name: 'pull',
@@ -23,6 +23,8 @@ export const pull: Command = {
     'unwrapped on the fly; any format diskpipe reads is converted. Pulled images are untrusted.',
     '  --digest ALG:HEX  verify the download (sha256 or sha512) while it streams',
     '  --offline         use the cache only; fail if the image is not there',
+    '  --sparsify        blocks the guest filesystems mark free are stored as zeroes (see',
+    '                    convert --sparsify); recorded beside the plain variant',
     '  --max-download SIZE  largest download (default: a known length must fit in the',
     "                    cache's free space; without a length, 64G)",
     '  --min-rate SIZE   fail a download slower than SIZE bytes/s (default 1K; 0: never)...',
@@ -39,6 +41,7 @@ export const pull: Command = {
     const { values, positionals: args } = parse(argv, {
       digest: { type: 'string' },
       offline: { type: 'boolean' },
+      sparsify: { type: 'boolean' },
       json: { type: 'boolean' },
       progress: { type: 'boolean', short: 'p' },
       'cache-dir': { type: 'string' },
@@ -51,6 +54,7 @@ export const pull: Command = {
       cacheDir: values['cache-dir'],
       digest: values.digest,
       offline: values.offline,
+      sparsify: values.sparsify,
       limits: {
         ...rateOptions(values),
         ...(values['max-download'] !== undefined
