@@ -24,7 +24,10 @@ import { type PullOptions, pull, recordUrl, sourceUrl } from './pull.js';
 import { type CacheEntry, CacheIndex, now } from './records.js';
 
 export interface DiskOptions
-  extends Pick<PullOptions, 'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal' | 'sparsify'> {
+  extends Pick<
+    PullOptions,
+    'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal' | 'sparsify'
+  > {
   format?: 'raw' | 'qcow2';
   /** Virtual size of the new disk; at least the image's size (default: the image's size). */
   size?: number | undefined;
