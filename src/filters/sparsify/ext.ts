@@ -6,7 +6,7 @@
  */
 import { CorruptImageError } from '../../errors.js';
 import { crc32c } from '../../formats/vhdx/crc32c.js';
-import { PromiseLru } from './lru.js';
+import { SingleFlightLru } from '../../io/single-flight-lru.js';
 import { type PartReader, view } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 
@@ -128,8 +128,8 @@ class ExtFreeSpace implements FreeSpace {
   private readonly uninitValid: boolean;
   private readonly csumSeed: number | undefined;
   private readonly inodeTableBlocks: number;
-  private readonly descBlocks = new PromiseLru<number, Uint8Array>(8);
-  private readonly bitmaps = new PromiseLru<number, Uint8Array | undefined>(32);
+  private readonly descBlocks = new SingleFlightLru<number, Uint8Array>(8);
+  private readonly bitmaps = new SingleFlightLru<number, Uint8Array | undefined>(32);
 
   constructor(
     private readonly part: PartReader,

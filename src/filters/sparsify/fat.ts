@@ -5,7 +5,7 @@
  * small cache. Facts from Microsoft's FAT specification (fatgen103).
  */
 import { CorruptImageError } from '../../errors.js';
-import { PromiseLru } from './lru.js';
+import { SingleFlightLru } from '../../io/single-flight-lru.js';
 import { ascii, type PartReader, view } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 
@@ -95,7 +95,7 @@ export async function probeFat(part: PartReader): Promise<Verdict | undefined> {
 }
 
 class FatSpace implements FreeSpace {
-  private readonly pieces = new PromiseLru<string, Uint8Array>(16);
+  private readonly pieces = new SingleFlightLru<string, Uint8Array>(16);
 
   constructor(
     private readonly part: PartReader,

@@ -6,7 +6,7 @@
  */
 import { CorruptImageError } from '../../errors.js';
 import { checksumValid } from '../../formats/vhdx/crc32c.js';
-import { PromiseLru } from './lru.js';
+import { SingleFlightLru } from '../../io/single-flight-lru.js';
 import { ascii, type PartReader, u64be, view } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 import { xfsLogClean } from './xfs-log.js';
@@ -93,11 +93,11 @@ interface BtreeBlock {
 }
 
 class XfsFreeSpace implements FreeSpace {
-  private readonly roots = new PromiseLru<
+  private readonly roots = new SingleFlightLru<
     number,
     { root: number; levels: number; length: number } | undefined
   >(64);
-  private readonly blocks = new PromiseLru<string, BtreeBlock>(32);
+  private readonly blocks = new SingleFlightLru<string, BtreeBlock>(32);
 
   constructor(
     private readonly part: PartReader,

@@ -1,34 +1,6 @@
 import type { ByteSource } from '../../image/types.js';
+import { SingleFlightLru } from '../../io/single-flight-lru.js';
 import { readExact } from './bytes.js';
-
-/**
- * A small least-recently-used cache of loads in flight or done. Concurrent gets of one key share
- * one load; a failed load is forgotten so it can be retried.
- */
-export class LruCache<K, V> {
-  private readonly entries = new Map<K, Promise<V>>();
-
-  constructor(private readonly maxEntries: number) {}
-
-  get(key: K, load: () => Promise<V>): Promise<V> {
-    const hit = this.entries.get(key);
-    if (hit) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
-    }
-    const p = load();
-    this.entries.set(key, p);
-    p.catch(() => {
-      if (this.entries.get(key) === p) this.entries.delete(key);
-    });
-    if (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
-    return p;
-  }
-}
 
 /**
  * Reads table entries (block allocation tables, L1/L2 tables) through a bounded cache of
@@ -36,7 +8,7 @@ export class LruCache<K, V> {
  * once that the whole table lies inside the file.
  */
 export class TableReader {
-  private readonly pages: LruCache<number, Uint8Array>;
+  private readonly pages: SingleFlightLru<number, Uint8Array>;
 
   constructor(
     private readonly source: ByteSource,
@@ -44,7 +16,7 @@ export class TableReader {
     private readonly pageSize = 64 * 1024,
     maxPages = 128,
   ) {
-    this.pages = new LruCache(maxPages);
+    this.pages = new SingleFlightLru(maxPages);
   }
 
   /** The `length` bytes at file offset `offset` (an entry; never straddles in aligned tables). */

@@ -10,10 +10,10 @@ import {
   withContext,
 } from '../../errors.js';
 import type { ByteSource, FormatDetails, Image } from '../../image/types.js';
+import { SingleFlightLru } from '../../io/single-flight-lru.js';
 import type { OpenContext } from '../registry.js';
 import { BlockImage, type Segment } from './block-image.js';
 import { isPowerOfTwo, readExact } from './bytes.js';
-import { LruCache } from './cache.js';
 import {
   DISK_DIFFERENCING,
   DISK_DYNAMIC,
@@ -49,7 +49,7 @@ const FULL = Symbol('full');
 
 export class VhdImage extends BlockImage {
   readonly format = 'vpc';
-  private readonly bitmaps: LruCache<number, Bitmap>;
+  private readonly bitmaps: SingleFlightLru<number, Bitmap>;
 
   private constructor(
     readonly source: ByteSource,
@@ -61,7 +61,7 @@ export class VhdImage extends BlockImage {
   ) {
     super();
     const perBitmap = dynamic?.bitmapSize ?? 512;
-    this.bitmaps = new LruCache(Math.max(16, Math.floor(BITMAP_CACHE_BYTES / perBitmap)));
+    this.bitmaps = new SingleFlightLru(Math.max(16, Math.floor(BITMAP_CACHE_BYTES / perBitmap)));
   }
 
   /** The footer's unique id, which a differencing child names as its parent. */
