@@ -10,7 +10,7 @@ import { ioError } from '../errors.js';
 export const SPARSE_BLOCK = 4096;
 const STAGE = 1024 * 1024;
 const ZERO = Buffer.alloc(SPARSE_BLOCK);
-const EXTEND_EVERY = 32 * 1024 * 1024;
+const EXTEND_EVERY = STAGE;
 
 export class SparseWriter {
   private readonly stage = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
@@ -81,8 +81,8 @@ export class SparseWriter {
     this.fill -= end;
     this.stageStart += end;
     // The size says how far the file is complete (a resume starts there), even when it
-    // ends in skipped zeroes: extending writes no data, but costs a call, so it is done
-    // every EXTEND_EVERY bytes (a resume fetches at most that many zeroes again).
+    // ends in skipped zeroes: extending writes no data and costs one call per stage, so a
+    // killed download resumes at most one stage (plus what was in flight) before its end.
     if (!all && run < 0 && this.stageStart - this.extended >= EXTEND_EVERY) await this.extend();
     this.onFlushed?.(this.stageStart);
   }
