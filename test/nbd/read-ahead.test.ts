@@ -31,7 +31,7 @@ class Counting extends ImageWrapper {
 }
 
 /** Bytes the server read for 64 pipelined 1 MiB READs whose replies are never read. */
-async function readWithoutTaking(readAhead: number): Promise<number> {
+async function readWithoutTaking(readAhead: number, atLeast: number): Promise<number> {
   const image = new Counting(await openImage(path));
   const srv = await startNbdServer(image, {
     port: 0,
@@ -43,7 +43,11 @@ async function readWithoutTaking(readAhead: number): Promise<number> {
     await s.negotiate();
     s.socket.pause();
     for (let i = 0; i < 64; i++) s.request(P.CMD_READ, i * MiB, MiB, BigInt(i));
-    await sleep(700);
+    // Wait for the server to have read `atLeast` (no deadline: a slow machine only takes
+    // longer), then give it a moment more to overshoot if it would; a busy machine can only
+    // make it read less in that moment, never more.
+    while (image.bytesRead < atLeast) await sleep(20);
+    await sleep(300);
     return image.bytesRead;
   } finally {
     s.close();
@@ -53,11 +57,11 @@ async function readWithoutTaking(readAhead: number): Promise<number> {
 }
 
 test('read-ahead bounds what the server reads for a client that takes nothing', async () => {
-  const bounded = await readWithoutTaking(MiB);
+  const bounded = await readWithoutTaking(MiB, MiB);
   // 1 MiB read ahead, plus what the socket buffers hold (a few MiB on loopback).
   assert.ok(bounded >= MiB, `read ${bounded} bytes`);
   assert.ok(bounded <= 16 * MiB, `read ${bounded} bytes`);
   // The same client against a server that may read all of it ahead.
-  const unbounded = await readWithoutTaking(64 * MiB);
+  const unbounded = await readWithoutTaking(64 * MiB, 48 * MiB);
   assert.ok(unbounded >= 48 * MiB, `read ${unbounded} bytes with a 64 MiB read-ahead`);
 });
