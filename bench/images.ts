@@ -116,6 +116,20 @@ export function benchImages(dir: string, dataMiB: number): BenchImages {
     console.error(`generating ${img.raw} (8 GiB virtual, ${dataMiB} MiB data)...`);
     makeRaw(img.raw, 8 * GiB, dataMiB * MiB);
   }
+  makeQcow2Variants(img);
+  return img;
+}
+
+/**
+ * Makes the qcow2, deflate-compressed and zstd-compressed qcow2 copies of `raw` with qemu-img,
+ * once (kept between runs; written under a .partial name and renamed when complete).
+ */
+export function makeQcow2Variants(img: {
+  raw: string;
+  qcow2: string;
+  deflate: string;
+  zstd: string;
+}): void {
   const variants: [string, string[]][] = [
     [img.qcow2, []],
     [img.deflate, ['-c']],
@@ -136,5 +150,4 @@ export function benchImages(dir: string, dataMiB: number): BenchImages {
     ]);
     renameSync(`${path}.partial`, path);
   }
-  return img;
 }

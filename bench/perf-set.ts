@@ -15,7 +15,8 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { GiB, MiB, timed } from './util.js';
+import { makeQcow2Variants } from './images.js';
+import { GiB, MiB } from './util.js';
 
 export interface PerfSet {
   dir: string;
@@ -73,25 +74,7 @@ export function perfSet(dir = process.env.BENCH_PERF_DIR ?? '/var/tmp/dp-perf'):
     zstd: join(dir, 'perf.zstd.qcow2'),
   };
   if (!existsSync(set.raw)) makeRaw(set.raw);
-  const variants: [string, string[]][] = [
-    [set.qcow2, []],
-    [set.deflate, ['-c']],
-    [set.zstd, ['-c', '-o', 'compression_type=zstd']],
-  ];
-  for (const [path, flags] of variants) {
-    if (existsSync(path)) continue;
-    timed('qemu-img', [
-      'convert',
-      '-f',
-      'raw',
-      '-O',
-      'qcow2',
-      ...flags,
-      set.raw,
-      `${path}.partial`,
-    ]);
-    renameSync(`${path}.partial`, path);
-  }
+  makeQcow2Variants(set);
   return set;
 }
 
