@@ -124,6 +124,22 @@ export function openOptions(values: {
   return opts;
 }
 
+/** What convert and checksum say about an HTTP source without ETag or Last-Modified. */
+export function unverifiedNotice(url: string): string {
+  return `${url} has no ETag or Last-Modified: consistency across requests cannot be guaranteed`;
+}
+
+/** The same open options, printing unverifiedNotice on stderr (unless -q) when it applies. */
+export function noticeUnverified(opts: OpenOptions): OpenOptions {
+  const onUnverified = (url: string) => note(unverifiedNotice(url));
+  return { ...opts, http: { ...opts.http, onUnverified } };
+}
+
+/** A one-line note on stderr (nothing after -q). */
+export function note(line: string): void {
+  if (!quiet) process.stderr.write(`diskpipe: note: ${line}\n`);
+}
+
 function readCaCert(path: string): string {
   let text: string;
   try {
