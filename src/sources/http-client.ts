@@ -3,6 +3,11 @@
  * (cache/download.ts) share its retry policy, redirect and credential rule, timeouts, minimum
  * transfer rate, CA options, keep-alive pool and AbortSignal. Bodies are read with
  * http-body.ts; what identifies a version of a resource is in http-validators.ts.
+ * Why not undici (the engine of Node's fetch): it would be a new dependency for what this
+ * file does in ~250 lines, and the per-request rules diskpipe needs (credentials by origin,
+ * rate and idle limits that cut a stalled body, certificate errors that are final) sit on top
+ * of any client anyway; Node's built-in fetch cannot take a CA without undici's Agent, and
+ * its web streams cost more CPU per byte than an IncomingMessage.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
