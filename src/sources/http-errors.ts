@@ -12,9 +12,15 @@ export function networkError(err: unknown, label: string): DiskpipeError {
   const permanent = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ERR_INVALID_URL', 'CERT_HAS_EXPIRED']);
   const tls = typeof e?.code === 'string' && /CERT|SSL|TLS|SIGNATURE/.test(e.code);
   const what = e?.code ? `${e.code}${e.message ? ` (${e.message})` : ''}` : String(e?.message ?? e);
-  return new HttpError(`${label}: ${what}`, !permanent.has(e?.code ?? '') && !tls, undefined, {
-    cause: err,
-  });
+  const hint = tls ? '; trust a private CA with --ca-cert FILE, or accept any with --insecure' : '';
+  return new HttpError(
+    `${label}: ${what}${hint}`,
+    !permanent.has(e?.code ?? '') && !tls,
+    undefined,
+    {
+      cause: err,
+    },
+  );
 }
 
 /** A status that is not the expected one; 5xx, 429 and 408 are transient. */

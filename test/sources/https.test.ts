@@ -229,6 +229,10 @@ test('pull and disk create: --ca-cert or --insecure, else a clear certificate er
   const refused = await diskpipeAsync(['pull', '--cache-dir', join(dir, 'c0'), url]).done;
   assert.equal(refused.status, 2);
   assert.match(refused.stderr, /^diskpipe: https:\/\/127\.0\.0\.1:\d+\/disk\.raw: .*certificate/i);
+  assert.match(
+    refused.stderr,
+    /trust a private CA with --ca-cert FILE, or accept any with --insecure/,
+  );
   assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
   for (const [n, flags] of [['--ca-cert', ca], ['--insecure']].entries()) {
     const cache = join(dir, `c${n + 1}`);
