@@ -10,7 +10,8 @@ export type DigestAlgorithm = 'sha256' | 'sha512';
 /** Sees every byte of a download in order from offset 0; `restart` comes before each attempt. */
 export interface DownloadObserver {
   restart(): void;
-  data(chunk: Uint8Array): void;
+  /** May return a promise to make the download wait for it (backpressure). */
+  data(chunk: Uint8Array): Promise<void> | undefined | void;
 }
 
 export class DownloadHash {
@@ -26,17 +27,18 @@ export class DownloadHash {
     observer?.restart();
   }
 
-  /** The next bytes of the download. */
-  update(chunk: Uint8Array): void {
+  /** The next bytes of the download; a returned promise asks the download to wait for it. */
+  update(chunk: Uint8Array): Promise<void> | undefined {
     for (const h of this.hashes.values()) h.update(chunk);
-    this.observer?.data(chunk);
+    const observed = this.observer?.data(chunk);
+    return observed instanceof Promise ? observed : undefined;
   }
 
   /** Feeds the first `length` bytes of a partial file (kept from an earlier attempt). */
   async hashPrefix(path: string, length: number): Promise<void> {
     if (length <= 0) return;
     const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 });
-    for await (const chunk of stream as AsyncIterable<Buffer>) this.update(chunk);
+    for await (const chunk of stream as AsyncIterable<Buffer>) await this.update(chunk);
   }
 
   digests(): Partial<Record<DigestAlgorithm, string>> {

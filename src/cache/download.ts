@@ -216,7 +216,8 @@ async function receive(
     for await (const chunk of bodyChunks(res, label, start, total)) {
       if (position + chunk.length > max) throw await tooLarge(place, max, limits);
       await writer.write(chunk);
-      hash.update(chunk);
+      const hashing = hash.update(chunk);
+      if (hashing) await hashing;
       position += chunk.length;
       opts.onProgress?.(position, total);
     }
