@@ -177,7 +177,9 @@ export class HttpClient {
       };
       const req = mod.request(url, { method: 'GET', headers, agent: this.agentFor(url) }, (res) => {
         res.setTimeout(this.opts.timeoutMs, () =>
-          res.destroy(new HttpError(`${label}: no data for ${this.opts.timeoutMs} ms`, true)),
+          res.destroy(
+            new HttpError(`${label}: no data for ${this.opts.timeoutMs} ms (timeout)`, true),
+          ),
         );
         answer = res;
         res.once('close', done);
@@ -187,7 +189,9 @@ export class HttpClient {
         if (!answer) done();
       });
       req.setTimeout(this.opts.timeoutMs, () =>
-        req.destroy(new HttpError(`${label}: no response in ${this.opts.timeoutMs} ms`, true)),
+        req.destroy(
+          new HttpError(`${label}: no response in ${this.opts.timeoutMs} ms (timeout)`, true),
+        ),
       );
       req.on('error', (err) => reject(networkError(err, label)));
       req.end();
