@@ -195,6 +195,7 @@ async function receive(
     max = await downloadBound(place, limits);
   } catch (err) {
     discard(res);
+    await discardPart(opts.partPath);
     throw err;
   }
   // Before the part is cut back to `start`: a reader must not see it shrink.
@@ -212,9 +213,13 @@ async function receive(
   const writer = new SparseWriter(handle, start, 'the download');
   writer.onFlushed = opts.onPersisted;
   let position = start;
+  let overLimit = false;
   try {
     for await (const chunk of bodyChunks(res, label, start, total)) {
-      if (position + chunk.length > max) throw await tooLarge(place, max, limits);
+      if (position + chunk.length > max) {
+        overLimit = true;
+        throw tooLarge(place, max, limits);
+      }
       await writer.write(chunk);
       const hashing = hash.update(chunk);
       if (hashing) await hashing;
@@ -230,8 +235,9 @@ async function receive(
       () => false,
     );
     if (!kept) position = start;
-    // A kept part would fill the cache's filesystem and make every later pull fail.
-    if (isNoSpace(err)) await discardPart(opts.partPath);
+    // A kept part would fill the cache's filesystem and make every later pull fail; one
+    // past the size limit would only be refused again.
+    if (isNoSpace(err) || overLimit) await discardPart(opts.partPath);
     throw err;
   } finally {
     totals.fetched += position - start;

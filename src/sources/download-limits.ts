@@ -1,10 +1,10 @@
 /**
  * Limits of one download's body: a largest size. A known length is refused before a byte is
  * written when it exceeds --max-download or the free space where the download goes; an
- * endless body stops at the limit and its partial file is removed. (The minimum transfer rate
- * is the HTTP client's, as for range reads.)
+ * endless body stops at the limit. The caller drops the partial file of a refused download.
+ * (The minimum transfer rate is the HTTP client's, as for range reads.)
  */
-import { statfs, unlink } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HttpError } from '../errors.js';
 import type { RateLimits } from './min-rate.js';
@@ -28,9 +28,8 @@ export interface DownloadPlace {
 }
 
 /**
- * Checks a known length against the limits before a byte is written (a refused download
- * drops its part) and returns the largest end offset the body may reach. Limit errors are
- * final: never retried.
+ * Checks a known length against the limits before a byte is written and returns the largest
+ * end offset the body may reach. Limit errors are final: never retried.
  */
 export async function downloadBound(where: DownloadPlace, limits: DownloadLimits): Promise<number> {
   // Without --max-download, a known length is bounded by the free space alone.
@@ -39,25 +38,21 @@ export async function downloadBound(where: DownloadPlace, limits: DownloadLimits
     (where.total !== undefined ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_DOWNLOAD);
   if (where.total === undefined) return max;
   if (where.total > max)
-    throw await refuse(
+    throw refuse(
       where,
       `download of ${where.total} bytes exceeds the limit of ${max} bytes${flag(limits)}`,
     );
   const free = await freeSpace(where.partPath);
   if (free !== undefined && where.total - where.start > free)
-    throw await refuse(
+    throw refuse(
       where,
       `download of ${where.total} bytes does not fit in the ${free} bytes free in ${dirname(where.partPath)}`,
     );
   return max;
 }
 
-/** The error (after dropping the part) for a body that went past `max` bytes. */
-export function tooLarge(
-  where: DownloadPlace,
-  max: number,
-  limits: DownloadLimits,
-): Promise<HttpError> {
+/** The error for a body that went past `max` bytes. */
+export function tooLarge(where: DownloadPlace, max: number, limits: DownloadLimits): HttpError {
   return refuse(where, `download stopped at the limit of ${max} bytes${flag(limits)}`);
 }
 
@@ -65,9 +60,7 @@ function flag(limits: DownloadLimits): string {
   return limits.maxDownload === undefined ? ' (raise it with --max-download)' : '';
 }
 
-async function refuse(where: DownloadPlace, why: string): Promise<HttpError> {
-  await unlink(where.partPath).catch(() => {});
-  await unlink(`${where.partPath}.json`).catch(() => {});
+function refuse(where: DownloadPlace, why: string): HttpError {
   return new HttpError(`${where.label}: ${why}`, false);
 }
 
