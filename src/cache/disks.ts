@@ -26,7 +26,7 @@ import { type CacheEntry, CacheIndex, now } from './records.js';
 export interface DiskOptions
   extends Pick<
     PullOptions,
-    'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal' | 'sparsify'
+    'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal' | 'sparsify' | 'http' | 'limits'
   > {
   format?: 'raw' | 'qcow2';
   /** Virtual size of the new disk; at least the image's size (default: the image's size). */

@@ -1,36 +1,40 @@
 /**
- * Resumable HTTP(S) download into a partial file, hashed while it streams. The partial file
- * is sparse: 4 KiB blocks of zeroes are never written.
- * A partial download keeps its validator (ETag / Last-Modified) beside it, so the next attempt
- * asks only for the missing bytes with Range + If-Range and starts over if the file changed.
+ * Resumable HTTP(S) download into a partial file, hashed while it streams, through the one
+ * HTTP client (sources/http-client.ts: retries, redirects, credentials, timeouts, minimum
+ * rate, CA options, AbortSignal). The partial file is sparse: 4 KiB blocks of zeroes are never
+ * written. A partial download keeps its validator (ETag / Last-Modified) beside it, so the
+ * next attempt asks only for the missing bytes with Range + If-Range and starts over if the
+ * file changed.
  */
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ChecksumMismatchError, DiskpipeError, HttpError, ioError, UsageError } from '../errors.js';
+import { ChecksumMismatchError, HttpError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
-import { basicAuthorization, withoutCredentials } from '../sources/credentials.js';
+import { type DownloadLimits, downloadBound, tooLarge } from '../sources/download-limits.js';
+import { bodyChunks, discard } from '../sources/http-body.js';
+import { HttpClient, type HttpClientOptions, type HttpResponse } from '../sources/http-client.js';
+import { statusError } from '../sources/http-errors.js';
 import {
-  type DownloadLimits,
-  limitedBody,
-  TransferLimitError,
-} from '../sources/download-limits.js';
+  conditionalHeaders,
+  contentLength,
+  ifRangeValue,
+  parseContentRange,
+  storedValidators,
+  type Validators,
+  validatorsOf,
+} from '../sources/http-validators.js';
+import { type DigestAlgorithm, DownloadHash, type DownloadObserver } from './download-hash.js';
 import { SparseWriter } from './sparse-writer.js';
 
-export type DigestAlgorithm = 'sha256' | 'sha512';
+export type { Validators } from '../sources/http-validators.js';
+export type { DigestAlgorithm, DownloadObserver } from './download-hash.js';
 
 export interface ExpectedDigest {
   algorithm: DigestAlgorithm;
   hex: string;
 }
 
-export interface Validators {
-  etag?: string | undefined;
-  lastModified?: string | undefined;
-}
-
 export interface DownloadOptions {
+  /** The URL (user:password in it goes as a Basic Authorization header to its origin only). */
   url: string;
   /** Where the bytes go; kept across attempts for resuming. */
   partPath: string;
@@ -38,13 +42,15 @@ export interface DownloadOptions {
   /** Send a conditional request; a 304 answer means the cached copy is current. */
   revalidate?: Validators | undefined;
   onProgress?: ((done: number, total: number | undefined) => void) | undefined;
-  /** Attempts after a failure mid-transfer (default 4), with exponential backoff. */
-  retries?: number;
+  /** Attempts after a failure (default 4), with the client's backoff. */
+  retries?: number | undefined;
   /** Abort when no byte arrives for this long (default 30 s). */
-  idleTimeoutMs?: number;
-  signal?: AbortSignal;
+  idleTimeoutMs?: number | undefined;
+  signal?: AbortSignal | undefined;
   /** Minimum transfer rate and largest size (sources/download-limits.ts). */
   limits?: DownloadLimits | undefined;
+  /** TLS (caCert, insecure), extra headers and the other client settings. */
+  http?: HttpClientOptions | undefined;
   /**
    * Sees every byte of the download in order from offset 0 (a resumed prefix is read back
    * from the partial file first); `restart` comes before each attempt's first byte.
@@ -56,14 +62,10 @@ export interface DownloadOptions {
   onPersisted?: ((position: number) => void) | undefined;
 }
 
-export interface DownloadObserver {
-  restart(): void;
-  data(chunk: Uint8Array): void;
-}
-
 export interface DownloadResult {
   notModified: boolean;
   size: number;
+  /** ETag / Last-Modified of what was downloaded (what a cache record keeps). */
   validators: Validators;
   /** Hex digests of the whole download: always sha256, plus the expected algorithm. */
   digests: Partial<Record<DigestAlgorithm, string>>;
@@ -80,6 +82,13 @@ interface PartMeta extends Validators {
   total?: number | undefined;
 }
 
+/** What every attempt of one download adds up. */
+interface Totals {
+  fetched: number;
+  written: number;
+  resumedFrom: number | undefined;
+}
+
 export function parseDigestSpec(spec: string): ExpectedDigest {
   const m = /^(sha256|sha512):([0-9a-fA-F]+)$/.exec(spec);
   const len = m?.[1] === 'sha256' ? 64 : 128;
@@ -89,259 +98,172 @@ export function parseDigestSpec(spec: string): ExpectedDigest {
 }
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
-  const retries = opts.retries ?? 4;
-  let fetched = 0;
-  let written = 0;
-  let resumedFrom = -1;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const r = await attemptDownload(opts, basicAuthorization(opts.url));
-      if (resumedFrom < 0) resumedFrom = r.resumedFrom;
-      fetched += r.fetched;
-      written += r.written;
-      return { ...r, resumedFrom, fetched, written };
-    } catch (err) {
-      const e = err as DiskpipeError & {
-        fetched?: number;
-        written?: number;
-        resumedFrom?: number;
-        transient?: boolean;
-      };
-      if (resumedFrom < 0 && e.resumedFrom !== undefined) resumedFrom = e.resumedFrom;
-      fetched += e.fetched ?? 0;
-      written += e.written ?? 0;
-      if (!e.transient || attempt >= retries || opts.signal?.aborted) throw err;
-      await sleep(Math.min(200 * 2 ** attempt, 5000));
-    }
+  const client = new HttpClient(opts.url, clientOptions(opts));
+  const totals: Totals = { fetched: 0, written: 0, resumedFrom: undefined };
+  try {
+    const r = await client.withRetries(() => attempt(client, opts, totals));
+    return { ...r, ...totals, resumedFrom: totals.resumedFrom ?? 0 };
+  } finally {
+    client.close();
   }
 }
 
-async function attemptDownload(
-  given: DownloadOptions,
-  authorization: string | undefined,
-): Promise<DownloadResult> {
-  // user:password never goes into a message or the part's metadata: it is sent as a header,
-  // which fetch drops on a redirect to another origin.
-  const opts = { ...given, url: withoutCredentials(given.url) };
+function clientOptions(o: DownloadOptions): HttpClientOptions {
+  const c: HttpClientOptions = { ...o.http };
+  if (o.retries !== undefined) c.retries = o.retries;
+  if (o.idleTimeoutMs !== undefined) c.timeoutMs = o.idleTimeoutMs;
+  if (o.limits?.minRate !== undefined) c.minRate = o.limits.minRate;
+  if (o.limits?.minRateWindowMs !== undefined) c.minRateWindowMs = o.limits.minRateWindowMs;
+  if (o.signal) c.signal = o.signal;
+  return c;
+}
+
+type Attempt = Omit<DownloadResult, 'fetched' | 'written' | 'resumedFrom'>;
+
+/** One request: resumes what the partial file holds, or starts over. */
+async function attempt(
+  client: HttpClient,
+  opts: DownloadOptions,
+  totals: Totals,
+): Promise<Attempt> {
+  // The part's metadata names the URL without credentials: they never reach a file.
+  const label = client.label;
   const metaPath = `${opts.partPath}.json`;
   const meta = await readJson<PartMeta>(metaPath);
-  let have = meta?.url === opts.url ? await sizeOf(opts.partPath) : 0;
-  const validator = meta?.etag ?? meta?.lastModified;
-  if (have > 0 && !validator) have = 0; // without a validator a partial file cannot be trusted
-
+  const validator = meta ? ifRangeValue(meta) : undefined;
+  // Without a validator a partial file cannot be trusted.
+  const have = meta?.url === label && validator ? await sizeOf(opts.partPath) : 0;
   // A complete part (the process died after the download) asks again for its last byte
   // only: a 206 proves the validator still matches, and nothing else is fetched.
   const complete = have > 0 && meta?.total === have;
   const from = complete ? have - 1 : have;
-  const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-  if (authorization) headers.authorization = authorization;
-  if (have > 0) {
-    headers.range = `bytes=${from}-`;
-    headers['if-range'] = validator!;
-  } else if (opts.revalidate?.etag) {
-    headers['if-none-match'] = opts.revalidate.etag;
-  } else if (opts.revalidate?.lastModified) {
-    headers['if-modified-since'] = opts.revalidate.lastModified;
+  const res = await client.request(
+    have > 0
+      ? { range: [from], headers: { 'if-range': validator! } }
+      : { headers: conditionalHeaders(opts.revalidate) },
+  );
+  const found = validatorsOf(res.headers, res.status);
+  if (res.status === 304) {
+    discard(res);
+    const validators = { ...storedValidators(opts.revalidate ?? {}), ...storedValidators(found) };
+    return { notModified: true, size: 0, validators, digests: {} };
   }
-
-  const idle = new AbortController();
-  const signal = opts.signal ? AbortSignal.any([opts.signal, idle.signal]) : idle.signal;
-  let timer = setTimeout(() => idle.abort(), opts.idleTimeoutMs ?? 30_000);
-  const touch = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => idle.abort(), opts.idleTimeoutMs ?? 30_000);
-  };
-
-  let response: Response;
-  try {
-    response = await fetch(opts.url, { headers, redirect: 'follow', signal });
-  } catch (err) {
-    clearTimeout(timer);
-    throw transient(
-      new HttpError(`${opts.url}: ${networkReason(err, idle.signal.aborted)}`, false),
-      0,
-      have,
-    );
-  }
-
-  const validators: Validators = {
-    etag: response.headers.get('etag') ?? undefined,
-    lastModified: response.headers.get('last-modified') ?? undefined,
-  };
-  if (response.status === 304) {
-    clearTimeout(timer);
-    await response.body?.cancel();
-    return {
-      notModified: true,
-      size: 0,
-      validators: { ...opts.revalidate, ...pick(validators) },
-      digests: {},
-      resumedFrom: 0,
-      fetched: 0,
-      written: 0,
-    };
-  }
-  if (response.status === 416 && have > 0) {
-    clearTimeout(timer);
-    await response.body?.cancel();
+  if (res.status === 416 && have > 0) {
+    discard(res);
     // The part may be complete (its size matches the server's): confirm the validator by
     // asking for the last byte with If-Range, instead of downloading it all again.
-    const total = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
-    if (!complete && total && Number(total[1]) === have) {
-      await writeJsonDurably(metaPath, { ...meta, url: opts.url, total: have } satisfies PartMeta);
-      return attemptDownload(given, authorization);
+    if (!complete && found.size === have) {
+      await writeJsonDurably(metaPath, { ...meta, url: label, total: have } satisfies PartMeta);
+      return attempt(client, opts, totals);
     }
     await discardPart(opts.partPath);
-    throw transient(new HttpError(`${opts.url}: range not satisfiable`, false), 0, have);
+    throw new HttpError(`${label}: range not satisfiable`, true, 416);
   }
-  if (!response.ok) {
-    clearTimeout(timer);
-    await response.body?.cancel();
-    const err = new HttpError(
-      `${opts.url}: HTTP ${response.status} ${response.statusText}`.trim(),
-      false,
-      response.status,
-    );
-    throw response.status >= 500 || response.status === 429 ? transient(err, 0, have) : err;
+  if (res.status !== 200 && res.status !== 206) {
+    discard(res);
+    throw statusError(res.status, label);
   }
+  const encoding = res.headers['content-encoding'];
+  if (encoding && encoding !== 'identity') {
+    discard(res);
+    throw new HttpError(`${label}: server sent Content-Encoding ${encoding}`, false);
+  }
+  const start = res.status === 206 ? from : 0;
+  if (res.status === 206 && parseContentRange(res.headers)?.start !== from) {
+    discard(res);
+    await discardPart(opts.partPath);
+    throw new HttpError(`${label}: unexpected Content-Range`, true);
+  }
+  const length = contentLength(res.headers);
+  const total = found.size ?? (length !== undefined ? start + length : undefined);
+  totals.resumedFrom ??= start;
+  return receive(res, opts, totals, { label, start, total, validators: found });
+}
 
-  let start = 0;
-  if (response.status === 206) {
-    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
-    if (!m || Number(m[1]) !== from) {
-      clearTimeout(timer);
-      await response.body?.cancel();
-      await discardPart(opts.partPath);
-      throw transient(new HttpError(`${opts.url}: unexpected Content-Range`, false), 0, have);
-    }
-    start = from;
+/** Writes and hashes the body of a 200/206 answer from `start` on. */
+async function receive(
+  res: HttpResponse,
+  opts: DownloadOptions,
+  totals: Totals,
+  at: { label: string; start: number; total: number | undefined; validators: Validators },
+): Promise<Attempt> {
+  const { label, start, total } = at;
+  const place = { label, partPath: opts.partPath, start, total };
+  const limits = opts.limits ?? {};
+  let max: number;
+  try {
+    max = await downloadBound(place, limits);
+  } catch (err) {
+    discard(res);
+    await discardPart(opts.partPath);
+    throw err;
   }
-  const length = Number(response.headers.get('content-length') ?? Number.NaN);
-  const total = Number.isFinite(length) ? start + length : undefined;
   // Before the part is cut back to `start`: a reader must not see it shrink.
   opts.onAttempt?.(start, total);
-  await writeJsonDurably(metaPath, {
-    url: opts.url,
-    ...pick(validators),
+  const validators = storedValidators(at.validators);
+  await writeJsonDurably(`${opts.partPath}.json`, {
+    url: label,
+    ...validators,
     total,
   } satisfies PartMeta);
 
-  const hashes = makeHashes(opts.expected?.algorithm);
-  opts.observer?.restart();
-  if (start > 0) await hashExisting(opts.partPath, start, hashes, opts.observer);
+  const hash = new DownloadHash(opts.expected?.algorithm, opts.observer);
+  await hash.hashPrefix(opts.partPath, start);
   const handle = await openPart(opts.partPath, start);
   const writer = new SparseWriter(handle, start, 'the download');
   writer.onFlushed = opts.onPersisted;
   let position = start;
+  let overLimit = false;
   try {
-    if (!response.body) throw new HttpError(`${opts.url}: empty response`, false);
-    const where = { url: opts.url, partPath: opts.partPath, start, total };
-    for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
-      touch();
+    for await (const chunk of bodyChunks(res, label, start, total)) {
+      if (position + chunk.length > max) {
+        overLimit = true;
+        throw tooLarge(place, max, limits);
+      }
       await writer.write(chunk);
-      for (const h of hashes.values()) h.update(chunk);
-      opts.observer?.data(chunk);
+      const hashing = hash.update(chunk);
+      if (hashing) await hashing;
       position += chunk.length;
       opts.onProgress?.(position, total);
     }
+    await writer.finish();
+    await handle.sync();
   } catch (err) {
-    clearTimeout(timer);
     // What arrived is kept (its size tells the next attempt where to resume).
     const kept = await writer.finish().then(
       () => true,
       () => false,
     );
-    await handle.close();
     if (!kept) position = start;
-    if (isNoSpace(err)) {
-      // A kept part would fill the cache's filesystem and make every later pull fail.
-      await discardPart(opts.partPath);
-      throw err;
-    }
-    if (err instanceof DiskpipeError && (err.code !== 'HTTP' || err instanceof TransferLimitError))
-      throw err;
-    throw transient(
-      new HttpError(
-        `${opts.url}: ${networkReason(err, idle.signal.aborted)} after ${position} bytes`,
-        false,
-      ),
-      position - start,
-      start,
-      writer.written,
-    );
-  }
-  clearTimeout(timer);
-  try {
-    await writer.finish();
-    await handle.sync();
+    // A kept part would fill the cache's filesystem and make every later pull fail; one
+    // past the size limit would only be refused again.
+    if (isNoSpace(err) || overLimit) await discardPart(opts.partPath);
+    throw err;
   } finally {
+    totals.fetched += position - start;
+    totals.written += writer.written;
     await handle.close();
   }
-  if (total !== undefined && position !== total) {
-    throw transient(
-      new HttpError(`${opts.url}: connection closed after ${position} of ${total} bytes`, false),
-      position - start,
-      start,
-      writer.written,
-    );
-  }
-  return {
-    ...(await finishDigests(opts, hashes, position, start, validators)),
-    written: writer.written,
-  };
-}
-
-async function finishDigests(
-  opts: DownloadOptions,
-  hashes: Map<DigestAlgorithm, Hash>,
-  position: number,
-  start: number,
-  validators: Validators,
-): Promise<Omit<DownloadResult, 'written'>> {
-  const digests: Partial<Record<DigestAlgorithm, string>> = {};
-  for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
-  if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
+  if (total !== undefined && position !== total)
+    throw new HttpError(`${label}: connection closed after ${position} of ${total} bytes`, true);
+  const digests = hash.digests();
+  const expected = opts.expected;
+  if (expected && digests[expected.algorithm] !== expected.hex) {
     await discardPart(opts.partPath);
-    const actual = digests[opts.expected.algorithm] ?? '';
+    const actual = digests[expected.algorithm] ?? '';
     throw new ChecksumMismatchError(
-      `${opts.url}: download ${opts.expected.algorithm} is ${actual}, expected ${opts.expected.hex}`,
-      opts.expected.hex,
+      `${label}: download ${expected.algorithm} is ${actual}, expected ${expected.hex}`,
+      expected.hex,
       actual,
     );
   }
-  return {
-    notModified: false,
-    size: position,
-    validators: pick(validators),
-    digests,
-    resumedFrom: start,
-    fetched: position - start,
-  };
+  return { notModified: false, size: position, validators, digests };
 }
 
 /** Removes a partial download and its metadata. */
 export async function discardPart(partPath: string): Promise<void> {
   await unlink(partPath).catch(() => {});
   await unlink(`${partPath}.json`).catch(() => {});
-}
-
-function makeHashes(extra: DigestAlgorithm | undefined): Map<DigestAlgorithm, Hash> {
-  const m = new Map<DigestAlgorithm, Hash>([['sha256', createHash('sha256')]]);
-  if (extra && !m.has(extra)) m.set(extra, createHash(extra));
-  return m;
-}
-
-async function hashExisting(
-  path: string,
-  length: number,
-  hashes: Map<DigestAlgorithm, Hash>,
-  observer: DownloadObserver | undefined,
-): Promise<void> {
-  const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 });
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    for (const h of hashes.values()) h.update(chunk);
-    observer?.data(chunk);
-  }
 }
 
 async function openPart(path: string, start: number): Promise<FileHandle> {
@@ -365,26 +287,4 @@ async function sizeOf(path: string): Promise<number> {
 function isNoSpace(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string } };
   return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC';
-}
-
-function pick(v: Validators): Validators {
-  const out: Validators = {};
-  if (v.etag) out.etag = v.etag;
-  if (v.lastModified) out.lastModified = v.lastModified;
-  return out;
-}
-
-function transient<T extends DiskpipeError>(
-  err: T,
-  fetched: number,
-  resumedFrom: number,
-  written = 0,
-): T {
-  return Object.assign(err, { transient: true, fetched, resumedFrom, written });
-}
-
-function networkReason(err: unknown, idle: boolean): string {
-  if (idle) return 'no data received for too long (timeout)';
-  const e = err as { cause?: { code?: string; message?: string }; message?: string };
-  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
 }

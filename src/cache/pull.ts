@@ -19,6 +19,7 @@ import { openImageOn } from '../open.js';
 import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
+import type { HttpClientOptions } from '../sources/http-client.js';
 import { unwrapSource } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
@@ -54,6 +55,8 @@ export interface PullOptions {
   retries?: number | undefined;
   /** --min-rate, --min-rate-window, --max-download. */
   limits?: DownloadLimits | undefined;
+  /** HTTP client settings: --ca-cert (caCert), --insecure, extra headers. */
+  http?: HttpClientOptions | undefined;
   /**
    * Store the sparsified content (filters/sparsify: blocks the guest filesystems mark free
    * read as zeroes). Recorded under sparsifiedUrl(url), beside the plain variant; both share
@@ -178,6 +181,7 @@ async function pullLocked(
       revalidate,
       signal: opts.signal,
       limits: opts.limits,
+      http: opts.http,
       observer: rawHash,
       onAttempt: (start, total) => growing.attempt(start, total),
       onPersisted: (position) => growing.advance(position),
@@ -201,10 +205,12 @@ async function pullLocked(
       if (r) return r;
       // Removed while we asked: fetch it again, unconditionally.
       fetched = await download({
-        url,
+        url: fetchUrl,
         partPath: input,
         expected,
         signal: opts.signal,
+        limits: opts.limits,
+        http: opts.http,
         observer: rawHash,
         ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
         onProgress: (done, total) => opts.onProgress?.('download', done, total),

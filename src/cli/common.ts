@@ -46,6 +46,26 @@ export function rateOptions(values: {
   return out;
 }
 
+/** HTTP(S) settings of every command that reads or downloads a URL. */
+export const HTTP_OPTIONS = {
+  ...RATE_OPTIONS,
+  insecure: { type: 'boolean' },
+  'ca-cert': { type: 'string' },
+} as const satisfies Options;
+
+/** --min-rate, --min-rate-window, --insecure and --ca-cert FILE as library options. */
+export function httpOptions(values: {
+  'min-rate'?: string | undefined;
+  'min-rate-window'?: string | undefined;
+  insecure?: boolean | undefined;
+  'ca-cert'?: string | undefined;
+}): HttpOptions {
+  const http: HttpOptions = rateOptions(values);
+  if (values.insecure) http.insecure = true;
+  if (values['ca-cert'] !== undefined) http.caCert = readCaCert(values['ca-cert']);
+  return http;
+}
+
 /** Options every image-reading command takes (trust rule, forced format). */
 export const IMAGE_OPTIONS = {
   format: { type: 'string', short: 'f' },
@@ -54,9 +74,7 @@ export const IMAGE_OPTIONS = {
   'cache-dir': { type: 'string' },
   member: { type: 'string' },
   'max-staged': { type: 'string' },
-  ...RATE_OPTIONS,
-  insecure: { type: 'boolean' },
-  'ca-cert': { type: 'string' },
+  ...HTTP_OPTIONS,
 } as const satisfies Options;
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
@@ -101,11 +119,25 @@ export function openOptions(values: {
   if (values.member !== undefined) opts.member = values.member;
   if (values['max-staged'] !== undefined)
     opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
-  const http: HttpOptions = rateOptions(values);
-  if (values.insecure) http.insecure = true;
-  if (values['ca-cert'] !== undefined) http.caCert = readCaCert(values['ca-cert']);
+  const http = httpOptions(values);
   if (Object.keys(http).length > 0) opts.http = http;
   return opts;
+}
+
+/** What convert and checksum say about an HTTP source without ETag or Last-Modified. */
+export function unverifiedNotice(url: string): string {
+  return `${url} has no ETag or Last-Modified: consistency across requests cannot be guaranteed`;
+}
+
+/** The same open options, printing unverifiedNotice on stderr (unless -q) when it applies. */
+export function noticeUnverified(opts: OpenOptions): OpenOptions {
+  const onUnverified = (url: string) => note(unverifiedNotice(url));
+  return { ...opts, http: { ...opts.http, onUnverified } };
+}
+
+/** A one-line note on stderr (nothing after -q). */
+export function note(line: string): void {
+  if (!quiet) process.stderr.write(`diskpipe: note: ${line}\n`);
 }
 
 function readCaCert(path: string): string {

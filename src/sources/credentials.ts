@@ -16,6 +16,11 @@ export function withoutCredentials(url: string): string {
   }
 }
 
+/** A URL for messages: without its credentials. */
+export function displayUrl(url: URL | string): string {
+  return withoutCredentials(typeof url === 'string' ? url : url.href);
+}
+
 /** An Authorization header for the URL's user name and password, if it has any. */
 export function basicAuthorization(url: string): string | undefined {
   let u: URL;
@@ -29,7 +34,7 @@ export function basicAuthorization(url: string): string | undefined {
   return `Basic ${Buffer.from(pair).toString('base64')}`;
 }
 
-/** Whether request headers given for `from` may still be sent to `to` after a redirect. */
+/** Whether credentials given for `from` may still be sent to `to` (same scheme, host, port). */
 export function mayKeepCredentials(from: URL, to: URL): boolean {
   return from.origin === to.origin;
 }

@@ -1,13 +1,13 @@
 /**
- * Limits of one download's body: a minimum transfer rate and a largest size. A known length is
- * refused before a byte is written when it exceeds --max-download or the free space where the
- * download goes; an endless body stops at the limit and its partial file is removed.
+ * Limits of one download's body: a largest size. A known length is refused before a byte is
+ * written when it exceeds --max-download or the free space where the download goes; an
+ * endless body stops at the limit. The caller drops the partial file of a refused download.
+ * (The minimum transfer rate is the HTTP client's, as for range reads.)
  */
-import { statfs, unlink } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { DiskpipeError } from '../errors.js';
-import { displayUrl } from './http-request.js';
-import { type RateLimits, slowTransferMessage, watchedChunks } from './min-rate.js';
+import { HttpError } from '../errors.js';
+import type { RateLimits } from './min-rate.js';
 
 export interface DownloadLimits extends RateLimits {
   /** Largest download in bytes (--max-download; default: free space, else 64 GiB). */
@@ -17,63 +17,51 @@ export interface DownloadLimits extends RateLimits {
 /** Without --max-download, a body of unknown length stops here. */
 export const DEFAULT_MAX_DOWNLOAD = 64 * 2 ** 30;
 
-/** A download stopped by a limit: final, never retried. */
-export class TransferLimitError extends DiskpipeError {
-  constructor(message: string) {
-    super('HTTP', message);
-  }
+export interface DownloadPlace {
+  /** The URL for messages (no credentials). */
+  label: string;
+  partPath: string;
+  /** The answer's first byte in the resource. */
+  start: number;
+  /** The resource's whole length, when known. */
+  total: number | undefined;
 }
 
 /**
- * The body of `response` (which answers from byte `start` on; `total` is the whole length when
- * known), checked against `limits`. `abort` must cancel the transfer.
+ * Checks a known length against the limits before a byte is written and returns the largest
+ * end offset the body may reach. Limit errors are final: never retried.
  */
-export async function* limitedBody(
-  response: { body: ReadableStream<Uint8Array> | null },
-  where: { url: string; partPath: string; start: number; total: number | undefined },
-  limits: DownloadLimits,
-  abort: () => void,
-): AsyncGenerator<Uint8Array> {
-  const label = safeLabel(where.url);
+export async function downloadBound(where: DownloadPlace, limits: DownloadLimits): Promise<number> {
   // Without --max-download, a known length is bounded by the free space alone.
   const max =
     limits.maxDownload ??
     (where.total !== undefined ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_DOWNLOAD);
-  const flag = limits.maxDownload === undefined ? ' (raise it with --max-download)' : '';
-  const refuse = async (why: string) => {
-    abort();
-    await dropPart(where.partPath);
-    return new TransferLimitError(`${label}: ${why}`);
-  };
-  if (where.total !== undefined) {
-    if (where.total > max)
-      throw await refuse(
-        `download of ${where.total} bytes exceeds the limit of ${max} bytes${flag}`,
-      );
-    const free = await freeSpace(where.partPath);
-    if (free !== undefined && where.total - where.start > free)
-      throw await refuse(
-        `download of ${where.total} bytes does not fit in the ${free} bytes free in ${dirname(where.partPath)}`,
-      );
-  }
-  if (!response.body) return;
-  let tooLarge = false;
-  try {
-    yield* watchedChunks(response.body as unknown as AsyncIterable<Uint8Array>, {
-      ...limits,
-      abort,
-      slow: () => new TransferLimitError(`${label}: ${slowTransferMessage(limits)}`),
-      maxBytes: max - where.start,
-      tooLarge: () => {
-        tooLarge = true;
-        return new TransferLimitError(
-          `${label}: download stopped at the limit of ${max} bytes${flag}`,
-        );
-      },
-    });
-  } finally {
-    if (tooLarge) await dropPart(where.partPath);
-  }
+  if (where.total === undefined) return max;
+  if (where.total > max)
+    throw refuse(
+      where,
+      `download of ${where.total} bytes exceeds the limit of ${max} bytes${flag(limits)}`,
+    );
+  const free = await freeSpace(where.partPath);
+  if (free !== undefined && where.total - where.start > free)
+    throw refuse(
+      where,
+      `download of ${where.total} bytes does not fit in the ${free} bytes free in ${dirname(where.partPath)}`,
+    );
+  return max;
+}
+
+/** The error for a body that went past `max` bytes. */
+export function tooLarge(where: DownloadPlace, max: number, limits: DownloadLimits): HttpError {
+  return refuse(where, `download stopped at the limit of ${max} bytes${flag(limits)}`);
+}
+
+function flag(limits: DownloadLimits): string {
+  return limits.maxDownload === undefined ? ' (raise it with --max-download)' : '';
+}
+
+function refuse(where: DownloadPlace, why: string): HttpError {
+  return new HttpError(`${where.label}: ${why}`, false);
 }
 
 async function freeSpace(path: string): Promise<number | undefined> {
@@ -82,18 +70,5 @@ async function freeSpace(path: string): Promise<number | undefined> {
     return s.bavail * s.bsize;
   } catch {
     return undefined;
-  }
-}
-
-async function dropPart(partPath: string): Promise<void> {
-  await unlink(partPath).catch(() => {});
-  await unlink(`${partPath}.json`).catch(() => {});
-}
-
-function safeLabel(url: string): string {
-  try {
-    return displayUrl(new URL(url));
-  } catch {
-    return 'download';
   }
 }

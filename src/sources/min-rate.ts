@@ -3,8 +3,6 @@
  * fewer than `minRate` bytes per second over a whole window fails. An idle timer alone does not
  * catch a server that drips one byte every few seconds.
  */
-import { UnsupportedFeatureError } from '../errors.js';
-
 export interface RateLimits {
   /** Bytes per second a transfer must average over each window (0: no minimum). */
   minRate?: number;
@@ -49,60 +47,5 @@ export class RateWatch {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-  }
-}
-
-/**
- * Passes a body's chunks on, failing with `slow` (after calling `abort`, which must cancel the
- * transfer) when the rate falls below the limit, and with a limit error past `maxBytes`.
- */
-export async function* watchedChunks(
-  chunks: AsyncIterable<Uint8Array>,
-  opts: RateLimits & {
-    abort: () => void;
-    slow: () => Error;
-    maxBytes?: number | undefined;
-    tooLarge?: () => Error;
-  },
-): AsyncGenerator<Uint8Array> {
-  const it = chunks[Symbol.asyncIterator]();
-  let tripped: (err: Error) => void = () => {};
-  const slow = new Promise<never>((_, reject) => {
-    tripped = reject;
-  });
-  slow.catch(() => {});
-  let aborted = false;
-  const watch = new RateWatch(opts, () => {
-    aborted = true;
-    // Reject first: the aborted read's own error must not win the race.
-    tripped(opts.slow());
-    opts.abort();
-  });
-  let total = 0;
-  let done = false;
-  try {
-    for (;;) {
-      const r = await Promise.race([it.next(), slow]);
-      if (r.done) {
-        done = true;
-        return;
-      }
-      watch.add(r.value.length);
-      total += r.value.length;
-      if (opts.maxBytes !== undefined && total > opts.maxBytes) {
-        aborted = true;
-        opts.abort();
-        throw opts.tooLarge?.() ?? new UnsupportedFeatureError('transfer is too large');
-      }
-      yield r.value;
-    }
-  } finally {
-    watch.stop();
-    // An aborted (stalled) read may never settle: do not wait for the body to wind down then.
-    if (!done) {
-      const closing = it.return?.();
-      if (closing && !aborted) await closing.catch(() => {});
-      else closing?.catch(() => {});
-    }
   }
 }

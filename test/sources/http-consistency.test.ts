@@ -1,11 +1,16 @@
 /**
  * A resource without ETag/Last-Modified: every answer's Content-Range total and
- * Content-Length are checked, so a change of size or a confused server is a clear error.
+ * Content-Length are checked, so a change of size or a confused server is a clear error; and
+ * info, convert and checksum say that consistency across requests cannot be guaranteed.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { HttpSource } from '../../src/sources/http.js';
+import { startServer, type TestServer } from '../helpers/http-server.js';
+import { diskpipeAsync, tempDir } from '../helpers/peers.js';
 
 type Answer = (n: number, start: number, end: number) => { total: number; length?: number };
 
@@ -53,4 +58,81 @@ test('http consistency: a Content-Length that disagrees with Content-Range is an
     message: /Content-Length 100 for a range of 65536 bytes/,
   });
   await source.close();
+});
+
+/** The same 1 MiB raw served without validators, with a strong ETag, and with Last-Modified. */
+async function servedThreeWays(): Promise<TestServer> {
+  const dir = tempDir();
+  const path = join(dir, 'disk.raw');
+  writeFileSync(path, Buffer.alloc(1 << 20, 0x5a));
+  const server = await startServer();
+  server.files.set('none.raw', { path, etag: false });
+  server.files.set('etag.raw', { path });
+  server.files.set('modified.raw', {
+    path,
+    etag: false,
+    lastModified: 'Mon, 07 Dec 2026 00:00:00 GMT',
+  });
+  after(() => server.close());
+  return server;
+}
+
+const NOTICE =
+  /^diskpipe: note: http:\/\/127\.0\.0\.1:\d+\/none\.raw has no ETag or Last-Modified: consistency across requests cannot be guaranteed$/m;
+
+test('http consistency: a source without ETag/Last-Modified says it is unverified', async () => {
+  const server = await servedThreeWays();
+  const told: string[] = [];
+  const onUnverified = (url: string) => told.push(url);
+  for (const [name, expected] of [
+    ['none.raw', 'unverified'],
+    ['etag.raw', 'verified'],
+    ['modified.raw', 'verified'],
+  ] as const) {
+    const source = await HttpSource.open(server.url(name), { onUnverified });
+    assert.equal(source.consistency, expected, name);
+    await source.close();
+  }
+  assert.deepEqual(told, [server.url('none.raw')]);
+});
+
+test('http consistency: info shows it (human and JSON), only for such sources', async () => {
+  const server = await servedThreeWays();
+  const none = await diskpipeAsync(['info', '--json', server.url('none.raw')]).done;
+  assert.equal(none.status, 0, none.stderr);
+  assert.equal(JSON.parse(none.stdout).consistency, 'unverified');
+  const human = await diskpipeAsync(['info', server.url('none.raw')]).done;
+  assert.match(
+    human.stdout,
+    /^consistency: unverified \(the server sends no ETag or Last-Modified/m,
+  );
+  for (const name of ['etag.raw', 'modified.raw']) {
+    const r = await diskpipeAsync(['info', '--json', server.url(name)]).done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal('consistency' in JSON.parse(r.stdout), false, name);
+    const h = await diskpipeAsync(['info', server.url(name)]).done;
+    assert.doesNotMatch(h.stdout, /consistency/, name);
+  }
+});
+
+test('http consistency: convert and checksum -p print a one-line notice', async () => {
+  const server = await servedThreeWays();
+  const out = join(tempDir(), 'out.raw');
+  const runs = [
+    ['checksum', '-p', server.url('none.raw')],
+    ['convert', '-p', '-O', 'raw', server.url('none.raw'), out],
+  ];
+  for (const args of runs) {
+    const r = await diskpipeAsync(args).done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, NOTICE, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  for (const name of ['etag.raw', 'modified.raw']) {
+    const r = await diskpipeAsync(['checksum', '-p', server.url(name)]).done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', name);
+  }
+  const quiet = await diskpipeAsync(['checksum', '-q', server.url('none.raw')]).done;
+  assert.equal(quiet.stderr, '');
 });

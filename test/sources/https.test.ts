@@ -1,7 +1,8 @@
 /**
  * HTTPS with a throwaway CA made by openssl at test time: reads, a bad certificate refused
- * unless --ca-cert/--insecure says otherwise, and credentials (user:password, extra headers)
- * kept from other origins and from https→http redirects, and out of every message and record.
+ * unless --ca-cert/--insecure says otherwise (range reads, pull, disk create), and credentials
+ * (user:password, extra headers) kept from other origins and from https→http redirects, and
+ * out of every message and record.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -210,17 +211,98 @@ test('download: user:password goes as a header to its origin only, never into me
   );
 });
 
-test('pull: an https URL with user:password (CA from NODE_EXTRA_CA_CERTS) is recorded without them', async () => {
+test('pull: an https URL with user:password (--ca-cert) is recorded without them', async () => {
   const cache = join(dir, 'cache');
-  const env = { NODE_EXTRA_CA_CERTS: ca };
   const url = `https://user:secret@127.0.0.1:${tlsPort}/disk.raw`;
-  const r = await diskpipeAsync(['pull', '--json', '--cache-dir', cache, url], { env }).done;
+  const r = await diskpipeAsync(['pull', '--json', '--ca-cert', ca, '--cache-dir', cache, url])
+    .done;
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).url, `${secure}/disk.raw`);
   const ls = await diskpipeAsync(['cache', 'ls', '--json', '--cache-dir', cache]).done;
   assert.equal(ls.status, 0, ls.stderr);
   assert.equal(ls.stdout.includes('secret'), false);
   assert.equal(`${r.stdout}${r.stderr}`.includes('secret'), false);
+});
+
+test('pull and disk create: --ca-cert or --insecure, else a clear certificate error', async () => {
+  const url = `${secure}/disk.raw`;
+  const refused = await diskpipeAsync(['pull', '--cache-dir', join(dir, 'c0'), url]).done;
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /^diskpipe: https:\/\/127\.0\.0\.1:\d+\/disk\.raw: .*certificate/i);
+  assert.match(
+    refused.stderr,
+    /trust a private CA with --ca-cert FILE, or accept any with --insecure/,
+  );
+  assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+  for (const [n, flags] of [['--ca-cert', ca], ['--insecure']].entries()) {
+    const cache = join(dir, `c${n + 1}`);
+    const r = await diskpipeAsync(['pull', '--json', ...flags, '--cache-dir', cache, url]).done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).virtualSize, data.length);
+    const disk = join(dir, `disk${n}.raw`);
+    const d = await diskpipeAsync([
+      'disk',
+      'create',
+      '--cache-dir',
+      join(dir, `d${n}`),
+      ...flags,
+      '--from',
+      url,
+      disk,
+    ]).done;
+    assert.equal(d.status, 0, d.stderr);
+    assert.ok(readFileSync(disk).equals(data));
+  }
+  const noDisk = await diskpipeAsync([
+    'disk',
+    'create',
+    '--cache-dir',
+    join(dir, 'd9'),
+    '--from',
+    url,
+    join(dir, 'no.raw'),
+  ]).done;
+  assert.equal(noDisk.status, 2);
+  assert.match(noDisk.stderr, /^diskpipe: .*certificate/i);
+});
+
+test('pull: a redirect to another origin or down to http drops the credentials', async () => {
+  const otherSeen: Seen[] = [];
+  const otherPort = await listen(
+    https.createServer(
+      { key: readFileSync(key), cert: readFileSync(cert) },
+      handler(otherSeen, {}),
+    ),
+  );
+  const redirects = {
+    '/to-other': `https://127.0.0.1:${otherPort}/disk.raw`,
+    '/to-http': `${plain}/disk.raw`,
+    '/to-self': '/disk.raw',
+  };
+  const seen: Seen[] = [];
+  const port = await listen(
+    https.createServer(
+      { key: readFileSync(key), cert: readFileSync(cert) },
+      handler(seen, redirects),
+    ),
+  );
+  const pullFrom = async (path: string, cache: string) => {
+    const url = `https://user:secret@127.0.0.1:${port}${path}`;
+    const r = await diskpipeAsync(['pull', '--ca-cert', ca, '--cache-dir', join(dir, cache), url])
+      .done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(`${r.stdout}${r.stderr}`.includes('secret'), false);
+  };
+  plainSeen.length = 0;
+  await pullFrom('/to-self', 'r1');
+  assert.ok(seen.length >= 2);
+  for (const s of seen) assert.match(s.authorization ?? '', /^Basic /, s.path);
+  await pullFrom('/to-other', 'r2');
+  assert.ok(otherSeen.length >= 1);
+  for (const s of otherSeen) assert.equal(s.authorization, undefined, 'cross-origin redirect');
+  await pullFrom('/to-http', 'r3');
+  assert.ok(plainSeen.length >= 1);
+  for (const s of plainSeen) assert.equal(s.authorization, undefined, 'https→http redirect');
 });
 
 test('info and checksum of a URL with user:password never print the password', async () => {

@@ -11,7 +11,15 @@ import {
   checksumStream,
 } from '../../ops/checksum/checksum.js';
 import { withoutCredentials } from '../../sources/credentials.js';
-import { type Command, IMAGE_OPTIONS, openOptions, parse, parseSize, print } from '../common.js';
+import {
+  type Command,
+  IMAGE_OPTIONS,
+  noticeUnverified,
+  openOptions,
+  parse,
+  parseSize,
+  print,
+} from '../common.js';
 import { ProgressBar } from '../progress.js';
 
 const SYNOPSIS =
@@ -64,7 +72,7 @@ export const checksum: Command = {
     const blockSize = values['block-size']
       ? checkBlockSize(parseSize(values['block-size'], 'block size'))
       : DEFAULT_BLOCK_SIZE;
-    const open = openOptions(values);
+    const open = noticeUnverified(openOptions(values));
     const results: ChecksumJson[] = [];
     for (const name of names) {
       // The output may end up in logs: a URL's password is never printed.

@@ -15,6 +15,7 @@ import {
 import {
   type Command,
   IMAGE_OPTIONS,
+  noticeUnverified,
   openOptions,
   parse,
   parseSize,
@@ -129,11 +130,11 @@ export const convert: Command = {
     // sparsify needs random access, so it opens the image (staged if it must be).
     const opened =
       !values.sparsify && (await canConvertStream(dst, opts))
-        ? await openStream(src, openOptions(values))
+        ? await openStream(src, noticeUnverified(openOptions(values)))
         : {
             kind: 'image' as const,
-            image: await openImage(src, openOptions(values)).then((i): Image | Promise<Image> =>
-              values.sparsify ? sparsify(i) : i,
+            image: await openImage(src, noticeUnverified(openOptions(values))).then(
+              (i): Image | Promise<Image> => (values.sparsify ? sparsify(i) : i),
             ),
           };
     try {

@@ -1,10 +1,19 @@
 import { createDisk } from '../../cache/disks.js';
 import { UsageError } from '../../errors.js';
-import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
+import {
+  type Command,
+  HTTP_OPTIONS,
+  httpOptions,
+  humanSize,
+  parse,
+  parseSize,
+  positionals,
+  print,
+} from '../common.js';
 import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
-  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--sparsify] [--json] [-p] DEST';
+  'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--sparsify] [--ca-cert FILE] [--insecure] [--json] [-p] DEST';
 
 export const disk: Command = {
   name: 'disk',
@@ -22,6 +31,8 @@ export const disk: Command = {
     '  --offline         use the cache only; never download',
     '  --sparsify        blocks the guest filesystems mark free are stored as zeroes (see',
     '                    convert --sparsify); recorded beside the plain variant',
+    '  --ca-cert FILE, --insecure, --min-rate SIZE, --min-rate-window SEC',
+    '                    HTTPS trust and minimum download rate of the pull, as pull takes them',
     '  --json            print the result as camelCase JSON',
     '  -p                progress of the pull on stderr (terminal only), as pull -p',
   ].join('\n'),
@@ -38,6 +49,7 @@ export const disk: Command = {
       json: { type: 'boolean' },
       progress: { type: 'boolean', short: 'p' },
       'cache-dir': { type: 'string' },
+      ...HTTP_OPTIONS,
     });
     const [dest] = positionals(args, 1, 1, SYNOPSIS);
     if (!values.from) throw new UsageError(`--from is required; usage: ${SYNOPSIS}`);
@@ -54,6 +66,7 @@ export const disk: Command = {
       offline: values.offline,
       sparsify: values.sparsify,
       force: values.force,
+      http: httpOptions(values),
     }).finally(() => bar.finish());
     const ms = performance.now() - started;
     if (values.json) {

@@ -38,10 +38,17 @@ export const info: Command = {
       sparsify: { type: 'boolean' },
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
+    // An HTTP source without ETag/Last-Modified: a change between range requests may go unseen.
+    let unverified = false;
+    const onUnverified = () => {
+      unverified = true;
+    };
+    const open = openOptions(values);
     // A backing file the trust rule refuses is named in the output, not an error (qemu-img
     // info shows the header too); convert, checksum and serve still refuse such an image.
     const image = await openImage(spec!, {
-      ...openOptions(values),
+      ...open,
+      http: { ...open.http, onUnverified },
       describeOnly: values.sparsify !== true, // sparsify reads the guest's data
     });
     try {
@@ -60,10 +67,13 @@ export const info: Command = {
         : undefined;
       if (values.json) {
         const json = shown.map(infoJson);
+        if (unverified) Object.assign(json[0]!, { consistency: 'unverified' });
         if (sparse) Object.assign(json[0]!, { sparsify: sparse });
         print(JSON.stringify(values['backing-chain'] ? json : json[0], null, 4));
       } else {
-        print(shown.map(humanInfo).join('\n\n'));
+        const text = shown.map(humanInfo);
+        if (unverified) text[0] += `\n${UNVERIFIED_LINE}`;
+        print(text.join('\n\n'));
         if (!values['backing-chain'] && chain.length > 1) {
           print(
             `backing chain: ${chain.map((l) => `${l.filename} (${l.details.format})`).join(' -> ')}`,
@@ -77,6 +87,9 @@ export const info: Command = {
     return 0;
   },
 };
+
+const UNVERIFIED_LINE =
+  'consistency: unverified (the server sends no ETag or Last-Modified: a change between requests may go unnoticed)';
 
 function humanInfo({ filename, details: d, backingRefused }: LayerInfo): string {
   const lines = [

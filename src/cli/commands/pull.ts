@@ -1,18 +1,18 @@
 import { pull as pullImage } from '../../cache/pull.js';
 import {
   type Command,
+  HTTP_OPTIONS,
+  httpOptions,
   humanSize,
   parse,
   parseSize,
   positionals,
   print,
-  RATE_OPTIONS,
-  rateOptions,
 } from '../common.js';
 import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 
 const SYNOPSIS =
-  'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE';
+  'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--ca-cert FILE] [--insecure] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE';
 
 export const pull: Command = {
   name: 'pull',
@@ -29,6 +29,8 @@ export const pull: Command = {
     "                    cache's free space; without a length, 64G)",
     '  --min-rate SIZE   fail a download slower than SIZE bytes/s (default 1K; 0: never)...',
     '  --min-rate-window SEC  ...averaged over SEC seconds (default 30)',
+    "  --ca-cert FILE    trust the CA certificates in FILE (PEM) besides the system's",
+    '  --insecure        accept any HTTPS server certificate',
     '  --json            print the cache record (camelCase JSON)',
     '  -p                progress on stderr (terminal only): one line per phase (downloading,',
     '                    converting; shared while they overlap) with bytes, rate over the last',
@@ -46,7 +48,7 @@ export const pull: Command = {
       progress: { type: 'boolean', short: 'p' },
       'cache-dir': { type: 'string' },
       'max-download': { type: 'string' },
-      ...RATE_OPTIONS,
+      ...HTTP_OPTIONS,
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
@@ -55,12 +57,11 @@ export const pull: Command = {
       digest: values.digest,
       offline: values.offline,
       sparsify: values.sparsify,
-      limits: {
-        ...rateOptions(values),
-        ...(values['max-download'] !== undefined
+      limits:
+        values['max-download'] !== undefined
           ? { maxDownload: parseSize(values['max-download'], '--max-download') }
-          : {}),
-      },
+          : {},
+      http: httpOptions(values),
       onWait: () =>
         process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
       onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
