@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { DiskpipeError, UsageError } from '../errors.js';
 import { splitCommand } from './argv.js';
+import type { Command } from './command.js';
 import { allCommands, loadCommand } from './commands/index.js';
-import type { Command } from './common.js';
 
 const VERSION: string = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
@@ -40,7 +40,9 @@ async function main(argv: string[]): Promise<number> {
   const command = await loadCommand(name);
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
-    process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);
+    // `cache ls --help`: the subcommand's own help; `cache --help`: the list of them.
+    const shown = command.subcommand?.(rest) ?? command;
+    process.stdout.write(`usage: ${shown.synopsis}\n\n${shown.help}\n`);
     return 0;
   }
   return command.run(rest);
