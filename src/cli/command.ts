@@ -18,8 +18,8 @@ export interface Command {
   readonly help: string;
   /** The options its parser accepts besides COMMON_OPTIONS (a group: none of its own). */
   readonly options: OptionTable;
-  /** The subcommand that `argv` starts with (groups only), for `--help`. */
-  subcommand?(argv: readonly string[]): Command | undefined;
+  /** A group's commands (`cache ls`, `cache rm`…), chosen by the first argument. */
+  readonly subcommands?: readonly Command[];
   /** Returns the exit status (0 ok, 1 a negative answer). Throws DiskpipeError on errors. */
   run(argv: string[]): Promise<number>;
 }
@@ -41,7 +41,7 @@ type ParseConfig<T extends OptionTable> = {
 export type Values<T extends OptionTable> = ReturnType<typeof parseArgs<ParseConfig<T>>>['values'];
 
 export interface CommandSpec<T extends OptionTable> {
-  readonly name: string;
+  /** `diskpipe NAME …` or `diskpipe GROUP NAME …`: the synopsis names the command. */
   readonly synopsis: string;
   readonly summary: Help;
   readonly options: T;
@@ -59,7 +59,7 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
   const summary = typeof spec.summary === 'string' ? [spec.summary] : spec.summary;
   const [min, max] = spec.operandCount;
   return {
-    name: spec.name,
+    name: commandName(spec.synopsis),
     synopsis: spec.synopsis,
     summary,
     help: renderHelp({
@@ -77,6 +77,13 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       return spec.run(values, positionals);
     },
   };
+}
+
+/** The last of the lowercase words that start a synopsis: `diskpipe cache ls [--json]` → ls. */
+function commandName(synopsis: string): string {
+  const words = synopsis.split(' ');
+  const end = words.findIndex((w, i) => i > 0 && !/^[a-z]+$/.test(w));
+  return words[(end < 0 ? words.length : end) - 1]!;
 }
 
 /** Parses argv strictly; unknown flags and missing values become usage errors. */
@@ -125,18 +132,22 @@ export function defineGroup(spec: GroupSpec): Command {
         renderEntry({ label: s.synopsis.slice(prefix.length), lines: s.summary }, column),
       ),
     ].join('\n');
-  const find = (argv: readonly string[]) => subs.find((s) => s.name === argv[0]);
   return {
     name: spec.name,
     synopsis,
     summary,
     help,
     options: {},
-    subcommand: find,
+    subcommands: subs,
     run(argv) {
-      const sub = find(argv);
+      const sub = subcommandOf(this, argv);
       if (!sub) throw new UsageError(`usage: ${synopsis}`);
       return sub.run(argv.slice(1));
     },
   };
+}
+
+/** The subcommand of `command` that argv starts with (undefined: none, or not a group). */
+export function subcommandOf(command: Command, argv: readonly string[]): Command | undefined {
+  return command.subcommands?.find((s) => s.name === argv[0]);
 }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { DiskpipeError, UsageError } from '../errors.js';
 import { splitCommand } from './argv.js';
-import type { Command } from './command.js';
+import { type Command, subcommandOf } from './command.js';
 import { allCommands, loadCommand } from './commands/index.js';
 
 const VERSION: string = JSON.parse(
@@ -17,7 +17,7 @@ async function usage(): Promise<string> {
     ...lines,
     '',
     'common (before or after the command): --untrusted, --allow-backing DIR, --cache-dir DIR,',
-    '        -q (no output but errors), -h/--help, --version; --output=json means --json',
+    '        -q/--quiet (no output but errors), -h/--help, --version; --output=json means --json',
     'sources: --max-staged SIZE, --min-rate SIZE, --min-rate-window SECONDS, --ca-cert FILE,',
     '        --insecure',
     "Run 'diskpipe COMMAND --help' for a command's options.",
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
     // `cache ls --help`: the subcommand's own help; `cache --help`: the list of them.
-    const shown = command.subcommand?.(rest) ?? command;
+    const shown = subcommandOf(command, rest) ?? command;
     process.stdout.write(`usage: ${shown.synopsis}\n\n${shown.help}\n`);
     return 0;
   }

@@ -7,7 +7,6 @@ import { CACHE_DIR_OPTION } from '../shared-options.js';
 
 /** `cache verify [REF]`: exit 0 when every checked entry matches its digest, 1 otherwise. */
 export const cacheVerify = defineCommand({
-  name: 'verify',
   synopsis: 'diskpipe cache verify [REF]',
   summary: [
     'recomputes content digests; exit 1 on any mismatch; a mismatching entry is',

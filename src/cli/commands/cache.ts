@@ -42,7 +42,6 @@ export function entryJson(e: CacheEntry) {
 }
 
 const list = defineCommand({
-  name: 'ls',
   synopsis: 'diskpipe cache ls [--json]',
   summary: 'entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
   options: { json: flag('print the entries as camelCase JSON'), ...CACHE_DIR_OPTION },
@@ -71,7 +70,6 @@ const list = defineCommand({
 });
 
 const show = defineCommand({
-  name: 'show',
   synopsis: 'diskpipe cache show [--json] REF',
   summary: 'one entry in full; REF is a URL, a pulled file, or a digest prefix (>= 8 hex)',
   options: { json: flag('print the entry as camelCase JSON'), ...CACHE_DIR_OPTION },
@@ -112,7 +110,6 @@ const show = defineCommand({
 });
 
 const remove = defineCommand({
-  name: 'rm',
   synopsis: 'diskpipe cache rm [--force] REF',
   summary: 'removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
   options: {
@@ -136,7 +133,6 @@ const remove = defineCommand({
 });
 
 const pruneCommand = defineCommand({
-  name: 'prune',
   synopsis:
     'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run]',
   summary: [
@@ -180,7 +176,6 @@ const pruneCommand = defineCommand({
 });
 
 const unpinCommand = defineCommand({
-  name: 'unpin',
   synopsis: 'diskpipe cache unpin PATH',
   summary: [
     'forgets that the disk at PATH uses an entry (pins are never dropped otherwise;',

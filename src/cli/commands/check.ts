@@ -12,7 +12,6 @@ const LEAKS = 3;
 const NO_CHECK = 63;
 
 const checkCommand = defineCommand({
-  name: 'check',
   synopsis: 'diskpipe check [-f FMT] [--json] IMAGE',
   summary: [
     'Checks the consistency of a qcow2 image without changing it: every cluster the',

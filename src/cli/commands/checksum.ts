@@ -27,7 +27,6 @@ export interface ChecksumJson {
 }
 
 export const checksum = defineCommand({
-  name: 'checksum',
   synopsis:
     'diskpipe checksum [--digest ALG] [--block-size SIZE] [--json] [-p] [--sparsify] IMAGE...',
   summary: [

@@ -4,7 +4,6 @@ import { print } from '../common.js';
 import { flag } from '../options.js';
 
 export const clone = defineCommand({
-  name: 'clone',
   synopsis: 'diskpipe clone SRC DST',
   summary: [
     'Copies the file SRC (any format) to DST as cheaply as the filesystem allows: a reflink',

@@ -5,7 +5,6 @@ import { value } from '../options.js';
 import { trustOptions } from '../shared-options.js';
 
 export const commit = defineCommand({
-  name: 'commit',
   synopsis: 'diskpipe commit [-b BASE] [--untrusted] [--allow-backing DIR] IMAGE',
   summary: [
     'Writes the data of the qcow2 overlay IMAGE into its backing file, in place, so the backing',

@@ -7,7 +7,6 @@ import { ProgressBar } from '../progress.js';
 import { PROGRESS_OPTION, READ_OPTIONS } from '../shared-options.js';
 
 export const compare = defineCommand({
-  name: 'compare',
   synopsis: 'diskpipe compare [--strict] [-p] A B',
   summary: [
     'Says whether two images hold the same guest-visible bytes, whatever their formats.',

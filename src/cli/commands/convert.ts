@@ -23,7 +23,6 @@ import {
 } from '../shared-options.js';
 
 export const convert = defineCommand({
-  name: 'convert',
   synopsis:
     'diskpipe convert [-f FMT] [-O raw|qcow2|vmdk|vhdx|vpc|vdi] [-o OPTS] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] [--sparsify] SRC DST',
   summary: [

@@ -6,7 +6,6 @@ import { list, value } from '../options.js';
 import { BACKING_FORMAT_OPTION, CLUSTER_SIZE_OPTION, READ_OPTIONS } from '../shared-options.js';
 
 export const create = defineCommand({
-  name: 'create',
   synopsis:
     'diskpipe create [-f raw|qcow2|vmdk|vhdx|vpc|vdi] [-o OPTS] [-b BACKING [-F FMT]] IMAGE [SIZE]',
   summary: [

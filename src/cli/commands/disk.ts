@@ -10,7 +10,6 @@ const SYNOPSIS =
   'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--sparsify] [--json] [-p] DEST';
 
 const create = defineCommand({
-  name: 'create',
   synopsis: SYNOPSIS,
   summary: 'Gives a VM its own disk from a cached image (pulled first if needed), in milliseconds:',
   options: {

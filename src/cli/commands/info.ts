@@ -13,7 +13,6 @@ import { flag, value } from '../options.js';
 import { READ_OPTIONS } from '../shared-options.js';
 
 export const info = defineCommand({
-  name: 'info',
   synopsis: 'diskpipe info [--json] [--backing-chain] [--sparsify] [-f FMT] IMAGE',
   summary: 'Shows the format, sizes and features of an image (qemu-img info fields).',
   options: {

@@ -9,7 +9,6 @@ import { READ_OPTIONS } from '../shared-options.js';
 import { humanSparsify } from './info.js';
 
 export const map = defineCommand({
-  name: 'map',
   synopsis: 'diskpipe map [--json] [--sparsify] [-f FMT] IMAGE',
   summary: 'Shows where an image holds data, zeroes and holes.',
   options: {

@@ -11,7 +11,6 @@ import { flag, list, value } from '../options.js';
 import { READ_OPTIONS } from '../shared-options.js';
 
 export const measure = defineCommand({
-  name: 'measure',
   synopsis: 'diskpipe measure [-O FMT] [-o OPTS] [--json] (--size SIZE | IMAGE)',
   summary: [
     'Prints the space a new image needs, the same figures as qemu-img measure:',

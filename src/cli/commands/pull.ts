@@ -6,7 +6,6 @@ import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
 import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION, RATE_OPTIONS } from '../shared-options.js';
 
 export const pull = defineCommand({
-  name: 'pull',
   synopsis:
     'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE',
   summary: [

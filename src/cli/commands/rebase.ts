@@ -9,7 +9,6 @@ import { trustOptions } from '../shared-options.js';
 const SYNOPSIS = 'diskpipe rebase [-u] -b BACKING [-F FMT] IMAGE';
 
 export const rebase = defineCommand({
-  name: 'rebase',
   synopsis: SYNOPSIS,
   summary: [
     "Changes a qcow2 image's backing file in place, as qemu-img rebase. By default (safe mode)",

@@ -6,7 +6,6 @@ import { flag, value } from '../options.js';
 import { trustOptions } from '../shared-options.js';
 
 export const resize = defineCommand({
-  name: 'resize',
   synopsis: 'diskpipe resize [--shrink] [-f FMT] IMAGE [+|-]SIZE',
   summary: [
     'Changes the virtual size of a raw or qcow2 image in place, as qemu-img resize, and',

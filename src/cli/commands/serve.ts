@@ -14,7 +14,6 @@ import { flag, value } from '../options.js';
 import { READ_OPTIONS, trustOptions } from '../shared-options.js';
 
 export const serve = defineCommand({
-  name: 'serve',
   synopsis:
     'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay | --sparsify] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE',
   summary: [
