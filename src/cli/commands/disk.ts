@@ -3,7 +3,7 @@ import { UsageError } from '../../errors.js';
 import { defineCommand, defineGroup } from '../command.js';
 import { humanSize, parseSize, print } from '../common.js';
 import { flag, value } from '../options.js';
-import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
+import { PhaseProgress, pullProgress } from '../phase-progress.js';
 import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION } from '../shared-options.js';
 
 const SYNOPSIS =
@@ -41,7 +41,7 @@ const create = defineCommand({
     const started = performance.now();
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const r = await createDisk(values.from, dest!, {
-      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
+      onProgress: pullProgress(bar),
       format,
       size: values.size === undefined ? undefined : parseSize(values.size),
       cacheDir: values['cache-dir'],

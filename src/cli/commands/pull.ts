@@ -2,7 +2,7 @@ import { pull as pullImage } from '../../cache/pull.js';
 import { defineCommand } from '../command.js';
 import { humanSize, parseSize, print, rateOptions } from '../common.js';
 import { flag, value } from '../options.js';
-import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
+import { PhaseProgress, pullProgress } from '../phase-progress.js';
 import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION, RATE_OPTIONS } from '../shared-options.js';
 
 export const pull = defineCommand({
@@ -54,7 +54,7 @@ export const pull = defineCommand({
       },
       onWait: () =>
         process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
-      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
+      onProgress: pullProgress(bar),
     }).finally(() => bar.finish());
     const r = result.record;
     if (values.json) {

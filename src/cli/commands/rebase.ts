@@ -42,17 +42,12 @@ export const rebase = defineCommand({
     const path = image!;
     if (values.backing === undefined) throw new UsageError(`usage: ${SYNOPSIS}`);
     const backingFormat = values['backing-format'];
-    if (!values.unsafe) {
-      await rebaseSafe(path, values.backing, {
-        ...(backingFormat !== undefined ? { backingFormat } : {}),
-        trust: openOptions(values),
-      });
-      return 0;
-    }
-    await rebaseUnsafe(path, values.backing, {
+    const opts = {
       ...(backingFormat !== undefined ? { backingFormat } : {}),
       trust: openOptions(values),
-    });
+    };
+    if (values.unsafe) await rebaseUnsafe(path, values.backing, opts);
+    else await rebaseSafe(path, values.backing, opts);
     return 0;
   },
 });
