@@ -1,21 +1,17 @@
-import { CacheLayout } from '../../cache/layout.js';
-import { CacheIndex } from '../../cache/records.js';
 import { verifyEntry } from '../../cache/verify.js';
-import { defineCommand } from '../command.js';
+
 import { print } from '../common.js';
-import { CACHE_DIR_OPTION } from '../shared-options.js';
+import { cacheCommand } from './cache-command.js';
 
 /** `cache verify [REF]`: exit 0 when every checked entry matches its digest, 1 otherwise. */
-export const cacheVerify = defineCommand({
+export const cacheVerify = cacheCommand({
   synopsis: 'diskpipe cache verify [REF]',
   summary: [
     'recomputes content digests; exit 1 on any mismatch; a mismatching entry is',
     'quarantined (disk create and pull --offline refuse it until pulled again)',
   ],
-  options: CACHE_DIR_OPTION,
   operandCount: [0, 1],
-  async run(values, [ref]) {
-    const index = new CacheIndex(new CacheLayout(values['cache-dir']));
+  async run(index, _values, [ref]) {
     const entries = ref ? [await index.resolve(ref)] : await index.entries();
     let bad = 0;
     for (const entry of entries) {

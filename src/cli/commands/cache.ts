@@ -1,16 +1,11 @@
-import { CacheLayout } from '../../cache/layout.js';
 import { parseDuration, prune, removeEntry, unpin } from '../../cache/maintenance.js';
-import { type CacheEntry, CacheIndex } from '../../cache/records.js';
+import type { CacheEntry } from '../../cache/records.js';
 import { CacheError, UsageError } from '../../errors.js';
-import { defineCommand, defineGroup } from '../command.js';
+import { defineGroup } from '../command.js';
 import { humanSize, parseSize, print } from '../common.js';
 import { flag, value } from '../options.js';
-import { CACHE_DIR_OPTION } from '../shared-options.js';
+import { cacheCommand } from './cache-command.js';
 import { cacheVerify } from './cache-verify.js';
-
-export function openIndex(dir: string | undefined): CacheIndex {
-  return new CacheIndex(new CacheLayout(dir));
-}
 
 /** The camelCase JSON an entry is shown as (documented in the README). */
 export function entryJson(e: CacheEntry) {
@@ -41,13 +36,13 @@ export function entryJson(e: CacheEntry) {
   };
 }
 
-const list = defineCommand({
+const list = cacheCommand({
   synopsis: 'diskpipe cache ls [--json]',
   summary: 'entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
-  options: { json: flag('print the entries as camelCase JSON'), ...CACHE_DIR_OPTION },
+  options: { json: flag('print the entries as camelCase JSON') },
   operandCount: [0, 0],
-  async run(values) {
-    const entries = await openIndex(values['cache-dir']).entries();
+  async run(index, values) {
+    const entries = await index.entries();
     if (values.json) {
       print(JSON.stringify(entries.map(entryJson), null, 2));
       return 0;
@@ -69,13 +64,12 @@ const list = defineCommand({
   },
 });
 
-const show = defineCommand({
+const show = cacheCommand({
   synopsis: 'diskpipe cache show [--json] REF',
   summary: 'one entry in full; REF is a URL, a pulled file, or a digest prefix (>= 8 hex)',
-  options: { json: flag('print the entry as camelCase JSON'), ...CACHE_DIR_OPTION },
+  options: { json: flag('print the entry as camelCase JSON') },
   operandCount: [1, 1],
-  async run(values, [ref]) {
-    const index = openIndex(values['cache-dir']);
+  async run(index, values, [ref]) {
     const entry = await index.resolve(ref!);
     const path = index.layout.blobPath(entry.blob.contentDigest);
     if (values.json) {
@@ -109,16 +103,14 @@ const show = defineCommand({
   },
 });
 
-const remove = defineCommand({
+const remove = cacheCommand({
   synopsis: 'diskpipe cache rm [--force] REF',
   summary: 'removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
   options: {
     force: flag('remove it even while a disk uses it (that disk loses its backing file)'),
-    ...CACHE_DIR_OPTION,
   },
   operandCount: [1, 1],
-  async run(values, [ref]) {
-    const index = openIndex(values['cache-dir']);
+  async run(index, values, [ref]) {
     const entry = await index.resolve(ref!);
     if (entry.pins.length > 0 && values.force) {
       process.stderr.write(
@@ -132,7 +124,7 @@ const remove = defineCommand({
   },
 });
 
-const pruneCommand = defineCommand({
+const pruneCommand = cacheCommand({
   synopsis:
     'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run]',
   summary: [
@@ -145,17 +137,16 @@ const pruneCommand = defineCommand({
     'max-size': value('SIZE', 'until the cache holds at most SIZE'),
     'drop-missing-pins': flag('first drop pins whose disk is missing'),
     'dry-run': flag('say what would be removed; remove nothing'),
-    ...CACHE_DIR_OPTION,
   },
   operandCount: [0, 0],
-  async run(values) {
+  async run(index, values) {
     const olderThan = values['older-than'];
     const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
     if (olderThan !== undefined && olderThanMs === undefined)
       throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
     const maxSize =
       values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
-    const result = await prune(openIndex(values['cache-dir']), {
+    const result = await prune(index, {
       olderThanMs,
       maxSize,
       dryRun: values['dry-run'],
@@ -175,17 +166,15 @@ const pruneCommand = defineCommand({
   },
 });
 
-const unpinCommand = defineCommand({
+const unpinCommand = cacheCommand({
   synopsis: 'diskpipe cache unpin PATH',
   summary: [
     'forgets that the disk at PATH uses an entry (pins are never dropped otherwise;',
     'a pin whose disk is missing is shown as unverified and still counts)',
   ],
-  options: CACHE_DIR_OPTION,
   operandCount: [1, 1],
-  async run(values, [path]) {
-    for (const digest of await unpin(openIndex(values['cache-dir']), path!))
-      print(`unpinned ${path} from ${digest}`);
+  async run(index, _values, [path]) {
+    for (const digest of await unpin(index, path!)) print(`unpinned ${path} from ${digest}`);
     return 0;
   },
 });
