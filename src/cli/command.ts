@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { setQuiet } from './common.js';
 import { type HelpText, renderEntry, renderHelp } from './help.js';
-import { flag, type Help, type OptionTable } from './options.js';
+import { flag, type Help, helpLines, type OptionTable } from './options.js';
 
 export interface Command {
   readonly name: string;
@@ -56,7 +56,7 @@ export interface CommandSpec<T extends OptionTable> {
 }
 
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
-  const summary = typeof spec.summary === 'string' ? [spec.summary] : spec.summary;
+  const summary = helpLines(spec.summary);
   const [min, max] = spec.operandCount;
   return {
     name: commandName(spec.synopsis),
@@ -121,7 +121,7 @@ export function defineGroup(spec: GroupSpec): Command {
   const prefix = `diskpipe ${spec.name} `;
   const subs = spec.subcommands;
   const synopsis = prefix + subs.map((s) => s.synopsis.slice(prefix.length)).join(' | ');
-  const summary = typeof spec.summary === 'string' ? [spec.summary] : spec.summary;
+  const summary = helpLines(spec.summary);
   const column = spec.column ?? 20;
   const only = subs.length === 1 ? subs[0] : undefined;
   const help =
@@ -132,7 +132,7 @@ export function defineGroup(spec: GroupSpec): Command {
         renderEntry({ label: s.synopsis.slice(prefix.length), lines: s.summary }, column),
       ),
     ].join('\n');
-  return {
+  const group: Command = {
     name: spec.name,
     synopsis,
     summary,
@@ -140,11 +140,12 @@ export function defineGroup(spec: GroupSpec): Command {
     options: {},
     subcommands: subs,
     run(argv) {
-      const sub = subcommandOf(this, argv);
+      const sub = subcommandOf(group, argv);
       if (!sub) throw new UsageError(`usage: ${synopsis}`);
       return sub.run(argv.slice(1));
     },
   };
+  return group;
 }
 
 /** The subcommand of `command` that argv starts with (undefined: none, or not a group). */

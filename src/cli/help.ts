@@ -2,7 +2,7 @@
  * A command's `--help` text, made from its option table: text before, one entry per option
  * (or per group of options), entries for operands, text after.
  */
-import { type Help, type HelpGroup, type OptionTable, optionLabel } from './options.js';
+import { type Help, type HelpGroup, helpLines, type OptionTable, optionLabel } from './options.js';
 
 export interface HelpText {
   readonly summary: readonly string[];
@@ -26,7 +26,7 @@ const SHORT_LABEL = 20;
 const WIDTH = 100;
 
 /** The entries of an option table, in table order; a group is one entry where it starts. */
-export function optionEntries(options: OptionTable): HelpEntry[] {
+function optionEntries(options: OptionTable): HelpEntry[] {
   const entries: HelpEntry[] = [];
   const done = new Set<HelpGroup>();
   const all = Object.entries(options);
@@ -51,7 +51,7 @@ export function renderHelp(text: HelpText): string {
     ...optionEntries(text.options),
     ...Object.entries(text.operands ?? {}).map(([label, help]) => ({
       label,
-      lines: typeof help === 'string' ? [help] : help,
+      lines: helpLines(help),
     })),
   ];
   const column = text.column ?? defaultColumn(entries);

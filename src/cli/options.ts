@@ -35,18 +35,19 @@ interface Naming {
   label?: string;
 }
 
-function lines(help: Help): readonly string[] {
+/** Help text as its lines. */
+export function helpLines(help: Help): readonly string[] {
   return typeof help === 'string' ? [help] : help;
 }
 
 /** A boolean flag. */
 export function flag(help: Help, naming: Naming = {}): Spec<'boolean'> {
-  return { type: 'boolean', help: lines(help), ...naming };
+  return { type: 'boolean', help: helpLines(help), ...naming };
 }
 
 /** An option that takes a value (the last one given wins). */
 export function value(arg: string, help: Help, naming: Naming = {}): Spec<'string'> {
-  return { type: 'string', arg, help: lines(help), ...naming };
+  return { type: 'string', arg, help: helpLines(help), ...naming };
 }
 
 /** A repeatable option that takes a value (all values, in order). */
@@ -55,12 +56,12 @@ export function list(
   help: Help,
   naming: Naming = {},
 ): Spec<'string'> & { readonly multiple: true } {
-  return { type: 'string', multiple: true, arg, help: lines(help), ...naming };
+  return { type: 'string', multiple: true, arg, help: helpLines(help), ...naming };
 }
 
 /** The same options, listed by `--help` on one line with `help`. */
 export function grouped<T extends OptionTable>(help: Help, options: T): T {
-  const group: HelpGroup = { help: lines(help) };
+  const group: HelpGroup = { help: helpLines(help) };
   const out: Record<string, OptionSpec> = {};
   for (const [name, spec] of Object.entries(options)) out[name] = { ...spec, help: [], group };
   return out as T;
