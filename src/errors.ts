@@ -63,68 +63,58 @@ export interface DiskpipeErrorOptions {
   cause?: unknown;
 }
 
-/** A caller's mistake: a bad option, argument or combination. */
-export class UsageError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('USAGE', message, options);
-  }
+/** The class of one code's errors: `new CorruptImageError(message, { cause })`. */
+export interface CodedErrorClass<C extends ErrorCode> {
+  new (message: string, options?: DiskpipeErrorOptions): DiskpipeError & { readonly code: C };
 }
+
+/** Makes the subclass for `code`; `name` is what `err.name` and stack traces show. */
+function codeError<C extends ErrorCode>(code: C, name: string): CodedErrorClass<C> {
+  const coded = class extends DiskpipeError {
+    declare readonly code: C;
+    constructor(message: string, options?: DiskpipeErrorOptions) {
+      super(code, message, options);
+    }
+  };
+  Object.defineProperty(coded, 'name', { value: name });
+  return coded;
+}
+
+/** A caller's mistake: a bad option, argument or combination. */
+export const UsageError = codeError('USAGE', 'UsageError');
+export type UsageError = InstanceType<typeof UsageError>;
 
 /** A system call failed (EIO, ENOSPC, EACCES...) or a file changed under us. */
-export class IoError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('IO', message, options);
-  }
-}
+export const IoError = codeError('IO', 'IoError');
+export type IoError = InstanceType<typeof IoError>;
 
 /** A file, cache entry or export that does not exist. */
-export class NotFoundError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('NOT_FOUND', message, options);
-  }
-}
+export const NotFoundError = codeError('NOT_FOUND', 'NotFoundError');
+export type NotFoundError = InstanceType<typeof NotFoundError>;
 
 /** The bytes are not this format (used by probes; never reaches a user for a named format). */
-export class WrongFormatError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('WRONG_FORMAT', message, options);
-  }
-}
+export const WrongFormatError = codeError('WRONG_FORMAT', 'WrongFormatError');
+export type WrongFormatError = InstanceType<typeof WrongFormatError>;
 
 /** A real image using something diskpipe does not read (encryption, an unknown feature...). */
-export class UnsupportedFeatureError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('UNSUPPORTED', message, options);
-  }
-}
+export const UnsupportedFeatureError = codeError('UNSUPPORTED', 'UnsupportedFeatureError');
+export type UnsupportedFeatureError = InstanceType<typeof UnsupportedFeatureError>;
 
 /** Metadata that cannot be right: offsets past the end, absurd sizes, loops. */
-export class CorruptImageError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('CORRUPT', message, options);
-  }
-}
+export const CorruptImageError = codeError('CORRUPT', 'CorruptImageError');
+export type CorruptImageError = InstanceType<typeof CorruptImageError>;
 
 /** A range or size beyond what an image, device or limit allows. */
-export class OutOfRangeError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('OUT_OF_RANGE', message, options);
-  }
-}
+export const OutOfRangeError = codeError('OUT_OF_RANGE', 'OutOfRangeError');
+export type OutOfRangeError = InstanceType<typeof OutOfRangeError>;
 
 /** The image or target cannot do this (write to a read-only image, reflink here...). */
-export class NotCapableError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('NOT_CAPABLE', message, options);
-  }
-}
+export const NotCapableError = codeError('NOT_CAPABLE', 'NotCapableError');
+export type NotCapableError = InstanceType<typeof NotCapableError>;
 
 /** An image refers to another file that the trust rule does not allow. */
-export class UntrustedReferenceError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('UNTRUSTED_REFERENCE', message, options);
-  }
-}
+export const UntrustedReferenceError = codeError('UNTRUSTED_REFERENCE', 'UntrustedReferenceError');
+export type UntrustedReferenceError = InstanceType<typeof UntrustedReferenceError>;
 
 /** A digest (download, content, cache entry) is not the one expected. */
 export class ChecksumMismatchError extends DiskpipeError {
@@ -138,11 +128,9 @@ export class ChecksumMismatchError extends DiskpipeError {
   }
 }
 
-export class NbdProtocolError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('NBD_PROTOCOL', message, options);
-  }
-}
+/** The NBD peer broke the protocol (a bad reply, magic or length). */
+export const NbdProtocolError = codeError('NBD_PROTOCOL', 'NbdProtocolError');
+export type NbdProtocolError = InstanceType<typeof NbdProtocolError>;
 
 /** An HTTP failure; `transient` ones are retried. */
 export class HttpError extends DiskpipeError {
@@ -156,18 +144,13 @@ export class HttpError extends DiskpipeError {
   }
 }
 
-export class CacheError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('CACHE', message, options);
-  }
-}
+/** A cache entry cannot be used as asked (not cached, ambiguous, in use, removed meanwhile). */
+export const CacheError = codeError('CACHE', 'CacheError');
+export type CacheError = InstanceType<typeof CacheError>;
 
 /** The caller's AbortSignal fired. */
-export class AbortError extends DiskpipeError {
-  constructor(message: string, options?: DiskpipeErrorOptions) {
-    super('ABORTED', message, options);
-  }
-}
+export const AbortError = codeError('ABORTED', 'AbortError');
+export type AbortError = InstanceType<typeof AbortError>;
 
 /**
  * The same error with `prefix: ` before its message: same class, code and fields (an

@@ -24,6 +24,7 @@ export {
   AbortError,
   CacheError,
   ChecksumMismatchError,
+  type CodedErrorClass,
   CorruptImageError,
   DiskpipeError,
   type DiskpipeErrorOptions,

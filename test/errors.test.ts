@@ -66,6 +66,22 @@ test('errors: one class per code, each a DiskpipeError with its name', () => {
     assert.equal(typeof (api as Record<string, unknown>)[name], 'function');
 });
 
+test('errors: each code has its own class (one factory makes them): named, distinct, extensible', () => {
+  for (const [err, name] of table) {
+    const cls = err.constructor as new (message: string) => DiskpipeError;
+    assert.equal(cls.name, name);
+    assert.equal(String(err), `${name}: m`);
+    assert.ok(Object.getPrototypeOf(cls.prototype) === DiskpipeError.prototype, name);
+    for (const [other, otherName] of table)
+      if (other !== err)
+        assert.ok(!(err instanceof other.constructor), `${name} is not ${otherName}`);
+  }
+  class LockedError extends CacheError {}
+  const locked = new LockedError('in use', { cause: 'x' });
+  assert.ok(locked instanceof CacheError && locked instanceof DiskpipeError);
+  assert.deepEqual([locked.name, locked.code, locked.cause], ['LockedError', 'CACHE', 'x']);
+});
+
 test('withContext keeps the class, the code, the fields and the cause', () => {
   for (const [err] of table) {
     const wrapped = withContext(err, 'while converting x.qcow2');

@@ -4,15 +4,21 @@
  * `--json` (scripts written for qemu-img pass it).
  */
 import { UsageError } from '../errors.js';
+import { COMMON_OPTIONS } from './command.js';
+import type { OptionTable } from './options.js';
+import { trustOptions } from './shared-options.js';
 
-/** Flags accepted before the command; true when the flag takes a value. */
-const COMMON_FLAGS: Record<string, boolean> = {
-  '--untrusted': false,
-  '--allow-backing': true,
-  '--cache-dir': true,
-  '-q': false,
-  '--quiet': false,
-};
+/** Flags accepted before the command (the trust rule, -q); true when the flag takes a value. */
+const COMMON_FLAGS = flagTable({ ...trustOptions(), quiet: COMMON_OPTIONS.quiet });
+
+function flagTable(options: OptionTable): Map<string, boolean> {
+  const flags = new Map<string, boolean>();
+  for (const [name, spec] of Object.entries(options)) {
+    flags.set(`--${name}`, spec.type === 'string');
+    if (spec.short !== undefined) flags.set(`-${spec.short}`, spec.type === 'string');
+  }
+  return flags;
+}
 
 /**
  * Splits `[common flags…] COMMAND args…` into the command name and its arguments, the
@@ -25,7 +31,7 @@ export function splitCommand(argv: string[]): { name: string | undefined; args: 
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
     const flag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
-    const takesValue = COMMON_FLAGS[flag];
+    const takesValue = COMMON_FLAGS.get(flag);
     if (flag.startsWith('--output')) {
       leading.push(arg);
       if (eq < 0) leading.push(argv[++i] ?? '');

@@ -1,32 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ioError, UsageError } from '../errors.js';
+import { isValidClusterSize } from '../formats/qcow2/writer/layout.js';
 import type { OpenOptions } from '../open.js';
 import type { HttpOptions } from '../sources/http.js';
-
-export interface Command {
-  readonly name: string;
-  /** One-line synopsis, as in DESIGN.md. */
-  readonly synopsis: string;
-  readonly help: string;
-  /** Returns the exit status (0 ok, 1 a negative answer). Throws DiskpipeError on errors. */
-  run(argv: string[]): Promise<number>;
-}
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-type Config<T extends Options> = {
-  args: string[];
-  options: T & typeof HELP_OPTION & typeof QUIET_OPTION;
-  allowPositionals: true;
-  strict: true;
-};
-export type Parsed<T extends Options> = ReturnType<typeof parseArgs<Config<T>>>;
-
-/** The minimum transfer rate of HTTP reads and downloads (curl's --speed-limit/--speed-time). */
-export const RATE_OPTIONS = {
-  'min-rate': { type: 'string' },
-  'min-rate-window': { type: 'string' },
-} as const satisfies Options;
 
 /** --min-rate SIZE (bytes/s, 0: none) and --min-rate-window SECONDS as library options. */
 export function rateOptions(values: {
@@ -44,59 +20,6 @@ export function rateOptions(values: {
     out.minRateWindowMs = Math.round(s * 1000);
   }
   return out;
-}
-
-/** HTTP(S) settings of every command that reads or downloads a URL. */
-export const HTTP_OPTIONS = {
-  ...RATE_OPTIONS,
-  insecure: { type: 'boolean' },
-  'ca-cert': { type: 'string' },
-} as const satisfies Options;
-
-/** --min-rate, --min-rate-window, --insecure and --ca-cert FILE as library options. */
-export function httpOptions(values: {
-  'min-rate'?: string | undefined;
-  'min-rate-window'?: string | undefined;
-  insecure?: boolean | undefined;
-  'ca-cert'?: string | undefined;
-}): HttpOptions {
-  const http: HttpOptions = rateOptions(values);
-  if (values.insecure) http.insecure = true;
-  if (values['ca-cert'] !== undefined) http.caCert = readCaCert(values['ca-cert']);
-  return http;
-}
-
-/** Options every image-reading command takes (trust rule, forced format). */
-export const IMAGE_OPTIONS = {
-  format: { type: 'string', short: 'f' },
-  untrusted: { type: 'boolean' },
-  'allow-backing': { type: 'string', multiple: true },
-  'cache-dir': { type: 'string' },
-  member: { type: 'string' },
-  'max-staged': { type: 'string' },
-  ...HTTP_OPTIONS,
-} as const satisfies Options;
-
-export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies Options;
-/** -q, accepted by every command: no output but errors (qemu-img's quiet mode). */
-export const QUIET_OPTION = { quiet: { type: 'boolean', short: 'q' } } as const satisfies Options;
-
-let quiet = false;
-
-/** Parses argv strictly; unknown flags and missing values become usage errors. */
-export function parse<T extends Options>(argv: string[], options: T): Parsed<T> {
-  try {
-    const parsed = parseArgs({
-      args: argv,
-      options: { ...options, ...HELP_OPTION, ...QUIET_OPTION },
-      allowPositionals: true,
-      strict: true,
-    });
-    if ((parsed.values as { quiet?: boolean }).quiet) quiet = true;
-    return parsed;
-  } catch (err) {
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional.*$/s, ''));
-  }
 }
 
 export function openOptions(values: {
@@ -122,6 +45,19 @@ export function openOptions(values: {
   const http = httpOptions(values);
   if (Object.keys(http).length > 0) opts.http = http;
   return opts;
+}
+
+/** --min-rate, --min-rate-window, --insecure and --ca-cert FILE as library options. */
+export function httpOptions(values: {
+  'min-rate'?: string | undefined;
+  'min-rate-window'?: string | undefined;
+  insecure?: boolean | undefined;
+  'ca-cert'?: string | undefined;
+}): HttpOptions {
+  const http: HttpOptions = rateOptions(values);
+  if (values.insecure) http.insecure = true;
+  if (values['ca-cert'] !== undefined) http.caCert = readCaCert(values['ca-cert']);
+  return http;
 }
 
 /** What convert and checksum say about an HTTP source without ETag or Last-Modified. */
@@ -150,11 +86,6 @@ function readCaCert(path: string): string {
   if (!text.includes('-----BEGIN CERTIFICATE-----'))
     throw new UsageError(`--ca-cert ${path}: not a PEM certificate file`);
   return text;
-}
-
-export function positionals(list: string[], min: number, max: number, usage: string): string[] {
-  if (list.length < min || list.length > max) throw new UsageError(`usage: ${usage}`);
-  return list;
 }
 
 const UNITS: Record<string, number> = {
@@ -194,7 +125,22 @@ export function humanSize(n: number): string {
   return `${s} ${units[i]}`;
 }
 
+let quiet = false;
+
+/** After -q: print writes nothing. */
+export function setQuiet(): void {
+  quiet = true;
+}
+
 /** Writes a line of output to stdout (nothing after -q). */
 export function print(line: string): void {
   if (!quiet) process.stdout.write(`${line}\n`);
+}
+
+/** A qcow2 cluster size (--cluster-size, -o cluster_size=): a power of two, 512 to 2M. */
+export function parseClusterSize(text: string): number {
+  const size = parseSize(text, 'cluster size');
+  if (!isValidClusterSize(size))
+    throw new UsageError('cluster size must be a power of two between 512 and 2M');
+  return size;
 }

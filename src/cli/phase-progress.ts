@@ -73,8 +73,15 @@ export class PhaseProgress {
 }
 
 /** The phase names pull shows. */
-export const PULL_PHASES: Record<string, string> = {
+const PULL_PHASES: Record<string, string> = {
   download: 'downloading',
   convert: 'converting',
   hash: 'hashing',
 };
+
+/** A pull's progress callback (pull, disk create), drawn on `bar` with the phases' names. */
+export function pullProgress(
+  bar: PhaseProgress,
+): (phase: string, done: number, total: number | undefined) => void {
+  return (phase, done, total) => bar.update(PULL_PHASES[phase] ?? phase, done, total);
+}

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { DiskpipeError, UsageError } from '../errors.js';
 import { splitCommand } from './argv.js';
+import { type Command, subcommandOf } from './command.js';
 import { allCommands, loadCommand } from './commands/index.js';
-import type { Command } from './common.js';
 
 const VERSION: string = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
@@ -17,7 +17,7 @@ async function usage(): Promise<string> {
     ...lines,
     '',
     'common (before or after the command): --untrusted, --allow-backing DIR, --cache-dir DIR,',
-    '        -q (no output but errors), -h/--help, --version; --output=json means --json',
+    '        -q/--quiet (no output but errors), -h/--help, --version; --output=json means --json',
     'sources: --max-staged SIZE, --min-rate SIZE, --min-rate-window SECONDS, --ca-cert FILE,',
     '        --insecure',
     "Run 'diskpipe COMMAND --help' for a command's options.",
@@ -40,7 +40,9 @@ async function main(argv: string[]): Promise<number> {
   const command = await loadCommand(name);
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
-    process.stdout.write(`usage: ${command.synopsis}\n\n${command.help}\n`);
+    // `cache ls --help`: the subcommand's own help; `cache --help`: the list of them.
+    const shown = subcommandOf(command, rest) ?? command;
+    process.stdout.write(`usage: ${shown.synopsis}\n\n${shown.help}\n`);
     return 0;
   }
   return command.run(rest);

@@ -24,6 +24,15 @@ test('common flags before the command move after it; the command name is found',
   assert.deepEqual(splitCommand(['-q', 'resize', 'x', '--', '-1G']).args, ['x', '-q', '--', '-1G']);
   assert.equal(splitCommand([]).name, undefined);
   assert.throws(() => splitCommand(['--cache-dir']), /needs a value/);
+  // The leading flags are the trust rule's and -q/--quiet, as the commands define them.
+  assert.deepEqual(splitCommand(['--quiet', '--untrusted', 'map', 'x']).args, [
+    'x',
+    '--quiet',
+    '--untrusted',
+  ]);
+  // A command name that is an Object property is a command name, not a flag needing a value.
+  assert.deepEqual(splitCommand(['constructor', 'x']), { name: 'constructor', args: ['x'] });
+  assert.deepEqual(splitCommand(['toString']), { name: 'toString', args: [] });
 });
 
 test('--output=json and --output json mean --json; --output=human is the default', () => {

@@ -1,25 +1,30 @@
-import { CacheLayout } from '../../cache/layout.js';
-import { CacheIndex } from '../../cache/records.js';
 import { verifyEntry } from '../../cache/verify.js';
-import { parse, positionals, print } from '../common.js';
+
+import { print } from '../common.js';
+import { cacheCommand } from './cache-command.js';
 
 /** `cache verify [REF]`: exit 0 when every checked entry matches its digest, 1 otherwise. */
-export async function cacheVerify(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, { 'cache-dir': { type: 'string' } });
-  const [ref] = positionals(args, 0, 1, 'diskpipe cache verify [REF]');
-  const index = new CacheIndex(new CacheLayout(values['cache-dir']));
-  const entries = ref ? [await index.resolve(ref)] : await index.entries();
-  let bad = 0;
-  for (const entry of entries) {
-    const r = await verifyEntry(index, entry);
-    if (!r.ok) bad++;
+export const cacheVerify = cacheCommand({
+  synopsis: 'diskpipe cache verify [REF]',
+  summary: [
+    'recomputes content digests; exit 1 on any mismatch; a mismatching entry is',
+    'quarantined (disk create and pull --offline refuse it until pulled again)',
+  ],
+  operandCount: [0, 1],
+  async run(index, _values, [ref]) {
+    const entries = ref ? [await index.resolve(ref)] : await index.entries();
+    let bad = 0;
+    for (const entry of entries) {
+      const r = await verifyEntry(index, entry);
+      if (!r.ok) bad++;
+      print(
+        `${r.ok ? 'ok' : 'MISMATCH'}  ${entry.blob.contentDigest}${r.problem ? `  (${r.problem}${r.actual ? `: ${r.actual}` : ''})` : ''}`,
+      );
+    }
+    if (bad > 0) print('mismatching entries are quarantined until pulled again');
     print(
-      `${r.ok ? 'ok' : 'MISMATCH'}  ${entry.blob.contentDigest}${r.problem ? `  (${r.problem}${r.actual ? `: ${r.actual}` : ''})` : ''}`,
+      `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} checked, ${bad} mismatch${bad === 1 ? '' : 'es'}`,
     );
-  }
-  if (bad > 0) print('mismatching entries are quarantined until pulled again');
-  print(
-    `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} checked, ${bad} mismatch${bad === 1 ? '' : 'es'}`,
-  );
-  return bad === 0 ? 0 : 1;
-}
+    return bad === 0 ? 0 : 1;
+  },
+});

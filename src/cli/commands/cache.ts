@@ -1,56 +1,11 @@
-import { CacheLayout } from '../../cache/layout.js';
 import { parseDuration, prune, removeEntry, unpin } from '../../cache/maintenance.js';
-import { type CacheEntry, CacheIndex } from '../../cache/records.js';
+import type { CacheEntry } from '../../cache/records.js';
 import { CacheError, UsageError } from '../../errors.js';
-import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
+import { defineGroup } from '../command.js';
+import { humanSize, parseSize, print } from '../common.js';
+import { flag, value } from '../options.js';
+import { cacheCommand } from './cache-command.js';
 import { cacheVerify } from './cache-verify.js';
-
-const SYNOPSIS =
-  'diskpipe cache ls [--json] | show [--json] REF | rm [--force] REF | unpin PATH | prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run] | verify [REF]';
-
-const CACHE_DIR = { 'cache-dir': { type: 'string' } } as const;
-
-export function openIndex(dir: string | undefined): CacheIndex {
-  return new CacheIndex(new CacheLayout(dir));
-}
-
-export const cache: Command = {
-  name: 'cache',
-  synopsis: SYNOPSIS,
-  help: [
-    'Lists and maintains the image cache (default $XDG_CACHE_HOME/diskpipe; --cache-dir or DISKPIPE_CACHE).',
-    '  ls [--json]       entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
-    '  show [--json] REF one entry in full; REF is a URL, a pulled file, or a digest prefix (>= 8 hex)',
-    '  rm [--force] REF  removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
-    '  unpin PATH        forgets that the disk at PATH uses an entry (pins are never dropped otherwise;',
-    '                    a pin whose disk is missing is shown as unverified and still counts)',
-    '  prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run]',
-    '                    removes least recently used entries (never pinned ones), temporary files of',
-    '                    dead processes and idle partial downloads; --drop-missing-pins first drops',
-    '                    pins whose disk is missing',
-    '  verify [REF]      recomputes content digests; exit 1 on any mismatch; a mismatching entry is',
-    '                    quarantined (disk create and pull --offline refuse it until pulled again)',
-  ].join('\n'),
-  async run(argv) {
-    const [sub, ...rest] = argv;
-    switch (sub) {
-      case 'ls':
-        return list(rest);
-      case 'show':
-        return show(rest);
-      case 'rm':
-        return remove(rest);
-      case 'prune':
-        return pruneCommand(rest);
-      case 'unpin':
-        return unpinCommand(rest);
-      case 'verify':
-        return cacheVerify(rest);
-      default:
-        throw new UsageError(`usage: ${SYNOPSIS}`);
-    }
-  },
-};
 
 /** The camelCase JSON an entry is shown as (documented in the README). */
 export function entryJson(e: CacheEntry) {
@@ -81,125 +36,152 @@ export function entryJson(e: CacheEntry) {
   };
 }
 
-async function list(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, { ...CACHE_DIR, json: { type: 'boolean' } });
-  positionals(args, 0, 0, 'diskpipe cache ls [--json]');
-  const entries = await openIndex(values['cache-dir']).entries();
-  if (values.json) {
-    print(JSON.stringify(entries.map(entryJson), null, 2));
-    return 0;
-  }
-  print(
-    `${'DIGEST'.padEnd(14)}${'VIRTUAL'.padEnd(11)}${'ON DISK'.padEnd(11)}${'DOWNLOAD'.padEnd(11)}${'PINS'.padEnd(6)}${'LAST USED'.padEnd(22)}SOURCE`,
-  );
-  for (const e of entries) {
-    const download = e.sources[0] ? humanSize(e.sources[0].download.size) : '-';
-    const source = e.sources.map((s) => s.url).join(' ') || '-';
+const list = cacheCommand({
+  synopsis: 'diskpipe cache ls [--json]',
+  summary: 'entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
+  options: { json: flag('print the entries as camelCase JSON') },
+  operandCount: [0, 0],
+  async run(index, values) {
+    const entries = await index.entries();
+    if (values.json) {
+      print(JSON.stringify(entries.map(entryJson), null, 2));
+      return 0;
+    }
     print(
-      `${e.blob.contentDigest.slice(0, 12).padEnd(14)}${humanSize(e.blob.virtualSize).padEnd(11)}${humanSize(e.blob.allocatedSize).padEnd(11)}${download.padEnd(11)}${String(e.pins.length).padEnd(6)}${e.blob.lastUsed.slice(0, 19).replace('T', ' ').padEnd(22)}${source}`,
+      `${'DIGEST'.padEnd(14)}${'VIRTUAL'.padEnd(11)}${'ON DISK'.padEnd(11)}${'DOWNLOAD'.padEnd(11)}${'PINS'.padEnd(6)}${'LAST USED'.padEnd(22)}SOURCE`,
     );
-    for (const p of e.pins.filter((pin) => pin.unverified))
-      print(`  unverified pin: ${p.path} (disk not found; cache unpin PATH removes the pin)`);
-    if (e.bad) print(`  quarantined by cache verify: ${e.bad.problem} (pull again to repair)`);
-  }
-  return 0;
-}
-
-async function show(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, { ...CACHE_DIR, json: { type: 'boolean' } });
-  const [ref] = positionals(args, 1, 1, 'diskpipe cache show [--json] REF');
-  const index = openIndex(values['cache-dir']);
-  const entry = await index.resolve(ref!);
-  const path = index.layout.blobPath(entry.blob.contentDigest);
-  if (values.json) {
-    print(JSON.stringify({ ...entryJson(entry), path }, null, 2));
+    for (const e of entries) {
+      const download = e.sources[0] ? humanSize(e.sources[0].download.size) : '-';
+      const source = e.sources.map((s) => s.url).join(' ') || '-';
+      print(
+        `${e.blob.contentDigest.slice(0, 12).padEnd(14)}${humanSize(e.blob.virtualSize).padEnd(11)}${humanSize(e.blob.allocatedSize).padEnd(11)}${download.padEnd(11)}${String(e.pins.length).padEnd(6)}${e.blob.lastUsed.slice(0, 19).replace('T', ' ').padEnd(22)}${source}`,
+      );
+      for (const p of e.pins.filter((pin) => pin.unverified))
+        print(`  unverified pin: ${p.path} (disk not found; cache unpin PATH removes the pin)`);
+      if (e.bad) print(`  quarantined by cache verify: ${e.bad.problem} (pull again to repair)`);
+    }
     return 0;
-  }
-  const b = entry.blob;
-  const lines = [
-    `digest:        ${b.contentDigest}`,
-    `file:          ${path}`,
-    `virtual size:  ${humanSize(b.virtualSize)} (${b.virtualSize} bytes)`,
-    `on disk:       ${humanSize(b.allocatedSize)}`,
-    `created:       ${b.created}`,
-    `last used:     ${b.lastUsed}`,
-  ];
-  for (const s of entry.sources) {
-    const verified = s.download.verified
-      ? `, verified ${s.download.verified.algorithm}:${s.download.verified.hex}`
-      : '';
-    lines.push(
-      `source:        ${s.url}`,
-      `  format:      ${s.sourceFormat}${s.compression ? ` (${s.compression})` : ''}`,
-      `  download:    ${humanSize(s.download.size)}, sha256 ${s.download.sha256}${verified}`,
-    );
-  }
-  for (const p of entry.pins)
-    lines.push(`pinned by:     ${p.path}${p.unverified ? ' (unverified: disk not found)' : ''}`);
-  if (entry.bad) lines.push(`quarantined:   ${entry.bad.problem} (pull again to repair)`);
-  print(lines.join('\n'));
-  return 0;
-}
+  },
+});
 
-async function remove(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, { ...CACHE_DIR, force: { type: 'boolean' } });
-  const [ref] = positionals(args, 1, 1, 'diskpipe cache rm [--force] REF');
-  const index = openIndex(values['cache-dir']);
-  const entry = await index.resolve(ref!);
-  if (entry.pins.length > 0 && values.force) {
-    process.stderr.write(
-      `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
-    );
-  }
-  if (!(await removeEntry(index, entry, values.force ?? false)))
-    throw new CacheError(`'${ref}' was removed by another diskpipe meanwhile`);
-  print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
-  return 0;
-}
+const show = cacheCommand({
+  synopsis: 'diskpipe cache show [--json] REF',
+  summary: 'one entry in full; REF is a URL, a pulled file, or a digest prefix (>= 8 hex)',
+  options: { json: flag('print the entry as camelCase JSON') },
+  operandCount: [1, 1],
+  async run(index, values, [ref]) {
+    const entry = await index.resolve(ref!);
+    const path = index.layout.blobPath(entry.blob.contentDigest);
+    if (values.json) {
+      print(JSON.stringify({ ...entryJson(entry), path }, null, 2));
+      return 0;
+    }
+    const b = entry.blob;
+    const lines = [
+      `digest:        ${b.contentDigest}`,
+      `file:          ${path}`,
+      `virtual size:  ${humanSize(b.virtualSize)} (${b.virtualSize} bytes)`,
+      `on disk:       ${humanSize(b.allocatedSize)}`,
+      `created:       ${b.created}`,
+      `last used:     ${b.lastUsed}`,
+    ];
+    for (const s of entry.sources) {
+      const verified = s.download.verified
+        ? `, verified ${s.download.verified.algorithm}:${s.download.verified.hex}`
+        : '';
+      lines.push(
+        `source:        ${s.url}`,
+        `  format:      ${s.sourceFormat}${s.compression ? ` (${s.compression})` : ''}`,
+        `  download:    ${humanSize(s.download.size)}, sha256 ${s.download.sha256}${verified}`,
+      );
+    }
+    for (const p of entry.pins)
+      lines.push(`pinned by:     ${p.path}${p.unverified ? ' (unverified: disk not found)' : ''}`);
+    if (entry.bad) lines.push(`quarantined:   ${entry.bad.problem} (pull again to repair)`);
+    print(lines.join('\n'));
+    return 0;
+  },
+});
 
-async function pruneCommand(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, {
-    ...CACHE_DIR,
-    'older-than': { type: 'string' },
-    'max-size': { type: 'string' },
-    'dry-run': { type: 'boolean' },
-    'drop-missing-pins': { type: 'boolean' },
-  });
-  positionals(
-    args,
-    0,
-    0,
+const remove = cacheCommand({
+  synopsis: 'diskpipe cache rm [--force] REF',
+  summary: 'removes an entry; refuses while a disk (qcow2 overlay) uses it unless --force',
+  options: {
+    force: flag('remove it even while a disk uses it (that disk loses its backing file)'),
+  },
+  operandCount: [1, 1],
+  async run(index, values, [ref]) {
+    const entry = await index.resolve(ref!);
+    if (entry.pins.length > 0 && values.force) {
+      process.stderr.write(
+        `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
+      );
+    }
+    if (!(await removeEntry(index, entry, values.force ?? false)))
+      throw new CacheError(`'${ref}' was removed by another diskpipe meanwhile`);
+    print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
+    return 0;
+  },
+});
+
+const pruneCommand = cacheCommand({
+  synopsis:
     'diskpipe cache prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run]',
-  );
-  const olderThan = values['older-than'];
-  const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
-  if (olderThan !== undefined && olderThanMs === undefined)
-    throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
-  const maxSize =
-    values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
-  const result = await prune(openIndex(values['cache-dir']), {
-    olderThanMs,
-    maxSize,
-    dryRun: values['dry-run'],
-    dropMissingPins: values['drop-missing-pins'],
-  });
-  const verb = values['dry-run'] ? 'would remove' : 'removed';
-  for (const p of result.droppedPins) print(`${verb} pin of missing disk ${p.path}`);
-  for (const e of result.removed)
-    print(`${verb} ${e.blob.contentDigest} (${humanSize(e.blob.allocatedSize)})`);
-  for (const e of result.keptPinned)
-    print(`kept ${e.blob.contentDigest}: used by ${e.pins.length} disk(s)`);
-  for (const f of result.staleTemporaries) print(`${verb} temporary file ${f}`);
-  print(
-    `${verb} ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}, ${humanSize(result.freed)}`,
-  );
-  return 0;
-}
+  summary: [
+    'removes least recently used entries (never pinned ones), temporary files of',
+    'dead processes and idle partial downloads; --drop-missing-pins first drops',
+    'pins whose disk is missing',
+  ],
+  options: {
+    'older-than': value('DUR', 'entries not used for DUR (30d, 12h, 45m)'),
+    'max-size': value('SIZE', 'until the cache holds at most SIZE'),
+    'drop-missing-pins': flag('first drop pins whose disk is missing'),
+    'dry-run': flag('say what would be removed; remove nothing'),
+  },
+  operandCount: [0, 0],
+  async run(index, values) {
+    const olderThan = values['older-than'];
+    const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
+    if (olderThan !== undefined && olderThanMs === undefined)
+      throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
+    const maxSize =
+      values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
+    const result = await prune(index, {
+      olderThanMs,
+      maxSize,
+      dryRun: values['dry-run'],
+      dropMissingPins: values['drop-missing-pins'],
+    });
+    const verb = values['dry-run'] ? 'would remove' : 'removed';
+    for (const p of result.droppedPins) print(`${verb} pin of missing disk ${p.path}`);
+    for (const e of result.removed)
+      print(`${verb} ${e.blob.contentDigest} (${humanSize(e.blob.allocatedSize)})`);
+    for (const e of result.keptPinned)
+      print(`kept ${e.blob.contentDigest}: used by ${e.pins.length} disk(s)`);
+    for (const f of result.staleTemporaries) print(`${verb} temporary file ${f}`);
+    print(
+      `${verb} ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}, ${humanSize(result.freed)}`,
+    );
+    return 0;
+  },
+});
 
-async function unpinCommand(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, CACHE_DIR);
-  const [path] = positionals(args, 1, 1, 'diskpipe cache unpin PATH');
-  for (const digest of await unpin(openIndex(values['cache-dir']), path!))
-    print(`unpinned ${path} from ${digest}`);
-  return 0;
-}
+const unpinCommand = cacheCommand({
+  synopsis: 'diskpipe cache unpin PATH',
+  summary: [
+    'forgets that the disk at PATH uses an entry (pins are never dropped otherwise;',
+    'a pin whose disk is missing is shown as unverified and still counts)',
+  ],
+  operandCount: [1, 1],
+  async run(index, _values, [path]) {
+    for (const digest of await unpin(index, path!)) print(`unpinned ${path} from ${digest}`);
+    return 0;
+  },
+});
+
+export const cache = defineGroup({
+  name: 'cache',
+  summary:
+    'Lists and maintains the image cache (default $XDG_CACHE_HOME/diskpipe; --cache-dir or DISKPIPE_CACHE).',
+  subcommands: [list, show, remove, unpinCommand, pruneCommand, cacheVerify],
+});

@@ -1,8 +1,8 @@
 import { DiskpipeError, UsageError } from '../../errors.js';
 import { type CheckResult, checkImage } from '../../ops/check.js';
-import { type Command, parse, positionals, print } from '../common.js';
-
-const SYNOPSIS = 'diskpipe check [-f FMT] [--json] IMAGE';
+import { type Command, defineCommand } from '../command.js';
+import { print } from '../common.js';
+import { flag, value } from '../options.js';
 
 /** qemu-img check's exit statuses (an exception to diskpipe's usual 0/1/2). */
 const CLEAN = 0;
@@ -11,10 +11,9 @@ const CORRUPT = 2;
 const LEAKS = 3;
 const NO_CHECK = 63;
 
-export const check: Command = {
-  name: 'check',
-  synopsis: SYNOPSIS,
-  help: [
+const checkCommand = defineCommand({
+  synopsis: 'diskpipe check [-f FMT] [--json] IMAGE',
+  summary: [
     'Checks the consistency of a qcow2 image without changing it: every cluster the',
     'metadata references is counted and compared with its stored refcount, COPIED flags,',
     'alignment and reserved bits are checked. Findings are printed on stderr; the counts',
@@ -22,13 +21,27 @@ export const check: Command = {
     'Exit status, exactly as qemu-img check (not the usual 0/1/2): 0 no errors, 1 the',
     'check could not run (usage errors included), 2 corruptions, 3 leaked clusters only,',
     '63 the format has no check (every format but qcow2).',
-    '  --json, --output=json   print qemu-img check --output=json fields',
-    '  -f FMT                  format of IMAGE (default: probed)',
-    'Repairs (qemu-img check -r leaks|all) are not implemented yet; they may come later.',
-  ].join('\n'),
+  ],
+  options: {
+    json: flag('print qemu-img check --output=json fields', { label: '--json, --output=json' }),
+    format: value('FMT', 'format of IMAGE (default: probed)', { short: 'f' }),
+    repair: value(
+      'leaks|all',
+      'repairs (qemu-img check -r) are not implemented yet; they may come later',
+      { short: 'r' },
+    ),
+  },
+  column: 26,
+  operandCount: [1, 1],
+  run: (values, [spec]) => runCheck(spec!, values),
+});
+
+/** Errors, usage errors included, exit 1 ("could not run"), as qemu-img check does. */
+export const check: Command = {
+  ...checkCommand,
   async run(argv) {
     try {
-      return await runCheck(argv);
+      return await checkCommand.run(argv);
     } catch (err) {
       const debug = process.env.DISKPIPE_DEBUG === '1';
       const message =
@@ -39,13 +52,10 @@ export const check: Command = {
   },
 };
 
-async function runCheck(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, {
-    format: { type: 'string', short: 'f' },
-    json: { type: 'boolean' },
-    repair: { type: 'string', short: 'r' },
-  });
-  const [spec] = positionals(args, 1, 1, SYNOPSIS) as [string];
+async function runCheck(
+  spec: string,
+  values: { format?: string | undefined; json?: boolean | undefined; repair?: string | undefined },
+): Promise<number> {
   if (values.repair !== undefined) {
     throw new UsageError('check -r (repair) is not implemented yet; use qemu-img check -r');
   }

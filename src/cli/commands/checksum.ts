@@ -11,19 +11,11 @@ import {
   checksumStream,
 } from '../../ops/checksum/checksum.js';
 import { withoutCredentials } from '../../sources/credentials.js';
-import {
-  type Command,
-  IMAGE_OPTIONS,
-  noticeUnverified,
-  openOptions,
-  parse,
-  parseSize,
-  print,
-} from '../common.js';
+import { defineCommand } from '../command.js';
+import { noticeUnverified, openOptions, parseSize, print } from '../common.js';
+import { flag, value } from '../options.js';
 import { ProgressBar } from '../progress.js';
-
-const SYNOPSIS =
-  'diskpipe checksum [--digest ALG] [--block-size SIZE] [--json] [-p] [--sparsify] IMAGE...';
+import { PROGRESS_OPTION, READ_OPTIONS } from '../shared-options.js';
 
 /** One entry of `checksum --json` (an array, one per IMAGE, in order). */
 export interface ChecksumJson {
@@ -34,34 +26,32 @@ export interface ChecksumJson {
   size: number;
 }
 
-export const checksum: Command = {
-  name: 'checksum',
-  synopsis: SYNOPSIS,
-  help: [
+export const checksum = defineCommand({
+  synopsis:
+    'diskpipe checksum [--digest ALG] [--block-size SIZE] [--json] [-p] [--sparsify] IMAGE...',
+  summary: [
     'Prints the blkhash content digest of each image, as blksum does: "<hex>  <name>".',
     'The digest covers the guest-visible bytes, so the same disk as raw, qcow2 or compressed',
     'qcow2 gives the same digest. Zero extents are never read. A raw file is hashed at its',
     'exact size (as "blksum < FILE"; blksum FILE pads odd sizes to 512 bytes).',
-    '  --digest ALG       any digest node:crypto knows (default sha256)',
-    '  --block-size SIZE  blkhash block size, a power of two (default 64K)',
-    '  --json             [{"name","digest","algorithm","blockSize","size"}, ...]',
-    '  -p                 progress bar on stderr (terminal only)',
-    '  -f FMT             do not probe; open as FMT',
-    '  --sparsify         hash the image as convert --sparsify would write it: blocks the',
-    '                     guest filesystems mark free count as zeroes, so the digest',
-    '                     describes the sparsified content, not the bytes of IMAGE',
-    '  -                  as IMAGE: hash the raw bytes of stdin as they arrive',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: names } = parse(argv, {
-      ...IMAGE_OPTIONS,
-      digest: { type: 'string' },
-      'block-size': { type: 'string' },
-      json: { type: 'boolean' },
-      progress: { type: 'boolean', short: 'p' },
-      sparsify: { type: 'boolean' },
-    });
-    if (names.length === 0) throw new UsageError(`usage: ${SYNOPSIS}`);
+  ],
+  options: {
+    digest: value('ALG', 'any digest node:crypto knows (default sha256)'),
+    'block-size': value('SIZE', 'blkhash block size, a power of two (default 64K)'),
+    json: flag('[{"name","digest","algorithm","blockSize","size"}, ...]'),
+    ...PROGRESS_OPTION,
+    format: value('FMT', 'do not probe; open as FMT', { short: 'f' }),
+    sparsify: flag([
+      'hash the image as convert --sparsify would write it: blocks the',
+      'guest filesystems mark free count as zeroes, so the digest',
+      'describes the sparsified content, not the bytes of IMAGE',
+    ]),
+    ...READ_OPTIONS,
+  },
+  operands: { '-': 'as IMAGE: hash the raw bytes of stdin as they arrive' },
+  column: 21,
+  operandCount: [1, Number.POSITIVE_INFINITY],
+  async run(values, names) {
     if (names.filter((n) => n === '-').length > 1) {
       throw new UsageError("stdin ('-') can be read only once");
     }
@@ -96,7 +86,7 @@ export const checksum: Command = {
     if (values.json) print(JSON.stringify(results, null, 2));
     return 0;
   },
-};
+});
 
 /** Hashes one IMAGE argument; `-` is stdin, read sequentially. */
 async function hashOne(

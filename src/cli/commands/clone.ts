@@ -1,27 +1,24 @@
 import { cloneFile } from '../../ops/clone.js';
-import { type Command, parse, positionals, print } from '../common.js';
+import { defineCommand } from '../command.js';
+import { print } from '../common.js';
+import { flag } from '../options.js';
 
-const SYNOPSIS = 'diskpipe clone SRC DST';
-
-export const clone: Command = {
-  name: 'clone',
-  synopsis: SYNOPSIS,
-  help: [
+export const clone = defineCommand({
+  synopsis: 'diskpipe clone SRC DST',
+  summary: [
     'Copies the file SRC (any format) to DST as cheaply as the filesystem allows: a reflink',
     '(shared blocks, O(1)) where supported (XFS, btrfs), else a sparse copy that moves only',
     'data extents (copy_file_range) and keeps holes. DST is written under a temporary name;',
     'a block device DST is written in place (opened exclusively, size checked, holes zeroed).',
     'Prints the strategy used and the bytes really written, e.g. "reflink: 0 bytes written".',
-    '  --no-reflink   always make a sparse copy',
-    '  --sync         fdatasync a sparse copy before it is renamed into place',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      'no-reflink': { type: 'boolean' },
-      sync: { type: 'boolean' },
-    });
-    const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
-    const r = await cloneFile(src, dst, {
+  ],
+  options: {
+    'no-reflink': flag('always make a sparse copy'),
+    sync: flag('fdatasync a sparse copy before it is renamed into place'),
+  },
+  operandCount: [2, 2],
+  async run(values, [src, dst]) {
+    const r = await cloneFile(src!, dst!, {
       strategy: values['no-reflink'] ? 'sparse-copy' : 'auto',
       sync: values.sync === true,
     });
@@ -29,4 +26,4 @@ export const clone: Command = {
     print(`${name}: ${r.bytesWritten} bytes written`);
     return 0;
   },
-};
+});

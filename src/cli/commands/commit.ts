@@ -1,29 +1,34 @@
 import { commitImage } from '../../ops/commit.js';
-import { type Command, openOptions, parse, positionals, print } from '../common.js';
+import { defineCommand } from '../command.js';
+import { openOptions, print } from '../common.js';
+import { value } from '../options.js';
+import { trustOptions } from '../shared-options.js';
 
-const SYNOPSIS = 'diskpipe commit [-b BASE] [--untrusted] [--allow-backing DIR] IMAGE';
-
-export const commit: Command = {
-  name: 'commit',
-  synopsis: SYNOPSIS,
-  help: [
+export const commit = defineCommand({
+  synopsis: 'diskpipe commit [-b BASE] [--untrusted] [--allow-backing DIR] IMAGE',
+  summary: [
     'Writes the data of the qcow2 overlay IMAGE into its backing file, in place, so the backing',
     'file then holds what IMAGE shows (as qemu-img commit -d: IMAGE is left unchanged).',
-    '  -b BASE        commit into BASE, a file deeper in the backing chain (the data of every',
-    '                 layer above it is written)',
+  ],
+  options: {
+    base: value(
+      'BASE',
+      [
+        'commit into BASE, a file deeper in the backing chain (the data of every',
+        'layer above it is written)',
+      ],
+      { short: 'b' },
+    ),
+    ...trustOptions(),
+  },
+  column: 17,
+  notes: [
     'BASE may be raw or qcow2 (written by the in-place qcow2 writer). A BASE inside the diskpipe',
     'cache (--cache-dir, DISKPIPE_CACHE) or without write permission is refused.',
-    '  --allow-backing DIR, --untrusted, --cache-dir DIR   the trust rule, as for reading',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      base: { type: 'string', short: 'b' },
-      untrusted: { type: 'boolean' },
-      'allow-backing': { type: 'string', multiple: true },
-      'cache-dir': { type: 'string' },
-    });
-    const [path] = positionals(args, 1, 1, SYNOPSIS) as [string];
-    await commitImage(path, {
+  ],
+  operandCount: [1, 1],
+  async run(values, [path]) {
+    await commitImage(path!, {
       ...(values.base !== undefined ? { base: values.base } : {}),
       ...(values['cache-dir'] !== undefined ? { cacheDir: values['cache-dir'] } : {}),
       trust: openOptions(values),
@@ -31,4 +36,4 @@ export const commit: Command = {
     print('Image committed.');
     return 0;
   },
-};
+});

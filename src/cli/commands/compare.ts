@@ -1,35 +1,36 @@
 import { openImage } from '../../open.js';
 import { compareImages } from '../../ops/compare.js';
-import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
+import { defineCommand } from '../command.js';
+import { openOptions, print } from '../common.js';
+import { flag, value } from '../options.js';
 import { ProgressBar } from '../progress.js';
+import { PROGRESS_OPTION, READ_OPTIONS } from '../shared-options.js';
 
-const SYNOPSIS = 'diskpipe compare [--strict] [-p] A B';
-
-export const compare: Command = {
-  name: 'compare',
-  synopsis: SYNOPSIS,
-  help: [
+export const compare = defineCommand({
+  synopsis: 'diskpipe compare [--strict] [-p] A B',
+  summary: [
     'Says whether two images hold the same guest-visible bytes, whatever their formats.',
     'Prints "Images are identical." (exit 0) or "Content mismatch at offset N!" (exit 1),',
     'with N the start of the first differing 512-byte sector, as qemu-img compare prints.',
     'Images of different sizes are equal if the longer one reads as zeroes past the',
     'shorter one\'s end ("Warning: Image size mismatch!" is printed first).',
-    '  -s, --strict   images of different sizes differ ("Strict mode: Image size mismatch!")',
-    '  -p             progress bar on stderr (terminal only)',
-    '  -f FMT         format of A (default: probed)',
-    '  -F FMT         format of B (default: probed)',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      ...IMAGE_OPTIONS,
-      'format-b': { type: 'string', short: 'F' },
-      strict: { type: 'boolean', short: 's' },
-      progress: { type: 'boolean', short: 'p' },
-    });
-    const [pathA, pathB] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
-    const a = await openImage(pathA, openOptions(values));
+  ],
+  options: {
+    strict: flag('images of different sizes differ ("Strict mode: Image size mismatch!")', {
+      short: 's',
+      label: '-s, --strict',
+    }),
+    ...PROGRESS_OPTION,
+    format: value('FMT', 'format of A (default: probed)', { short: 'f' }),
+    'format-b': value('FMT', 'format of B (default: probed)', { short: 'F' }),
+    ...READ_OPTIONS,
+  },
+  column: 17,
+  operandCount: [2, 2],
+  async run(values, [pathA, pathB]) {
+    const a = await openImage(pathA!, openOptions(values));
     try {
-      const b = await openImage(pathB, openOptions({ ...values, format: values['format-b'] }));
+      const b = await openImage(pathB!, openOptions({ ...values, format: values['format-b'] }));
       const bar = new ProgressBar({ enabled: values.progress === true });
       try {
         const r = await compareImages(a, b, {
@@ -58,4 +59,4 @@ export const compare: Command = {
       await a.close();
     }
   },
-};
+});

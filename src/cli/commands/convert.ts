@@ -1,6 +1,5 @@
 import { UsageError } from '../../errors.js';
 import { sparsify } from '../../filters/sparsify/index.js';
-import { isValidClusterSize } from '../../formats/qcow2/writer/index.js';
 import { parseFormatOptions } from '../../formats/writers.js';
 import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
@@ -12,84 +11,101 @@ import {
   convertStream,
   type OutputFormat,
 } from '../../ops/convert.js';
-import {
-  type Command,
-  IMAGE_OPTIONS,
-  noticeUnverified,
-  openOptions,
-  parse,
-  parseSize,
-  positionals,
-} from '../common.js';
+import { defineCommand } from '../command.js';
+import { noticeUnverified, openOptions, parseClusterSize, parseSize } from '../common.js';
+import { flag, list, value } from '../options.js';
 import { ProgressBar } from '../progress.js';
+import {
+  BACKING_FORMAT_OPTION,
+  CLUSTER_SIZE_OPTION,
+  PROGRESS_OPTION,
+  READ_OPTIONS,
+} from '../shared-options.js';
 
-const SYNOPSIS =
-  'diskpipe convert [-f FMT] [-O raw|qcow2|vmdk|vhdx|vpc|vdi] [-o OPTS] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] [--sparsify] SRC DST';
-
-export const convert: Command = {
-  name: 'convert',
-  synopsis: SYNOPSIS,
-  help: [
+export const convert = defineCommand({
+  synopsis:
+    'diskpipe convert [-f FMT] [-O raw|qcow2|vmdk|vhdx|vpc|vdi] [-o OPTS] [-c] [--compression deflate|zstd] [--cluster-size SIZE] [-B BACKING] [--target-is-zero] [-n] [-p] [--sparsify] SRC DST',
+  summary: [
     'Copies SRC into a new image DST without reading or writing zeroes. DST is written under a',
     'temporary name and renamed when complete; a raw DST is sparse and has the exact size.',
     'A block device DST is written in place (opened exclusively, size checked, zero ranges',
     'zeroed with BLKZEROOUT, flushed); other non-regular DSTs (FIFO, directory...) are refused.',
-    '  -f FMT               source format (default: probed)',
-    '  -O FMT               output format: raw (default), qcow2, vmdk, vhdx, vpc (VHD), vdi',
-    '  -o KEY=VALUE,...     format options, as qemu-img names them (repeatable):',
-    '                         vmdk: subformat=monolithicSparse (default) | streamOptimized',
-    '                         vpc:  subformat=dynamic (default) | fixed; force_size=on keeps',
-    '                               the exact size (else rounded up to the CHS geometry)',
-    '                         vhdx: block_size=SIZE (default as qemu-img: 8M to 64M)',
-    '                         qcow2: cluster_size=SIZE',
-    '  -c                   compress qcow2 clusters',
-    '  --compression TYPE   deflate (default) or zstd; implies -c',
-    '  --cluster-size SIZE  qcow2 cluster size, 512 to 2M (default 64K)',
-    '  -B BACKING           qcow2 overlay on BACKING (stored as given, relative to DST);',
-    '                       only clusters that differ from BACKING are written',
-    '  -F FMT               format of BACKING (default: probed)',
-    '  -n                   write into the existing image DST in place (no create/rename)',
-    '  --target-is-zero     with -n or a block device: DST already reads as zeroes; skip',
-    '                       zero ranges',
-    '  -p                   progress bar on stderr (terminal only)',
-    '  --sparsify           drop blocks the guest filesystems mark free (ext2/3/4, FAT, XFS, swap;',
-    '                       see README); they read as zeroes in DST',
-    '  -m N                 requests in flight (1-64, default 8)',
-    '  --request-size SIZE  read request size (64K to 8M, default 2M); memory N x SIZE',
-    '  -S SIZE              zero detection granularity in data (default 4K; 0: off)',
-    '  --copy-range         raw to raw: move data extents with copy_file_range (faster; the',
-    '                       kernel may share blocks) instead of reading them; zero blocks',
-    '                       inside allocated data are then copied, not turned into holes',
-    '  --no-copy-range      read and write data (the default)',
-    '  --sync               fdatasync DST before it is renamed into place (or, with -n, at',
-    '                       the end); qemu-img convert does not flush by default either',
-    '  -W                   accepted for qemu-img compatibility (writes are always unordered)',
-    '  DST -                write raw bytes to stdout, in order (or, with -O vmdk -o',
-    '                       subformat=streamOptimized, the vmdk itself)',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      ...IMAGE_OPTIONS,
-      'output-format': { type: 'string', short: 'O' },
-      options: { type: 'string', short: 'o', multiple: true },
-      compress: { type: 'boolean', short: 'c' },
-      compression: { type: 'string' },
-      'cluster-size': { type: 'string' },
-      backing: { type: 'string', short: 'B' },
-      'backing-format': { type: 'string', short: 'F' },
-      'target-is-zero': { type: 'boolean' },
-      existing: { type: 'boolean', short: 'n' },
-      progress: { type: 'boolean', short: 'p' },
-      parallel: { type: 'string', short: 'm' },
-      'request-size': { type: 'string' },
-      sparse: { type: 'string', short: 'S' },
-      'no-copy-range': { type: 'boolean' },
-      'copy-range': { type: 'boolean' },
-      sync: { type: 'boolean' },
-      unordered: { type: 'boolean', short: 'W' },
-      sparsify: { type: 'boolean' },
-    });
-    const [src, dst] = positionals(args, 2, 2, SYNOPSIS) as [string, string];
+  ],
+  options: {
+    format: value('FMT', 'source format (default: probed)', { short: 'f' }),
+    'output-format': value(
+      'FMT',
+      'output format: raw (default), qcow2, vmdk, vhdx, vpc (VHD), vdi',
+      {
+        short: 'O',
+      },
+    ),
+    options: list(
+      'KEY=VALUE,...',
+      [
+        'format options, as qemu-img names them (repeatable):',
+        '  vmdk: subformat=monolithicSparse (default) | streamOptimized',
+        '  vpc:  subformat=dynamic (default) | fixed; force_size=on keeps',
+        '        the exact size (else rounded up to the CHS geometry)',
+        '  vhdx: block_size=SIZE (default as qemu-img: 8M to 64M)',
+        '  qcow2: cluster_size=SIZE',
+      ],
+      { short: 'o' },
+    ),
+    compress: flag('compress qcow2 clusters', { short: 'c' }),
+    compression: value('TYPE', 'deflate (default) or zstd; implies -c'),
+    ...CLUSTER_SIZE_OPTION,
+    backing: value(
+      'BACKING',
+      [
+        'qcow2 overlay on BACKING (stored as given, relative to DST);',
+        'only clusters that differ from BACKING are written',
+      ],
+      { short: 'B' },
+    ),
+    ...BACKING_FORMAT_OPTION,
+    existing: flag('write into the existing image DST in place (no create/rename)', {
+      short: 'n',
+    }),
+    'target-is-zero': flag([
+      'with -n or a block device: DST already reads as zeroes; skip',
+      'zero ranges',
+    ]),
+    ...PROGRESS_OPTION,
+    sparsify: flag([
+      'drop blocks the guest filesystems mark free (ext2/3/4, FAT, XFS, swap;',
+      'see README); they read as zeroes in DST',
+    ]),
+    parallel: value('N', 'requests in flight (1-64, default 8)', { short: 'm' }),
+    'request-size': value('SIZE', 'read request size (64K to 8M, default 2M); memory N x SIZE'),
+    sparse: value('SIZE', 'zero detection granularity in data (default 4K; 0: off)', {
+      short: 'S',
+    }),
+    'copy-range': flag([
+      'raw to raw: move data extents with copy_file_range (faster; the',
+      'kernel may share blocks) instead of reading them; zero blocks',
+      'inside allocated data are then copied, not turned into holes',
+    ]),
+    'no-copy-range': flag('read and write data (the default)'),
+    sync: flag([
+      'fdatasync DST before it is renamed into place (or, with -n, at',
+      'the end); qemu-img convert does not flush by default either',
+    ]),
+    unordered: flag('accepted for qemu-img compatibility (writes are always unordered)', {
+      short: 'W',
+    }),
+    ...READ_OPTIONS,
+  },
+  operands: {
+    'DST -': [
+      'write raw bytes to stdout, in order (or, with -O vmdk -o',
+      'subformat=streamOptimized, the vmdk itself)',
+    ],
+  },
+  column: 23,
+  operandCount: [2, 2],
+  async run(values, operands) {
+    const [src, dst] = operands as [string, string];
     const opts: ConvertOptions = {
       format: (values['output-format'] ?? 'raw') as OutputFormat,
       formatOptions: parseFormatOptions(values.options?.join(',')),
@@ -105,13 +121,8 @@ export const convert: Command = {
       opts.compress = true;
     }
     if (values.compress) opts.compress = true;
-    if (values['cluster-size'] !== undefined) {
-      const cs = parseSize(values['cluster-size'], 'cluster size');
-      if (!isValidClusterSize(cs)) {
-        throw new UsageError('cluster size must be a power of two between 512 and 2M');
-      }
-      opts.clusterSize = cs;
-    }
+    if (values['cluster-size'] !== undefined)
+      opts.clusterSize = parseClusterSize(values['cluster-size']);
     if (values.backing !== undefined) opts.backing = values.backing;
     if (values['backing-format'] !== undefined) opts.backingFormat = values['backing-format'];
     if (values.parallel !== undefined) opts.inFlight = Number(values.parallel);
@@ -146,4 +157,4 @@ export const convert: Command = {
     }
     return 0;
   },
-};
+});

@@ -1,57 +1,40 @@
 import { createDisk } from '../../cache/disks.js';
 import { UsageError } from '../../errors.js';
-import {
-  type Command,
-  HTTP_OPTIONS,
-  httpOptions,
-  humanSize,
-  parse,
-  parseSize,
-  positionals,
-  print,
-} from '../common.js';
-import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
+import { defineCommand, defineGroup } from '../command.js';
+import { httpOptions, humanSize, parseSize, print } from '../common.js';
+import { flag, value } from '../options.js';
+import { PhaseProgress, pullProgress } from '../phase-progress.js';
+import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION, HTTP_OPTIONS } from '../shared-options.js';
 
 const SYNOPSIS =
   'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--sparsify] [--ca-cert FILE] [--insecure] [--json] [-p] DEST';
 
-export const disk: Command = {
-  name: 'disk',
+const create = defineCommand({
   synopsis: SYNOPSIS,
-  help: [
-    'Gives a VM its own disk from a cached image (pulled first if needed), in milliseconds:',
-    '  --from URL|REF    a URL (pulled if not cached) or a content digest (>= 8 hex digits)',
-    '  --format raw      a reflink clone of the cached raw file (a sparse copy where the',
-    '                    filesystem has no reflink); the default',
-    '  --format qcow2    a qcow2 overlay whose backing file is the cached raw file; the entry',
-    '                    is pinned: cache rm/prune refuse to delete it while DEST exists',
-    '  --size SIZE       grow the disk to SIZE (K/M/G/T suffixes)',
-    '  --force           replace an existing DEST (a regular file only; never a device, FIFO or',
-    '                    directory); without it an existing DEST is refused (exit 2)',
-    '  --offline         use the cache only; never download',
-    '  --sparsify        blocks the guest filesystems mark free are stored as zeroes (see',
-    '                    convert --sparsify); recorded beside the plain variant',
-    '  --ca-cert FILE, --insecure, --min-rate SIZE, --min-rate-window SEC',
-    '                    HTTPS trust and minimum download rate of the pull, as pull takes them',
-    '  --json            print the result as camelCase JSON',
-    '  -p                progress of the pull on stderr (terminal only), as pull -p',
-  ].join('\n'),
-  async run(argv) {
-    const [sub, ...rest] = argv;
-    if (sub !== 'create') throw new UsageError(`usage: ${SYNOPSIS}`);
-    const { values, positionals: args } = parse(rest, {
-      from: { type: 'string' },
-      format: { type: 'string' },
-      size: { type: 'string' },
-      offline: { type: 'boolean' },
-      sparsify: { type: 'boolean' },
-      force: { type: 'boolean' },
-      json: { type: 'boolean' },
-      progress: { type: 'boolean', short: 'p' },
-      'cache-dir': { type: 'string' },
-      ...HTTP_OPTIONS,
-    });
-    const [dest] = positionals(args, 1, 1, SYNOPSIS);
+  summary: 'Gives a VM its own disk from a cached image (pulled first if needed), in milliseconds:',
+  options: {
+    from: value('URL|REF', 'a URL (pulled if not cached) or a content digest (>= 8 hex digits)'),
+    format: value('raw|qcow2', [
+      'raw (the default): a reflink clone of the cached raw file (a sparse copy',
+      'where the filesystem has no reflink); qcow2: a qcow2 overlay whose backing',
+      'file is the cached raw file; the entry is pinned: cache rm/prune refuse to',
+      'delete it while DEST exists',
+    ]),
+    size: value('SIZE', 'grow the disk to SIZE (K/M/G/T suffixes)'),
+    force: flag([
+      'replace an existing DEST (a regular file only; never a device, FIFO or',
+      'directory); without it an existing DEST is refused (exit 2)',
+    ]),
+    offline: flag('use the cache only; never download'),
+    ...CACHED_SPARSIFY_OPTION,
+    ...HTTP_OPTIONS,
+    json: flag('print the result as camelCase JSON'),
+    progress: flag('progress of the pull on stderr (terminal only), as pull -p', { short: 'p' }),
+    ...CACHE_DIR_OPTION,
+  },
+  column: 20,
+  operandCount: [1, 1],
+  async run(values, [dest]) {
     if (!values.from) throw new UsageError(`--from is required; usage: ${SYNOPSIS}`);
     const format = values.format ?? 'raw';
     if (format !== 'raw' && format !== 'qcow2')
@@ -59,7 +42,7 @@ export const disk: Command = {
     const started = performance.now();
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const r = await createDisk(values.from, dest!, {
-      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
+      onProgress: pullProgress(bar),
       format,
       size: values.size === undefined ? undefined : parseSize(values.size),
       cacheDir: values['cache-dir'],
@@ -78,4 +61,6 @@ export const disk: Command = {
     );
     return 0;
   },
-};
+});
+
+export const disk = defineGroup({ name: 'disk', summary: create.summary, subcommands: [create] });

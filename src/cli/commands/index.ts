@@ -1,4 +1,4 @@
-import type { Command } from '../common.js';
+import type { Command } from '../command.js';
 
 /**
  * Every CLI command, in the order `diskpipe --help` lists them, loaded on first use: a run

@@ -7,45 +7,34 @@ import { endsWithFixedVhdFooter } from '../../formats/vhd/fixed-probe.js';
 import { openImage } from '../../open.js';
 import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
 import { withoutCredentials } from '../../sources/credentials.js';
-import {
-  type Command,
-  humanSize,
-  IMAGE_OPTIONS,
-  openOptions,
-  parse,
-  positionals,
-  print,
-} from '../common.js';
+import { defineCommand } from '../command.js';
+import { humanSize, openOptions, print } from '../common.js';
+import { flag, value } from '../options.js';
+import { READ_OPTIONS } from '../shared-options.js';
 
-const SYNOPSIS = 'diskpipe info [--json] [--backing-chain] [--sparsify] [-f FMT] IMAGE';
-
-export const info: Command = {
-  name: 'info',
-  synopsis: SYNOPSIS,
-  help: [
-    'Shows the format, sizes and features of an image (qemu-img info fields).',
-    '  --json            qemu-img info --output=json field names and meanings',
-    '  --backing-chain   every layer of the backing chain (JSON: an array, as qemu-img)',
-    '  -f FMT            do not probe; open as FMT',
-    '  --sparsify        also show, per partition, what convert --sparsify would drop',
-    '                    (JSON: a "sparsify" object)',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      ...IMAGE_OPTIONS,
-      json: { type: 'boolean' },
-      'backing-chain': { type: 'boolean' },
-      sparsify: { type: 'boolean' },
-    });
-    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+export const info = defineCommand({
+  synopsis: 'diskpipe info [--json] [--backing-chain] [--sparsify] [-f FMT] IMAGE',
+  summary: 'Shows the format, sizes and features of an image (qemu-img info fields).',
+  options: {
+    json: flag('qemu-img info --output=json field names and meanings'),
+    'backing-chain': flag('every layer of the backing chain (JSON: an array, as qemu-img)'),
+    format: value('FMT', 'do not probe; open as FMT', { short: 'f' }),
+    sparsify: flag([
+      'also show, per partition, what convert --sparsify would drop',
+      '(JSON: a "sparsify" object)',
+    ]),
+    ...READ_OPTIONS,
+  },
+  operandCount: [1, 1],
+  async run(values, [spec]) {
+    // A backing file the trust rule refuses is named in the output, not an error (qemu-img
+    // info shows the header too); convert, checksum and serve still refuse such an image.
     // An HTTP source without ETag/Last-Modified: a change between range requests may go unseen.
     let unverified = false;
     const onUnverified = () => {
       unverified = true;
     };
     const open = openOptions(values);
-    // A backing file the trust rule refuses is named in the output, not an error (qemu-img
-    // info shows the header too); convert, checksum and serve still refuse such an image.
     const image = await openImage(spec!, {
       ...open,
       http: { ...open.http, onUnverified },
@@ -86,7 +75,7 @@ export const info: Command = {
     }
     return 0;
   },
-};
+});
 
 const UNVERIFIED_LINE =
   'consistency: unverified (the server sends no ETag or Last-Modified: a change between requests may go unnoticed)';

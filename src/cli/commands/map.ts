@@ -2,38 +2,33 @@ import { sparsify, sparsifyReport } from '../../filters/sparsify/index.js';
 import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
 import { AllocationBar, mapEntryJson, mapImage } from '../../ops/map.js';
-import {
-  type Command,
-  humanSize,
-  IMAGE_OPTIONS,
-  openOptions,
-  parse,
-  positionals,
-  print,
-} from '../common.js';
+import { defineCommand } from '../command.js';
+import { humanSize, openOptions, print } from '../common.js';
+import { flag, value } from '../options.js';
+import { READ_OPTIONS } from '../shared-options.js';
 import { humanSparsify } from './info.js';
 
-const SYNOPSIS = 'diskpipe map [--json] [--sparsify] [-f FMT] IMAGE';
-
-export const map: Command = {
-  name: 'map',
-  synopsis: SYNOPSIS,
-  help: [
-    'Shows where an image holds data, zeroes and holes.',
-    '  --json       qemu-img map --output=json entries: start, length, depth, present, zero,',
-    '               data, offset',
-    '  --sparsify   map the image as convert --sparsify would write it (free filesystem',
-    '               blocks read as zeroes); human output first says what is dropped, per',
-    '               partition',
+export const map = defineCommand({
+  synopsis: 'diskpipe map [--json] [--sparsify] [-f FMT] IMAGE',
+  summary: 'Shows where an image holds data, zeroes and holes.',
+  options: {
+    json: flag([
+      'qemu-img map --output=json entries: start, length, depth, present, zero,',
+      'data, offset',
+    ]),
+    sparsify: flag([
+      'map the image as convert --sparsify would write it (free filesystem',
+      'blocks read as zeroes); human output first says what is dropped, per',
+      'partition',
+    ]),
+    format: value('FMT', 'do not probe; open as FMT', { short: 'f' }),
+    ...READ_OPTIONS,
+  },
+  notes: [
     'Human output starts with a bar of the whole image: # data, 0 allocated zeroes, . unallocated.',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      ...IMAGE_OPTIONS,
-      json: { type: 'boolean' },
-      sparsify: { type: 'boolean' },
-    });
-    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+  ],
+  operandCount: [1, 1],
+  async run(values, [spec]) {
     const opened = await openImage(spec!, openOptions(values));
     const sparse = values.sparsify ? await sparsify(opened) : undefined;
     const image: Image = sparse ?? opened;
@@ -73,7 +68,7 @@ export const map: Command = {
     }
     return 0;
   },
-};
+});
 
 function hex(n: number): string {
   return `0x${n.toString(16)}`.padEnd(20);

@@ -1,56 +1,45 @@
 import { pull as pullImage } from '../../cache/pull.js';
-import {
-  type Command,
-  HTTP_OPTIONS,
-  httpOptions,
-  humanSize,
-  parse,
-  parseSize,
-  positionals,
-  print,
-} from '../common.js';
-import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
+import { defineCommand } from '../command.js';
+import { httpOptions, humanSize, parseSize, print } from '../common.js';
+import { flag, value } from '../options.js';
+import { PhaseProgress, pullProgress } from '../phase-progress.js';
+import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION, HTTP_OPTIONS } from '../shared-options.js';
 
-const SYNOPSIS =
-  'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--ca-cert FILE] [--insecure] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE';
-
-export const pull: Command = {
-  name: 'pull',
-  synopsis: SYNOPSIS,
-  help: [
+export const pull = defineCommand({
+  synopsis:
+    'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--ca-cert FILE] [--insecure] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE',
+  summary: [
     'Downloads an image once into the cache, converted once to a sparse raw file stored under its',
     'content digest (blkhash). Compressed (.xz .gz .zst .bz2) and archived (.ova .tar) images are',
     'unwrapped on the fly; any format diskpipe reads is converted. Pulled images are untrusted.',
-    '  --digest ALG:HEX  verify the download (sha256 or sha512) while it streams',
-    '  --offline         use the cache only; fail if the image is not there',
-    '  --sparsify        blocks the guest filesystems mark free are stored as zeroes (see',
-    '                    convert --sparsify); recorded beside the plain variant',
-    '  --max-download SIZE  largest download (default: a known length must fit in the',
-    "                    cache's free space; without a length, 64G)",
-    '  --min-rate SIZE   fail a download slower than SIZE bytes/s (default 1K; 0: never)...',
-    '  --min-rate-window SEC  ...averaged over SEC seconds (default 30)',
-    "  --ca-cert FILE    trust the CA certificates in FILE (PEM) besides the system's",
-    '  --insecure        accept any HTTPS server certificate',
-    '  --json            print the cache record (camelCase JSON)',
-    '  -p                progress on stderr (terminal only): one line per phase (downloading,',
-    '                    converting; shared while they overlap) with bytes, rate over the last',
-    '                    5 s and ETA',
-    '  --cache-dir DIR   cache location (default $DISKPIPE_CACHE, else $XDG_CACHE_HOME/diskpipe)',
+  ],
+  options: {
+    digest: value('ALG:HEX', 'verify the download (sha256 or sha512) while it streams'),
+    offline: flag('use the cache only; fail if the image is not there'),
+    ...CACHED_SPARSIFY_OPTION,
+    'max-download': value('SIZE', [
+      'largest download (default: a known length must fit in the',
+      "cache's free space; without a length, 64G)",
+    ]),
+    ...HTTP_OPTIONS,
+    json: flag('print the cache record (camelCase JSON)'),
+    progress: flag(
+      [
+        'progress on stderr (terminal only): one line per phase (downloading,',
+        'converting; shared while they overlap) with bytes, rate over the last',
+        '5 s and ETA',
+      ],
+      { short: 'p' },
+    ),
+    ...CACHE_DIR_OPTION,
+  },
+  notes: [
     'A second pull of the same URL revalidates with a conditional request and downloads nothing',
     'when the file is unchanged; an interrupted download resumes with a Range request.',
-  ].join('\n'),
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, {
-      digest: { type: 'string' },
-      offline: { type: 'boolean' },
-      sparsify: { type: 'boolean' },
-      json: { type: 'boolean' },
-      progress: { type: 'boolean', short: 'p' },
-      'cache-dir': { type: 'string' },
-      'max-download': { type: 'string' },
-      ...HTTP_OPTIONS,
-    });
-    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+  ],
+  column: 20,
+  operandCount: [1, 1],
+  async run(values, [spec]) {
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const result = await pullImage(spec!, {
       cacheDir: values['cache-dir'],
@@ -64,7 +53,7 @@ export const pull: Command = {
       http: httpOptions(values),
       onWait: () =>
         process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
-      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
+      onProgress: pullProgress(bar),
     }).finally(() => bar.finish());
     const r = result.record;
     if (values.json) {
@@ -93,4 +82,4 @@ export const pull: Command = {
     );
     return 0;
   },
-};
+});

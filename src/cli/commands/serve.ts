@@ -8,57 +8,52 @@ import type { Image } from '../../image/types.js';
 import { setSignalCloser } from '../../io/cleanup.js';
 import { startNbdServer } from '../../nbd/server/index.js';
 import { openImage } from '../../open.js';
-import { type Command, IMAGE_OPTIONS, openOptions, parse, positionals, print } from '../common.js';
+import { defineCommand } from '../command.js';
+import { openOptions, print } from '../common.js';
+import { flag, value } from '../options.js';
+import { READ_OPTIONS, trustOptions } from '../shared-options.js';
 
-const SYNOPSIS =
-  'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay | --sparsify] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE';
-
-const HELP = `Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.
-Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.
-
-  --bind ADDR      address to listen on (default 127.0.0.1; others get a warning: no TLS)
-  --port N         TCP port (default 10809; 0 picks a free one, printed in the URI)
-  --socket PATH    listen on a Unix socket instead of TCP
-  --export NAME    export name (default "")
-  --writable       accept writes and write them to IMAGE in place (raw files, qcow2)
-  --overlay        accept writes into a throwaway copy-on-write overlay; IMAGE is never changed
-  --sparsify       export blocks the guest filesystems mark free as zeroes (read-only;
-                   not with --writable or --overlay: a write into a free block would
-                   read back as zeroes)
-  --shared N       most clients at once (default 16)
-  --once           exit when the last client disconnects
-  --idle-timeout DUR   close a connection that sends no request for DUR (30s, 45m, 12h,
-                   30d; default: never, an idle VM disk stays connected)
-  --handshake-timeout DUR  close a client that has not finished the handshake after DUR
-                   (default 10s), so stalled clients do not hold --shared slots
-  -f FMT           image format (no probing)
-  --untrusted      the image may not reference other files
-  --allow-backing DIR  directory backing files may live in (repeatable)
-
-Read-only by default: writes fail with EPERM and the image is never modified.`;
-
-const OPTIONS = {
-  ...IMAGE_OPTIONS,
-  bind: { type: 'string' },
-  port: { type: 'string' },
-  socket: { type: 'string' },
-  export: { type: 'string' },
-  writable: { type: 'boolean' },
-  overlay: { type: 'boolean' },
-  shared: { type: 'string' },
-  once: { type: 'boolean' },
-  'idle-timeout': { type: 'string' },
-  'handshake-timeout': { type: 'string' },
-  sparsify: { type: 'boolean' },
-} as const;
-
-export const serve: Command = {
-  name: 'serve',
-  synopsis: SYNOPSIS,
-  help: HELP,
-  async run(argv) {
-    const { values, positionals: args } = parse(argv, OPTIONS);
-    const [spec] = positionals(args, 1, 1, SYNOPSIS);
+export const serve = defineCommand({
+  synopsis:
+    'diskpipe serve [--bind ADDR] [--port N | --socket PATH] [--export NAME] [--writable | --overlay | --sparsify] [--shared N] [--once] [--idle-timeout DUR] [--handshake-timeout DUR] [-f FMT] [--untrusted] [--allow-backing DIR] IMAGE',
+  summary: [
+    'Exports IMAGE (any format diskpipe reads) over NBD and prints its URI once listening.',
+    'Runs until SIGINT/SIGTERM, or with --once until the last client disconnects.',
+    '',
+  ],
+  options: {
+    bind: value('ADDR', 'address to listen on (default 127.0.0.1; others get a warning: no TLS)'),
+    port: value('N', 'TCP port (default 10809; 0 picks a free one, printed in the URI)'),
+    socket: value('PATH', 'listen on a Unix socket instead of TCP'),
+    export: value('NAME', 'export name (default "")'),
+    writable: flag('accept writes and write them to IMAGE in place (raw files, qcow2)'),
+    overlay: flag('accept writes into a throwaway copy-on-write overlay; IMAGE is never changed'),
+    sparsify: flag([
+      'export blocks the guest filesystems mark free as zeroes (read-only;',
+      'not with --writable or --overlay: a write into a free block would',
+      'read back as zeroes)',
+    ]),
+    shared: value('N', 'most clients at once (default 16)'),
+    once: flag('exit when the last client disconnects'),
+    'idle-timeout': value('DUR', [
+      'close a connection that sends no request for DUR (30s, 45m, 12h,',
+      '30d; default: never, an idle VM disk stays connected)',
+    ]),
+    'handshake-timeout': value('DUR', [
+      'close a client that has not finished the handshake after DUR',
+      '(default 10s), so stalled clients do not hold --shared slots',
+    ]),
+    format: value('FMT', 'image format (no probing)', { short: 'f' }),
+    ...READ_OPTIONS,
+    ...trustOptions([
+      'the trust rule: with --untrusted the image may not reference other files;',
+      '--allow-backing DIR (repeatable): a directory backing files may live in',
+    ]),
+  },
+  notes: ['', 'Read-only by default: writes fail with EPERM and the image is never modified.'],
+  column: 19,
+  operandCount: [1, 1],
+  async run(values, [spec]) {
     if (values.socket !== undefined && (values.port !== undefined || values.bind !== undefined)) {
       throw new UsageError('--socket cannot be combined with --port or --bind');
     }
@@ -129,7 +124,7 @@ export const serve: Command = {
     }
     return 0;
   },
-};
+});
 
 function integer(text: string, flag: string, min: number, max: number): number {
   const n = Number(text);
