@@ -73,16 +73,32 @@ async function decodeOnWorker(
   dst: Uint8Array,
 ): Promise<BatchFailure | undefined> {
   const sharedSpan = isShared(span) ? span : copyToShared(span);
-  const sharedDst = isShared(dst) ? dst : acquireShared(dst.length);
-  try {
-    const failure = await runOnWorker(sharedSpan, encodeItems(items), sharedDst);
-    if (sharedDst !== dst) {
-      for (const it of items) dst.set(sharedDst.subarray(it.to, it.to + it.length), it.to);
+  if (isShared(dst)) {
+    try {
+      return await runOnWorker(sharedSpan, encodeItems(items), dst);
+    } finally {
+      if (sharedSpan !== span) releaseShared(sharedSpan);
     }
+  }
+  // A plain destination: decode into a shared buffer holding only the items' outputs, back
+  // to back (not one as large as `dst`: a checksum window is 8 MiB, a batch ~2 MiB), then
+  // copy each into place.
+  const packed: BatchItem[] = [];
+  let bytes = 0;
+  for (const it of items) {
+    packed.push({ ...it, to: bytes });
+    bytes += it.length;
+  }
+  const staging = acquireShared(bytes);
+  try {
+    const failure = await runOnWorker(sharedSpan, encodeItems(packed), staging);
+    packed.forEach((p, i) => {
+      dst.set(staging.subarray(p.to, p.to + p.length), items[i]!.to);
+    });
     return failure;
   } finally {
     if (sharedSpan !== span) releaseShared(sharedSpan);
-    if (sharedDst !== dst) releaseShared(sharedDst);
+    releaseShared(staging);
   }
 }
 
