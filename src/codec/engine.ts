@@ -1,12 +1,12 @@
 /**
  * The decompression engine for compressed clusters (qcow2 deflate and zstd, VMDK grains).
  * Callers hand over a batch: one span of host bytes holding several compressed clusters (read
- * with one host read) and where each cluster goes in a destination buffer. Deflate batches run
- * on the worker pool, one synchronous inflate per cluster straight into its place; a tiny
- * batch is decoded inline instead (a worker round trip costs more than one cluster's inflate).
- * zstd goes to the native binding (asynchronous only, on the libuv pool).
+ * with one host read) and where each cluster goes in a destination buffer. Batches run on the
+ * worker pool: deflate items inflate synchronously straight into their place, zstd frames go
+ * to the native binding from the worker (asynchronous only), so the calling thread sees one
+ * answer per batch. A tiny batch is decoded inline instead (a worker round trip costs more
+ * than one cluster's decode).
  */
-import { DiskpipeError } from '../errors.js';
 import {
   type BatchFailure,
   type BatchItem,
@@ -16,7 +16,7 @@ import {
 } from './batch.js';
 import { runOnWorker } from './pool.js';
 import { acquireShared, isShared, releaseShared } from './shared-buffers.js';
-import { zstdDecompress } from './zstd-native.js';
+import { decodeZstdBatch } from './zstd-batch.js';
 
 export type { BatchFailure, BatchItem } from './batch.js';
 export { Flavour } from './batch.js';
@@ -39,37 +39,29 @@ export async function decodeBatch(
   items: readonly BatchItem[],
   dst: Uint8Array,
 ): Promise<BatchFailure | undefined> {
-  const deflate: BatchItem[] = [];
-  const zstd: number[] = [];
+  if (items.length === 0) return undefined;
   let out = 0;
-  items.forEach((it, i) => {
-    if (it.flavour === Flavour.Zstd) zstd.push(i);
-    else {
-      deflate.push(it);
-      out += it.length;
-    }
-  });
-  const inline = out <= INLINE_BYTES;
-  if (deflate.length > 0) decodeStats[inline ? 'inline' : 'worker']++;
-  decodeStats.zstdFrames += zstd.length;
-  const failures = await Promise.all([
-    deflate.length === 0
-      ? undefined
-      : inline
-        ? decodeDeflateBatch(span, encodeItems(deflate), dst)
-        : decodeOnWorker(span, deflate, dst),
-    zstd.length === 0 ? undefined : decodeZstd(span, items, zstd, dst),
-  ]);
-  const [d, z] = failures;
-  // Report in item order (deflate indexes are into the deflate-only list).
-  const fromDeflate = d && { ...d, index: items.indexOf(deflate[d.index]!) };
-  if (fromDeflate && z) return fromDeflate.index < z.index ? fromDeflate : z;
-  return fromDeflate ?? z;
+  for (const it of items) {
+    out += it.length;
+    if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
+  }
+  if (out > INLINE_BYTES) {
+    decodeStats.worker++;
+    return decodeOnWorker(span, items, dst);
+  }
+  decodeStats.inline++;
+  const encoded = encodeItems(items);
+  const zstd = decodeZstdBatch(span, encoded, dst);
+  zstd.catch(() => {});
+  const deflate = decodeDeflateBatch(span, encoded, dst);
+  const z = await zstd;
+  if (deflate && z) return deflate.index < z.index ? deflate : z;
+  return deflate ?? z;
 }
 
 async function decodeOnWorker(
   span: Uint8Array,
-  items: BatchItem[],
+  items: readonly BatchItem[],
   dst: Uint8Array,
 ): Promise<BatchFailure | undefined> {
   const sharedSpan = isShared(span) ? span : copyToShared(span);
@@ -106,30 +98,4 @@ function copyToShared(buf: Uint8Array): Uint8Array {
   const s = acquireShared(buf.length);
   s.set(buf);
   return s;
-}
-
-async function decodeZstd(
-  span: Uint8Array,
-  items: readonly BatchItem[],
-  which: number[],
-  dst: Uint8Array,
-): Promise<BatchFailure | undefined> {
-  const results = await Promise.all(
-    which.map(async (index): Promise<BatchFailure | undefined> => {
-      const it = items[index]!;
-      let out: Uint8Array;
-      try {
-        out = await zstdDecompress(span.subarray(it.at, it.at + it.size));
-      } catch (err) {
-        if (err instanceof DiskpipeError) throw err;
-        return { index, message: (err as Error).message };
-      }
-      if (out.length !== it.length) {
-        return { index, message: `decompresses to ${out.length} bytes`, written: out.length };
-      }
-      dst.set(out, it.to);
-      return undefined;
-    }),
-  );
-  return results.find((r) => r !== undefined);
 }

@@ -5,8 +5,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { UnsupportedFeatureError } from '../errors.js';
 import type { BatchFailure } from './batch.js';
-import type { DecodeRequest } from './worker.js';
+import type { DecodeReply, DecodeRequest } from './worker.js';
 
 interface Pending {
   resolve: (f: BatchFailure | undefined) => void;
@@ -24,12 +25,13 @@ let nextId = 1;
 function start(): Slot {
   const worker = new Worker(new URL('./worker.js', import.meta.url));
   const slot = new Slot(worker);
-  worker.on('message', (m: { id: number; failure?: BatchFailure }) => {
+  worker.on('message', (m: DecodeReply) => {
     const p = slot.pending.get(m.id);
     if (!p) return;
     slot.pending.delete(m.id);
     if (slot.pending.size === 0) worker.unref();
-    p.resolve(m.failure);
+    if (m.fatal !== undefined) p.reject(new UnsupportedFeatureError(m.fatal));
+    else p.resolve(m.failure);
   });
   const fail = (err: Error) => {
     slots = slots?.filter((s) => s !== slot);

@@ -130,3 +130,43 @@ test('the worker pool never keeps the process alive', () => {
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { f: null, worker: 1 });
 });
+
+test('zstd batches decode on a worker too: one answer per batch, bad frames by index', async () => {
+  const { compress } = await import('@mongodb-js/zstd');
+  const plain = clusters(9);
+  const frames = await Promise.all(plain.map((c) => compress(c, 3)));
+  const items: BatchItem[] = [];
+  let at = 0;
+  frames.forEach((f, i) => {
+    items.push({ at, size: f.length, to: i * CS, length: CS, flavour: Flavour.Zstd });
+    at += f.length;
+  });
+  const span = Buffer.concat(frames);
+  for (const shared of [false, true]) {
+    const dst = shared ? acquireShared(9 * CS) : new Uint8Array(9 * CS);
+    const before = { ...decodeStats };
+    assert.equal(await decodeBatch(span, items, dst), undefined);
+    assert.ok(Buffer.from(dst).equals(Buffer.concat(plain)), `shared=${shared}`);
+    assert.equal(decodeStats.worker - before.worker, 1, 'the whole zstd batch went to a worker');
+    assert.equal(decodeStats.zstdFrames - before.zstdFrames, 9);
+  }
+  // A frame whose content checksum (zstd CLI frames carry one) does not match: only
+  // checksum verification can tell, the data itself decodes.
+  const checked = spawnSync('zstd', ['-q', '-c', '-3'], { input: plain[5] }).stdout;
+  assert.ok((checked[4]! & 4) !== 0, 'the zstd CLI writes a content checksum');
+  checked[checked.length - 1]! ^= 0xff;
+  const withBad = Buffer.concat([span, checked]);
+  const last = { at: span.length, size: checked.length, to: 0, length: CS, flavour: Flavour.Zstd };
+  const f = await decodeBatch(withBad, [...items, last], new Uint8Array(9 * CS));
+  assert.equal(f?.index, 9);
+  assert.match(f?.message ?? '', /checksum/i);
+  // A frame of the wrong size is reported with the size it decodes to.
+  const small = await compress(Buffer.alloc(1000, 7), 3);
+  const s = await decodeBatch(
+    Buffer.concat([span, small]),
+    [...items, { at: span.length, size: small.length, to: 0, length: CS, flavour: Flavour.Zstd }],
+    new Uint8Array(9 * CS),
+  );
+  assert.equal(s?.index, 9);
+  assert.equal(s?.written, 1000);
+});
