@@ -14,8 +14,9 @@ import {
   encodeItems,
   Flavour,
 } from './batch.js';
-import { runOnWorker } from './pool.js';
+import { runOnWorker, type WorkerResult } from './pool.js';
 import { acquireShared, isShared, releaseShared } from './shared-buffers.js';
+import type { HostRead } from './worker.js';
 import { decodeZstdBatch } from './zstd-batch.js';
 
 export type { BatchFailure, BatchItem } from './batch.js';
@@ -31,7 +32,34 @@ export { acquireShared, releaseShared } from './shared-buffers.js';
 const INLINE_BYTES = Number(process.env.DISKPIPE_INLINE_DECODE ?? 64 * 1024);
 
 /** Batches decoded so far, by where they ran (for tests and benchmarks: counts, not times). */
-export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0 };
+export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0, workerReads: 0 };
+
+/** Whether a batch with this many output bytes is decoded on the calling thread. */
+export function decodesInline(outputBytes: number): boolean {
+  return outputBytes <= INLINE_BYTES;
+}
+
+/**
+ * Reads a batch's span from a local file *on a decode worker* and decodes it there: the
+ * calling thread neither copies the compressed bytes nor decodes them. `span` (shared memory,
+ * from acquireShared) receives file[position, position + span.length). Resolves with the
+ * bytes read — less than the span only at the end of the file, and then nothing is decoded —
+ * and the first failing item. A read error rejects with an IoError naming `file.name`.
+ */
+export async function readAndDecode(
+  file: { fd: number; name: string },
+  position: number,
+  span: Uint8Array,
+  items: readonly BatchItem[],
+  dst: Uint8Array,
+): Promise<{ bytesRead: number; failure: BatchFailure | undefined }> {
+  if (!isShared(span)) throw new TypeError('readAndDecode needs a span from acquireShared');
+  decodeStats.worker++;
+  decodeStats.workerReads++;
+  for (const it of items) if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
+  const r = await decodeOnWorker(span, items, dst, { fd: file.fd, position, name: file.name });
+  return { bytesRead: r.bytesRead ?? 0, failure: r.failure };
+}
 
 /** Decodes every item of a batch into `dst`; resolves with the first failure, if any. */
 export async function decodeBatch(
@@ -45,9 +73,9 @@ export async function decodeBatch(
     out += it.length;
     if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
   }
-  if (out > INLINE_BYTES) {
+  if (!decodesInline(out)) {
     decodeStats.worker++;
-    return decodeOnWorker(span, items, dst);
+    return (await decodeOnWorker(span, items, dst)).failure;
   }
   decodeStats.inline++;
   const encoded = encodeItems(items);
@@ -63,11 +91,12 @@ async function decodeOnWorker(
   span: Uint8Array,
   items: readonly BatchItem[],
   dst: Uint8Array,
-): Promise<BatchFailure | undefined> {
+  read?: HostRead,
+): Promise<WorkerResult> {
   const sharedSpan = isShared(span) ? span : copyToShared(span);
   if (isShared(dst)) {
     try {
-      return await runOnWorker(sharedSpan, encodeItems(items), dst);
+      return await runOnWorker(sharedSpan, encodeItems(items), dst, read);
     } finally {
       if (sharedSpan !== span) releaseShared(sharedSpan);
     }
@@ -83,11 +112,13 @@ async function decodeOnWorker(
   }
   const staging = acquireShared(bytes);
   try {
-    const failure = await runOnWorker(sharedSpan, encodeItems(packed), staging);
-    packed.forEach((p, i) => {
-      dst.set(staging.subarray(p.to, p.to + p.length), items[i]!.to);
-    });
-    return failure;
+    const r = await runOnWorker(sharedSpan, encodeItems(packed), staging, read);
+    if (read === undefined || r.bytesRead === span.length) {
+      packed.forEach((p, i) => {
+        dst.set(staging.subarray(p.to, p.to + p.length), items[i]!.to);
+      });
+    }
+    return r;
   } finally {
     if (sharedSpan !== span) releaseShared(sharedSpan);
     releaseShared(staging);

@@ -103,9 +103,11 @@ test('a qcow2 read of 2 MiB of compressed clusters is one batch of the engine', 
   const image = await openImage(packed);
   try {
     const buf = Buffer.allocUnsafe(2 * 1024 * 1024);
-    const before = decodeStats.worker + decodeStats.inline;
+    const before = { ...decodeStats };
     await image.read(buf, 0);
-    assert.equal(decodeStats.worker + decodeStats.inline - before, 1, '32 clusters, one batch');
+    assert.equal(decodeStats.worker + decodeStats.inline - before.worker - before.inline, 1);
+    // A local file: the worker read the compressed bytes itself (this thread copied none).
+    assert.equal(decodeStats.workerReads - before.workerReads, 1, 'read on the worker');
     assert.ok(buf.equals(Buffer.alloc(buf.length, 0x41)));
   } finally {
     await image.close();
@@ -169,4 +171,30 @@ test('zstd batches decode on a worker too: one answer per batch, bad frames by i
   );
   assert.equal(s?.index, 9);
   assert.equal(s?.written, 1000);
+});
+
+test('a compressed qcow2 cut short after it was opened: the worker read reports where it ended', async () => {
+  const src = join(dir, 'cut-src.qcow2');
+  await qemuImg('create', '-f', 'qcow2', src, '4M');
+  await qemuIo(src, ['write -P 0x42 0 2M']);
+  const packed = join(dir, 'cut.qcow2');
+  await qemuImg('convert', '-c', '-O', 'qcow2', src, packed);
+  const { statSync, truncateSync } = await import('node:fs');
+  const image = await openImage(packed);
+  try {
+    // Tables are loaded by a first small read; then the file is cut while open: the image
+    // still believes the old size, so only the worker's read can tell.
+    await image.read(Buffer.allocUnsafe(4096), 0);
+    const size = statSync(packed).size;
+    truncateSync(packed, Math.floor(size / 2));
+    const before = decodeStats.workerReads;
+    await assert.rejects(image.read(Buffer.allocUnsafe(2 * 1024 * 1024), 0), (err: Error) => {
+      assert.equal(err.name, 'CorruptImageError');
+      assert.match(err.message, /file ended at \d+ reading compressed data/);
+      return true;
+    });
+    assert.equal(decodeStats.workerReads - before, 1);
+  } finally {
+    await image.close();
+  }
 });
