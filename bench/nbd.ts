@@ -62,6 +62,9 @@ export async function run(): Promise<NbdBenchRow[]> {
     const dataBytes = makeImage(raw);
     const qcow2 = join(dir, 'image.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+    // Compressed clusters: serving one means decoding every read (issue 11's serve target).
+    const deflate = join(dir, 'image.deflate.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, deflate]);
     const rows: NbdBenchRow[] = [];
     const row = (name: string, peer: string, cpu: 'server' | 'client') => {
       const r: NbdBenchRow = {
@@ -76,11 +79,13 @@ export async function run(): Promise<NbdBenchRow[]> {
       return r;
     };
 
-    for (const [format, path] of [
-      ['raw', raw],
-      ['qcow2', qcow2],
+    for (const [label, format, path] of [
+      ['raw', 'raw', raw],
+      ['qcow2', 'qcow2', qcow2],
+      ['deflate qcow2', 'qcow2', deflate],
     ] as const) {
-      const qemuSock = join(dir, `qemu-${format}.sock`);
+      const tag = label.replace(' ', '-');
+      const qemuSock = join(dir, `qemu-${tag}.sock`);
       const qemu = await serveWith(
         'qemu-nbd',
         ['-f', format, '-r', '-t', '-k', qemuSock, path],
@@ -91,7 +96,7 @@ export async function run(): Promise<NbdBenchRow[]> {
       let serve: ChildProcess | undefined;
       let dpUri = '';
       if (format === 'raw' || formatDriver('qcow2')) {
-        const dpSock = join(dir, `diskpipe-${format}.sock`);
+        const dpSock = join(dir, `diskpipe-${tag}.sock`);
         const main = new URL('../src/cli/main.js', import.meta.url).pathname;
         serve = await serveWith(
           process.execPath,
@@ -101,11 +106,11 @@ export async function run(): Promise<NbdBenchRow[]> {
         procs.push(serve);
         dpUri = `nbd+unix:///?socket=${dpSock}`;
       }
-      const copy = dpUri ? row(`nbdcopy <- ${format} export`, 'qemu-nbd', 'server') : undefined;
+      const copy = dpUri ? row(`nbdcopy <- ${label} export`, 'qemu-nbd', 'server') : undefined;
       const copy1 = dpUri
-        ? row(`nbdcopy -C 1 <- ${format} export`, 'qemu-nbd', 'server')
+        ? row(`nbdcopy -C 1 <- ${label} export`, 'qemu-nbd', 'server')
         : undefined;
-      const client = row(`client <- qemu-nbd ${format}`, 'nbdcopy', 'client');
+      const client = row(`client <- qemu-nbd ${label}`, 'nbdcopy', 'client');
       const viaQemu = (fn: () => Promise<void>, inProcess = false) =>
         measure(qemu.pid!, inProcess, fn);
       const viaDiskpipe = (fn: () => Promise<void>) => measure(serve!.pid!, false, fn);
@@ -120,7 +125,7 @@ export async function run(): Promise<NbdBenchRow[]> {
         client.peerRuns.push(peer);
         client.diskpipe.push(await viaQemu(() => readAllData(qemuUri), true));
       }
-      if (serve?.pid) serveRss.push(`diskpipe serve (${format}) ${peakRss(serve.pid)}`);
+      if (serve?.pid) serveRss.push(`diskpipe serve (${label}) ${peakRss(serve.pid)}`);
     }
     print(rows);
     const self = `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`;

@@ -6,7 +6,8 @@
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
  *   BENCH_ONLY       comma list of convert,compare,clone,formats,outformats,cache,checksum,
  *                    nbd,http,stall (default: all), and perf (issue 11's perf set: convert
- *                    of its deflate and zstd qcow2 against qemu-img; only when named)
+ *                    of its deflate and zstd qcow2 against qemu-img, compare of its raw
+ *                    and deflate qcow2 against qemu-img compare; only when named)
  *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
  */
 import { execFileSync } from 'node:child_process';
@@ -57,13 +58,15 @@ if (only.has('perf') && qcow2) {
     ['perf set deflate', set.deflate],
     ['perf set zstd', set.zstd],
   ];
-  rows.push(...benchConvert({ ...set, dataBytes: 48 * 32 * MiB }, reps, inputs));
+  const perfImages = { ...set, dataBytes: 48 * 32 * MiB };
+  rows.push(...benchConvert(perfImages, reps, inputs));
+  rows.push(...benchCompare(perfImages, reps, [['perf set raw vs deflate', set.raw, set.deflate]]));
 }
 if (only.has('compare')) {
   const pairs: [string, string, string][] = [['raw vs raw', img.raw, 'copy']];
   if (qcow2) {
     pairs.push(['raw vs qcow2', img.raw, img.qcow2], ['qcow2 vs deflate', img.qcow2, img.deflate]);
-    pairs.push(['raw vs zstd', img.raw, img.zstd]);
+    pairs.push(['raw vs deflate', img.raw, img.deflate], ['raw vs zstd', img.raw, img.zstd]);
   }
   rows.push(...benchCompare(img, reps, pairs));
 }

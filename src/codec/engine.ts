@@ -1,12 +1,12 @@
 /**
  * The decompression engine for compressed clusters (qcow2 deflate and zstd, VMDK grains).
  * Callers hand over a batch: one span of host bytes holding several compressed clusters (read
- * with one host read) and where each cluster goes in a destination buffer. Deflate batches run
- * on the worker pool, one synchronous inflate per cluster straight into its place; a tiny
- * batch is decoded inline instead (a worker round trip costs more than one cluster's inflate).
- * zstd goes to the native binding (asynchronous only, on the libuv pool).
+ * with one host read) and where each cluster goes in a destination buffer. Batches run on the
+ * worker pool: deflate items inflate synchronously straight into their place, zstd frames go
+ * to the native binding from the worker (asynchronous only), so the calling thread sees one
+ * answer per batch. A tiny batch is decoded inline instead (a worker round trip costs more
+ * than one cluster's decode).
  */
-import { DiskpipeError } from '../errors.js';
 import {
   type BatchFailure,
   type BatchItem,
@@ -14,9 +14,10 @@ import {
   encodeItems,
   Flavour,
 } from './batch.js';
-import { runOnWorker } from './pool.js';
+import { runOnWorker, type WorkerResult } from './pool.js';
 import { acquireShared, isShared, releaseShared } from './shared-buffers.js';
-import { zstdDecompress } from './zstd-native.js';
+import type { HostRead } from './worker.js';
+import { decodeZstdBatch } from './zstd-batch.js';
 
 export type { BatchFailure, BatchItem } from './batch.js';
 export { Flavour } from './batch.js';
@@ -31,7 +32,34 @@ export { acquireShared, releaseShared } from './shared-buffers.js';
 const INLINE_BYTES = Number(process.env.DISKPIPE_INLINE_DECODE ?? 64 * 1024);
 
 /** Batches decoded so far, by where they ran (for tests and benchmarks: counts, not times). */
-export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0 };
+export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0, workerReads: 0 };
+
+/** Whether a batch with this many output bytes is decoded on the calling thread. */
+export function decodesInline(outputBytes: number): boolean {
+  return outputBytes <= INLINE_BYTES;
+}
+
+/**
+ * Reads a batch's span from a local file *on a decode worker* and decodes it there: the
+ * calling thread neither copies the compressed bytes nor decodes them. `span` (shared memory,
+ * from acquireShared) receives file[position, position + span.length). Resolves with the
+ * bytes read — less than the span only at the end of the file, and then nothing is decoded —
+ * and the first failing item. A read error rejects with an IoError naming `file.name`.
+ */
+export async function readAndDecode(
+  file: { fd: number; name: string },
+  position: number,
+  span: Uint8Array,
+  items: readonly BatchItem[],
+  dst: Uint8Array,
+): Promise<{ bytesRead: number; failure: BatchFailure | undefined }> {
+  if (!isShared(span)) throw new TypeError('readAndDecode needs a span from acquireShared');
+  decodeStats.worker++;
+  decodeStats.workerReads++;
+  for (const it of items) if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
+  const r = await decodeOnWorker(span, items, dst, { fd: file.fd, position, name: file.name });
+  return { bytesRead: r.bytesRead ?? 0, failure: r.failure };
+}
 
 /** Decodes every item of a batch into `dst`; resolves with the first failure, if any. */
 export async function decodeBatch(
@@ -39,50 +67,61 @@ export async function decodeBatch(
   items: readonly BatchItem[],
   dst: Uint8Array,
 ): Promise<BatchFailure | undefined> {
-  const deflate: BatchItem[] = [];
-  const zstd: number[] = [];
+  if (items.length === 0) return undefined;
   let out = 0;
-  items.forEach((it, i) => {
-    if (it.flavour === Flavour.Zstd) zstd.push(i);
-    else {
-      deflate.push(it);
-      out += it.length;
-    }
-  });
-  const inline = out <= INLINE_BYTES;
-  if (deflate.length > 0) decodeStats[inline ? 'inline' : 'worker']++;
-  decodeStats.zstdFrames += zstd.length;
-  const failures = await Promise.all([
-    deflate.length === 0
-      ? undefined
-      : inline
-        ? decodeDeflateBatch(span, encodeItems(deflate), dst)
-        : decodeOnWorker(span, deflate, dst),
-    zstd.length === 0 ? undefined : decodeZstd(span, items, zstd, dst),
-  ]);
-  const [d, z] = failures;
-  // Report in item order (deflate indexes are into the deflate-only list).
-  const fromDeflate = d && { ...d, index: items.indexOf(deflate[d.index]!) };
-  if (fromDeflate && z) return fromDeflate.index < z.index ? fromDeflate : z;
-  return fromDeflate ?? z;
+  for (const it of items) {
+    out += it.length;
+    if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
+  }
+  if (!decodesInline(out)) {
+    decodeStats.worker++;
+    return (await decodeOnWorker(span, items, dst)).failure;
+  }
+  decodeStats.inline++;
+  const encoded = encodeItems(items);
+  const zstd = decodeZstdBatch(span, encoded, dst);
+  zstd.catch(() => {});
+  const deflate = decodeDeflateBatch(span, encoded, dst);
+  const z = await zstd;
+  if (deflate && z) return deflate.index < z.index ? deflate : z;
+  return deflate ?? z;
 }
 
 async function decodeOnWorker(
   span: Uint8Array,
-  items: BatchItem[],
+  items: readonly BatchItem[],
   dst: Uint8Array,
-): Promise<BatchFailure | undefined> {
+  read?: HostRead,
+): Promise<WorkerResult> {
   const sharedSpan = isShared(span) ? span : copyToShared(span);
-  const sharedDst = isShared(dst) ? dst : acquireShared(dst.length);
-  try {
-    const failure = await runOnWorker(sharedSpan, encodeItems(items), sharedDst);
-    if (sharedDst !== dst) {
-      for (const it of items) dst.set(sharedDst.subarray(it.to, it.to + it.length), it.to);
+  if (isShared(dst)) {
+    try {
+      return await runOnWorker(sharedSpan, encodeItems(items), dst, read);
+    } finally {
+      if (sharedSpan !== span) releaseShared(sharedSpan);
     }
-    return failure;
+  }
+  // A plain destination: decode into a shared buffer holding only the items' outputs, back
+  // to back (not one as large as `dst`: a checksum window is 8 MiB, a batch ~2 MiB), then
+  // copy each into place.
+  const packed: BatchItem[] = [];
+  let bytes = 0;
+  for (const it of items) {
+    packed.push({ ...it, to: bytes });
+    bytes += it.length;
+  }
+  const staging = acquireShared(bytes);
+  try {
+    const r = await runOnWorker(sharedSpan, encodeItems(packed), staging, read);
+    if (read === undefined || r.bytesRead === span.length) {
+      packed.forEach((p, i) => {
+        dst.set(staging.subarray(p.to, p.to + p.length), items[i]!.to);
+      });
+    }
+    return r;
   } finally {
     if (sharedSpan !== span) releaseShared(sharedSpan);
-    if (sharedDst !== dst) releaseShared(sharedDst);
+    releaseShared(staging);
   }
 }
 
@@ -90,30 +129,4 @@ function copyToShared(buf: Uint8Array): Uint8Array {
   const s = acquireShared(buf.length);
   s.set(buf);
   return s;
-}
-
-async function decodeZstd(
-  span: Uint8Array,
-  items: readonly BatchItem[],
-  which: number[],
-  dst: Uint8Array,
-): Promise<BatchFailure | undefined> {
-  const results = await Promise.all(
-    which.map(async (index): Promise<BatchFailure | undefined> => {
-      const it = items[index]!;
-      let out: Uint8Array;
-      try {
-        out = await zstdDecompress(span.subarray(it.at, it.at + it.size));
-      } catch (err) {
-        if (err instanceof DiskpipeError) throw err;
-        return { index, message: (err as Error).message };
-      }
-      if (out.length !== it.length) {
-        return { index, message: `decompresses to ${out.length} bytes`, written: out.length };
-      }
-      dst.set(out, it.to);
-      return undefined;
-    }),
-  );
-  return results.find((r) => r !== undefined);
 }

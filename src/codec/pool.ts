@@ -5,11 +5,18 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { IoError, UnsupportedFeatureError } from '../errors.js';
 import type { BatchFailure } from './batch.js';
-import type { DecodeRequest } from './worker.js';
+import type { DecodeReply, DecodeRequest, HostRead } from './worker.js';
+
+/** A worker's answer: the first failing item, and the bytes it read itself (if asked to). */
+export interface WorkerResult {
+  failure: BatchFailure | undefined;
+  bytesRead?: number | undefined;
+}
 
 interface Pending {
-  resolve: (f: BatchFailure | undefined) => void;
+  resolve: (r: WorkerResult) => void;
   reject: (err: Error) => void;
 }
 
@@ -24,12 +31,14 @@ let nextId = 1;
 function start(): Slot {
   const worker = new Worker(new URL('./worker.js', import.meta.url));
   const slot = new Slot(worker);
-  worker.on('message', (m: { id: number; failure?: BatchFailure }) => {
+  worker.on('message', (m: DecodeReply) => {
     const p = slot.pending.get(m.id);
     if (!p) return;
     slot.pending.delete(m.id);
     if (slot.pending.size === 0) worker.unref();
-    p.resolve(m.failure);
+    if (m.fatal !== undefined) p.reject(new UnsupportedFeatureError(m.fatal));
+    else if (m.readError !== undefined) p.reject(new IoError(m.readError));
+    else p.resolve({ failure: m.failure, bytesRead: m.bytesRead });
   });
   const fail = (err: Error) => {
     slots = slots?.filter((s) => s !== slot);
@@ -53,18 +62,23 @@ function pick(): Slot {
   return best;
 }
 
-/** Runs one batch on a worker; `span` and `dst` must be views on SharedArrayBuffers. */
+/**
+ * Runs one batch on a worker; `span` and `dst` must be views on SharedArrayBuffers. With
+ * `read`, the worker first fills `span` from that file itself (then decodes only if it got
+ * every byte), so the calling thread does not copy the compressed bytes either.
+ */
 export function runOnWorker(
   span: Uint8Array,
   items: Int32Array,
   dst: Uint8Array,
-): Promise<BatchFailure | undefined> {
+  read?: HostRead,
+): Promise<WorkerResult> {
   const slot = pick();
   const id = nextId++;
   return new Promise((resolve, reject) => {
     if (slot.pending.size === 0) slot.worker.ref();
     slot.pending.set(id, { resolve, reject });
-    const req: DecodeRequest = { id, span, items, dst };
+    const req: DecodeRequest = { id, span, items, dst, read };
     slot.worker.postMessage(req, [items.buffer as ArrayBuffer]);
   });
 }

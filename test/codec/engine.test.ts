@@ -103,9 +103,11 @@ test('a qcow2 read of 2 MiB of compressed clusters is one batch of the engine', 
   const image = await openImage(packed);
   try {
     const buf = Buffer.allocUnsafe(2 * 1024 * 1024);
-    const before = decodeStats.worker + decodeStats.inline;
+    const before = { ...decodeStats };
     await image.read(buf, 0);
-    assert.equal(decodeStats.worker + decodeStats.inline - before, 1, '32 clusters, one batch');
+    assert.equal(decodeStats.worker + decodeStats.inline - before.worker - before.inline, 1);
+    // A local file: the worker read the compressed bytes itself (this thread copied none).
+    assert.equal(decodeStats.workerReads - before.workerReads, 1, 'read on the worker');
     assert.ok(buf.equals(Buffer.alloc(buf.length, 0x41)));
   } finally {
     await image.close();
@@ -129,4 +131,70 @@ test('the worker pool never keeps the process alive', () => {
   const r = spawnSync(process.execPath, [file], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { f: null, worker: 1 });
+});
+
+test('zstd batches decode on a worker too: one answer per batch, bad frames by index', async () => {
+  const { compress } = await import('@mongodb-js/zstd');
+  const plain = clusters(9);
+  const frames = await Promise.all(plain.map((c) => compress(c, 3)));
+  const items: BatchItem[] = [];
+  let at = 0;
+  frames.forEach((f, i) => {
+    items.push({ at, size: f.length, to: i * CS, length: CS, flavour: Flavour.Zstd });
+    at += f.length;
+  });
+  const span = Buffer.concat(frames);
+  for (const shared of [false, true]) {
+    const dst = shared ? acquireShared(9 * CS) : new Uint8Array(9 * CS);
+    const before = { ...decodeStats };
+    assert.equal(await decodeBatch(span, items, dst), undefined);
+    assert.ok(Buffer.from(dst).equals(Buffer.concat(plain)), `shared=${shared}`);
+    assert.equal(decodeStats.worker - before.worker, 1, 'the whole zstd batch went to a worker');
+    assert.equal(decodeStats.zstdFrames - before.zstdFrames, 9);
+  }
+  // A frame whose content checksum (zstd CLI frames carry one) does not match: only
+  // checksum verification can tell, the data itself decodes.
+  const checked = spawnSync('zstd', ['-q', '-c', '-3'], { input: plain[5] }).stdout;
+  assert.ok((checked[4]! & 4) !== 0, 'the zstd CLI writes a content checksum');
+  checked[checked.length - 1]! ^= 0xff;
+  const withBad = Buffer.concat([span, checked]);
+  const last = { at: span.length, size: checked.length, to: 0, length: CS, flavour: Flavour.Zstd };
+  const f = await decodeBatch(withBad, [...items, last], new Uint8Array(9 * CS));
+  assert.equal(f?.index, 9);
+  assert.match(f?.message ?? '', /checksum/i);
+  // A frame of the wrong size is reported with the size it decodes to.
+  const small = await compress(Buffer.alloc(1000, 7), 3);
+  const s = await decodeBatch(
+    Buffer.concat([span, small]),
+    [...items, { at: span.length, size: small.length, to: 0, length: CS, flavour: Flavour.Zstd }],
+    new Uint8Array(9 * CS),
+  );
+  assert.equal(s?.index, 9);
+  assert.equal(s?.written, 1000);
+});
+
+test('a compressed qcow2 cut short after it was opened: the worker read reports where it ended', async () => {
+  const src = join(dir, 'cut-src.qcow2');
+  await qemuImg('create', '-f', 'qcow2', src, '4M');
+  await qemuIo(src, ['write -P 0x42 0 2M']);
+  const packed = join(dir, 'cut.qcow2');
+  await qemuImg('convert', '-c', '-O', 'qcow2', src, packed);
+  const { statSync, truncateSync } = await import('node:fs');
+  const image = await openImage(packed);
+  try {
+    // Tables are loaded by a first small read; then the file is cut while open: the image
+    // still believes the old size, so only the worker's read can tell.
+    await image.read(Buffer.allocUnsafe(4096), 0);
+    const size = statSync(packed).size;
+    truncateSync(packed, Math.floor(size / 2));
+    const before = decodeStats.workerReads;
+    await assert.rejects(image.read(Buffer.allocUnsafe(2 * 1024 * 1024), 0), (err: Error) => {
+      assert.equal(err.name, 'CorruptImageError');
+      assert.match(err.message, /file ended at \d+ reading compressed data/);
+      return true;
+    });
+    assert.equal(decodeStats.workerReads - before, 1);
+  } finally {
+    await image.close();
+  }
 });

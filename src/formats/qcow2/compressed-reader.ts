@@ -4,10 +4,18 @@
  * decompression engine as one batch: whole clusters decode straight into the caller's buffer.
  * Clusters a read only cuts through decode into a small cache, for sequential small reads.
  */
-import { type BatchItem, decodeBatch, Flavour } from '../../codec/engine.js';
+import {
+  type BatchFailure,
+  type BatchItem,
+  decodeBatch,
+  decodesInline,
+  Flavour,
+  readAndDecode,
+} from '../../codec/engine.js';
 import { acquireShared, allSettledOrThrow, releaseShared } from '../../codec/shared-buffers.js';
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
+import { LocalFile } from '../../io/file.js';
 import { zstdFrameLength } from './compressed.js';
 import type { Qcow2Header } from './header.js';
 import { capacityFor } from './l2-cache.js';
@@ -60,14 +68,18 @@ export class CompressedReader {
     const first = group[0]!.host;
     const end = Math.min(this.source.size, Math.max(...todo.map((r) => r.host + r.compressedSize)));
     const span = acquireShared(end - first);
+    if (this.readsOnWorker(whole, partial)) {
+      try {
+        await this.readAndDecode(whole, span, first, buf, base);
+      } finally {
+        releaseShared(span);
+      }
+      return;
+    }
     const clusters = partial.map(() => new Uint8Array(cs));
     try {
       const n = await this.source.read(span, first);
-      if (n !== span.length) {
-        throw new CorruptImageError(
-          `${this.who}: file ended at ${first + n} reading compressed data`,
-        );
-      }
+      if (n !== span.length) this.ended(first + n);
       // Whole clusters land in `buf`; partial ones in their own cluster buffers.
       const direct = whole.map((r) => this.item(r, span, first, r.offset - base));
       const cached = partial.map((r, i) => ({ r, item: this.item(r, span, first, 0), i }));
@@ -84,6 +96,39 @@ export class CompressedReader {
       const from = r.offset % cs;
       buf.set(cluster.subarray(from, from + r.length), r.offset - base);
     });
+  }
+
+  /**
+   * A local file's deflate clusters, all whole and more than one inline decode's worth: the
+   * decode worker reads the span itself, so this thread copies nothing (its preadv2 of the
+   * compressed bytes was the largest main-thread cost). zstd needs the frame lengths found
+   * in the span first, so it is read here.
+   */
+  private readsOnWorker(whole: Run[], partial: Run[]): boolean {
+    return (
+      this.source instanceof LocalFile &&
+      this.flavour !== Flavour.Zstd &&
+      partial.length === 0 &&
+      !decodesInline(whole.length * this.header.clusterSize)
+    );
+  }
+
+  private async readAndDecode(
+    whole: Run[],
+    span: Uint8Array,
+    first: number,
+    buf: Uint8Array,
+    base: number,
+  ): Promise<void> {
+    const items = whole.map((r) => this.item(r, span, first, r.offset - base));
+    const file = this.source as LocalFile;
+    const r = await readAndDecode(file, first, span, items, buf);
+    if (r.bytesRead !== span.length) this.ended(first + r.bytesRead);
+    if (r.failure) this.failed(whole, r.failure);
+  }
+
+  private ended(at: number): never {
+    throw new CorruptImageError(`${this.who}: file ended at ${at} reading compressed data`);
   }
 
   clear(): void {
@@ -133,7 +178,10 @@ export class CompressedReader {
   private async decode(runs: Run[], items: BatchItem[], span: Uint8Array, dst: Uint8Array) {
     if (items.length === 0) return;
     const failure = await decodeBatch(span, items, dst);
-    if (!failure) return;
+    if (failure) this.failed(runs, failure);
+  }
+
+  private failed(runs: Run[], failure: BatchFailure): never {
     const where = this.where(runs[failure.index]!);
     if (failure.written !== undefined) {
       throw new CorruptImageError(
