@@ -2,10 +2,12 @@
  * One HTTP range request at a time, over node:http(s) with a keep-alive agent: the status and
  * header checks, timeouts, and retries with backoff that the HTTP byte source relies on.
  */
+
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { HttpError } from '../errors.js';
+import { asAbortError, throwIfAborted } from '../io/abort.js';
 import { mayKeepCredentials } from './credentials.js';
 import { RATE_DEFAULTS, RateWatch, slowTransferMessage } from './min-rate.js';
 
@@ -36,9 +38,11 @@ export interface HttpOptions {
   insecure?: boolean;
   /** Trust these CA certificates (PEM text, --ca-cert FILE) besides the system's. */
   caCert?: string;
+  /** Cancels every request of the source (the open and later reads) with an AbortError. */
+  signal?: AbortSignal;
 }
 
-type Extra = 'headers' | 'insecure' | 'caCert';
+type Extra = 'headers' | 'insecure' | 'caCert' | 'signal';
 
 export const HTTP_DEFAULTS: Required<Omit<HttpOptions, Extra>> = {
   blockSize: 256 * 1024,
@@ -139,7 +143,14 @@ export class HttpClient {
         req.destroy(err);
         answer?.destroy(err);
       });
-      const req = mod.request(url, { method: 'GET', headers, agent: this.agentFor(url) }, (res) => {
+      const signal = this.opts.signal;
+      const options = {
+        method: 'GET',
+        headers,
+        agent: this.agentFor(url),
+        ...(signal && { signal }),
+      };
+      const req = mod.request(url, options, (res) => {
         res.setTimeout(this.opts.timeoutMs, () =>
           res.destroy(new HttpError(`${this.label}: no data for ${this.opts.timeoutMs} ms`, true)),
         );
@@ -153,7 +164,9 @@ export class HttpClient {
       req.setTimeout(this.opts.timeoutMs, () =>
         req.destroy(new HttpError(`${this.label}: no response in ${this.opts.timeoutMs} ms`, true)),
       );
-      req.on('error', (err) => reject(networkError(err, this.label)));
+      req.on('error', (err) =>
+        reject(asAbortError(networkError(err, this.label), signal, `reading ${this.label}`)),
+      );
       req.end();
     });
   }
@@ -167,6 +180,7 @@ export class HttpClient {
       try {
         return await attempt();
       } catch (err) {
+        throwIfAborted(this.opts.signal, `reading ${this.label}`);
         const e = err instanceof HttpError ? err : networkError(err, this.label);
         if (!e.transient || n >= this.opts.retries || this.closed) throw finalError(e, n);
         const delay = Math.min(8000, this.opts.retryDelayMs * 2 ** n);

@@ -1,7 +1,7 @@
-import { CacheLayout } from '../../cache/layout.js';
-import { parseDuration, prune, removeEntry, unpin } from '../../cache/maintenance.js';
-import { type CacheEntry, CacheIndex } from '../../cache/records.js';
-import { CacheError, UsageError } from '../../errors.js';
+import { parseDuration } from '../../cache/maintenance.js';
+import type { CacheEntry } from '../../cache/records.js';
+import { UsageError } from '../../errors.js';
+import { openCache } from '../cache-object.js';
 import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
 import { cacheVerify } from './cache-verify.js';
 
@@ -9,10 +9,6 @@ const SYNOPSIS =
   'diskpipe cache ls [--json] | show [--json] REF | rm [--force] REF | unpin PATH | prune [--older-than DUR] [--max-size SIZE] [--drop-missing-pins] [--dry-run] | verify [REF]';
 
 const CACHE_DIR = { 'cache-dir': { type: 'string' } } as const;
-
-export function openIndex(dir: string | undefined): CacheIndex {
-  return new CacheIndex(new CacheLayout(dir));
-}
 
 export const cache: Command = {
   name: 'cache',
@@ -84,7 +80,7 @@ export function entryJson(e: CacheEntry) {
 async function list(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, { ...CACHE_DIR, json: { type: 'boolean' } });
   positionals(args, 0, 0, 'diskpipe cache ls [--json]');
-  const entries = await openIndex(values['cache-dir']).entries();
+  const entries = await openCache(values['cache-dir']).list();
   if (values.json) {
     print(JSON.stringify(entries.map(entryJson), null, 2));
     return 0;
@@ -108,9 +104,9 @@ async function list(argv: string[]): Promise<number> {
 async function show(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, { ...CACHE_DIR, json: { type: 'boolean' } });
   const [ref] = positionals(args, 1, 1, 'diskpipe cache show [--json] REF');
-  const index = openIndex(values['cache-dir']);
-  const entry = await index.resolve(ref!);
-  const path = index.layout.blobPath(entry.blob.contentDigest);
+  const cache = openCache(values['cache-dir']);
+  const entry = await cache.entry(ref!);
+  const path = cache.path(entry);
   if (values.json) {
     print(JSON.stringify({ ...entryJson(entry), path }, null, 2));
     return 0;
@@ -144,15 +140,14 @@ async function show(argv: string[]): Promise<number> {
 async function remove(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, { ...CACHE_DIR, force: { type: 'boolean' } });
   const [ref] = positionals(args, 1, 1, 'diskpipe cache rm [--force] REF');
-  const index = openIndex(values['cache-dir']);
-  const entry = await index.resolve(ref!);
+  const cache = openCache(values['cache-dir']);
+  const entry = await cache.entry(ref!);
   if (entry.pins.length > 0 && values.force) {
     process.stderr.write(
       `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
     );
   }
-  if (!(await removeEntry(index, entry, values.force ?? false)))
-    throw new CacheError(`'${ref}' was removed by another diskpipe meanwhile`);
+  await cache.remove(entry, { force: values.force });
   print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
   return 0;
 }
@@ -177,7 +172,7 @@ async function pruneCommand(argv: string[]): Promise<number> {
     throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
   const maxSize =
     values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
-  const result = await prune(openIndex(values['cache-dir']), {
+  const result = await openCache(values['cache-dir']).prune({
     olderThanMs,
     maxSize,
     dryRun: values['dry-run'],
@@ -199,7 +194,7 @@ async function pruneCommand(argv: string[]): Promise<number> {
 async function unpinCommand(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, CACHE_DIR);
   const [path] = positionals(args, 1, 1, 'diskpipe cache unpin PATH');
-  for (const digest of await unpin(openIndex(values['cache-dir']), path!))
+  for (const digest of await openCache(values['cache-dir']).unpin(path!))
     print(`unpinned ${path} from ${digest}`);
   return 0;
 }

@@ -73,7 +73,7 @@ export const checksum: Command = {
       const opts: ChecksumOptions = {
         digest: algorithm,
         blockSize,
-        onProgress: (done, total) => bar.update(done, total),
+        onProgress: bar.report,
       };
       let r: ChecksumResult;
       try {

@@ -34,7 +34,7 @@ export const compare: Command = {
       try {
         const r = await compareImages(a, b, {
           strict: values.strict === true,
-          onProgress: (p) => bar.update(p.done, p.total),
+          onProgress: bar.report,
         });
         bar.finish();
         if (!r.identical && r.reason === 'size') {

@@ -1,7 +1,7 @@
-import { createDisk } from '../../cache/disks.js';
 import { UsageError } from '../../errors.js';
+import { openCache, pauseForTests } from '../cache-object.js';
 import { type Command, humanSize, parse, parseSize, positionals, print } from '../common.js';
-import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
+import { PhaseProgress } from '../phase-progress.js';
 
 const SYNOPSIS =
   'diskpipe disk create --from URL|REF [--format raw|qcow2] [--size SIZE] [--force] [--offline] [--sparsify] [--json] [-p] DEST';
@@ -46,15 +46,16 @@ export const disk: Command = {
       throw new UsageError(`--format must be raw or qcow2, not '${format}'`);
     const started = performance.now();
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
-    const r = await createDisk(values.from, dest!, {
-      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
-      format,
-      size: values.size === undefined ? undefined : parseSize(values.size),
-      cacheDir: values['cache-dir'],
-      offline: values.offline,
-      sparsify: values.sparsify,
-      force: values.force,
-    }).finally(() => bar.finish());
+    const r = await openCache(values['cache-dir'])
+      .createDisk(values.from, dest!, {
+        onProgress: pauseForTests(bar.report),
+        format,
+        size: values.size === undefined ? undefined : parseSize(values.size),
+        offline: values.offline,
+        sparsify: values.sparsify,
+        force: values.force,
+      })
+      .finally(() => bar.finish());
     const ms = performance.now() - started;
     if (values.json) {
       print(JSON.stringify({ ...r, milliseconds: Math.round(ms) }, null, 2));

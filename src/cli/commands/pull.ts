@@ -1,4 +1,4 @@
-import { pull as pullImage } from '../../cache/pull.js';
+import { openCache, pauseForTests } from '../cache-object.js';
 import {
   type Command,
   humanSize,
@@ -9,7 +9,7 @@ import {
   RATE_OPTIONS,
   rateOptions,
 } from '../common.js';
-import { PhaseProgress, PULL_PHASES } from '../phase-progress.js';
+import { PhaseProgress } from '../phase-progress.js';
 
 const SYNOPSIS =
   'diskpipe pull [--digest ALG:HEX] [--offline] [--max-download SIZE] [--min-rate SIZE] [--min-rate-window SEC] [--sparsify] [--json] [-p] [--cache-dir DIR] URL|FILE';
@@ -50,21 +50,20 @@ export const pull: Command = {
     });
     const [spec] = positionals(args, 1, 1, SYNOPSIS);
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
-    const result = await pullImage(spec!, {
-      cacheDir: values['cache-dir'],
-      digest: values.digest,
-      offline: values.offline,
-      sparsify: values.sparsify,
-      limits: {
-        ...rateOptions(values),
-        ...(values['max-download'] !== undefined
-          ? { maxDownload: parseSize(values['max-download'], '--max-download') }
-          : {}),
-      },
-      onWait: () =>
-        process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
-      onProgress: (p, done, total) => bar.update(PULL_PHASES[p] ?? p, done, total),
-    }).finally(() => bar.finish());
+    const limits = {
+      ...rateOptions(values),
+      ...(values['max-download'] !== undefined
+        ? { maxDownload: parseSize(values['max-download'], '--max-download') }
+        : {}),
+    };
+    const result = await openCache(values['cache-dir'], { http: { limits }, announceWaits: true })
+      .pull(spec!, {
+        digest: values.digest,
+        offline: values.offline,
+        sparsify: values.sparsify,
+        onProgress: pauseForTests(bar.report),
+      })
+      .finally(() => bar.finish());
     const r = result.record;
     if (values.json) {
       print(
