@@ -126,6 +126,7 @@ function resolveOptions(o: HttpOptions): ResolvedHttpOptions {
     headers: o.headers,
     insecure: o.insecure,
     caCert: o.caCert,
+    signal: o.signal,
   };
   for (const key of Object.keys(HTTP_DEFAULTS) as (keyof typeof HTTP_DEFAULTS)[]) {
     const v = o[key];
