@@ -49,6 +49,8 @@ export interface DiskCacheOptions {
   tempDir?: string | undefined;
   /** Most bytes staged for one download (default: what the image's header allows). */
   maxStaged?: number | undefined;
+  /** Use the system's xz/zstd/bzip2 to decompress when present (default true). */
+  accelerate?: boolean | undefined;
   /** Told when a call waits for another process's lock (the CLI prints a line). */
   onEvent?: CacheEventListener | undefined;
 }
@@ -169,6 +171,7 @@ export class DiskCache {
     const stage = {
       ...(this.opts.tempDir !== undefined ? { tempDir: this.opts.tempDir } : {}),
       ...(this.opts.maxStaged !== undefined ? { maxStaged: this.opts.maxStaged } : {}),
+      ...(this.opts.accelerate !== undefined ? { accelerate: this.opts.accelerate } : {}),
     };
     return {
       cacheDir: this.dir,

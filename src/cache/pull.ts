@@ -19,8 +19,7 @@ import { openImageOn } from '../open.js';
 import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
-import type { StageOptions } from '../sources/stage.js';
-import { unwrapSource } from '../sources/unwrap.js';
+import { type UnwrapOptions, unwrapSource } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
   type DownloadResult,
@@ -49,7 +48,7 @@ export interface PullOptions {
   /** Waiting for another process's lock; about to publish. */
   onEvent?: CacheEventListener | undefined;
   /** Where staged files go and how large they may grow (a format inside a compressed file). */
-  stage?: StageOptions | undefined;
+  stage?: UnwrapOptions | undefined;
   signal?: AbortSignal | undefined;
   /** Give up on a download when no byte arrives for this long (default 30 s). */
   idleTimeoutMs?: number | undefined;
@@ -307,7 +306,7 @@ function isNoSpace(err: unknown): boolean {
  * The download as the cache's raw file, when it is one: nothing wraps it and it probes as raw
  * (the stream hash only saw its first bytes; a VHD footer, for one, sits at the end).
  */
-async function plainRaw(part: string, contentDigest: string, stage: StageOptions | undefined) {
+async function plainRaw(part: string, contentDigest: string, stage: UnwrapOptions | undefined) {
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(part, 'r'), untrusted: true },
     stage ?? {},

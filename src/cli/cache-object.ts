@@ -5,8 +5,7 @@
 import { type CacheHttpOptions, DiskCache } from '../cache/disk-cache.js';
 import type { CacheEvent } from '../cache/events.js';
 import type { ProgressListener } from '../image/types.js';
-import { defaultCacheDir } from '../io/cache-dir.js';
-import { stagedLimitFromEnv, tempDirFromEnv } from './env.js';
+import { environmentDefaults } from './env.js';
 
 export interface CliCacheOptions {
   http?: CacheHttpOptions;
@@ -15,13 +14,13 @@ export interface CliCacheOptions {
 }
 
 export function openCache(dir: string | undefined, opts: CliCacheOptions = {}): DiskCache {
-  const maxStaged = stagedLimitFromEnv();
-  const tempDir = tempDirFromEnv();
+  const env = environmentDefaults(dir);
   return new DiskCache({
-    dir: dir ?? defaultCacheDir(process.env),
+    dir: env.cacheDir,
     ...(opts.http ? { http: opts.http } : {}),
-    ...(tempDir !== undefined ? { tempDir } : {}),
-    ...(maxStaged !== undefined ? { maxStaged } : {}),
+    ...(env.tempDir !== undefined ? { tempDir: env.tempDir } : {}),
+    ...(env.maxStaged !== undefined ? { maxStaged: env.maxStaged } : {}),
+    ...(env.accelerate !== undefined ? { accelerate: env.accelerate } : {}),
     onEvent: (event) => onEvent(event, opts.announceWaits === true),
   });
 }

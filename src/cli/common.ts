@@ -3,6 +3,10 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ioError, UsageError } from '../errors.js';
 import type { OpenOptions } from '../open.js';
 import type { HttpOptions } from '../sources/http.js';
+import { environmentDefaults } from './env.js';
+import { parseSize } from './size.js';
+
+export { parseSize };
 
 export interface Command {
   readonly name: string;
@@ -93,11 +97,11 @@ export function openOptions(values: {
   insecure?: boolean | undefined;
   'ca-cert'?: string | undefined;
 }): OpenOptions {
-  const opts: OpenOptions = {};
+  const opts: OpenOptions = environmentDefaults(values['cache-dir']);
   if (values.format !== undefined) opts.format = values.format;
   if (values.untrusted) opts.untrusted = true;
-  if (values['allow-backing']) opts.allowBacking = values['allow-backing'];
-  if (values['cache-dir'] !== undefined) opts.cacheDir = values['cache-dir'];
+  if (values['allow-backing'])
+    opts.allowBacking = [...values['allow-backing'], ...(opts.allowBacking ?? [])];
   if (values.member !== undefined) opts.member = values.member;
   if (values['max-staged'] !== undefined)
     opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
@@ -123,29 +127,6 @@ function readCaCert(path: string): string {
 export function positionals(list: string[], min: number, max: number, usage: string): string[] {
   if (list.length < min || list.length > max) throw new UsageError(`usage: ${usage}`);
   return list;
-}
-
-const UNITS: Record<string, number> = {
-  '': 1,
-  B: 1,
-  K: 2 ** 10,
-  M: 2 ** 20,
-  G: 2 ** 30,
-  T: 2 ** 40,
-  P: 2 ** 50,
-  E: 2 ** 60,
-};
-
-/** SIZE: bytes with an optional K/M/G/T/P/E suffix (powers of 1024), as qemu-img. */
-export function parseSize(text: string, what = 'size'): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGTPEB]?)(?:i?B)?$/i.exec(text.trim());
-  const unit = m ? UNITS[m[2]!.toUpperCase()] : undefined;
-  if (!m || unit === undefined)
-    throw new UsageError(`invalid ${what} '${text}' (bytes, or a number with K, M, G or T)`);
-  const n = Number(m[1]) * unit;
-  if (!Number.isSafeInteger(n))
-    throw new UsageError(`invalid ${what} '${text}': not a whole number of bytes up to 2^53`);
-  return n;
 }
 
 /** Formats a byte count as qemu-img does in human output ("8 GiB", "1.5 MiB"). */

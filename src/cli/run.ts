@@ -4,6 +4,7 @@ import { DiskpipeError, UsageError } from '../errors.js';
 import { splitCommand } from './argv.js';
 import { allCommands, loadCommand } from './commands/index.js';
 import type { Command } from './common.js';
+import { applyProcessEnvironment } from './env.js';
 
 const VERSION: string = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
@@ -37,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
+  applyProcessEnvironment();
   const command = await loadCommand(name);
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {

@@ -41,7 +41,7 @@ export async function stageToFile(
   opts: StageOptions = {},
   limit?: StageLimit,
 ): Promise<LocalFile> {
-  const base = opts.tempDir ?? process.env.DISKPIPE_TMPDIR ?? tmpdir();
+  const base = opts.tempDir ?? tmpdir();
   let dir: string;
   try {
     // Synchronous, so the directory is registered for removal before any signal handler runs.

@@ -1,5 +1,6 @@
 import { commitImage } from '../../ops/commit.js';
 import { type Command, openOptions, parse, positionals, print } from '../common.js';
+import { cliCacheDir } from '../env.js';
 
 const SYNOPSIS = 'diskpipe commit [-b BASE] [--untrusted] [--allow-backing DIR] IMAGE';
 
@@ -25,7 +26,7 @@ export const commit: Command = {
     const [path] = positionals(args, 1, 1, SYNOPSIS) as [string];
     await commitImage(path, {
       ...(values.base !== undefined ? { base: values.base } : {}),
-      ...(values['cache-dir'] !== undefined ? { cacheDir: values['cache-dir'] } : {}),
+      cacheDir: cliCacheDir(values['cache-dir']),
       trust: openOptions(values),
     });
     print('Image committed.');

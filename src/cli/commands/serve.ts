@@ -102,6 +102,7 @@ export const serve: Command = {
         ...(port !== undefined ? { port } : {}),
         ...(values.socket !== undefined ? { socket: values.socket } : {}),
         exportName: values.export ?? '',
+        log: (m) => process.stderr.write(`diskpipe serve: ${m}\n`),
         writable: writable || (values.overlay ?? false),
         shared,
         once: values.once ?? false,
