@@ -97,6 +97,7 @@ export type {
 } from './image/types.js';
 export { LocalFile } from './io/file.js';
 export { nativeStatus, type SeekResult } from './io/native.js';
+export { setWorkerScripts, type WorkerScript } from './io/worker-scripts.js';
 export { NbdClient, type NbdClientOptions } from './nbd/client/connection.js';
 export type { ExportInfo } from './nbd/client/handshake.js';
 export {

@@ -2,9 +2,7 @@
  * The environment variables the CLI documents, read in one place. The library never reads the
  * environment: each variable here fills a library option's default (a flag still wins).
  */
-import { setInlineDecodeBytes } from '../codec/engine.js';
 import { defaultCacheDir } from '../io/cache-dir.js';
-import { setNativeEnabled } from '../io/native.js';
 import type { OpenOptions } from '../open.js';
 import { parseSize } from './size.js';
 
@@ -45,9 +43,13 @@ export function environmentDefaults(cacheDirFlag: string | undefined): OpenOptio
  * DISKPIPE_NO_NATIVE=1 (portable fallbacks instead of system calls) and
  * DISKPIPE_INLINE_DECODE=BYTES (benchmarks: the inline/worker decode threshold).
  */
-export function applyProcessEnvironment(): void {
-  if (process.env.DISKPIPE_NO_NATIVE === '1') setNativeEnabled(false);
+export async function applyProcessEnvironment(): Promise<void> {
+  // Loaded only when set: most runs need neither module before their command does.
+  if (process.env.DISKPIPE_NO_NATIVE === '1')
+    (await import('../io/native.js')).setNativeEnabled(false);
   const inline = process.env.DISKPIPE_INLINE_DECODE;
-  if (inline !== undefined && inline !== '')
-    setInlineDecodeBytes(parseSize(inline, 'DISKPIPE_INLINE_DECODE'));
+  if (inline !== undefined && inline !== '') {
+    const bytes = parseSize(inline, 'DISKPIPE_INLINE_DECODE');
+    (await import('../codec/engine.js')).setInlineDecodeBytes(bytes);
+  }
 }

@@ -26,6 +26,7 @@ async function usage(): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  await applyProcessEnvironment();
   const { name, args: rest } = splitCommand(argv);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(`${await usage()}\n`);
@@ -38,7 +39,6 @@ async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  applyProcessEnvironment();
   const command = await loadCommand(name);
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
   if (rest.includes('-h') || rest.includes('--help')) {
