@@ -66,7 +66,11 @@ async function openPlain(spec: string, opts: OpenOptions): Promise<Image> {
 export async function openUnwrapped(spec: string, opts: OpenOptions = {}): Promise<OpenedSource> {
   const writable = opts.writable ?? false;
   if (opts.format === undefined && !writable) return unwrapToSource(spec, opts);
-  const opened = await openSource(spec, { writable, http: opts.http });
+  const opened = await openSource(spec, {
+    writable,
+    http: opts.http,
+    ...(opts.signal && { signal: opts.signal }),
+  });
   // -f turns probing and unwrapping off; an explicit --member still picks a tar member.
   if (opts.member === undefined || writable) return opened;
   return { source: await openMemberOf(opened.source, opts.member), untrusted: true };

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import {
@@ -161,5 +162,26 @@ test('abort: an HTTP image opened with a signal fails its reads with AbortError 
     await assert.rejects(image.read(buf, 40 * MiB), { code: 'ABORTED' });
   } finally {
     await image.close();
+  }
+});
+
+test('abort: opening an NBD export whose server never answers stops when the signal fires', async () => {
+  // A server that accepts and then says nothing: the handshake would wait for its timeout.
+  const sockets: Socket[] = [];
+  const ac = new AbortController();
+  const server = createServer((s) => {
+    sockets.push(s);
+    ac.abort(); // the client is connected and waiting for the greeting
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    await assert.rejects(openImage(`nbd://127.0.0.1:${port}/`, { signal: ac.signal }), {
+      code: 'ABORTED',
+    });
+    assert.equal(sockets.length, 1);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
   }
 });
