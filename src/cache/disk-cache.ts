@@ -36,9 +36,9 @@ export interface CacheHttpOptions {
 
 export interface DiskCacheOptions {
   /**
-   * The cache directory (default `$XDG_CACHE_HOME/diskpipe` as given in `env`, else
-   * `~/.cache/diskpipe`; `~/Library/Caches/diskpipe` on macOS). The CLI passes
-   * `--cache-dir` or `DISKPIPE_CACHE`.
+   * The cache directory (default `~/.cache/diskpipe`, `~/Library/Caches/diskpipe` on macOS;
+   * the library reads no environment: `defaultCacheDir(process.env)` gives the CLI's choice,
+   * `DISKPIPE_CACHE`, else `$XDG_CACHE_HOME/diskpipe`). The CLI passes `--cache-dir` or that.
    */
   dir?: string | undefined;
   http?: CacheHttpOptions | undefined;
