@@ -1,25 +1,27 @@
 // diskpipe's public API: re-exports only. Every type an export mentions is exported too, and
 // api/exports.txt lists the surface (test/api.test.ts fails when it changes by accident).
 
-export { createDisk, type DiskOptions, type DiskResult } from './cache/disks.js';
-export { CacheLayout, defaultCacheDir } from './cache/layout.js';
 export {
-  type PruneOptions,
-  prune,
-  type RemoveResult,
-  removeEntry,
-} from './cache/maintenance.js';
-export { type PullOptions, type PullPhase, type PullResult, pull } from './cache/pull.js';
-export {
-  type BadMark,
-  type BlobRecord,
-  type CacheEntry,
-  CacheIndex,
-  type Pin,
-  type PinState,
-  type SourceRecord,
+  type CacheHttpOptions,
+  type CachePullOptions,
+  type CreateDiskOptions,
+  DiskCache,
+  type DiskCacheOptions,
+} from './cache/disk-cache.js';
+export type { DiskResult } from './cache/disks.js';
+export type { CacheEvent, CacheEventListener } from './cache/events.js';
+export { defaultCacheDir } from './cache/layout.js';
+export type { PruneOptions, RemoveOptions, RemoveResult } from './cache/maintenance.js';
+export type { PullResult } from './cache/pull.js';
+export type {
+  BadMark,
+  BlobRecord,
+  CacheEntry,
+  Pin,
+  PinState,
+  SourceRecord,
 } from './cache/records.js';
-export { type VerifyResult, verifyEntry } from './cache/verify.js';
+export type { VerifyOptions, VerifyResult } from './cache/verify.js';
 export {
   AbortError,
   CacheError,
@@ -87,12 +89,16 @@ export type {
   FormatDetails,
   Image,
   MapEntry,
+  Progress,
+  ProgressListener,
+  ProgressPhase,
   SnapshotInfo,
   SourceWriter,
   ZeroOptions,
 } from './image/types.js';
 export { LocalFile } from './io/file.js';
 export { nativeStatus, type SeekResult } from './io/native.js';
+export { setWorkerScripts, type WorkerScript } from './io/worker-scripts.js';
 export { NbdClient, type NbdClientOptions } from './nbd/client/connection.js';
 export type { ExportInfo } from './nbd/client/handshake.js';
 export {
@@ -133,8 +139,6 @@ export {
 } from './ops/convert.js';
 export {
   type CopyOptions,
-  type CopyPhase,
-  type CopyProgress,
   type CopyResult,
   type CopyTap,
   copyImage,

@@ -11,6 +11,7 @@ import { RefusedBacking } from './image/refused-backing.js';
 import type { TrustOptions } from './image/trust.js';
 import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
+import { abortError, asAbortError, throwIfAborted } from './io/abort.js';
 import { LocalFile } from './io/file.js';
 import type { HttpOptions } from './sources/http.js';
 import { type OpenedSource, openSource } from './sources/index.js';
@@ -32,8 +33,28 @@ export interface OpenOptions extends TrustOptions, UnwrapOptions {
 /** Longest backing chain diskpipe follows (qemu has no fixed limit; hostile chains need one). */
 export const MAX_CHAIN_DEPTH = 64;
 
-/** Opens an IMAGE argument: a path or URL, probed (or forced) to its format. */
+/**
+ * Opens an IMAGE argument: a path or URL, probed (or forced) to its format. `opts.signal`
+ * cancels the open (and, for an HTTP source, the image's later reads) with an AbortError.
+ */
 export async function openImage(spec: string, opts: OpenOptions = {}): Promise<Image> {
+  const signal = opts.signal;
+  if (!signal) return openPlain(spec, opts);
+  const what = `opening ${spec}`;
+  throwIfAborted(signal, what);
+  try {
+    const image = await openPlain(spec, { ...opts, http: { ...opts.http, signal } });
+    if (signal.aborted) {
+      await image.close(); // an open that could not be interrupted (an NBD handshake)
+      throw abortError(signal, what);
+    }
+    return image;
+  } catch (err) {
+    throw asAbortError(err, signal, what);
+  }
+}
+
+async function openPlain(spec: string, opts: OpenOptions): Promise<Image> {
   const { source, untrusted } = await openUnwrapped(spec, opts);
   return openOnSource(source, untrusted, opts);
 }
@@ -45,7 +66,11 @@ export async function openImage(spec: string, opts: OpenOptions = {}): Promise<I
 export async function openUnwrapped(spec: string, opts: OpenOptions = {}): Promise<OpenedSource> {
   const writable = opts.writable ?? false;
   if (opts.format === undefined && !writable) return unwrapToSource(spec, opts);
-  const opened = await openSource(spec, { writable, http: opts.http });
+  const opened = await openSource(spec, {
+    writable,
+    http: opts.http,
+    ...(opts.signal && { signal: opts.signal }),
+  });
   // -f turns probing and unwrapping off; an explicit --member still picks a tar member.
   if (opts.member === undefined || writable) return opened;
   return { source: await openMemberOf(opened.source, opts.member), untrusted: true };

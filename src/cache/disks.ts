@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { chmod, lstat, stat, truncate } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CacheError, IoError, UsageError } from '../errors.js';
+import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
 import { acquireLock } from '../io/lock.js';
 import { refuseReplacingInUse } from '../io/qemu-locks.js';
@@ -23,11 +24,8 @@ import { blobLockPath } from './maintenance.js';
 import { type PullOptions, pull, recordUrl, sourceUrl } from './pull.js';
 import { type CacheEntry, CacheIndex, now } from './records.js';
 
-export interface DiskOptions
-  extends Pick<
-    PullOptions,
-    'cacheDir' | 'offline' | 'onProgress' | 'onWait' | 'signal' | 'sparsify' | 'http' | 'limits'
-  > {
+/** createDisk's options; those it shares with pull apply when `from` must be pulled first. */
+export interface DiskOptions extends PullOptions {
   format?: 'raw' | 'qcow2';
   /** Virtual size of the new disk; at least the image's size (default: the image's size). */
   size?: number | undefined;
@@ -96,7 +94,9 @@ export async function createDisk(
   const path = resolve(dest);
   await checkDestination(path, opts.force); // before any download
   const destKey = createHash('sha256').update(path).digest('hex');
-  const destLock = await acquireLock(layout.lockPath(`disk-${destKey}`), { onWait: opts.onWait });
+  const destLock = await acquireLock(layout.lockPath(`disk-${destKey}`), {
+    onWait: () => opts.onEvent?.({ type: 'waiting', lock: 'disk', name: path }),
+  });
   try {
     for (let attempt = 0; ; attempt++) {
       const entry = await resolveFrom(index, from, opts);
@@ -126,6 +126,7 @@ async function createLocked(
   try {
     const blob = await index.blob(digest);
     if (!blob) return undefined;
+    throwIfAborted(opts.signal, 'createDisk');
     await checkBlob(index, blob);
     const size = opts.size ?? blob.virtualSize;
     if (size < blob.virtualSize) {
@@ -145,7 +146,7 @@ async function createLocked(
     };
     if (format === 'raw') {
       await writeAtomically(path, async (tmp) => {
-        const r = await cloneFile(blobPath, tmp);
+        const r = await cloneFile(blobPath, tmp, { signal: opts.signal });
         await chmod(tmp, 0o644); // the cached file is read-only; the VM's disk is not
         if (size > blob.virtualSize) await truncate(tmp, size);
         strategy = r.strategy;

@@ -6,6 +6,7 @@
 import { rm, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CacheError } from '../errors.js';
+import { throwIfAborted } from '../io/abort.js';
 import { acquireLock } from '../io/lock.js';
 import type { CacheEntry, CacheIndex, PinState } from './records.js';
 import { sweepTemporaries } from './temp-files.js';
@@ -32,6 +33,11 @@ function pinnedError(entry: CacheEntry): CacheError {
   );
 }
 
+export interface RemoveOptions {
+  /** Remove a pinned entry too (the disks made on it lose their backing file). */
+  force?: boolean | undefined;
+}
+
 /**
  * Removes one entry; a pinned one only with `force` (its overlays then lose their backing).
  * Returns the entry as it was under the lock, or undefined if it was already gone.
@@ -40,9 +46,9 @@ function pinnedError(entry: CacheEntry): CacheError {
 export async function removeEntry(
   index: CacheIndex,
   entry: CacheEntry,
-  force: boolean,
-  unless?: (current: CacheEntry) => boolean,
+  opts: RemoveOptions & { unless?: (current: CacheEntry) => boolean } = {},
 ): Promise<CacheEntry | undefined> {
+  const { force = false, unless } = opts;
   const digest = entry.blob.contentDigest;
   const lock = await acquireLock(blobLockPath(index, digest));
   try {
@@ -70,6 +76,8 @@ export interface PruneOptions {
   /** First drop pins whose disk is missing (the only automatic way a pin goes). */
   dropMissingPins?: boolean | undefined;
   dryRun?: boolean | undefined;
+  /** Checked before each entry is removed. */
+  signal?: AbortSignal | undefined;
 }
 
 export async function prune(index: CacheIndex, opts: PruneOptions): Promise<RemoveResult> {
@@ -97,6 +105,7 @@ export async function prune(index: CacheIndex, opts: PruneOptions): Promise<Remo
   const dropped = (e: CacheEntry) =>
     e.pins.filter((p) => !droppedPins.some((d) => d.path === p.path));
   for (const e of victims) {
+    throwIfAborted(opts.signal, 'prune');
     if (opts.dryRun) {
       if (dropped(e).length > 0) keptPinned.push(e);
       else removed.push(e);
@@ -104,7 +113,9 @@ export async function prune(index: CacheIndex, opts: PruneOptions): Promise<Remo
     }
     try {
       // Used since we looked (a disk was just made from it): it is no longer a victim.
-      const gone = await removeEntry(index, e, false, (c) => c.blob.lastUsed !== e.blob.lastUsed);
+      const gone = await removeEntry(index, e, {
+        unless: (c) => c.blob.lastUsed !== e.blob.lastUsed,
+      });
       if (gone) removed.push(gone);
     } catch (err) {
       if (!(err instanceof CacheError)) throw err;

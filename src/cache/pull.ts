@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
 import { sparsify } from '../filters/sparsify/index.js';
-import type { Image } from '../image/types.js';
+import type { Image, ProgressListener } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
@@ -20,7 +20,7 @@ import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
 import type { HttpClientOptions } from '../sources/http-client.js';
-import { unwrapSource } from '../sources/unwrap.js';
+import { type UnwrapOptions, unwrapSource } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
   type DownloadResult,
@@ -29,6 +29,7 @@ import {
   type ExpectedDigest,
   parseDigestSpec,
 } from './download.js';
+import type { CacheEventListener } from './events.js';
 import { CacheLayout, urlKey } from './layout.js';
 import { blobLockPath } from './maintenance.js';
 import { type Converted, convertAlongside } from './overlap.js';
@@ -37,17 +38,18 @@ import { CacheIndex, now, type SourceRecord } from './records.js';
 import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
 
-export type PullPhase = 'download' | 'convert' | 'hash';
-
 export interface PullOptions {
   cacheDir?: string | undefined;
   /** Expected download digest, `sha256:HEX` or `sha512:HEX`; verified while streaming. */
   digest?: string | undefined;
   /** Use the cache only: never touch the network. */
   offline?: boolean | undefined;
-  onProgress?: ((phase: PullPhase, done: number, total: number | undefined) => void) | undefined;
-  /** Called once when another process holds this URL's lock. */
-  onWait?: (() => void) | undefined;
+  /** Phases `download`, `convert`, `hash`. */
+  onProgress?: ProgressListener | undefined;
+  /** Waiting for another process's lock; about to publish. */
+  onEvent?: CacheEventListener | undefined;
+  /** Where staged files go and how large they may grow (a format inside a compressed file). */
+  stage?: UnwrapOptions | undefined;
   signal?: AbortSignal | undefined;
   /** Give up on a download when no byte arrives for this long (default 30 s). */
   idleTimeoutMs?: number | undefined;
@@ -104,7 +106,9 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
   const layout = new CacheLayout(opts.cacheDir);
   await layout.ensure();
   const index = new CacheIndex(layout);
-  const lock = await acquireLock(layout.lockPath(`url-${urlKey(url)}`), { onWait: opts.onWait });
+  const lock = await acquireLock(layout.lockPath(`url-${urlKey(url)}`), {
+    onWait: () => opts.onEvent?.({ type: 'waiting', lock: 'url', name: url }),
+  });
   try {
     // The record's URL has no credentials; the download gets them (as a header).
     const fetchUrl = /^https?:\/\//i.test(spec) ? new URL(spec).href : url;
@@ -187,7 +191,7 @@ async function pullLocked(
       onPersisted: (position) => growing.advance(position),
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
-      onProgress: (done, total) => opts.onProgress?.('download', done, total),
+      onProgress: (done, total) => opts.onProgress?.({ phase: 'download', done, total }),
     }).finally(() => growing.end());
     const converting = convertAlongside(growing, convTmp, storeProgress(opts), wrapFor(opts));
     const [d, c] = await Promise.allSettled([downloading, converting]);
@@ -213,14 +217,14 @@ async function pullLocked(
         http: opts.http,
         observer: rawHash,
         ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
-        onProgress: (done, total) => opts.onProgress?.('download', done, total),
+        onProgress: (done, total) => opts.onProgress?.({ phase: 'download', done, total }),
       });
     }
   }
 
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
   const rawDigest = isLocal || opts.sparsify ? undefined : rawHash.digest(fetched.size);
-  const asIs = rawDigest ? await plainRaw(input, rawDigest) : undefined;
+  const asIs = rawDigest ? await plainRaw(input, rawDigest, opts.stage) : undefined;
   const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;
   let sourceFormat: string;
@@ -241,7 +245,7 @@ async function pullLocked(
       await discardPart(input);
     throw err;
   }
-  testPause('publish');
+  opts.onEvent?.({ type: 'publishing', url: key });
   const time = now();
   const record: SourceRecord = {
     version: 1,
@@ -308,10 +312,10 @@ function isNoSpace(err: unknown): boolean {
  * The download as the cache's raw file, when it is one: nothing wraps it and it probes as raw
  * (the stream hash only saw its first bytes; a VHD footer, for one, sits at the end).
  */
-async function plainRaw(part: string, contentDigest: string) {
+async function plainRaw(part: string, contentDigest: string, stage: UnwrapOptions | undefined) {
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(part, 'r'), untrusted: true },
-    {},
+    stage ?? {},
     true,
   );
   if (unwrapped.kind === 'stream') {
@@ -335,25 +339,22 @@ async function plainRaw(part: string, contentDigest: string) {
   }
 }
 
-/** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
 function storeProgress(opts: PullOptions): StoreProgress {
-  return (phase, done, total) => {
-    if (phase === 'convert' && done > 0) testPause('convert');
-    opts.onProgress?.(phase, done, total);
-  };
+  return (phase, done, total) => opts.onProgress?.({ phase, done, total });
 }
 
+/** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
 async function convertToRaw(input: string, tmp: string, opts: PullOptions): Promise<Converted> {
   const progress = storeProgress(opts);
   // Sparsify reads the filesystems' maps wherever they are: raw content is staged for it.
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(input, 'r'), untrusted: true },
-    {},
+    { ...opts.stage, ...(opts.signal && { signal: opts.signal }) },
     !opts.sparsify,
   );
   if (unwrapped.kind === 'stream') {
     try {
-      const stored = await storeStream(unwrapped.stream, tmp, progress);
+      const stored = await storeStream(unwrapped.stream, tmp, progress, opts.signal);
       return { stored, sourceFormat: 'raw', layers: [...unwrapped.stream.layers] };
     } finally {
       await unwrapped.stream.close();
@@ -365,7 +366,7 @@ async function convertToRaw(input: string, tmp: string, opts: PullOptions): Prom
     throw err;
   });
   try {
-    const stored = await storeImage(image, tmp, progress);
+    const stored = await storeImage(image, tmp, progress, opts.signal);
     return { stored, sourceFormat: opened.format, layers: unwrapped.layers };
   } finally {
     await image.close();
@@ -454,15 +455,4 @@ async function hashLocal(
     fetched: 0,
     written: 0,
   };
-}
-
-/**
- * Fault injection for the crash tests: with DISKPIPE_TEST_PAUSE_AT=<point>, the process stops
- * at that point (after saying so on stderr) and waits to be killed.
- */
-function testPause(point: 'convert' | 'publish'): void {
-  if (process.env.DISKPIPE_TEST_PAUSE_AT !== point) return;
-  process.stderr.write(`diskpipe: test pause at ${point}\n`);
-  const shared = new Int32Array(new SharedArrayBuffer(4));
-  Atomics.wait(shared, 0, 0, 60_000);
 }

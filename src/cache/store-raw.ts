@@ -6,6 +6,7 @@
  */
 import { RawImage } from '../formats/raw.js';
 import type { Image } from '../image/types.js';
+import { throwIfAborted } from '../io/abort.js';
 import { LocalFile } from '../io/file.js';
 import { checksumStream } from '../ops/checksum/index.js';
 import { copyImage } from '../ops/copy/index.js';
@@ -30,6 +31,7 @@ export async function storeImage(
   image: Image,
   path: string,
   onProgress?: StoreProgress,
+  signal?: AbortSignal,
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   const target = new RawImage(file);
@@ -40,6 +42,7 @@ export async function storeImage(
       targetIsZero: true,
       tap: hash,
       onProgress: (p) => onProgress?.('convert', p.done, p.total),
+      ...(signal && { signal }),
     });
     await file.sync();
     return {
@@ -60,12 +63,14 @@ export async function storeStream(
   stream: SequentialSource,
   path: string,
   onProgress?: StoreProgress,
+  signal?: AbortSignal,
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   let position = 0;
   let written = 0;
   async function* writeThrough(): AsyncIterable<Uint8Array> {
     for await (const chunk of stream.chunks()) {
+      throwIfAborted(signal, 'pull');
       written += await writeSparse(file, chunk, position);
       position += chunk.length;
       onProgress?.('convert', position, stream.size);

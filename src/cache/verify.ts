@@ -5,6 +5,7 @@
  */
 import { lstat } from 'node:fs/promises';
 import { RawImage } from '../formats/raw.js';
+import type { ProgressListener } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
 import { acquireLock } from '../io/lock.js';
 import { checksumImage } from '../ops/checksum/index.js';
@@ -18,10 +19,20 @@ export interface VerifyResult {
   problem?: string;
 }
 
-export async function verifyEntry(index: CacheIndex, entry: CacheEntry): Promise<VerifyResult> {
+export interface VerifyOptions {
+  signal?: AbortSignal | undefined;
+  /** Phase `checksum`. */
+  onProgress?: ProgressListener | undefined;
+}
+
+export async function verifyEntry(
+  index: CacheIndex,
+  entry: CacheEntry,
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
   const digest = entry.blob.contentDigest;
   const path = index.layout.blobPath(digest);
-  const checked = await check(path, entry);
+  const checked = await check(path, entry, opts);
   // Record the verdict under the entry's lock, for the file that was checked (a pull may have
   // replaced it meanwhile).
   const lock = await acquireLock(blobLockPath(index, digest));
@@ -40,6 +51,7 @@ export async function verifyEntry(index: CacheIndex, entry: CacheEntry): Promise
 async function check(
   path: string,
   entry: CacheEntry,
+  opts: VerifyOptions,
 ): Promise<{ ino: number | undefined; result: Omit<VerifyResult, 'entry'> }> {
   const st = await lstat(path).catch(() => undefined);
   if (!st) return { ino: undefined, result: { ok: false, problem: 'data file is missing' } };
@@ -50,7 +62,10 @@ async function check(
     return fail(`data file is ${st.size} bytes, record says ${entry.blob.virtualSize}`);
   const image = new RawImage(await LocalFile.open(path, 'r'));
   try {
-    const { digest } = await checksumImage(image);
+    const { digest } = await checksumImage(image, {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
     return digest === entry.blob.contentDigest
       ? { ino: st.ino, result: { ok: true, actual: digest } }
       : { ino: st.ino, result: { ok: false, actual: digest, problem: 'content digest mismatch' } };

@@ -3,6 +3,10 @@ import { ioError, UsageError } from '../errors.js';
 import { isValidClusterSize } from '../formats/qcow2/writer/layout.js';
 import type { OpenOptions } from '../open.js';
 import type { HttpOptions } from '../sources/http.js';
+import { environmentDefaults } from './env.js';
+import { parseSize } from './size.js';
+
+export { parseSize };
 
 /** --min-rate SIZE (bytes/s, 0: none) and --min-rate-window SECONDS as library options. */
 export function rateOptions(values: {
@@ -34,11 +38,11 @@ export function openOptions(values: {
   insecure?: boolean | undefined;
   'ca-cert'?: string | undefined;
 }): OpenOptions {
-  const opts: OpenOptions = {};
+  const opts: OpenOptions = environmentDefaults(values['cache-dir']);
   if (values.format !== undefined) opts.format = values.format;
   if (values.untrusted) opts.untrusted = true;
-  if (values['allow-backing']) opts.allowBacking = values['allow-backing'];
-  if (values['cache-dir'] !== undefined) opts.cacheDir = values['cache-dir'];
+  if (values['allow-backing'])
+    opts.allowBacking = [...values['allow-backing'], ...(opts.allowBacking ?? [])];
   if (values.member !== undefined) opts.member = values.member;
   if (values['max-staged'] !== undefined)
     opts.maxStaged = parseSize(values['max-staged'], '--max-staged');
@@ -86,29 +90,6 @@ function readCaCert(path: string): string {
   if (!text.includes('-----BEGIN CERTIFICATE-----'))
     throw new UsageError(`--ca-cert ${path}: not a PEM certificate file`);
   return text;
-}
-
-const UNITS: Record<string, number> = {
-  '': 1,
-  B: 1,
-  K: 2 ** 10,
-  M: 2 ** 20,
-  G: 2 ** 30,
-  T: 2 ** 40,
-  P: 2 ** 50,
-  E: 2 ** 60,
-};
-
-/** SIZE: bytes with an optional K/M/G/T/P/E suffix (powers of 1024), as qemu-img. */
-export function parseSize(text: string, what = 'size'): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGTPEB]?)(?:i?B)?$/i.exec(text.trim());
-  const unit = m ? UNITS[m[2]!.toUpperCase()] : undefined;
-  if (!m || unit === undefined)
-    throw new UsageError(`invalid ${what} '${text}' (bytes, or a number with K, M, G or T)`);
-  const n = Number(m[1]) * unit;
-  if (!Number.isSafeInteger(n))
-    throw new UsageError(`invalid ${what} '${text}': not a whole number of bytes up to 2^53`);
-  return n;
 }
 
 /** Formats a byte count as qemu-img does in human output ("8 GiB", "1.5 MiB"). */

@@ -3,6 +3,7 @@
  * line. Phases that run at the same time (the converter following the download) share the
  * line; a phase that ends is left on its own line, so the job leaves one line per phase.
  */
+import type { Progress } from '../image/types.js';
 import { ProgressBar } from './progress.js';
 
 export interface PhaseProgressOptions {
@@ -27,6 +28,10 @@ export class PhaseProgress {
     this.interval = opts.intervalMs ?? 100;
     this.clock = opts.now ?? (() => performance.now());
   }
+
+  /** The library's progress callback: one line part per phase (named as PULL_PHASES says). */
+  readonly report = (p: Progress): void =>
+    this.update(PULL_PHASES[p.phase] ?? p.phase, p.done, p.total);
 
   update(phase: string, done: number, total: number | undefined): void {
     if (!this.active) return;
@@ -78,10 +83,3 @@ const PULL_PHASES: Record<string, string> = {
   convert: 'converting',
   hash: 'hashing',
 };
-
-/** A pull's progress callback (pull, disk create), drawn on `bar` with the phases' names. */
-export function pullProgress(
-  bar: PhaseProgress,
-): (phase: string, done: number, total: number | undefined) => void {
-  return (phase, done, total) => bar.update(PULL_PHASES[phase] ?? phase, done, total);
-}

@@ -4,6 +4,7 @@
  * The rate is measured over the last few seconds (a stalled download shows it at once), and
  * every field has a fixed width so the line does not jump about.
  */
+import type { Progress } from '../image/types.js';
 import { humanSize } from './common.js';
 
 export interface ProgressOptions {
@@ -42,6 +43,9 @@ export class ProgressBar {
     this.interval = opts.intervalMs ?? 100;
     this.clock = opts.now ?? (() => performance.now());
   }
+
+  /** The library's progress callback (any phase) drawn on this bar. */
+  readonly report = (p: Progress): void => this.update(p.done, p.total);
 
   /** Records progress; redraws at most every `intervalMs`. `total` undefined: unknown size. */
   update(done: number, total?: number): void {

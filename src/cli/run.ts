@@ -4,6 +4,7 @@ import { DiskpipeError, UsageError } from '../errors.js';
 import { splitCommand } from './argv.js';
 import { type Command, subcommandOf } from './command.js';
 import { allCommands, loadCommand } from './commands/index.js';
+import { applyProcessEnvironment } from './env.js';
 
 const VERSION: string = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
@@ -25,6 +26,7 @@ async function usage(): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  await applyProcessEnvironment();
   const { name, args: rest } = splitCommand(argv);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(`${await usage()}\n`);

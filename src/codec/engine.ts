@@ -7,6 +7,7 @@
  * answer per batch. A tiny batch is decoded inline instead (a worker round trip costs more
  * than one cluster's decode).
  */
+import { UsageError } from '../errors.js';
 import {
   type BatchFailure,
   type BatchItem,
@@ -29,14 +30,23 @@ export { acquireShared, releaseShared } from './shared-buffers.js';
  * 64 KiB cluster inflates in ~0.2 ms here; a worker round trip (post, wake, answer) costs
  * ~0.1 ms of main-thread time plus the wake-up latency, so one cluster is cheaper inline.
  */
-const INLINE_BYTES = Number(process.env.DISKPIPE_INLINE_DECODE ?? 64 * 1024);
+let inlineBytes = 64 * 1024;
+
+/**
+ * Moves the inline/worker threshold (bytes of output per batch). Process-wide, as the decode
+ * pool is; for benchmarks (the CLI reads DISKPIPE_INLINE_DECODE).
+ */
+export function setInlineDecodeBytes(bytes: number): void {
+  if (!(bytes >= 0)) throw new UsageError(`invalid inline decode threshold ${bytes}`);
+  inlineBytes = bytes;
+}
 
 /** Batches decoded so far, by where they ran (for tests and benchmarks: counts, not times). */
 export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0, workerReads: 0 };
 
 /** Whether a batch with this many output bytes is decoded on the calling thread. */
 export function decodesInline(outputBytes: number): boolean {
-  return outputBytes <= INLINE_BYTES;
+  return outputBytes <= inlineBytes;
 }
 
 /**

@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { IoError, UnsupportedFeatureError } from '../errors.js';
+import { workerScriptOverride } from '../io/worker-scripts.js';
 import type { BatchFailure } from './batch.js';
 import type { DecodeReply, DecodeRequest, HostRead } from './worker.js';
 
@@ -29,7 +30,8 @@ let slots: Slot[] | undefined;
 let nextId = 1;
 
 function start(): Slot {
-  const worker = new Worker(new URL('./worker.js', import.meta.url));
+  const script = workerScriptOverride('decode');
+  const worker = script ? new Worker(script) : new Worker(new URL('./worker.js', import.meta.url));
   const slot = new Slot(worker);
   worker.on('message', (m: DecodeReply) => {
     const p = slot.pending.get(m.id);

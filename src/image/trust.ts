@@ -12,9 +12,9 @@ import { defaultCacheDir } from '../io/cache-dir.js';
 export interface TrustOptions {
   /** Treat the image as coming from an untrusted source: no references at all. */
   untrusted?: boolean;
-  /** Extra directories references may point into (--allow-backing, DISKPIPE_ALLOW_BACKING). */
+  /** Extra directories references may point into (the CLI: --allow-backing, DISKPIPE_ALLOW_BACKING). */
   allowBacking?: string[];
-  /** The diskpipe cache directory (its files are always allowed targets). */
+  /** The diskpipe cache directory (its files are always allowed targets; default defaultCacheDir()). */
   cacheDir?: string;
 }
 
@@ -30,11 +30,11 @@ export class TrustPolicy {
 
   /** A policy for an image the user named at `imagePath` (undefined for non-file sources). */
   static forImage(opts: TrustOptions, imagePath?: string, untrustedSource = false): TrustPolicy {
-    const allowed = [...(opts.allowBacking ?? []), ...envAllowed()];
+    const allowed = opts.allowBacking ?? [];
     const named = [
       ...(imagePath ? [dirname(resolve(imagePath)), dirname(realOrSelf(imagePath))] : []),
       // The cache is always trusted: disks made by `disk create` are overlays on cached files.
-      ...[opts.cacheDir, defaultCacheDir()].filter((d) => d !== undefined),
+      opts.cacheDir ?? defaultCacheDir(),
       ...allowed,
     ];
     const roots = [...new Set(named.flatMap((d) => [resolve(d), realOrSelf(d)]))];
@@ -102,11 +102,6 @@ export class TrustPolicy {
     }
     return isAbsolute(ref) ? resolve(ref) : resolve(dirname(referrer!), ref);
   }
-}
-
-function envAllowed(): string[] {
-  const v = process.env.DISKPIPE_ALLOW_BACKING;
-  return v ? v.split(':').filter((s) => s.length > 0) : [];
 }
 
 function realOrSelf(p: string): string {

@@ -126,3 +126,31 @@ export interface SourceWriter {
   trim(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
 }
+
+/**
+ * Where a long operation is (copy/convert, compare, checksum, pull, createDisk), in one shape
+ * for all of them: `done` of `total` bytes in `phase`. `total` is undefined when unknown (a
+ * download without a length, a stream).
+ */
+export interface Progress {
+  /**
+   * `copy` (copy, convert, sparsify), `finish` (flush and rename after a copy), `compare`,
+   * `checksum`, `download`, `convert` and `hash` (pull).
+   */
+  phase: ProgressPhase;
+  /** Bytes handled so far (ranges that read as zeroes count too). */
+  done: number;
+  total: number | undefined;
+}
+
+export type ProgressPhase =
+  | 'copy'
+  | 'finish'
+  | 'compare'
+  | 'checksum'
+  | 'download'
+  | 'convert'
+  | 'hash';
+
+/** The progress callback every long operation takes. */
+export type ProgressListener = (progress: Progress) => void;

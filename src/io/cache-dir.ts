@@ -2,7 +2,12 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * The cache directory `env` names: DISKPIPE_CACHE, else $XDG_CACHE_HOME/diskpipe, else
+ * ~/.cache/diskpipe (~/Library/Caches/diskpipe on macOS). The library passes no environment
+ * (it reads none); the CLI passes process.env.
+ */
+export function defaultCacheDir(env: Readonly<Record<string, string | undefined>> = {}): string {
   if (env.DISKPIPE_CACHE) return resolve(env.DISKPIPE_CACHE);
   if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'diskpipe');
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'diskpipe');

@@ -90,11 +90,23 @@ interface FlockStruct {
 
 let libc: Libc | null | undefined;
 let loadError = '';
+let enabled = true;
+
+/**
+ * Turns the system calls off (false: every caller takes the portable fallback) or on again.
+ * A switch for the whole process rather than an option per call: the native library is loaded
+ * once and shared by every open file, and the switch exists to test and troubleshoot the
+ * fallbacks (the CLI sets it from DISKPIPE_NO_NATIVE=1), not to mix both paths in one run.
+ */
+export function setNativeEnabled(on: boolean): void {
+  enabled = on;
+  libc = undefined;
+}
 
 function load(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;
-  if (process.platform !== 'linux' || process.env.DISKPIPE_NO_NATIVE === '1') {
+  if (process.platform !== 'linux' || !enabled) {
     loadError = process.platform !== 'linux' ? `not on Linux (${process.platform})` : 'disabled';
     return libc;
   }

@@ -6,6 +6,8 @@
  * device DST is written in place instead (every byte of the file: holes are zeroed there).
  */
 import { IoError, NotCapableError, OutOfRangeError, UsageError } from '../errors.js';
+import type { ProgressListener } from '../image/types.js';
+import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
 import { markOutputCommitted } from '../io/cleanup.js';
 import { destinationKind } from '../io/destination.js';
@@ -20,6 +22,16 @@ export interface CloneOptions {
   strategy?: 'auto' | CloneStrategy;
   /** fdatasync a sparse copy before it is renamed into place (default false, like cp). */
   sync?: boolean;
+  /** Checked between chunks of a copy; an abort leaves no file at DST. */
+  signal?: AbortSignal | undefined;
+  /** Phase `copy`: bytes of the source handled (holes count too). */
+  onProgress?: ProgressListener | undefined;
+}
+
+/** What a copy loop needs besides its files. */
+interface Pace {
+  signal: AbortSignal | undefined;
+  progress(done: number): void;
 }
 
 export interface CloneResult {
@@ -30,6 +42,8 @@ export interface CloneResult {
 }
 
 const CHUNK = 4 * 1024 * 1024;
+/** Largest copy_file_range call: between calls an abort is noticed. */
+const KERNEL_PIECE = 16 * 1024 * 1024;
 const BLOCK = 4096;
 
 export async function cloneFile(
@@ -41,23 +55,29 @@ export async function cloneFile(
   if (strategy !== 'auto' && strategy !== 'reflink' && strategy !== 'sparse-copy') {
     throw new UsageError(`strategy '${strategy}' is not one of auto, reflink, sparse-copy`);
   }
+  throwIfAborted(opts.signal, 'clone');
   const kind = await destinationKind(dst, { blockDevice: true });
   const from = await LocalFile.open(src, 'r');
+  const pace: Pace = {
+    signal: opts.signal,
+    progress: (done) => opts.onProgress?.({ phase: 'copy', done, total: from.size }),
+  };
   try {
-    if (kind === 'block-device') return await cloneOntoDevice(from, dst);
+    if (kind === 'block-device') return await cloneOntoDevice(from, dst, pace);
     return await writeAtomically(
       dst,
       async (tmp) => {
         const to = await LocalFile.open(tmp, 'w+');
         try {
           if (opts.strategy !== 'sparse-copy' && ficlone(to.fd, from.fd)) {
+            pace.progress(from.size);
             return { strategy: 'reflink', bytesWritten: 0, size: from.size } as const;
           }
           if (opts.strategy === 'reflink') {
             throw new NotCapableError(`cannot reflink ${src}: not supported here`);
           }
           await to.truncate(from.size);
-          const bytesWritten = await sparseCopy(from, to);
+          const bytesWritten = await sparseCopy(from, to, pace);
           if (opts.sync === true) await to.sync();
           return { strategy: 'sparse-copy', bytesWritten, size: from.size } as const;
         } finally {
@@ -72,7 +92,7 @@ export async function cloneFile(
 }
 
 /** Copies the data of `from` onto a block device in place, zeroing its holes, then flushes. */
-async function cloneOntoDevice(from: LocalFile, dst: string): Promise<CloneResult> {
+async function cloneOntoDevice(from: LocalFile, dst: string, pace: Pace): Promise<CloneResult> {
   const to = await LocalFile.openBlockDevice(dst);
   try {
     if (to.size < from.size) {
@@ -86,6 +106,8 @@ async function cloneOntoDevice(from: LocalFile, dst: string): Promise<CloneResul
     for (const [start, end] of dataExtents(from)) {
       if (start > pos) await to.zero(pos, start - pos, false);
       for (let off = start; off < end; off += CHUNK) {
+        throwIfAborted(pace.signal, 'clone');
+        pace.progress(off);
         const chunk = buf.subarray(0, Math.min(CHUNK, end - off));
         const n = await from.read(chunk, off);
         if (n !== chunk.length) {
@@ -126,22 +148,31 @@ function* dataExtents(file: LocalFile): Generator<[number, number]> {
   }
 }
 
-async function sparseCopy(from: LocalFile, to: LocalFile): Promise<number> {
+async function sparseCopy(from: LocalFile, to: LocalFile, pace: Pace): Promise<number> {
   let written = 0;
   let buf: Buffer | undefined;
   let kernel = true;
   for (const [start, end] of dataExtents(from)) {
-    if (kernel) {
-      const n = await from.copyRangeTo(to, start, end - start);
-      if (n === end - start) {
+    // The kernel copies in pieces, so an abort (and progress) is seen between them.
+    let off = start;
+    while (kernel && off < end) {
+      throwIfAborted(pace.signal, 'clone');
+      pace.progress(off);
+      const len = Math.min(KERNEL_PIECE, end - off);
+      const n = await from.copyRangeTo(to, off, len);
+      if (n === len) {
         written += n;
+        off += n;
         continue;
       }
       if (n >= 0) throw new IoError(`${from.path} changed while being copied`);
       kernel = false; // copy_file_range unsupported here: read and write from now on
     }
+    if (off >= end) continue;
     buf ??= Buffer.allocUnsafe(CHUNK);
-    for (let off = start; off < end; off += CHUNK) {
+    for (; off < end; off += CHUNK) {
+      throwIfAborted(pace.signal, 'clone');
+      pace.progress(off);
       const len = Math.min(CHUNK, end - off);
       const chunk = buf.subarray(0, len);
       const n = await from.read(chunk, off);

@@ -4,8 +4,9 @@
  * read (and must be zero); elsewhere both are read and compared, several requests in flight.
  * An image that is longer must read as zeroes past the shorter one's end (unless strict).
  */
-import { AbortError, withContext } from '../errors.js';
-import type { Extent, Image } from '../image/types.js';
+import { withContext } from '../errors.js';
+import type { Extent, Image, ProgressListener } from '../image/types.js';
+import { throwIfAborted } from '../io/abort.js';
 import { firstDifference, firstNonZero } from './copy/blocks.js';
 import { resolveRequestOptions } from './copy/options.js';
 import { SharedIterator } from './copy/sync.js';
@@ -17,7 +18,8 @@ export interface CompareOptions {
   requestSize?: number;
   /** Requests in flight (1–64, default 8). Memory: 2 × requests × size. */
   inFlight?: number;
-  onProgress?: (p: { done: number; total: number }) => void;
+  /** Phase `compare`: bytes of the longer image compared so far. */
+  onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
 
@@ -95,7 +97,7 @@ export async function compareImages(
       let bufB: Buffer | undefined;
       try {
         while (failure === undefined) {
-          if (opts.signal?.aborted) throw new AbortError('compare aborted');
+          throwIfAborted(opts.signal, 'compare');
           const next = await items.next();
           // Ranges past a known mismatch cannot change the answer.
           if (!next || next.item.offset >= mismatch) return;
@@ -105,7 +107,7 @@ export async function compareImages(
           const at = await compareSegment(a, b, s, bufA, bufB);
           if (at >= 0) mismatch = Math.min(mismatch, s.offset + at);
           done += s.length;
-          opts.onProgress?.({ done, total });
+          opts.onProgress?.({ phase: 'compare', done, total });
         }
       } catch (err) {
         failure ??= err;
@@ -118,7 +120,7 @@ export async function compareImages(
       return { identical: false, reason: 'content', offset: mismatch, sizeMismatch };
     }
   }
-  opts.onProgress?.({ done: total, total });
+  opts.onProgress?.({ phase: 'compare', done: total, total });
   return { identical: true, sizeMismatch };
 }
 

@@ -27,6 +27,7 @@ import {
 } from '../formats/writers.js';
 import type { TrustOptions } from '../image/trust.js';
 import type { Image } from '../image/types.js';
+import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
 import { markOutputCommitted } from '../io/cleanup.js';
 import { type DestinationKind, destinationKind } from '../io/destination.js';
@@ -140,6 +141,7 @@ export async function convertImage(
   dst: string,
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
+  throwIfAborted(opts.signal, 'convert');
   const kind = dst === '-' ? 'stream' : await destinationKind(dst, { blockDevice: true });
   const format = check(dst, opts, kind);
   const copy = tuning(opts);

@@ -12,4 +12,6 @@ export interface SourceOptions {
   writable?: boolean;
   /** Cache, readahead, retry and timeout settings for http(s):// sources. */
   http?: HttpOptions;
+  /** Cancels opening (an NBD handshake, HTTP requests) with an AbortError. */
+  signal?: AbortSignal;
 }

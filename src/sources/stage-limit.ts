@@ -8,7 +8,7 @@
 import { UsageError } from '../errors.js';
 
 export interface StageLimitOptions {
-  /** Most bytes ever staged for one input (--max-staged; DISKPIPE_MAX_STAGED). */
+  /** Most bytes ever staged for one input (the CLI: --max-staged, else DISKPIPE_MAX_STAGED). */
   maxStaged?: number;
 }
 
@@ -36,19 +36,9 @@ export function stageLimit(head: Uint8Array, opts: StageLimitOptions): StageLimi
 }
 
 function userLimit(opts: StageLimitOptions): number | undefined {
-  if (opts.maxStaged !== undefined) return opts.maxStaged;
-  const env = process.env.DISKPIPE_MAX_STAGED;
-  if (env === undefined || env === '') return undefined;
-  return parseByteCount(env, 'DISKPIPE_MAX_STAGED');
-}
-
-const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
-/** SIZE as the CLI takes it (bytes, or K/M/G/T powers of 1024), for the environment variable. */
-function parseByteCount(text: string, what: string): number {
-  const m = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
-  const n = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : Number.NaN;
-  if (!Number.isSafeInteger(n)) throw new UsageError(`invalid ${what} '${text}'`);
+  const n = opts.maxStaged;
+  if (n !== undefined && !(Number.isSafeInteger(n) && n >= 0))
+    throw new UsageError(`invalid maxStaged ${n}: a whole number of bytes`);
   return n;
 }
 

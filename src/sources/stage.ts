@@ -14,13 +14,16 @@ import {
   ioError,
   UnsupportedFeatureError,
 } from '../errors.js';
+import { throwIfAborted } from '../io/abort.js';
 import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import type { StageLimit, StageLimitOptions } from './stage-limit.js';
 
 export interface StageOptions extends StageLimitOptions {
-  /** Directory for staged files (default DISKPIPE_TMPDIR, else the system temp dir). */
+  /** Directory for staged files (default: the system temp dir; the CLI: DISKPIPE_TMPDIR). */
   tempDir?: string;
+  /** Stops staging (and the decoders feeding it) with an AbortError; the file is removed. */
+  signal?: AbortSignal;
 }
 
 const BLOCK = 64 * 1024;
@@ -38,7 +41,7 @@ export async function stageToFile(
   opts: StageOptions = {},
   limit?: StageLimit,
 ): Promise<LocalFile> {
-  const base = opts.tempDir ?? process.env.DISKPIPE_TMPDIR ?? tmpdir();
+  const base = opts.tempDir ?? tmpdir();
   let dir: string;
   try {
     // Synchronous, so the directory is registered for removal before any signal handler runs.
@@ -51,7 +54,7 @@ export async function stageToFile(
   try {
     const out = await LocalFile.open(path, 'w+');
     try {
-      await writeSparse(out, chunks, name, limit);
+      await writeSparse(out, chunks, name, limit, opts.signal);
     } finally {
       await out.close();
     }
@@ -68,6 +71,7 @@ async function writeSparse(
   chunks: AsyncIterable<Uint8Array>,
   name: string,
   limit: StageLimit | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<number> {
   const batch = Buffer.allocUnsafe(BATCH);
   let filled = 0;
@@ -88,6 +92,7 @@ async function writeSparse(
     filled = 0;
   };
   for await (const chunk of chunks) {
+    throwIfAborted(signal, `staging ${name}`);
     // Zero bytes count too: a stream of zeroes can run for hours without writing anything.
     if (limit && pos + filled + chunk.length > limit.bytes) throw overLimit(name, limit);
     for (let at = 0; at < chunk.length; ) {

@@ -98,7 +98,7 @@ export async function unwrapToSource(
   const r =
     spec === '-'
       ? await unwrapStdin(opts, false)
-      : await unwrapSource(await openSource(spec, { http: opts.http }), opts, false);
+      : await unwrapSource(await openSource(spec, sourceOptions(opts)), opts, false);
   // Without preferStream, streams are always staged.
   return r as OpenedSource;
 }
@@ -208,4 +208,9 @@ class DecompressedStream implements SequentialSource {
 function innerName(name: string, kind: Compression): string {
   const inner = name.replace(SUFFIX[kind], '');
   return inner === name ? `${name}[${kind}]` : inner;
+}
+
+/** What opening the outermost source needs of the options. */
+function sourceOptions(opts: UnwrapOptions & SourceOptions): SourceOptions {
+  return { http: opts.http, ...(opts.signal && { signal: opts.signal }) };
 }

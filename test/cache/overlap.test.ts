@@ -63,7 +63,7 @@ test('overlap: the qcow2 converter starts long before the download ends', async 
   try {
     const r = await pull(server.url('disk.qcow2'), {
       cacheDir,
-      onProgress: (phase, done) => {
+      onProgress: ({ phase, done }) => {
         if (phase === 'convert' && done > 0 && sentAtFirstCopy === undefined) {
           sentAtFirstCopy = sentOf(start);
           release();

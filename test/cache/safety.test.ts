@@ -105,7 +105,7 @@ test('rm decides on pins under the entry lock: an entry read before a disk pinne
   assert.deepEqual(seen.pins, []);
   const disk = join(dir, 'raced.qcow2');
   await ok(cli(cacheDir, 'disk', 'create', '--from', url, '--format', 'qcow2', disk));
-  await assert.rejects(removeEntry(index, seen, false), { code: 'CACHE', message: /backs 1 disk/ });
+  await assert.rejects(removeEntry(index, seen), { code: 'CACHE', message: /backs 1 disk/ });
   assert.ok(existsSync(join(cacheDir, 'blobs', `${digest}.raw`)));
   assert.ok(same(disk, raw));
 });

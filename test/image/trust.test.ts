@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { environmentDefaults } from '../../src/cli/env.js';
 import { TrustPolicy } from '../../src/image/trust.js';
 import { tempDir } from '../helpers/peers.js';
 
@@ -50,7 +51,7 @@ test('trust: paths leaving the tree are refused with the flag that allows them',
   });
 });
 
-test('trust: --allow-backing and DISKPIPE_ALLOW_BACKING open a directory', () => {
+test('trust: allowBacking opens a directory; DISKPIPE_ALLOW_BACKING is the CLI default of it', () => {
   assert.equal(
     TrustPolicy.forImage({ allowBacking: [other] }, top).resolve(
       '../other/x.img',
@@ -61,8 +62,14 @@ test('trust: --allow-backing and DISKPIPE_ALLOW_BACKING open a directory', () =>
   );
   process.env.DISKPIPE_ALLOW_BACKING = other;
   try {
+    // The library reads no environment: only the CLI turns the variable into the option.
+    assert.throws(() => TrustPolicy.forImage({}, top).resolve('escape.img', top, 'backing file'), {
+      code: 'UNTRUSTED_REFERENCE',
+    });
+    const opts = environmentDefaults(undefined);
+    assert.deepEqual(opts.allowBacking, [other]);
     assert.equal(
-      TrustPolicy.forImage({}, top).resolve('escape.img', top, 'backing file'),
+      TrustPolicy.forImage(opts, top).resolve('escape.img', top, 'backing file'),
       join(other, 'x.img'),
     );
   } finally {

@@ -288,7 +288,7 @@ describe('OrderedBlkHash', () => {
       hasher,
       windowSize: 2 * 65536,
       inFlight: 3,
-      onProgress: (done) => progress.push(done),
+      onProgress: ({ done }) => progress.push(done),
     });
     assert.equal(res.digest, referenceBlkhash(data));
     assert.ok(hasher.maxOutstanding <= 3, `outstanding ${hasher.maxOutstanding}`);

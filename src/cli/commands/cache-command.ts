@@ -1,16 +1,16 @@
-import { CacheLayout } from '../../cache/layout.js';
-import { CacheIndex } from '../../cache/records.js';
+import type { DiskCache } from '../../cache/disk-cache.js';
+import { openCache } from '../cache-object.js';
 import { type Command, type CommandSpec, defineCommand, type Values } from '../command.js';
 import type { OptionTable } from '../options.js';
 import { CACHE_DIR_OPTION } from '../shared-options.js';
 
 type CacheOptions<T extends OptionTable> = T & typeof CACHE_DIR_OPTION;
 
-/** A `cache` subcommand: it takes --cache-dir and runs on the index of that cache. */
+/** A `cache` subcommand: it takes --cache-dir and runs on that cache. */
 export function cacheCommand<T extends OptionTable = Record<never, never>>(
   spec: Omit<CommandSpec<CacheOptions<T>>, 'options' | 'run'> & {
     readonly options?: T;
-    run(index: CacheIndex, values: Values<CacheOptions<T>>, operands: string[]): Promise<number>;
+    run(cache: DiskCache, values: Values<CacheOptions<T>>, operands: string[]): Promise<number>;
   },
 ): Command {
   return defineCommand<CacheOptions<T>>({
@@ -18,7 +18,7 @@ export function cacheCommand<T extends OptionTable = Record<never, never>>(
     options: { ...(spec.options as T), ...CACHE_DIR_OPTION },
     run(values, operands) {
       const dir = (values as { 'cache-dir'?: string | undefined })['cache-dir'];
-      return spec.run(new CacheIndex(new CacheLayout(dir)), values, operands);
+      return spec.run(openCache(dir), values, operands);
     },
   });
 }

@@ -1,5 +1,3 @@
-import { verifyEntry } from '../../cache/verify.js';
-
 import { print } from '../common.js';
 import { cacheCommand } from './cache-command.js';
 
@@ -11,11 +9,11 @@ export const cacheVerify = cacheCommand({
     'quarantined (disk create and pull --offline refuse it until pulled again)',
   ],
   operandCount: [0, 1],
-  async run(index, _values, [ref]) {
-    const entries = ref ? [await index.resolve(ref)] : await index.entries();
+  async run(cache, _values, [ref]) {
+    const entries = ref ? [await cache.entry(ref)] : await cache.list();
     let bad = 0;
     for (const entry of entries) {
-      const r = await verifyEntry(index, entry);
+      const r = await cache.verify(entry);
       if (!r.ok) bad++;
       print(
         `${r.ok ? 'ok' : 'MISMATCH'}  ${entry.blob.contentDigest}${r.problem ? `  (${r.problem}${r.actual ? `: ${r.actual}` : ''})` : ''}`,

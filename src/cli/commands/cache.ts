@@ -1,6 +1,6 @@
-import { parseDuration, prune, removeEntry, unpin } from '../../cache/maintenance.js';
+import { parseDuration } from '../../cache/maintenance.js';
 import type { CacheEntry } from '../../cache/records.js';
-import { CacheError, UsageError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { defineGroup } from '../command.js';
 import { humanSize, parseSize, print } from '../common.js';
 import { flag, value } from '../options.js';
@@ -41,8 +41,8 @@ const list = cacheCommand({
   summary: 'entries: content digest, URLs, virtual/on-disk/download sizes, pins, last use',
   options: { json: flag('print the entries as camelCase JSON') },
   operandCount: [0, 0],
-  async run(index, values) {
-    const entries = await index.entries();
+  async run(cache, values) {
+    const entries = await cache.list();
     if (values.json) {
       print(JSON.stringify(entries.map(entryJson), null, 2));
       return 0;
@@ -69,9 +69,9 @@ const show = cacheCommand({
   summary: 'one entry in full; REF is a URL, a pulled file, or a digest prefix (>= 8 hex)',
   options: { json: flag('print the entry as camelCase JSON') },
   operandCount: [1, 1],
-  async run(index, values, [ref]) {
-    const entry = await index.resolve(ref!);
-    const path = index.layout.blobPath(entry.blob.contentDigest);
+  async run(cache, values, [ref]) {
+    const entry = await cache.entry(ref!);
+    const path = cache.path(entry);
     if (values.json) {
       print(JSON.stringify({ ...entryJson(entry), path }, null, 2));
       return 0;
@@ -110,15 +110,14 @@ const remove = cacheCommand({
     force: flag('remove it even while a disk uses it (that disk loses its backing file)'),
   },
   operandCount: [1, 1],
-  async run(index, values, [ref]) {
-    const entry = await index.resolve(ref!);
+  async run(cache, values, [ref]) {
+    const entry = await cache.entry(ref!);
     if (entry.pins.length > 0 && values.force) {
       process.stderr.write(
         `diskpipe: warning: removing an entry used by ${entry.pins.map((p) => p.path).join(', ')}; those disks lose their backing file\n`,
       );
     }
-    if (!(await removeEntry(index, entry, values.force ?? false)))
-      throw new CacheError(`'${ref}' was removed by another diskpipe meanwhile`);
+    await cache.remove(entry, { force: values.force });
     print(`removed ${entry.blob.contentDigest} (${humanSize(entry.blob.allocatedSize)})`);
     return 0;
   },
@@ -139,14 +138,14 @@ const pruneCommand = cacheCommand({
     'dry-run': flag('say what would be removed; remove nothing'),
   },
   operandCount: [0, 0],
-  async run(index, values) {
+  async run(cache, values) {
     const olderThan = values['older-than'];
     const olderThanMs = olderThan === undefined ? undefined : parseDuration(olderThan);
     if (olderThan !== undefined && olderThanMs === undefined)
       throw new UsageError(`invalid duration '${olderThan}' (e.g. 30d, 12h, 45m)`);
     const maxSize =
       values['max-size'] === undefined ? undefined : parseSize(values['max-size'], 'max size');
-    const result = await prune(index, {
+    const result = await cache.prune({
       olderThanMs,
       maxSize,
       dryRun: values['dry-run'],
@@ -173,8 +172,8 @@ const unpinCommand = cacheCommand({
     'a pin whose disk is missing is shown as unverified and still counts)',
   ],
   operandCount: [1, 1],
-  async run(index, _values, [path]) {
-    for (const digest of await unpin(index, path!)) print(`unpinned ${path} from ${digest}`);
+  async run(cache, _values, [path]) {
+    for (const digest of await cache.unpin(path!)) print(`unpinned ${path} from ${digest}`);
     return 0;
   },
 });

@@ -71,7 +71,7 @@ export const checksum = defineCommand({
       const opts: ChecksumOptions = {
         digest: algorithm,
         blockSize,
-        onProgress: (done, total) => bar.update(done, total),
+        onProgress: bar.report,
       };
       let r: ChecksumResult;
       try {

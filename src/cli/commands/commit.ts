@@ -1,6 +1,7 @@
 import { commitImage } from '../../ops/commit.js';
 import { defineCommand } from '../command.js';
 import { openOptions, print } from '../common.js';
+import { cliCacheDir } from '../env.js';
 import { value } from '../options.js';
 import { trustOptions } from '../shared-options.js';
 
@@ -30,7 +31,7 @@ export const commit = defineCommand({
   async run(values, [path]) {
     await commitImage(path!, {
       ...(values.base !== undefined ? { base: values.base } : {}),
-      ...(values['cache-dir'] !== undefined ? { cacheDir: values['cache-dir'] } : {}),
+      cacheDir: cliCacheDir(values['cache-dir']),
       trust: openOptions(values),
     });
     print('Image committed.');

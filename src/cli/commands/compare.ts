@@ -35,7 +35,7 @@ export const compare = defineCommand({
       try {
         const r = await compareImages(a, b, {
           strict: values.strict === true,
-          onProgress: (p) => bar.update(p.done, p.total),
+          onProgress: bar.report,
         });
         bar.finish();
         if (!r.identical && r.reason === 'size') {

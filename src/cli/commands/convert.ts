@@ -136,7 +136,7 @@ export const convert = defineCommand({
     if (values['copy-range'] && !values['no-copy-range']) opts.copyRange = true;
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
-    opts.onProgress = (p) => bar.update(p.done, p.total);
+    opts.onProgress = bar.report;
     // Raw content inside a compressed wrapper streams into a new raw file in one pass;
     // sparsify needs random access, so it opens the image (staged if it must be).
     const opened =

@@ -1,9 +1,9 @@
-import { createDisk } from '../../cache/disks.js';
 import { UsageError } from '../../errors.js';
+import { openCache, pauseForTests } from '../cache-object.js';
 import { defineCommand, defineGroup } from '../command.js';
 import { httpOptions, humanSize, parseSize, print } from '../common.js';
 import { flag, value } from '../options.js';
-import { PhaseProgress, pullProgress } from '../phase-progress.js';
+import { PhaseProgress } from '../phase-progress.js';
 import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION, HTTP_OPTIONS } from '../shared-options.js';
 
 const SYNOPSIS =
@@ -41,16 +41,16 @@ const create = defineCommand({
       throw new UsageError(`--format must be raw or qcow2, not '${format}'`);
     const started = performance.now();
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
-    const r = await createDisk(values.from, dest!, {
-      onProgress: pullProgress(bar),
-      format,
-      size: values.size === undefined ? undefined : parseSize(values.size),
-      cacheDir: values['cache-dir'],
-      offline: values.offline,
-      sparsify: values.sparsify,
-      force: values.force,
-      http: httpOptions(values),
-    }).finally(() => bar.finish());
+    const r = await openCache(values['cache-dir'], { http: { client: httpOptions(values) } })
+      .createDisk(values.from, dest!, {
+        onProgress: pauseForTests(bar.report),
+        format,
+        size: values.size === undefined ? undefined : parseSize(values.size),
+        offline: values.offline,
+        sparsify: values.sparsify,
+        force: values.force,
+      })
+      .finally(() => bar.finish());
     const ms = performance.now() - started;
     if (values.json) {
       print(JSON.stringify({ ...r, milliseconds: Math.round(ms) }, null, 2));

@@ -1,8 +1,8 @@
-import { pull as pullImage } from '../../cache/pull.js';
+import { openCache, pauseForTests } from '../cache-object.js';
 import { defineCommand } from '../command.js';
 import { httpOptions, humanSize, parseSize, print } from '../common.js';
 import { flag, value } from '../options.js';
-import { PhaseProgress, pullProgress } from '../phase-progress.js';
+import { PhaseProgress } from '../phase-progress.js';
 import { CACHE_DIR_OPTION, CACHED_SPARSIFY_OPTION, HTTP_OPTIONS } from '../shared-options.js';
 
 export const pull = defineCommand({
@@ -41,20 +41,19 @@ export const pull = defineCommand({
   operandCount: [1, 1],
   async run(values, [spec]) {
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
-    const result = await pullImage(spec!, {
-      cacheDir: values['cache-dir'],
-      digest: values.digest,
-      offline: values.offline,
-      sparsify: values.sparsify,
-      limits:
-        values['max-download'] !== undefined
-          ? { maxDownload: parseSize(values['max-download'], '--max-download') }
-          : {},
-      http: httpOptions(values),
-      onWait: () =>
-        process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n'),
-      onProgress: pullProgress(bar),
-    }).finally(() => bar.finish());
+    const limits =
+      values['max-download'] !== undefined
+        ? { maxDownload: parseSize(values['max-download'], '--max-download') }
+        : {};
+    const http = { limits, client: httpOptions(values) };
+    const result = await openCache(values['cache-dir'], { http, announceWaits: true })
+      .pull(spec!, {
+        digest: values.digest,
+        offline: values.offline,
+        sparsify: values.sparsify,
+        onProgress: pauseForTests(bar.report),
+      })
+      .finally(() => bar.finish());
     const r = result.record;
     if (values.json) {
       print(

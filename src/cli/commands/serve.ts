@@ -97,6 +97,7 @@ export const serve = defineCommand({
         ...(port !== undefined ? { port } : {}),
         ...(values.socket !== undefined ? { socket: values.socket } : {}),
         exportName: values.export ?? '',
+        log: (m) => process.stderr.write(`diskpipe serve: ${m}\n`),
         writable: writable || (values.overlay ?? false),
         shared,
         once: values.once ?? false,

@@ -4,9 +4,11 @@
  * arrive, READ payloads landing in the caller's buffer; the server is untrusted, and anything
  * inconsistent ends the connection with an NbdProtocolError instead of being believed.
  */
+
 import { connect, type Socket } from 'node:net';
 import { ioError, NbdProtocolError, NotCapableError, OutOfRangeError } from '../../errors.js';
 import type { Extent } from '../../image/types.js';
+import { abortError, throwIfAborted } from '../../io/abort.js';
 import { Budget } from '../budget.js';
 import {
   type BlockDescriptor,
@@ -42,6 +44,8 @@ export interface NbdClientOptions {
   timeout?: number;
   /** Bytes per READ/WRITE request (default 512 KiB; capped by the server's maximum). */
   requestSize?: number;
+  /** Cancels connecting and the handshake (a server that accepts and never answers). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -93,6 +97,8 @@ export class NbdClient {
   /** Connects and negotiates; the export must exist (its size must fit in 2^53). */
   static async connect(address: NbdAddress, opts: NbdClientOptions = {}): Promise<NbdClient> {
     const name = formatNbdUri(address);
+    const what = `connecting to ${name}`;
+    throwIfAborted(opts.signal, what);
     const input = new SocketInput();
     const socket = await open(address, name, input);
     const reader = new WireReader(socket, 'push');
@@ -103,7 +109,10 @@ export class NbdClient {
       },
       (opts.timeout ?? 60) * 1000,
     );
+    const abort = () => socket.destroy(abortError(opts.signal, what));
+    opts.signal?.addEventListener('abort', abort, { once: true });
     try {
+      throwIfAborted(opts.signal, what);
       const info = await clientHandshake(socket, reader, address.exportName, name);
       if (!Number.isSafeInteger(info.size)) {
         throw new NbdProtocolError(`${name}: export size ${info.size} is beyond 2^53 bytes`);
@@ -111,12 +120,14 @@ export class NbdClient {
       return new NbdClient(socket, input, info, name, opts);
     } catch (err) {
       socket.destroy();
+      throwIfAborted(opts.signal, what);
       if (err instanceof ConnectionClosedError) {
         throw new NbdProtocolError(`${name}: server closed the connection during the handshake`);
       }
       throw err;
     } finally {
       clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', abort);
     }
   }
 

@@ -90,7 +90,7 @@ export async function startNbdServer(
     writable,
     maxPayload: DEFAULT_MAX_PAYLOAD,
   };
-  const log = opts.log ?? ((m: string) => process.stderr.write(`diskpipe serve: ${m}\n`));
+  const log = opts.log ?? (() => {});
   const limits: TransmissionLimits = {
     maxRequests: opts.maxRequestsPerConnection ?? 64,
     maxBytes: opts.maxBytesPerConnection ?? 2 * DEFAULT_MAX_PAYLOAD,

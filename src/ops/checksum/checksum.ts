@@ -3,8 +3,9 @@
  * never read (each full zero block adds Z), data is read in large aligned windows with several
  * in flight while the worker pool hashes earlier ones.
  */
-import { AbortError, CorruptImageError, UsageError } from '../../errors.js';
-import type { Extent, Image } from '../../image/types.js';
+import { CorruptImageError, UsageError } from '../../errors.js';
+import type { Extent, Image, ProgressListener } from '../../image/types.js';
+import { throwIfAborted } from '../../io/abort.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
@@ -24,8 +25,8 @@ export interface ChecksumOptions extends BlkHashOptions {
   threads?: number;
   /** A hasher to use instead (the caller's own BlockHasher); not closed here. */
   hasher?: BlockHasher;
-  /** Called as bytes are accounted for, in order: done and the total (undefined for streams). */
-  onProgress?: (done: number, total: number | undefined) => void;
+  /** Phase `checksum`: bytes accounted for, in order (total undefined for streams). */
+  onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
 
@@ -73,14 +74,16 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
   const sink = new OrderedBlkHash(digester, hasher, {
     windowSize,
     inFlight,
-    onProgress: opts.onProgress,
+    onProgress: opts.onProgress
+      ? (done, total) => opts.onProgress?.({ phase: 'checksum', done, total })
+      : undefined,
     total,
   });
   return { sink, release: async () => (owned ? hasher.close() : undefined) };
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortError('checksum was cancelled');
+  throwIfAborted(signal, 'checksum');
 }
 
 async function result(sink: OrderedBlkHash, bytesRead: number): Promise<ChecksumResult> {

@@ -3,9 +3,11 @@
  * Window buffers are transferred to the worker and back (never copied). The pool only hashes;
  * the caller feeds the digests to the outer hash in block order (see ordered.ts).
  */
+
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { AbortError, IoError, UsageError } from '../../errors.js';
+import { workerScriptOverride } from '../../io/worker-scripts.js';
 import type { BlockDigester } from './blkhash.js';
 
 /** Posted to a worker. */
@@ -122,7 +124,10 @@ export class HashPool implements BlockHasher {
 
   private spawn(): Slot {
     // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
+    const script = workerScriptOverride('hash');
+    const worker = script
+      ? new Worker(script, { execArgv: [] })
+      : new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
     const slot: Slot = { worker, job: undefined };
     worker.unref();
     worker.on('message', (reply: HashReply) => {

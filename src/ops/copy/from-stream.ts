@@ -5,15 +5,16 @@
  * image; the file gets the stream's exact length at the end.
  */
 import { AbortError, CorruptImageError } from '../../errors.js';
+import type { ProgressListener } from '../../image/types.js';
 import type { LocalFile } from '../../io/file.js';
 import type { SequentialSource } from '../../sources/sequential.js';
 import { classify } from './blocks.js';
-import type { CopyProgress, CopyResult } from './index.js';
+import type { CopyResult } from './index.js';
 
 export interface StreamCopyOptions {
   /** Zero detection granularity (like -S), default 4 KiB; 0 writes every byte. */
   sparseSize?: number;
-  onProgress?: (p: CopyProgress) => void;
+  onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
 
@@ -38,7 +39,7 @@ export async function copyStreamToFile(
     }
     pos += buf.length;
     result.bytesRead += buf.length;
-    o.onProgress?.({ phase: 'copy', done: pos, total: total ?? pos });
+    o.onProgress?.({ phase: 'copy', done: pos, total });
   }
   if (total !== undefined && pos !== total) {
     throw new CorruptImageError(

@@ -1,3 +1,3 @@
 export { type CopyResult, copyImage } from './engine.js';
-export type { CopyOptions, CopyPhase, CopyProgress, CopyTap } from './options.js';
+export type { CopyOptions, CopyTap } from './options.js';
 export { StreamTarget } from './stream-target.js';

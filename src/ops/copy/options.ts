@@ -1,17 +1,7 @@
 import { UsageError } from '../../errors.js';
-import type { Image } from '../../image/types.js';
+import type { Image, ProgressListener } from '../../image/types.js';
 
 export const MiB = 1024 * 1024;
-
-/** Where the copy is: `read` source data, `write` it, `finish` (flush, metadata, rename). */
-export type CopyPhase = 'copy' | 'finish';
-
-export interface CopyProgress {
-  phase: CopyPhase;
-  /** Bytes of the source range handled so far (zero ranges count too). */
-  done: number;
-  total: number;
-}
 
 export interface CopyOptions {
   /**
@@ -52,7 +42,8 @@ export interface CopyOptions {
    * blocks in data, -S 4k); `true` asks for it.
    */
   copyRange?: boolean;
-  onProgress?: (p: CopyProgress) => void;
+  /** Phases `copy` (bytes of the source handled, zero ranges too) and `finish`. */
+  onProgress?: ProgressListener;
   /**
    * Sees every source range as the copy handles it (any order): data with the buffer just
    * read (valid only during the call), zero ranges without data. Lets a caller hash in the
@@ -77,7 +68,7 @@ export interface ResolvedCopyOptions {
   base: Image | undefined;
   ordered: boolean;
   copyRange: boolean;
-  onProgress: ((p: CopyProgress) => void) | undefined;
+  onProgress: ProgressListener | undefined;
   tap: CopyTap | undefined;
   signal: AbortSignal | undefined;
 }

@@ -1,7 +1,7 @@
 /**
  * Decompression of .gz/.xz/.zst/.bz2 streams, detected by magic. The JS/WASM decoders always
  * work; the system's `xz`/`zstd`/`bzip2` tools, when present, are used as faster optional
- * accelerators (DISKPIPE_NO_ACCEL=1 or `accelerate: false` turns them off).
+ * accelerators (`accelerate: false` turns them off; the CLI: DISKPIPE_NO_ACCEL=1).
  */
 import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../../errors.js';
 import { gunzip, unbzip2, unxz } from './codecs.js';
@@ -25,7 +25,7 @@ export function decoderFor(kind: Compression, opts: DecompressOptions = {}): str
 }
 
 function accelerator(kind: Compression, opts: DecompressOptions): string | undefined {
-  const wanted = opts.accelerate ?? process.env.DISKPIPE_NO_ACCEL !== '1';
+  const wanted = opts.accelerate ?? true;
   const name = TOOLS[kind];
   return wanted && name ? findOnPath(name) : undefined;
 }

@@ -1,0 +1,29 @@
+/**
+ * Where the worker threads' scripts are. By default each pool starts its worker from the file
+ * beside it (`new URL('./worker.js', import.meta.url)`, a form bundlers recognise). Under a
+ * bundler that does not, or inside an Electron asar archive (worker threads cannot start from
+ * one), the application gives the scripts' real paths once, before the first image is read.
+ * Process-wide, as the pools are: one decode pool and one hash pool serve every image.
+ */
+
+/** `decode`: compressed qcow2/vmdk clusters (codec); `hash`: blkhash checksums (ops). */
+export type WorkerScript = 'decode' | 'hash';
+
+const overrides = new Map<WorkerScript, string | URL>();
+
+/**
+ * Starts later workers from these scripts (a path or a file: URL each). The scripts are the
+ * package's `diskpipe/workers/decode` and `diskpipe/workers/hash` entry points (or their
+ * bundled output). Workers already running keep their script.
+ */
+export function setWorkerScripts(scripts: Partial<Record<WorkerScript, string | URL>>): void {
+  for (const [name, path] of Object.entries(scripts) as [WorkerScript, string | URL][]) {
+    if (path === undefined) overrides.delete(name);
+    else overrides.set(name, path);
+  }
+}
+
+/** The script a pool should start instead of its own, if the application set one. */
+export function workerScriptOverride(name: WorkerScript): string | URL | undefined {
+  return overrides.get(name);
+}
