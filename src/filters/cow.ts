@@ -7,6 +7,7 @@
  */
 import { UsageError } from '../errors.js';
 import { checkRange, ImageWrapper } from '../image/base.js';
+import { capabilities } from '../image/capabilities.js';
 import { mergeExtents } from '../image/extents.js';
 import type { Capabilities, Extent, Image, ZeroOptions } from '../image/types.js';
 import { CowStore } from './cow-store.js';
@@ -34,13 +35,8 @@ export class CowImage extends ImageWrapper {
     }
     const store = { blockSize: this.blockSize, memoryLimit: opts.memoryLimit ?? 256 * 2 ** 20 };
     this.store = new CowStore(opts.tempDir ? { ...store, tempDir: opts.tempDir } : store);
-    this.caps = Object.freeze({
-      write: true,
-      zero: true,
-      trim: true,
-      flush: true,
-      extents: next.capabilities.extents,
-    });
+    const { extents } = next.capabilities;
+    this.caps = capabilities({ write: true, zero: true, trim: true, flush: true, extents });
   }
 
   override get capabilities(): Readonly<Capabilities> {

@@ -10,17 +10,11 @@
  */
 import { NotCapableError, OutOfRangeError } from '../errors.js';
 import { BaseImage } from '../image/base.js';
-import type { Capabilities } from '../image/types.js';
+import { capabilities } from '../image/capabilities.js';
 import { isZero } from '../io/bytes.js';
 import type { LocalFile } from '../io/file.js';
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: false,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true });
 
 /** Block map entries per page: the map grows with the data, not with the virtual size. */
 const PAGE = 1 << 16;

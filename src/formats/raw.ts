@@ -1,5 +1,6 @@
 import { CorruptImageError } from '../errors.js';
 import { BaseImage } from '../image/base.js';
+import { capabilities } from '../image/capabilities.js';
 import type {
   ByteSource,
   Capabilities,
@@ -28,12 +29,13 @@ export class RawImage extends BaseImage {
     const file = source instanceof LocalFile ? source : undefined;
     this.writer = file ? undefined : source.writer;
     const writable = (file?.writable ?? false) || this.writer !== undefined;
-    this.capabilities = Object.freeze({
+    const extents = file !== undefined || source.extents !== undefined;
+    this.capabilities = capabilities({
       write: writable,
       zero: writable,
       trim: writable,
       flush: writable,
-      extents: file !== undefined || source.extents !== undefined,
+      extents,
     });
   }
 

@@ -5,11 +5,11 @@
  * zeroes; hole = no data, so zero clusters are holes even when preallocated).
  */
 import { CorruptImageError } from '../../errors.js';
-import { BaseImage, checkRange, READ_ONLY } from '../../image/base.js';
+import { BaseImage, checkRange } from '../../image/base.js';
+import { capabilities } from '../../image/capabilities.js';
 import { mergeExtents } from '../../image/extents.js';
 import type {
   ByteSource,
-  Capabilities,
   Extent,
   FormatDetails,
   Image,
@@ -47,10 +47,7 @@ export interface Qcow2Parts {
 
 export class Qcow2Image extends BaseImage {
   readonly format = 'qcow2';
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
-    ...READ_ONLY,
-    extents: true,
-  });
+  override readonly capabilities = capabilities({ extents: true });
   readonly size: number;
   override readonly backing: Image | undefined;
   readonly header: Qcow2Header;

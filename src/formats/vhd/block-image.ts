@@ -4,9 +4,10 @@
  * qemu-img map view from that one answer, so the three always agree.
  */
 import { CorruptImageError } from '../../errors.js';
-import { BaseImage, checkRange, READ_ONLY } from '../../image/base.js';
+import { BaseImage, checkRange } from '../../image/base.js';
+import { capabilities } from '../../image/capabilities.js';
 import { mergeExtents } from '../../image/extents.js';
-import type { ByteSource, Capabilities, Extent, Image, MapEntry } from '../../image/types.js';
+import type { ByteSource, Extent, Image, MapEntry } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
 
 /** How one run of guest bytes is stored. Offsets are guest offsets; `host` is a file offset. */
@@ -26,10 +27,7 @@ export type Segment =
 const READ_PARALLELISM = 8;
 
 export abstract class BlockImage extends BaseImage {
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
-    ...READ_ONLY,
-    extents: true,
-  });
+  override readonly capabilities = capabilities({ extents: true });
   abstract readonly source: ByteSource;
 
   /**

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { NotCapableError } from '../../errors.js';
 import { BaseImage } from '../../image/base.js';
-import type { Capabilities } from '../../image/types.js';
+import { capabilities } from '../../image/capabilities.js';
 import type { LocalFile } from '../../io/file.js';
 import { BlockMapWriter } from '../block-writer.js';
 import {
@@ -112,13 +112,7 @@ export class VhdDynamicWriter extends BlockMapWriter {
   }
 }
 
-const FIXED_CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: false,
-  extents: false,
-});
+const FIXED_CAPS = capabilities({ write: true, zero: true });
 
 /** A fixed VHD: the disk's bytes at their own offsets (sparse), then the footer. */
 export class VhdFixedWriter extends BaseImage {

@@ -1,15 +1,10 @@
 import type { Writable } from 'node:stream';
 import { ioError, NotCapableError, OutOfRangeError } from '../../errors.js';
-import type { Capabilities, Extent, Image } from '../../image/types.js';
+import { capabilities } from '../../image/capabilities.js';
+import type { Extent, Image } from '../../image/types.js';
 import { zeroBlock } from './blocks.js';
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: true,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true, flush: true });
 
 /**
  * A raw image written front to back into a stream (stdout): writes must arrive in offset

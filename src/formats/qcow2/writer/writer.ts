@@ -12,7 +12,8 @@
  */
 import { NotCapableError } from '../../../errors.js';
 import { BaseImage } from '../../../image/base.js';
-import type { Capabilities, Image } from '../../../image/types.js';
+import { capabilities } from '../../../image/capabilities.js';
+import type { Image } from '../../../image/types.js';
 import { isZero } from '../../../io/bytes.js';
 import type { LocalFile } from '../../../io/file.js';
 import { compressCluster } from './compress.js';
@@ -54,13 +55,7 @@ export interface Qcow2WriterOptions {
   sync?: boolean;
 }
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: true,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true, flush: true });
 
 /** Bytes of partly written clusters kept before the oldest is completed and written. */
 const PARTIAL_BYTES = 8 * 1024 * 1024;

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { deflate } from 'node:zlib';
 import { NotCapableError, OutOfRangeError } from '../../../errors.js';
 import { BaseImage } from '../../../image/base.js';
-import type { Capabilities } from '../../../image/types.js';
+import { capabilities } from '../../../image/capabilities.js';
 import { isZero } from '../../../io/bytes.js';
 import { MARKER_EOS, MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR } from '../header.js';
 import {
@@ -32,13 +32,7 @@ import type { VmdkWriterOptions } from './sparse-writer.js';
 
 const deflateAsync = promisify(deflate);
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: false,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true });
 
 /** Grains being compressed at once (each holds 64 KiB plus its output). */
 const COMPRESS_AHEAD = 8;
