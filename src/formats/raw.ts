@@ -1,6 +1,7 @@
 import { CorruptImageError } from '../errors.js';
 import { BaseImage } from '../image/base.js';
 import { capabilities } from '../image/capabilities.js';
+import { entryOf } from '../image/extents.js';
 import type {
   ByteSource,
   Capabilities,
@@ -84,15 +85,7 @@ export class RawImage extends BaseImage {
   /** qemu-img map for raw: every range is present at depth 0 with its own host offset. */
   async *mapping(offset: number, length: number): AsyncIterable<MapEntry> {
     for await (const e of this.extents(offset, length)) {
-      yield {
-        offset: e.offset,
-        length: e.length,
-        depth: 0,
-        present: true,
-        zero: e.zero,
-        data: !e.zero,
-        hostOffset: e.offset,
-      };
+      yield entryOf(e, { depth: 0, present: true, data: !e.zero, hostOffset: e.offset });
     }
   }
 

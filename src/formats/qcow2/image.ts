@@ -7,7 +7,7 @@
 import { CorruptImageError } from '../../errors.js';
 import { BaseImage, checkRange } from '../../image/base.js';
 import { capabilities } from '../../image/capabilities.js';
-import { mergeExtents } from '../../image/extents.js';
+import { entryOf, mergeExtents } from '../../image/extents.js';
 import type {
   ByteSource,
   Extent,
@@ -291,14 +291,7 @@ async function* backingMapping(b: Image, offset: number, length: number): AsyncG
     return;
   }
   for await (const e of b.extents(offset, length)) {
-    yield {
-      offset: e.offset,
-      length: e.length,
-      depth: 1,
-      present: true,
-      zero: e.zero,
-      data: !e.hole,
-    };
+    yield entryOf(e, { depth: 1, present: true, data: !e.hole });
   }
 }
 

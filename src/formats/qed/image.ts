@@ -183,12 +183,4 @@ export class QedImage extends BlockImage {
     }
     return d;
   }
-
-  async close(): Promise<void> {
-    try {
-      await this.backing?.close();
-    } finally {
-      await this.source.close();
-    }
-  }
 }

@@ -6,7 +6,7 @@
 import { CorruptImageError } from '../../errors.js';
 import { BaseImage, checkRange } from '../../image/base.js';
 import { capabilities } from '../../image/capabilities.js';
-import { mergeExtents } from '../../image/extents.js';
+import { mergeExtents, mergeMapEntries } from '../../image/extents.js';
 import type { ByteSource, Extent, Image, MapEntry } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
 
@@ -57,6 +57,15 @@ export abstract class BlockImage extends BaseImage {
       yield s;
     }
     if (next !== end) throw new CorruptImageError(`${this.label}: block map ends at ${next}`);
+  }
+
+  /** Closes the backing image (if any), then the file. */
+  async close(): Promise<void> {
+    try {
+      await this.backing?.close();
+    } finally {
+      await this.source.close();
+    }
   }
 
   protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
@@ -209,29 +218,6 @@ async function* lowerMapping(
       data: false,
     };
   }
-}
-
-/** Joins neighbours as qemu-img map does: same flags and depth, host offsets continuing. */
-export async function* mergeMapEntries(source: AsyncIterable<MapEntry>): AsyncIterable<MapEntry> {
-  let cur: MapEntry | undefined;
-  for await (const e of source) {
-    if (cur && mergeable(cur, e)) {
-      cur.length += e.length;
-      continue;
-    }
-    if (cur) yield cur;
-    cur = { ...e };
-  }
-  if (cur) yield cur;
-}
-
-function mergeable(a: MapEntry, b: MapEntry): boolean {
-  if (a.offset + a.length !== b.offset) return false;
-  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data) {
-    return false;
-  }
-  if ((a.hostOffset === undefined) !== (b.hostOffset === undefined)) return false;
-  return a.hostOffset === undefined || a.hostOffset + a.length === b.hostOffset;
 }
 
 /** Splits a sparse data segment into file data and file holes (SEEK_DATA/SEEK_HOLE). */

@@ -184,14 +184,6 @@ export class VhdImage extends BlockImage {
     }
     return details;
   }
-
-  async close(): Promise<void> {
-    try {
-      await this.backing?.close();
-    } finally {
-      await this.source.close();
-    }
-  }
 }
 
 function bitSet(bitmap: Uint8Array, sector: number): boolean {

@@ -177,8 +177,4 @@ export class VhdxImage extends BlockImage {
       },
     };
   }
-
-  close(): Promise<void> {
-    return this.source.close();
-  }
 }
