@@ -1,7 +1,8 @@
 import type { Writable } from 'node:stream';
-import { ioError, NotCapableError, OutOfRangeError } from '../../errors.js';
+import { NotCapableError, OutOfRangeError } from '../../errors.js';
 import { capabilities } from '../../image/capabilities.js';
 import type { Extent, Image } from '../../image/types.js';
+import { writeChunk } from '../../io/stream-write.js';
 import { zeroBlock } from './blocks.js';
 
 const CAPS = capabilities({ write: true, zero: true, flush: true });
@@ -67,11 +68,6 @@ export class StreamTarget implements Image {
 
   private push(chunk: Uint8Array): Promise<void> {
     this.position += chunk.length;
-    return new Promise((resolve, reject) => {
-      this.stream.write(chunk, (err) => {
-        if (err) reject(ioError(err, `write error on ${this.label}`));
-        else resolve();
-      });
-    });
+    return writeChunk(this.stream, chunk, this.label);
   }
 }
