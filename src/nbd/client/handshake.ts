@@ -12,12 +12,11 @@ import {
   decodeMetaContextReply,
   decodeOptionReplyHeader,
   decodeString,
+  encodeClientFlags,
   encodeInfoRequest,
   encodeMetaContextRequest,
   encodeOption,
   encodeString,
-  FLAG_C_FIXED_NEWSTYLE,
-  FLAG_C_NO_ZEROES,
   FLAG_FIXED_NEWSTYLE,
   FLAG_NO_ZEROES,
   INFO_BLOCK_SIZE,
@@ -68,12 +67,7 @@ export async function clientHandshake(
     throw new NbdProtocolError(`${who}: not a newstyle NBD server (bad greeting)`);
   }
   const noZeroes = (handshakeFlags & FLAG_NO_ZEROES) !== 0;
-  const clientFlags =
-    (handshakeFlags & FLAG_FIXED_NEWSTYLE ? FLAG_C_FIXED_NEWSTYLE : 0) |
-    (noZeroes ? FLAG_C_NO_ZEROES : 0);
-  const flagBytes = new Uint8Array(4);
-  new DataView(flagBytes.buffer).setUint32(0, clientFlags);
-  await writeMessage(socket, [flagBytes]);
+  await writeMessage(socket, [encodeClientFlags(handshakeFlags)]);
 
   if (!(handshakeFlags & FLAG_FIXED_NEWSTYLE)) {
     return exportNameFallback(socket, reader, exportName, noZeroes, who);
