@@ -18,13 +18,14 @@ import {
   capacityOf,
   DESCRIPTOR_SECTOR,
   encodeDescriptor,
+  encodeGrainTable,
   encodeHeader,
   GD_AT_END,
   GRAIN_SECTORS,
   GRAIN_SIZE,
-  GT_BYTES,
+  GT_SECTORS,
   GTES_PER_GT,
-  gtCount,
+  gdSectorsOf,
   MAX_HOST_SECTOR,
 } from './layout.js';
 import type { SequentialSink } from './sequential-sink.js';
@@ -178,15 +179,12 @@ export class VmdkStreamWriter extends FileWriter<SequentialSink> {
   protected async complete(): Promise<void> {
     if (this.grainFill > 0) await this.endGrain();
     while (this.pending.length > 0) await this.writeOldest();
-    const gts = gtCount(this.capacity);
-    const gdSectors = Math.ceil((gts * 4) / SECTOR);
+    const gdSectors = gdSectorsOf(this.capacity);
     const gd = Buffer.alloc(gdSectors * SECTOR);
     for (const t of [...this.tables.keys()].sort((a, b) => a - b)) {
       const table = this.tables.get(t)!;
-      await this.append(metadataMarker(GT_BYTES / SECTOR, MARKER_GT));
-      const le = Buffer.alloc(GT_BYTES);
-      for (let i = 0; i < GTES_PER_GT; i++) le.writeUInt32LE(table[i]!, i * 4);
-      gd.writeUInt32LE(await this.append(le), t * 4);
+      await this.append(metadataMarker(GT_SECTORS, MARKER_GT));
+      gd.writeUInt32LE(await this.append(encodeGrainTable(table)), t * 4);
     }
     await this.append(metadataMarker(gdSectors, MARKER_GD));
     const gdSector = await this.append(gd);
