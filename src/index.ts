@@ -107,17 +107,16 @@ export {
   BlkHash,
   type BlkHashOptions,
   BlockDigester,
-  DEFAULT_BLOCK_SIZE,
-  DEFAULT_DIGEST,
-} from './ops/checksum/blkhash.js';
-export {
+  type BlockHasher,
   type ChecksumOptions,
   type ChecksumResult,
   checksumImage,
   checksumStream,
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_DIGEST,
   DEFAULT_WINDOW_SIZE,
-} from './ops/checksum/checksum.js';
-export type { BlockHasher, HashResult } from './ops/checksum/pool.js';
+  type HashResult,
+} from './ops/checksum/index.js';
 export {
   type CloneOptions,
   type CloneResult,
