@@ -10,6 +10,7 @@ import { checkRange, ImageWrapper } from '../image/base.js';
 import { capabilities } from '../image/capabilities.js';
 import { mergeExtents } from '../image/extents.js';
 import type { Capabilities, Extent, Image, ZeroOptions } from '../image/types.js';
+import { isPowerOfTwo } from '../io/bytes.js';
 import { type BlockState, CowStore } from './cow-store.js';
 
 export interface CowOptions {
@@ -39,7 +40,7 @@ export class CowImage extends ImageWrapper {
   constructor(next: Image, opts: CowOptions = {}) {
     super(next);
     this.blockSize = opts.blockSize ?? 64 * 1024;
-    if (!Number.isInteger(Math.log2(this.blockSize)) || this.blockSize < 512) {
+    if (!isPowerOfTwo(this.blockSize) || this.blockSize < 512) {
       throw new UsageError(`overlay block size ${this.blockSize} is not a power of two ≥ 512`);
     }
     const store = { blockSize: this.blockSize, memoryLimit: opts.memoryLimit ?? 256 * 2 ** 20 };

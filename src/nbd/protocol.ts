@@ -6,7 +6,9 @@
  * Decoders take untrusted bytes: they check lengths and return `undefined` (or throw
  * NbdProtocolError) for anything malformed, never read past the buffer.
  */
+
 import { NbdProtocolError } from '../errors.js';
+import { view } from '../io/bytes.js';
 
 export const NBD_DEFAULT_PORT = 10809;
 
@@ -157,10 +159,6 @@ export function writeU64(buf: Uint8Array, at: number, value: number): void {
   const v = view(buf);
   v.setUint32(at, Math.floor(value / 2 ** 32));
   v.setUint32(at + 4, value >>> 0);
-}
-
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

@@ -4,9 +4,11 @@
  * arrive, READ payloads landing in the caller's buffer; the server is untrusted, and anything
  * inconsistent ends the connection with an NbdProtocolError instead of being believed.
  */
+
 import { connect, type Socket } from 'node:net';
 import { ioError, NbdProtocolError, NotCapableError, OutOfRangeError } from '../../errors.js';
 import type { Extent } from '../../image/types.js';
+import { alignDown, alignUp } from '../../io/bytes.js';
 import { Budget } from '../budget.js';
 import {
   type BlockDescriptor,
@@ -378,13 +380,4 @@ function open(address: NbdAddress, name: string, input: SocketInput): Promise<So
       resolve(socket);
     });
   });
-}
-
-function alignDown(n: number, a: number): number {
-  return n - (n % a);
-}
-
-function alignUp(n: number, a: number): number {
-  const r = n % a;
-  return r === 0 ? n : n + a - r;
 }

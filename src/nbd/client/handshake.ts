@@ -4,8 +4,10 @@
  * the server sends is checked: wrong magic, a reply to another option, or an oversize payload
  * ends the connection with an NbdProtocolError.
  */
+
 import type { Socket } from 'node:net';
 import { type DiskpipeError, NbdProtocolError, NotFoundError } from '../../errors.js';
+import { isPowerOfTwo } from '../../io/bytes.js';
 import {
   decodeGreeting,
   decodeInfo,
@@ -180,8 +182,8 @@ async function readOptionReply(
 }
 
 function checkBlockSizes(min: number, preferred: number, max: number, who: string): void {
-  const pow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
-  if (!pow2(min) || min > 65536 || !pow2(preferred) || preferred < min || max < min) {
+  const minOk = isPowerOfTwo(min) && min <= 65536;
+  if (!minOk || !isPowerOfTwo(preferred) || preferred < min || max < min) {
     throw new NbdProtocolError(`${who}: invalid block sizes ${min}/${preferred}/${max}`);
   }
 }

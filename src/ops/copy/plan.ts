@@ -1,5 +1,6 @@
 import { joinSpans } from '../../image/extents.js';
 import type { Extent } from '../../image/types.js';
+import { alignDown, alignUp } from '../../io/bytes.js';
 
 /** One unit of copy work: a data range to read (≤ request size) or a range known to be zero. */
 export interface WorkItem {
@@ -10,14 +11,6 @@ export interface WorkItem {
 
 /** Zero items are split so that progress moves and no single call runs for too long. */
 const MAX_ZERO_ITEM = 1024 * 1024 * 1024;
-
-function alignUp(n: number, a: number): number {
-  return Math.ceil(n / a) * a;
-}
-
-function alignDown(n: number, a: number): number {
-  return Math.floor(n / a) * a;
-}
 
 /**
  * Turns source extents over [start, end) into work items. Zero items start and end on
