@@ -56,6 +56,7 @@ export type {
   Range as ByteRange,
   Verdict as PartitionVerdict,
 } from './filters/sparsify/types.js';
+export { FileWriter, type WriterFile } from './formats/file-writer.js';
 export type { Compression as Qcow2Compression } from './formats/qcow2/writer/header.js';
 export { Qcow2Writer, type Qcow2WriterOptions } from './formats/qcow2/writer/index.js';
 export type { Layout as Qcow2Layout } from './formats/qcow2/writer/layout.js';
@@ -90,7 +91,7 @@ export type {
   SourceWriter,
   ZeroOptions,
 } from './image/types.js';
-export { LocalFile } from './io/file.js';
+export { type FileRun, LocalFile } from './io/file.js';
 export { nativeStatus, type SeekResult } from './io/native.js';
 export { NbdClient, type NbdClientOptions } from './nbd/client/connection.js';
 export type { ExportInfo } from './nbd/client/handshake.js';

@@ -60,25 +60,8 @@ export class RawImage extends BaseImage {
       yield* this.source.extents!(offset, length);
       return;
     }
-    const file = this.source;
-    const end = offset + length;
-    let pos = offset;
-    while (pos < end) {
-      const data = file.seek(pos, 'data');
-      if (data === 'unsupported') {
-        yield { offset: pos, length: end - pos, zero: false, hole: false };
-        return;
-      }
-      const dataStart = data === 'eof' ? end : Math.min(data, end);
-      if (dataStart > pos) {
-        yield { offset: pos, length: dataStart - pos, zero: true, hole: true };
-        pos = dataStart;
-        if (pos >= end) return;
-      }
-      const hole = file.seek(pos, 'hole');
-      const dataEnd = typeof hole === 'number' ? Math.min(hole, end) : end;
-      yield { offset: pos, length: dataEnd - pos, zero: false, hole: false };
-      pos = dataEnd;
+    for (const h of this.source.runs(offset, length)) {
+      yield { offset: h.offset, length: h.length, zero: h.hole, hole: h.hole };
     }
   }
 

@@ -195,34 +195,16 @@ export class Qcow2Image extends BaseImage {
 
   /** A data run split where the host file has holes or ends (those read as zeroes). */
   private *hostSplit(r: Run): Generator<MapEntry> {
-    const file = this.data as LocalFile;
-    const end = r.host + r.length;
-    let pos = r.host;
-    while (pos < end) {
-      let stop = end;
-      let zero = false;
-      if (pos >= file.size) zero = true;
-      else {
-        const d = file.seek(pos, 'data');
-        if (d === 'eof') zero = true;
-        else if (typeof d === 'number' && d > pos) {
-          zero = true;
-          stop = Math.min(d, end);
-        } else if (typeof d === 'number') {
-          const h = file.seek(pos, 'hole');
-          if (typeof h === 'number') stop = Math.min(Math.max(h, pos + 1), end);
-        }
-      }
+    for (const h of (this.data as LocalFile).runs(r.host, r.length)) {
       yield {
-        offset: r.offset + (pos - r.host),
-        length: stop - pos,
+        offset: r.offset + (h.offset - r.host),
+        length: h.length,
         depth: 0,
         present: true,
-        zero,
+        zero: h.hole,
         data: true,
-        hostOffset: pos,
+        hostOffset: h.offset,
       };
-      pos = stop;
     }
   }
 

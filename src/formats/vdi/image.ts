@@ -6,7 +6,7 @@ import { CorruptImageError } from '../../errors.js';
 import { BaseImage, checkRange } from '../../image/base.js';
 import { capabilities } from '../../image/capabilities.js';
 import type { ByteSource, Extent, FormatDetails, MapEntry } from '../../image/types.js';
-import { hostRuns } from '../vmdk/host-io.js';
+import { hostRuns } from '../host-io.js';
 import { BLOCK_ZERO, TYPE_STATIC, type VdiHeader } from './header.js';
 
 interface Run {

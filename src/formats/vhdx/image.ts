@@ -5,7 +5,7 @@
  */
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { ByteSource, FormatDetails } from '../../image/types.js';
-import { BlockImage, type Segment } from '../vhd/block-image.js';
+import { BlockImage, type Segment } from '../block-image.js';
 import { ascii, readExact } from '../vhd/bytes.js';
 import { TableReader } from '../vhd/cache.js';
 import { NULL_GUID } from './guid.js';
