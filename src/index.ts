@@ -59,6 +59,7 @@ export type {
   Range as ByteRange,
   Verdict as PartitionVerdict,
 } from './filters/sparsify/types.js';
+export { FileWriter, type WriterFile } from './formats/file-writer.js';
 export type { Compression as Qcow2Compression } from './formats/qcow2/writer/header.js';
 export { Qcow2Writer, type Qcow2WriterOptions } from './formats/qcow2/writer/index.js';
 export type { Layout as Qcow2Layout } from './formats/qcow2/writer/layout.js';
@@ -96,7 +97,7 @@ export type {
   SourceWriter,
   ZeroOptions,
 } from './image/types.js';
-export { LocalFile } from './io/file.js';
+export { type FileRun, LocalFile } from './io/file.js';
 export { nativeStatus, type SeekResult } from './io/native.js';
 export { setWorkerScripts, type WorkerScript } from './io/worker-scripts.js';
 export { NbdClient, type NbdClientOptions } from './nbd/client/connection.js';
@@ -114,17 +115,16 @@ export {
   BlkHash,
   type BlkHashOptions,
   BlockDigester,
-  DEFAULT_BLOCK_SIZE,
-  DEFAULT_DIGEST,
-} from './ops/checksum/blkhash.js';
-export {
+  type BlockHasher,
   type ChecksumOptions,
   type ChecksumResult,
   checksumImage,
   checksumStream,
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_DIGEST,
   DEFAULT_WINDOW_SIZE,
-} from './ops/checksum/checksum.js';
-export type { BlockHasher, HashResult } from './ops/checksum/pool.js';
+  type HashResult,
+} from './ops/checksum/index.js';
 export {
   type CloneOptions,
   type CloneResult,

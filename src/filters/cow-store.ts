@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ioError } from '../errors.js';
 import { punchBlock } from '../io/native.js';
+import { RunSet } from '../io/run-set.js';
 
 export interface CowStoreOptions {
   blockSize: number;
@@ -27,7 +28,7 @@ export type BlockState = 'data' | 'zero' | undefined;
 
 export class CowStore {
   private readonly blocks = new Map<number, Uint8Array | typeof IN_FILE>();
-  private readonly zeroRuns = new Runs();
+  private readonly zeroRuns = new RunSet();
   private sorted: number[] | undefined = [];
   private file: FileHandle | undefined;
   private opening: Promise<FileHandle> | undefined;
@@ -219,61 +220,4 @@ function lowerBound(a: number[], x: number): number {
     else hi = mid;
   }
   return lo;
-}
-
-/** Sorted, disjoint, non-touching [start, end) runs of block indices. */
-class Runs {
-  private starts: number[] = [];
-  private ends: number[] = [];
-
-  get size(): number {
-    return this.starts.length;
-  }
-
-  /** Index of the first run ending after x. */
-  private find(x: number): number {
-    let lo = 0;
-    let hi = this.ends.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.ends[mid]! <= x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  contains(x: number): boolean {
-    const k = this.find(x);
-    return k < this.starts.length && this.starts[k]! <= x;
-  }
-
-  /** End of the run containing x (x must be inside one). */
-  endOf(x: number): number {
-    return this.ends[this.find(x)]!;
-  }
-
-  /** Start of the first run beginning at or after x. */
-  nextStart(x: number): number | undefined {
-    const k = this.find(x);
-    if (k >= this.starts.length) return undefined;
-    return Math.max(this.starts[k]!, x);
-  }
-
-  add(start: number, end: number): void {
-    if (end <= start) return;
-    // Runs that overlap or touch [start, end) merge into one.
-    const first = this.find(start - 1);
-    let last = first;
-    while (last < this.starts.length && this.starts[last]! <= end) last++;
-    const merged = last > first;
-    const s = merged ? Math.min(start, this.starts[first]!) : start;
-    const e = merged ? Math.max(end, this.ends[last - 1]!) : end;
-    this.starts.splice(first, last - first, s);
-    this.ends.splice(first, last - first, e);
-  }
-
-  clear(): void {
-    this.starts = [];
-    this.ends = [];
-  }
 }

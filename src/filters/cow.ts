@@ -7,9 +7,11 @@
  */
 import { UsageError } from '../errors.js';
 import { checkRange, ImageWrapper } from '../image/base.js';
+import { capabilities } from '../image/capabilities.js';
 import { mergeExtents } from '../image/extents.js';
 import type { Capabilities, Extent, Image, ZeroOptions } from '../image/types.js';
-import { CowStore } from './cow-store.js';
+import { isPowerOfTwo } from '../io/bytes.js';
+import { type BlockState, CowStore } from './cow-store.js';
 
 export interface CowOptions {
   /** Overlay granularity in bytes (a power of two; default 64 KiB). */
@@ -18,6 +20,15 @@ export interface CowOptions {
   memoryLimit?: number;
   /** Where the spill file goes (default: the system temporary directory). */
   tempDir?: string;
+}
+
+/** A piece of a request: [start, end) inside block `index` or a run from it. */
+interface Piece {
+  start: number;
+  end: number;
+  index: number;
+  /** What the overlay holds there; undefined: the image below answers. */
+  state: BlockState;
 }
 
 export class CowImage extends ImageWrapper {
@@ -29,18 +40,13 @@ export class CowImage extends ImageWrapper {
   constructor(next: Image, opts: CowOptions = {}) {
     super(next);
     this.blockSize = opts.blockSize ?? 64 * 1024;
-    if (!Number.isInteger(Math.log2(this.blockSize)) || this.blockSize < 512) {
+    if (!isPowerOfTwo(this.blockSize) || this.blockSize < 512) {
       throw new UsageError(`overlay block size ${this.blockSize} is not a power of two ≥ 512`);
     }
     const store = { blockSize: this.blockSize, memoryLimit: opts.memoryLimit ?? 256 * 2 ** 20 };
     this.store = new CowStore(opts.tempDir ? { ...store, tempDir: opts.tempDir } : store);
-    this.caps = Object.freeze({
-      write: true,
-      zero: true,
-      trim: true,
-      flush: true,
-      extents: next.capabilities.extents,
-    });
+    const { extents } = next.capabilities;
+    this.caps = capabilities({ write: true, zero: true, trim: true, flush: true, extents });
   }
 
   override get capabilities(): Readonly<Capabilities> {
@@ -54,32 +60,20 @@ export class CowImage extends ImageWrapper {
   override async read(buf: Uint8Array, offset: number): Promise<void> {
     checkRange(offset, buf.length, this.size, this.format);
     if (this.store.empty) return this.next.read(buf, offset);
-    const end = offset + buf.length;
-    let pos = offset;
-    while (pos < end) {
-      const index = Math.floor(pos / this.blockSize);
-      const state = this.store.state(index);
-      if (state === undefined) {
-        // A run of blocks the overlay does not hold: one read below.
-        const owned = this.store.nextOwned(index);
-        const runEnd = owned === undefined ? end : Math.min(end, owned * this.blockSize);
-        await this.next.read(buf.subarray(pos - offset, runEnd - offset), pos);
-        pos = runEnd;
-        continue;
-      }
-      const blockStart = index * this.blockSize;
-      const stop = Math.min(end, blockStart + this.blockLength(index));
-      const into = buf.subarray(pos - offset, stop - offset);
-      if (state === 'zero') {
+    for (const p of this.pieces(offset, offset + buf.length, false)) {
+      const into = buf.subarray(p.start - offset, p.end - offset);
+      if (p.state === undefined) {
+        await this.next.read(into, p.start);
+      } else if (p.state === 'zero') {
         into.fill(0);
-      } else if (pos === blockStart && stop === blockStart + this.blockLength(index)) {
-        await this.store.get(index, into);
+      } else if (into.length === this.blockLength(p.index)) {
+        await this.store.get(p.index, into);
       } else {
-        const block = new Uint8Array(this.blockLength(index));
-        await this.store.get(index, block);
-        into.set(block.subarray(pos - blockStart, stop - blockStart));
+        const block = new Uint8Array(this.blockLength(p.index));
+        await this.store.get(p.index, block);
+        const blockStart = p.index * this.blockSize;
+        into.set(block.subarray(p.start - blockStart, p.end - blockStart));
       }
-      pos = stop;
     }
   }
 
@@ -90,22 +84,39 @@ export class CowImage extends ImageWrapper {
   }
 
   private async *overlayExtents(start: number, end: number): AsyncIterable<Extent> {
+    for (const p of this.pieces(start, end, true)) {
+      if (p.state === undefined) {
+        yield* this.next.extents(p.start, p.end - p.start);
+        continue;
+      }
+      const zero = p.state === 'zero';
+      yield { offset: p.start, length: p.end - p.start, zero, hole: zero };
+    }
+  }
+
+  /**
+   * Splits [start, end) into pieces: runs the overlay does not hold (state undefined: one call
+   * below covers each) and pieces it holds, a block at a time or, with `wholeRuns`, a whole
+   * run of one state. Lazy: each piece reads the store only when the caller asks for it, so
+   * it sees what the caller's previous await may have changed.
+   */
+  private *pieces(start: number, end: number, wholeRuns: boolean): Generator<Piece> {
     const lastBlock = Math.ceil(end / this.blockSize);
     let pos = start;
     while (pos < end) {
       const index = Math.floor(pos / this.blockSize);
       const state = this.store.state(index);
+      let stop: number;
       if (state === undefined) {
         const owned = this.store.nextOwned(index);
-        const runEnd = owned === undefined ? end : Math.min(end, owned * this.blockSize);
-        yield* this.next.extents(pos, runEnd - pos);
-        pos = runEnd;
-        continue;
+        stop = owned === undefined ? end : Math.min(end, owned * this.blockSize);
+      } else if (wholeRuns) {
+        stop = Math.min(end, this.store.runEnd(index, lastBlock) * this.blockSize);
+      } else {
+        stop = Math.min(end, index * this.blockSize + this.blockLength(index));
       }
-      const runEnd = Math.min(end, this.store.runEnd(index, lastBlock) * this.blockSize);
-      const zero = state === 'zero';
-      yield { offset: pos, length: runEnd - pos, zero, hole: zero };
-      pos = runEnd;
+      yield { start: pos, end: stop, index, state };
+      pos = stop;
     }
   }
 

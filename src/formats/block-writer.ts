@@ -8,19 +8,13 @@
  * The unwritten parts of a block are left as file holes (they read as zeroes), so the output
  * is as sparse as the data; zeroes never allocate a block.
  */
-import { NotCapableError, OutOfRangeError } from '../errors.js';
-import { BaseImage } from '../image/base.js';
-import type { Capabilities } from '../image/types.js';
+import { OutOfRangeError } from '../errors.js';
+import { capabilities } from '../image/capabilities.js';
 import { isZero } from '../io/bytes.js';
 import type { LocalFile } from '../io/file.js';
+import { FileWriter } from './file-writer.js';
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: false,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true });
 
 /** Block map entries per page: the map grows with the data, not with the virtual size. */
 const PAGE = 1 << 16;
@@ -38,7 +32,7 @@ export interface BlockLayout {
   maxHostOffset?: number;
 }
 
-export abstract class BlockMapWriter extends BaseImage {
+export abstract class BlockMapWriter extends FileWriter<LocalFile> {
   override readonly capabilities = CAPS;
   readonly size: number;
   readonly blockSize: number;
@@ -50,14 +44,9 @@ export abstract class BlockMapWriter extends BaseImage {
   /** Host end of the allocated blocks. */
   protected end: number;
   private allocated = 0;
-  private closed = false;
 
-  protected constructor(
-    protected readonly file: LocalFile,
-    layout: BlockLayout,
-    protected readonly sync = false,
-  ) {
-    super();
+  protected constructor(file: LocalFile, layout: BlockLayout, sync = false) {
+    super(file, sync);
     this.size = layout.size;
     this.blockSize = layout.blockSize;
     this.blocks = Math.ceil(layout.size / layout.blockSize);
@@ -67,17 +56,9 @@ export abstract class BlockMapWriter extends BaseImage {
     this.maxHost = layout.maxHostOffset ?? Number.MAX_SAFE_INTEGER;
   }
 
-  override get label(): string {
-    return this.file.path;
-  }
-
   /** Blocks allocated so far. */
   get allocatedBlocks(): number {
     return this.allocated;
-  }
-
-  protected async readAt(): Promise<void> {
-    throw new NotCapableError(`${this.label}: the ${this.format} writer cannot read; reopen it`);
   }
 
   /** The host offset of block `b` (its prefix included), or undefined when not allocated. */
@@ -148,23 +129,8 @@ export abstract class BlockMapWriter extends BaseImage {
   /** Writes the format's headers and tables; the blocks end at `this.end`. */
   protected abstract finish(): Promise<void>;
 
-  /** Completes the image (tables, headers) and closes the file. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      await this.file.truncate(this.end);
-      await this.finish();
-      if (this.sync) await this.file.sync();
-    } finally {
-      await this.file.close();
-    }
-  }
-
-  /** Closes the file without completing it (the caller removes it). */
-  async discard(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.file.close();
+  protected async complete(): Promise<void> {
+    await this.file.truncate(this.end);
+    await this.finish();
   }
 }

@@ -1,5 +1,7 @@
 import { CorruptImageError } from '../errors.js';
 import { BaseImage } from '../image/base.js';
+import { capabilities } from '../image/capabilities.js';
+import { entryOf } from '../image/extents.js';
 import type {
   ByteSource,
   Capabilities,
@@ -28,12 +30,13 @@ export class RawImage extends BaseImage {
     const file = source instanceof LocalFile ? source : undefined;
     this.writer = file ? undefined : source.writer;
     const writable = (file?.writable ?? false) || this.writer !== undefined;
-    this.capabilities = Object.freeze({
+    const extents = file !== undefined || source.extents !== undefined;
+    this.capabilities = capabilities({
       write: writable,
       zero: writable,
       trim: writable,
       flush: writable,
-      extents: file !== undefined || source.extents !== undefined,
+      extents,
     });
   }
 
@@ -57,40 +60,15 @@ export class RawImage extends BaseImage {
       yield* this.source.extents!(offset, length);
       return;
     }
-    const file = this.source;
-    const end = offset + length;
-    let pos = offset;
-    while (pos < end) {
-      const data = file.seek(pos, 'data');
-      if (data === 'unsupported') {
-        yield { offset: pos, length: end - pos, zero: false, hole: false };
-        return;
-      }
-      const dataStart = data === 'eof' ? end : Math.min(data, end);
-      if (dataStart > pos) {
-        yield { offset: pos, length: dataStart - pos, zero: true, hole: true };
-        pos = dataStart;
-        if (pos >= end) return;
-      }
-      const hole = file.seek(pos, 'hole');
-      const dataEnd = typeof hole === 'number' ? Math.min(hole, end) : end;
-      yield { offset: pos, length: dataEnd - pos, zero: false, hole: false };
-      pos = dataEnd;
+    for (const h of this.source.runs(offset, length)) {
+      yield { offset: h.offset, length: h.length, zero: h.hole, hole: h.hole };
     }
   }
 
   /** qemu-img map for raw: every range is present at depth 0 with its own host offset. */
   async *mapping(offset: number, length: number): AsyncIterable<MapEntry> {
     for await (const e of this.extents(offset, length)) {
-      yield {
-        offset: e.offset,
-        length: e.length,
-        depth: 0,
-        present: true,
-        zero: e.zero,
-        data: !e.zero,
-        hostOffset: e.offset,
-      };
+      yield entryOf(e, { depth: 0, present: true, data: !e.zero, hostOffset: e.offset });
     }
   }
 

@@ -104,14 +104,29 @@ const BUILT_IN_OPTIONS: Record<'raw' | 'qcow2', WriterEntry['options']> = {
   qcow2: { cluster_size: 'size' },
 };
 
-/** The value of a size option such as cluster_size (K/M/G/T suffixes). */
-export function sizeOption(o: FormatOptions, key: string): number | undefined {
-  const v = o[key];
-  return v === undefined ? undefined : parseByteSize(v);
+/** A qcow2 output's cluster size: --cluster-size, else `-o cluster_size` (K/M/G/T suffixes). */
+export function clusterSizeOption(
+  clusterSize: number | undefined,
+  o: FormatOptions,
+): number | undefined {
+  const v = o.cluster_size;
+  return clusterSize ?? (v === undefined ? undefined : parseByteSize(v));
 }
 
-export function isOutputFormat(f: string): f is OutputFormat {
+function isOutputFormat(f: string): f is OutputFormat {
   return (OUTPUT_FORMATS as readonly string[]).includes(f);
+}
+
+/**
+ * `format` as an output format whose options `o` are all known (else a usage error; `refusal`
+ * begins the message for an unknown format, the list of known ones ends it).
+ */
+export function outputFormat(format: string, o: FormatOptions, refusal: string): OutputFormat {
+  if (!isOutputFormat(format)) {
+    throw new UsageError(`${refusal} (raw, qcow2, vmdk, vhdx, vpc or vdi)`);
+  }
+  checkFormatOptions(format, o);
+  return format;
 }
 
 export function isWriterFormat(f: string): f is WriterFormat {
@@ -138,7 +153,7 @@ export function parseFormatOptions(text: string | undefined): Record<string, str
 }
 
 /** Throws a usage error naming any option `format` does not take, or a value it refuses. */
-export function checkFormatOptions(format: OutputFormat, o: FormatOptions): void {
+function checkFormatOptions(format: OutputFormat, o: FormatOptions): void {
   const known = isWriterFormat(format) ? WRITERS[format].options : BUILT_IN_OPTIONS[format];
   for (const [key, value] of Object.entries(o)) {
     const allowed = known[key];

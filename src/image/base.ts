@@ -1,14 +1,7 @@
 import { NotCapableError, OutOfRangeError } from '../errors.js';
+import { READ_ONLY } from './capabilities.js';
 import { clipExtents } from './extents.js';
 import type { Capabilities, Extent, Image, ZeroOptions } from './types.js';
-
-export const READ_ONLY: Readonly<Capabilities> = Object.freeze({
-  write: false,
-  zero: false,
-  trim: false,
-  flush: false,
-  extents: false,
-});
 
 /** Throws unless [offset, offset+length) is a valid range inside an image of `size` bytes. */
 export function checkRange(offset: number, length: number, size: number, who: string): void {

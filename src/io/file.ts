@@ -21,6 +21,13 @@ import {
 const SYNC_READ_MAX = 256 * 1024;
 
 /** A local file as a ByteSource, with the write side the raw format and the copy engine use. */
+/** A run of a file: data, or a hole (no storage; reads as zeroes). */
+export interface FileRun {
+  offset: number;
+  length: number;
+  hole: boolean;
+}
+
 export class LocalFile implements ByteSource {
   /** Try preadv2(RWF_NOWAIT) first (off once the filesystem says it cannot). */
   private cachedReads = true;
@@ -212,6 +219,33 @@ export class LocalFile implements ByteSource {
       this.dataRuns.add(offset, found);
     }
     return found;
+  }
+
+  /**
+   * Splits [offset, offset+length) into data and hole runs (SEEK_DATA/SEEK_HOLE), one pair of
+   * calls per run as the caller asks. Past the end of the file is a hole; where the file
+   * system cannot tell, the rest is data. The one walker every format and op uses.
+   */
+  *runs(offset: number, length: number): Generator<FileRun> {
+    const end = offset + length;
+    let pos = offset;
+    while (pos < end) {
+      const data = pos >= this.size ? 'eof' : this.seek(pos, 'data');
+      if (data === 'unsupported') {
+        yield { offset: pos, length: end - pos, hole: false };
+        return;
+      }
+      const dataStart = data === 'eof' ? end : Math.min(data, end);
+      if (dataStart > pos) {
+        yield { offset: pos, length: dataStart - pos, hole: true };
+        pos = dataStart;
+        if (pos >= end) return;
+      }
+      const hole = this.seek(pos, 'hole');
+      const dataEnd = typeof hole === 'number' && hole > pos ? Math.min(hole, end) : end;
+      yield { offset: pos, length: dataEnd - pos, hole: false };
+      pos = dataEnd;
+    }
   }
 
   /** Copies [offset, offset+length) into `dst` at the same offset in the kernel; -1 if it cannot. */

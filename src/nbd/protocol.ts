@@ -6,7 +6,9 @@
  * Decoders take untrusted bytes: they check lengths and return `undefined` (or throw
  * NbdProtocolError) for anything malformed, never read past the buffer.
  */
+
 import { NbdProtocolError } from '../errors.js';
+import { view } from '../io/bytes.js';
 
 export const NBD_DEFAULT_PORT = 10809;
 
@@ -159,10 +161,6 @@ export function writeU64(buf: Uint8Array, at: number, value: number): void {
   v.setUint32(at + 4, value >>> 0);
 }
 
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const utf8Encoder = new TextEncoder();
 
@@ -200,6 +198,35 @@ export function decodeGreeting(b: Uint8Array): number | undefined {
   if (v.getBigUint64(0) !== NBDMAGIC) return undefined;
   if (v.getBigUint64(8) !== IHAVEOPT) return undefined;
   return v.getUint16(16);
+}
+
+export interface ClientFlags {
+  flags: number;
+  /** Only flags this side knows are set. */
+  known: boolean;
+  /** Zeroes after the export-name reply are left out. */
+  noZeroes: boolean;
+}
+
+/**
+ * The client's flags (4 bytes) in answer to the server's handshake flags: fixed newstyle and
+ * no zeroes, each only when the server offers it.
+ */
+export function encodeClientFlags(handshakeFlags: number): Uint8Array {
+  const noZeroes = (handshakeFlags & FLAG_NO_ZEROES) !== 0;
+  const flags =
+    (handshakeFlags & FLAG_FIXED_NEWSTYLE ? FLAG_C_FIXED_NEWSTYLE : 0) |
+    (noZeroes ? FLAG_C_NO_ZEROES : 0);
+  const b = new Uint8Array(4);
+  view(b).setUint32(0, flags);
+  return b;
+}
+
+/** The client's flags (4 bytes). */
+export function decodeClientFlags(b: Uint8Array): ClientFlags {
+  const flags = view(b).getUint32(0);
+  const known = (flags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) === 0;
+  return { flags, known, noZeroes: (flags & FLAG_C_NO_ZEROES) !== 0 };
 }
 
 export interface OptionHeader {

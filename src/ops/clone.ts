@@ -133,19 +133,7 @@ async function cloneOntoDevice(from: LocalFile, dst: string, pace: Pace): Promis
 
 /** Data extents of a file as [start, end) (the whole file when holes cannot be found). */
 function* dataExtents(file: LocalFile): Generator<[number, number]> {
-  let pos = 0;
-  while (pos < file.size) {
-    const data = file.seek(pos, 'data');
-    if (data === 'unsupported') {
-      yield [pos, file.size];
-      return;
-    }
-    if (data === 'eof') return;
-    const hole = file.seek(data, 'hole');
-    const end = typeof hole === 'number' ? Math.min(hole, file.size) : file.size;
-    if (end > data) yield [data, end];
-    pos = Math.max(end, data + 1);
-  }
+  for (const r of file.runs(0, file.size)) if (!r.hole) yield [r.offset, r.offset + r.length];
 }
 
 async function sparseCopy(from: LocalFile, to: LocalFile, pace: Pace): Promise<number> {

@@ -13,15 +13,13 @@ import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
 import {
   canStream,
-  checkFormatOptions,
+  clusterSizeOption,
   createStreamWriter,
   createWriter,
   type FormatOptions,
-  type ImageWriter,
-  isOutputFormat,
   isWriterFormat,
   type OutputFormat,
-  sizeOption,
+  outputFormat,
   type WriterFormat,
   writerIsOrdered,
 } from '../formats/writers.js';
@@ -88,13 +86,9 @@ export interface ConvertResult extends CopyResult {
 }
 
 function check(dst: string, o: ConvertOptions, kind: DestinationKind | 'stream'): OutputFormat {
-  const format = o.format ?? 'raw';
-  if (!isOutputFormat(format)) {
-    throw new UsageError(
-      `output format '${format}' is not supported (raw, qcow2, vmdk, vhdx, vpc or vdi)`,
-    );
-  }
-  checkFormatOptions(format, o.formatOptions ?? {});
+  const requested = o.format ?? 'raw';
+  const refusal = `output format '${requested}' is not supported`;
+  const format = outputFormat(requested, o.formatOptions ?? {}, refusal);
   if (o.existing && isWriterFormat(format)) {
     throw new UsageError(`-n writes into raw or qcow2 images only, not ${format}`);
   }
@@ -146,26 +140,25 @@ export async function convertImage(
   const format = check(dst, opts, kind);
   const copy = tuning(opts);
   resolveCopyOptions(copy); // bad tuning is refused before anything is created
-  if (kind === 'block-device') {
-    return { ...(await ontoDevice(src, dst, opts, copy)), format, output: dst };
-  }
+  const job: Job = { src, dst, opts, copy };
+  if (kind === 'block-device') return { ...(await ontoDevice(job)), format, output: dst };
   if (dst === '-' && isWriterFormat(format)) {
-    return { ...(await toStream(format, src, opts, copy)), format, output: dst };
+    return { ...(await toStream(job, format)), format, output: dst };
   }
   if (dst === '-') {
     const target = new StreamTarget(opts.stdout ?? process.stdout, src.size);
     const r = await copyImage(src, target, { ...copy, ordered: true });
     return { ...r, format, output: dst };
   }
-  if (opts.existing) return { ...(await intoExisting(src, dst, format, opts, copy)), output: dst };
+  if (opts.existing) return { ...(await intoExisting(job, format)), format, output: dst };
   const r = await writeAtomically(
     dst,
     (tmp) =>
       format === 'raw'
-        ? toRaw(src, tmp, opts, copy)
+        ? toRaw(job, tmp)
         : format === 'qcow2'
-          ? toQcow2(src, dst, tmp, opts, copy)
-          : toWriter(format, src, dst, tmp, opts, copy),
+          ? toQcow2(job, tmp)
+          : toWriter(job, format, tmp),
     { final: true },
   );
   return { ...r, format, output: dst };
@@ -214,16 +207,50 @@ export async function convertStream(
   return { ...r, format, output: dst };
 }
 
+/** One conversion, as every output path needs it. */
+interface Job {
+  src: Image;
+  /** The final path (a writer may record its own name). */
+  dst: string;
+  opts: ConvertOptions;
+  copy: CopyOptions;
+}
+
+/**
+ * The tail every output path shares: copy (the job's tuning plus `more`), report the finish
+ * phase, then `complete` makes the target whole (flush, close, commit). The caller still
+ * releases the target in any case.
+ */
+async function copyInto(
+  job: Job,
+  target: Image,
+  more: CopyOptions,
+  complete: () => Promise<void>,
+): Promise<CopyResult> {
+  const { src, opts } = job;
+  const r = await copyImage(src, target, { ...job.copy, ...more });
+  opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
+  await complete();
+  return r;
+}
+
+/** Opens `tmp` for a new image writer; the file is closed when the writer cannot be made. */
+async function newWriter<W>(tmp: string, create: (file: LocalFile) => Promise<W>): Promise<W> {
+  const file = await LocalFile.open(tmp, 'w+');
+  try {
+    return await create(file);
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+}
+
 /**
  * A block device is written in place: opened exclusively, at least the image's size (the
  * rest of a larger device is left alone), zero ranges zeroed unless `targetIsZero`, flushed.
  */
-async function ontoDevice(
-  src: Image,
-  dst: string,
-  opts: ConvertOptions,
-  copy: CopyOptions,
-): Promise<CopyResult> {
+async function ontoDevice(job: Job): Promise<CopyResult> {
+  const { src, dst, opts } = job;
   const file = await LocalFile.openBlockDevice(dst);
   const target = new RawImage(file);
   try {
@@ -232,61 +259,45 @@ async function ontoDevice(
         `${dst} is too small: the device has ${file.size} bytes, the image needs ${src.size}`,
       );
     }
-    const r = await copyImage(src, target, { ...copy, targetIsZero: opts.targetIsZero === true });
-    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    await target.flush();
-    markOutputCommitted();
-    return r;
+    const targetIsZero = opts.targetIsZero === true;
+    return await copyInto(job, target, { targetIsZero }, async () => {
+      await target.flush();
+      markOutputCommitted();
+    });
   } finally {
     await target.close();
   }
 }
 
-async function intoExisting(
-  src: Image,
-  dst: string,
-  format: OutputFormat,
-  opts: ConvertOptions,
-  copy: CopyOptions,
-): Promise<CopyResult & { format: OutputFormat }> {
-  const target = await openImage(dst, { ...opts.trust, format, writable: true });
+async function intoExisting(job: Job, format: OutputFormat): Promise<CopyResult> {
+  const { opts } = job;
+  const target = await openImage(job.dst, { ...opts.trust, format, writable: true });
   try {
-    const r = await copyImage(src, target, { ...copy, targetIsZero: opts.targetIsZero === true });
-    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    if (opts.sync === true) await target.flush?.();
-    markOutputCommitted();
-    return { ...r, format };
+    const targetIsZero = opts.targetIsZero === true;
+    return await copyInto(job, target, { targetIsZero }, async () => {
+      if (opts.sync === true) await target.flush?.();
+      markOutputCommitted();
+    });
   } finally {
     await target.close();
   }
 }
 
-async function toRaw(
-  src: Image,
-  tmp: string,
-  opts: ConvertOptions,
-  copy: CopyOptions,
-): Promise<CopyResult> {
+async function toRaw(job: Job, tmp: string): Promise<CopyResult> {
   const file = await LocalFile.open(tmp, 'w+');
   const target = new RawImage(file);
   try {
-    await file.truncate(src.size);
-    const r = await copyImage(src, target, { ...copy, targetIsZero: true });
-    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    if (opts.sync === true) await target.flush();
-    return r;
+    await file.truncate(job.src.size);
+    return await copyInto(job, target, { targetIsZero: true }, async () => {
+      if (job.opts.sync === true) await target.flush();
+    });
   } finally {
     await target.close();
   }
 }
 
-async function toQcow2(
-  src: Image,
-  dst: string,
-  tmp: string,
-  opts: ConvertOptions,
-  copy: CopyOptions,
-): Promise<CopyResult> {
+async function toQcow2(job: Job, tmp: string): Promise<CopyResult> {
+  const { src, dst, opts } = job;
   let base: Image | undefined;
   if (opts.backing !== undefined) {
     const path = isAbsolute(opts.backing)
@@ -296,31 +307,21 @@ async function toQcow2(
   }
   let writer: Qcow2Writer | undefined;
   try {
-    const file = await LocalFile.open(tmp, 'w+');
-    try {
-      writer = await Qcow2Writer.create(file, {
+    writer = await newWriter(tmp, (file) =>
+      Qcow2Writer.create(file, {
         size: src.size,
-        clusterSize: opts.clusterSize ?? sizeOption(opts.formatOptions ?? {}, 'cluster_size'),
+        clusterSize: clusterSizeOption(opts.clusterSize, opts.formatOptions ?? {}),
         compress: opts.compress === true,
         compression: opts.compression,
         backingFile: opts.backing,
         backingFormat: base?.format,
         backing: base,
         sync: opts.sync === true,
-      });
-    } catch (err) {
-      await file.close();
-      throw err;
-    }
-    const r = await copyImage(src, writer, {
-      ...copy,
-      alignment: writer.layout.clusterSize,
-      targetIsZero: true,
-      base,
-    });
-    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    await writer.close();
-    return r;
+      }),
+    );
+    const w = writer;
+    const alignment = w.layout.clusterSize;
+    return await copyInto(job, w, { alignment, targetIsZero: true, base }, () => w.close());
   } finally {
     await writer?.discard();
     await base?.close();
@@ -328,55 +329,29 @@ async function toQcow2(
 }
 
 /** vmdk, vhdx, vpc, vdi: a registered writer, fed in offset order when the format needs it. */
-async function toWriter(
-  format: WriterFormat,
-  src: Image,
-  dst: string,
-  tmp: string,
-  opts: ConvertOptions,
-  copy: CopyOptions,
-): Promise<CopyResult> {
-  const options = opts.formatOptions ?? {};
-  const file = await LocalFile.open(tmp, 'w+');
-  let writer: ImageWriter;
-  try {
-    writer = await createWriter(format, file, {
-      size: src.size,
-      path: dst,
-      options,
-      sync: opts.sync === true,
-    });
-  } catch (err) {
-    await file.close();
-    throw err;
-  }
+async function toWriter(job: Job, format: WriterFormat, tmp: string): Promise<CopyResult> {
+  const options = job.opts.formatOptions ?? {};
+  const sync = job.opts.sync === true;
+  const writer = await newWriter(tmp, (file) =>
+    createWriter(format, file, { size: job.src.size, path: job.dst, options, sync }),
+  );
   try {
     // An ordered writer is told about zero ranges too (it must see every offset in turn).
     const ordered = writerIsOrdered(format, options);
-    const r = await copyImage(src, writer, { ...copy, targetIsZero: !ordered, ordered });
-    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    await writer.close();
-    return r;
+    return await copyInto(job, writer, { targetIsZero: !ordered, ordered }, () => writer.close());
   } finally {
     await writer.discard();
   }
 }
 
 /** A streamOptimized vmdk sent to stdout front to back (e.g. into a tar for an OVA). */
-async function toStream(
-  format: WriterFormat,
-  src: Image,
-  opts: ConvertOptions,
-  copy: CopyOptions,
-): Promise<CopyResult> {
-  const out = opts.stdout ?? process.stdout;
-  const options = opts.formatOptions ?? {};
-  const writer = await createStreamWriter(format, out, { size: src.size, path: '-', options });
+async function toStream(job: Job, format: WriterFormat): Promise<CopyResult> {
+  const out = job.opts.stdout ?? process.stdout;
+  const options = job.opts.formatOptions ?? {};
+  const size = job.src.size;
+  const writer = await createStreamWriter(format, out, { size, path: '-', options });
   try {
-    const r = await copyImage(src, writer, { ...copy, ordered: true });
-    opts.onProgress?.({ phase: 'finish', done: src.size, total: src.size });
-    await writer.close();
-    return r;
+    return await copyInto(job, writer, { ordered: true }, () => writer.close());
   } finally {
     await writer.discard();
   }

@@ -3,6 +3,7 @@
  * rebase): zero ranges become zero writes, data moves in bounded chunks. Adjacent ranges of
  * one kind are joined so small map entries cost one request.
  */
+import { joinSpans } from '../image/extents.js';
 import type { Image } from '../image/types.js';
 
 export interface Range {
@@ -18,7 +19,7 @@ const CHUNK = 4 * 1024 * 1024;
 export async function copyRanges(src: Image, dst: Image, ranges: Iterable<Range>): Promise<number> {
   let written = 0;
   let buf: Uint8Array | undefined;
-  for (const r of join(ranges)) {
+  for await (const r of joinSpans(ranges, sameKind)) {
     if (r.zero) {
       await dst.zero!(r.offset, r.length);
     } else {
@@ -36,16 +37,6 @@ export async function copyRanges(src: Image, dst: Image, ranges: Iterable<Range>
   return written;
 }
 
-function* join(ranges: Iterable<Range>): Generator<Range> {
-  let pending: Range | undefined;
-  for (const r of ranges) {
-    if (r.length === 0) continue;
-    if (pending && pending.zero === r.zero && pending.offset + pending.length === r.offset) {
-      pending.length += r.length;
-      continue;
-    }
-    if (pending) yield pending;
-    pending = { ...r };
-  }
-  if (pending) yield pending;
+function sameKind(a: Range, b: Range): boolean {
+  return a.zero === b.zero;
 }

@@ -7,13 +7,12 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import {
-  checkFormatOptions,
+  clusterSizeOption,
   createWriter,
   type FormatOptions,
-  isOutputFormat,
   isWriterFormat,
   type OutputFormat,
-  sizeOption,
+  outputFormat,
 } from '../formats/writers.js';
 import type { TrustOptions } from '../image/trust.js';
 import { writeAtomically } from '../io/atomic.js';
@@ -44,12 +43,9 @@ export interface CreateResult {
 }
 
 export async function createImage(path: string, opts: CreateOptions = {}): Promise<CreateResult> {
-  const format = opts.format ?? (opts.backing !== undefined ? 'qcow2' : 'raw');
-  if (!isOutputFormat(format)) {
-    throw new UsageError(`cannot create '${format}' images (raw, qcow2, vmdk, vhdx, vpc or vdi)`);
-  }
+  const requested = opts.format ?? (opts.backing !== undefined ? 'qcow2' : 'raw');
   const options = opts.formatOptions ?? {};
-  checkFormatOptions(format, options);
+  const format = outputFormat(requested, options, `cannot create '${requested}' images`);
   if (format !== 'qcow2' && opts.backing !== undefined) {
     throw new UsageError(`a ${format} image cannot have a backing file here (use -f qcow2)`);
   }
@@ -101,7 +97,7 @@ export async function createImage(path: string, opts: CreateOptions = {}): Promi
       try {
         writer = await Qcow2Writer.create(file, {
           size: final,
-          clusterSize: opts.clusterSize ?? sizeOption(options, 'cluster_size'),
+          clusterSize: clusterSizeOption(opts.clusterSize, options),
           backingFile: backing?.file,
           backingFormat: backing?.format,
         });

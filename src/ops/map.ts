@@ -1,3 +1,4 @@
+import { entryOf, mergeMapEntries } from '../image/extents.js';
 import type { Image, MapEntry } from '../image/types.js';
 
 /**
@@ -11,40 +12,13 @@ export async function* mapImage(
   length = image.size - offset,
 ): AsyncIterable<MapEntry> {
   const source = image.mapping ? image.mapping(offset, length) : fromExtents(image, offset, length);
-  let pending: MapEntry | undefined;
-  for await (const e of source) {
-    if (e.length === 0) continue;
-    if (pending && continues(pending, e)) {
-      pending.length += e.length;
-      continue;
-    }
-    if (pending) yield pending;
-    pending = { ...e };
-  }
-  if (pending) yield pending;
+  yield* mergeMapEntries(source);
 }
 
 async function* fromExtents(image: Image, offset: number, length: number): AsyncIterable<MapEntry> {
   for await (const e of image.extents(offset, length)) {
-    yield {
-      offset: e.offset,
-      length: e.length,
-      depth: 0,
-      present: !e.hole,
-      zero: e.zero,
-      data: !e.zero,
-    };
+    yield entryOf(e, { depth: 0, present: !e.hole, data: !e.zero });
   }
-}
-
-function continues(a: MapEntry, b: MapEntry): boolean {
-  if (a.offset + a.length !== b.offset) return false;
-  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data)
-    return false;
-  if ((a.compressed ?? false) !== (b.compressed ?? false)) return false;
-  if (a.hostOffset === undefined || b.hostOffset === undefined)
-    return a.hostOffset === b.hostOffset;
-  return a.hostOffset + a.length === b.hostOffset;
 }
 
 /** One entry as `qemu-img map --output=json` prints it. */

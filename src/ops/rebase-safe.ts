@@ -6,10 +6,12 @@
  * so a crash in between leaves IMAGE reading exactly as before.
  * NEW passes the trust rule before anything is written; `-b ''` flattens IMAGE (no backing).
  */
+
 import { realpathSync } from 'node:fs';
 import { UnsupportedFeatureError, UsageError } from '../errors.js';
 import { type TrustOptions, TrustPolicy } from '../image/trust.js';
 import type { Image } from '../image/types.js';
+import { isZero } from '../io/bytes.js';
 import { openImage } from '../open.js';
 import type { Range } from './copy-ranges.js';
 import { rebaseUnsafe } from './rebase.js';
@@ -124,9 +126,4 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.length).equals(
     Buffer.from(b.buffer, b.byteOffset, b.length),
   );
-}
-
-function isZero(a: Uint8Array): boolean {
-  for (const v of a) if (v !== 0) return false;
-  return true;
 }

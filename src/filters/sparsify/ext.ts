@@ -4,10 +4,12 @@
  * there. Bitmaps and descriptor blocks are read lazily through small caches, so memory stays
  * bounded on any size of filesystem. Facts from the ext4 on-disk layout documentation.
  */
+
 import { CorruptImageError } from '../../errors.js';
 import { crc32c } from '../../formats/vhdx/crc32c.js';
+import { view } from '../../io/bytes.js';
 import { SingleFlightLru } from '../../io/single-flight-lru.js';
-import { type PartReader, view } from './part-reader.js';
+import type { PartReader } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 
 const SUPERBLOCK = 1024;

@@ -4,9 +4,11 @@
  * and no-error bits of FAT entry 1) passes through. The FAT is read in bounded pieces through a
  * small cache. Facts from Microsoft's FAT specification (fatgen103).
  */
+
 import { CorruptImageError } from '../../errors.js';
+import { view } from '../../io/bytes.js';
 import { SingleFlightLru } from '../../io/single-flight-lru.js';
-import { ascii, type PartReader, view } from './part-reader.js';
+import { ascii, type PartReader } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 
 const PIECE = 64 * 1024;

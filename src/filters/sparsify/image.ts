@@ -6,6 +6,7 @@
  */
 import { NotCapableError } from '../../errors.js';
 import { checkRange, ImageWrapper } from '../../image/base.js';
+import { capabilities } from '../../image/capabilities.js';
 import { mergeExtents } from '../../image/extents.js';
 import type { Capabilities, Extent, Image } from '../../image/types.js';
 import { readPartitions } from './partitions.js';
@@ -19,13 +20,7 @@ export interface SparsifiedPartition extends Partition {
 /** Filesystems read per disk; caches are ≤ 2.5 MiB each, so memory stays ≤ 80 MiB. */
 const MAX_MAPPED = 32;
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: false,
-  zero: false,
-  trim: false,
-  flush: false,
-  extents: true,
-});
+const CAPS = capabilities({ extents: true });
 
 export class SparsifyImage extends ImageWrapper {
   private constructor(

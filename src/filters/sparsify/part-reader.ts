@@ -34,10 +34,6 @@ export class PartReader {
   }
 }
 
-export function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
 /** A little-endian 64-bit field, or Infinity when it does not fit in a safe integer. */
 export function u64(dv: DataView, at: number): number {
   const lo = dv.getUint32(at, true);

@@ -4,10 +4,12 @@
  * partitions) makes the whole disk pass through. Facts from the UEFI specification (GPT) and
  * the classic MBR layout.
  */
+
 import { crc32 } from 'node:zlib';
 import type { Image } from '../../image/types.js';
+import { view } from '../../io/bytes.js';
 import { looksLikeFat } from './fat.js';
-import { ascii, u64, view } from './part-reader.js';
+import { ascii, u64 } from './part-reader.js';
 import type { Partition, PartitionLayout, Range } from './types.js';
 
 const MAX_GPT_ENTRIES = 4096;

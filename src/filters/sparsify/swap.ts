@@ -3,7 +3,8 @@
  * `SWAPSPACE2` signature is trusted; a hibernation image (S1SUSPEND, ULSUSPEND...) or the old
  * `SWAP-SPACE` layout passes through unchanged.
  */
-import { ascii, type PartReader, view } from './part-reader.js';
+import { view } from '../../io/bytes.js';
+import { ascii, type PartReader } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 
 const PAGE_SIZES = [4096, 8192, 16384, 65536];

@@ -4,7 +4,8 @@
  * else — a dirty log, a torn write, a layout this reader does not follow — counts as dirty.
  * Facts from the XFS on-disk format documentation (log records, xlog_rec_header).
  */
-import { type PartReader, view } from './part-reader.js';
+import { view } from '../../io/bytes.js';
+import type { PartReader } from './part-reader.js';
 
 const BB = 512;
 const RECORD_MAGIC = 0xfeedbabe;

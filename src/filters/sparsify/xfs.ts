@@ -4,10 +4,12 @@
  * a small block cache. Only a filesystem whose internal log is clean is read; v5 superblock,
  * AGF and btree blocks must pass their CRCs. Facts from the XFS on-disk format documentation.
  */
+
 import { CorruptImageError } from '../../errors.js';
 import { checksumValid } from '../../formats/vhdx/crc32c.js';
+import { view } from '../../io/bytes.js';
 import { SingleFlightLru } from '../../io/single-flight-lru.js';
-import { ascii, type PartReader, u64be, view } from './part-reader.js';
+import { ascii, type PartReader, u64be } from './part-reader.js';
 import type { FreeSpace, Range, Verdict } from './types.js';
 import { xfsLogClean } from './xfs-log.js';
 

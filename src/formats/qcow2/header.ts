@@ -3,6 +3,7 @@
  * and validated field by field, so the rest of the reader can trust every number it uses.
  */
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
+import { view } from '../../io/bytes.js';
 
 export const QCOW_MAGIC = 0x514649fb; // 'QFI\xfb'
 
@@ -424,8 +425,4 @@ function text(bytes: Uint8Array, who: string, what: string): string {
   } catch {
     throw new CorruptImageError(`${who}: ${what} is not valid UTF-8`);
   }
-}
-
-export function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }

@@ -5,11 +5,11 @@
  * zeroes; hole = no data, so zero clusters are holes even when preallocated).
  */
 import { CorruptImageError } from '../../errors.js';
-import { BaseImage, checkRange, READ_ONLY } from '../../image/base.js';
-import { mergeExtents } from '../../image/extents.js';
+import { BaseImage, checkRange } from '../../image/base.js';
+import { capabilities } from '../../image/capabilities.js';
+import { entryOf, mergeExtents } from '../../image/extents.js';
 import type {
   ByteSource,
-  Capabilities,
   Extent,
   FormatDetails,
   Image,
@@ -47,10 +47,7 @@ export interface Qcow2Parts {
 
 export class Qcow2Image extends BaseImage {
   readonly format = 'qcow2';
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
-    ...READ_ONLY,
-    extents: true,
-  });
+  override readonly capabilities = capabilities({ extents: true });
   readonly size: number;
   override readonly backing: Image | undefined;
   readonly header: Qcow2Header;
@@ -198,34 +195,16 @@ export class Qcow2Image extends BaseImage {
 
   /** A data run split where the host file has holes or ends (those read as zeroes). */
   private *hostSplit(r: Run): Generator<MapEntry> {
-    const file = this.data as LocalFile;
-    const end = r.host + r.length;
-    let pos = r.host;
-    while (pos < end) {
-      let stop = end;
-      let zero = false;
-      if (pos >= file.size) zero = true;
-      else {
-        const d = file.seek(pos, 'data');
-        if (d === 'eof') zero = true;
-        else if (typeof d === 'number' && d > pos) {
-          zero = true;
-          stop = Math.min(d, end);
-        } else if (typeof d === 'number') {
-          const h = file.seek(pos, 'hole');
-          if (typeof h === 'number') stop = Math.min(Math.max(h, pos + 1), end);
-        }
-      }
+    for (const h of (this.data as LocalFile).runs(r.host, r.length)) {
       yield {
-        offset: r.offset + (pos - r.host),
-        length: stop - pos,
+        offset: r.offset + (h.offset - r.host),
+        length: h.length,
         depth: 0,
         present: true,
-        zero,
+        zero: h.hole,
         data: true,
-        hostOffset: pos,
+        hostOffset: h.offset,
       };
-      pos = stop;
     }
   }
 
@@ -294,14 +273,7 @@ async function* backingMapping(b: Image, offset: number, length: number): AsyncG
     return;
   }
   for await (const e of b.extents(offset, length)) {
-    yield {
-      offset: e.offset,
-      length: e.length,
-      depth: 1,
-      present: true,
-      zero: e.zero,
-      data: !e.hole,
-    };
+    yield entryOf(e, { depth: 1, present: true, data: !e.hole });
   }
 }
 

@@ -2,8 +2,10 @@
  * The internal snapshot table (listed by `info`; diskpipe reads only the active layer) and the
  * persistent bitmap directory (noted by `info`, never used for reading).
  */
+
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource, SnapshotInfo } from '../../image/types.js';
+import { view } from '../../io/bytes.js';
 import type { Qcow2Header } from './header.js';
 import { Cursor } from './reader.js';
 
@@ -90,10 +92,6 @@ export async function readBitmaps(
     out.push({ name, granularity: 2 ** granularityBits, flags });
   }
   return out;
-}
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function decode(b: Uint8Array): string {

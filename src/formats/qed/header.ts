@@ -1,6 +1,8 @@
 /** The QED header (qemu docs/interop/qed_spec). All fields are little-endian. */
+
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
-import { isPowerOfTwo, u64, view } from '../vhd/bytes.js';
+import { isPowerOfTwo, view } from '../../io/bytes.js';
+import { u64 } from '../vhd/bytes.js';
 
 export const QED_MAGIC = 0x00444551; // "QED\0"
 export const HEADER_BYTES = 64;

@@ -2,12 +2,14 @@
  * QED (qemu enhanced disk): a two-level table (L1 -> L2 -> data clusters), zero clusters
  * (entry 1) and an optional backing file for unallocated clusters.
  */
+
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource, FormatDetails } from '../../image/types.js';
+import { view } from '../../io/bytes.js';
+import { BlockImage, type Segment } from '../block-image.js';
 import type { OpenContext } from '../registry.js';
-import { BlockImage, type Segment } from '../vhd/block-image.js';
-import { readExact, view } from '../vhd/bytes.js';
+import { readExact } from '../vhd/bytes.js';
 import { TableReader } from '../vhd/cache.js';
 import {
   F_BACKING_FILE,
@@ -182,13 +184,5 @@ export class QedImage extends BlockImage {
       }
     }
     return d;
-  }
-
-  async close(): Promise<void> {
-    try {
-      await this.backing?.close();
-    } finally {
-      await this.source.close();
-    }
   }
 }

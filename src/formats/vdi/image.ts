@@ -4,14 +4,9 @@
  */
 import { CorruptImageError } from '../../errors.js';
 import { BaseImage, checkRange } from '../../image/base.js';
-import type {
-  ByteSource,
-  Capabilities,
-  Extent,
-  FormatDetails,
-  MapEntry,
-} from '../../image/types.js';
-import { hostRuns } from '../vmdk/host-io.js';
+import { capabilities } from '../../image/capabilities.js';
+import type { ByteSource, Extent, FormatDetails, MapEntry } from '../../image/types.js';
+import { hostRuns } from '../host-io.js';
 import { BLOCK_ZERO, TYPE_STATIC, type VdiHeader } from './header.js';
 
 interface Run {
@@ -23,13 +18,7 @@ interface Run {
 
 export class VdiImage extends BaseImage {
   readonly format = 'vdi';
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
-    write: false,
-    zero: false,
-    trim: false,
-    flush: false,
-    extents: true,
-  });
+  override readonly capabilities = capabilities({ extents: true });
 
   constructor(
     readonly source: ByteSource,

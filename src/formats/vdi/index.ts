@@ -1,8 +1,8 @@
 /** The VDI driver: VirtualBox dynamic and static (fixed) images, version 1.1. */
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource, Image } from '../../image/types.js';
+import { readExact } from '../host-io.js';
 import type { FormatDriver } from '../registry.js';
-import { readExact } from '../vmdk/host-io.js';
 import { HEADER_BYTES, hasVdiSignature, parseVdiHeader } from './header.js';
 import { VdiImage } from './image.js';
 

@@ -1,10 +1,6 @@
 // Small decoding helpers shared by the VHD, VHDX and QED readers.
 import { CorruptImageError } from '../../errors.js';
 
-export function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
 /** A 64-bit field as a number; values past 2^53 cannot be offsets or sizes, so they are corrupt. */
 export function u64(dv: DataView, at: number, littleEndian: boolean, what: string): number {
   const v = dv.getBigUint64(at, littleEndian);
@@ -16,15 +12,6 @@ export function u64(dv: DataView, at: number, littleEndian: boolean, what: strin
 
 export function ascii(buf: Uint8Array, at: number, length: number): string {
   return String.fromCharCode(...buf.subarray(at, at + length));
-}
-
-export function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
-}
-
-export function isZero(buf: Uint8Array): boolean {
-  for (const b of buf) if (b !== 0) return false;
-  return true;
 }
 
 export { readExact } from '../../io/read-exact.js';

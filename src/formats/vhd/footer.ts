@@ -2,8 +2,10 @@
  * The VHD hard disk footer and dynamic disk header (Microsoft "Virtual Hard Disk Image Format
  * Specification"). All fields are big-endian.
  */
+
 import { CorruptImageError } from '../../errors.js';
-import { ascii, u64, view } from './bytes.js';
+import { view } from '../../io/bytes.js';
+import { ascii, u64 } from './bytes.js';
 
 export const FOOTER_SIZE = 512;
 export const DYNAMIC_HEADER_SIZE = 1024;

@@ -2,6 +2,7 @@
  * VHD (qemu's "vpc"): fixed disks (raw data + footer), dynamic disks (BAT of blocks, each
  * preceded by a sector bitmap) and differencing disks (dynamic disks over a parent VHD).
  */
+
 import {
   CorruptImageError,
   DiskpipeError,
@@ -10,10 +11,11 @@ import {
   withContext,
 } from '../../errors.js';
 import type { ByteSource, FormatDetails, Image } from '../../image/types.js';
+import { isPowerOfTwo } from '../../io/bytes.js';
 import { SingleFlightLru } from '../../io/single-flight-lru.js';
+import { BlockImage, type Segment } from '../block-image.js';
 import type { OpenContext } from '../registry.js';
-import { BlockImage, type Segment } from './block-image.js';
-import { isPowerOfTwo, readExact } from './bytes.js';
+import { readExact } from './bytes.js';
 import {
   DISK_DIFFERENCING,
   DISK_DYNAMIC,
@@ -183,14 +185,6 @@ export class VhdImage extends BlockImage {
       details.backingFormat = 'vpc';
     }
     return details;
-  }
-
-  async close(): Promise<void> {
-    try {
-      await this.backing?.close();
-    } finally {
-      await this.source.close();
-    }
   }
 }
 

@@ -6,11 +6,10 @@
  * (qemu's own convention, which Hyper-V-style readers and diskpipe's reader share).
  */
 import { randomBytes } from 'node:crypto';
-import { NotCapableError } from '../../errors.js';
-import { BaseImage } from '../../image/base.js';
-import type { Capabilities } from '../../image/types.js';
+import { capabilities } from '../../image/capabilities.js';
 import type { LocalFile } from '../../io/file.js';
 import { BlockMapWriter } from '../block-writer.js';
+import { FileWriter } from '../file-writer.js';
 import {
   DISK_DYNAMIC,
   DISK_FIXED,
@@ -112,27 +111,20 @@ export class VhdDynamicWriter extends BlockMapWriter {
   }
 }
 
-const FIXED_CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: false,
-  extents: false,
-});
+const FIXED_CAPS = capabilities({ write: true, zero: true });
 
 /** A fixed VHD: the disk's bytes at their own offsets (sparse), then the footer. */
-export class VhdFixedWriter extends BaseImage {
+export class VhdFixedWriter extends FileWriter<LocalFile> {
   readonly format = 'vpc';
   override readonly capabilities = FIXED_CAPS;
-  private closed = false;
 
   private constructor(
-    private readonly file: LocalFile,
+    file: LocalFile,
     readonly size: number,
     private readonly footer: Buffer,
-    private readonly sync: boolean,
+    sync: boolean,
   ) {
-    super();
+    super(file, sync);
   }
 
   static async create(file: LocalFile, o: VhdWriterOptions): Promise<VhdFixedWriter> {
@@ -143,14 +135,6 @@ export class VhdFixedWriter extends BaseImage {
     return new VhdFixedWriter(file, size, footer, o.sync === true);
   }
 
-  override get label(): string {
-    return this.file.path;
-  }
-
-  protected async readAt(): Promise<void> {
-    throw new NotCapableError(`${this.label}: the vpc writer cannot read; reopen it`);
-  }
-
   protected override async writeAt(buf: Uint8Array, offset: number): Promise<void> {
     await this.file.write(buf, offset);
   }
@@ -159,20 +143,7 @@ export class VhdFixedWriter extends BaseImage {
     await this.file.zero(offset, length, true);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      await this.file.write(this.footer, this.size);
-      if (this.sync) await this.file.sync();
-    } finally {
-      await this.file.close();
-    }
-  }
-
-  async discard(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.file.close();
+  protected async complete(): Promise<void> {
+    await this.file.write(this.footer, this.size);
   }
 }

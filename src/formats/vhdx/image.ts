@@ -5,7 +5,7 @@
  */
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { ByteSource, FormatDetails } from '../../image/types.js';
-import { BlockImage, type Segment } from '../vhd/block-image.js';
+import { BlockImage, type Segment } from '../block-image.js';
 import { ascii, readExact } from '../vhd/bytes.js';
 import { TableReader } from '../vhd/cache.js';
 import { NULL_GUID } from './guid.js';
@@ -19,13 +19,16 @@ import {
   readRegions,
 } from './structures.js';
 
-const NOT_PRESENT = 0;
-const UNDEFINED = 1;
-const ZERO = 2;
-const UNMAPPED = 3;
-const UNMAPPED_V095 = 5;
-const FULLY_PRESENT = 6;
-const PARTIALLY_PRESENT = 7;
+/** The state field of a payload BAT entry, by value (VHDX 1.00 §2.5.1.1). */
+const PAYLOAD = {
+  NOT_PRESENT: 0,
+  UNDEFINED: 1,
+  ZERO: 2,
+  UNMAPPED: 3,
+  UNMAPPED_V095: 5,
+  FULLY_PRESENT: 6,
+  PARTIALLY_PRESENT: 7,
+} as const;
 
 interface Span {
   what: string;
@@ -113,23 +116,23 @@ export class VhdxImage extends BlockImage {
       const { lo, hi } = await this.bat.u64le(this.batOffset + index * 8);
       const state = lo & 7;
       switch (state) {
-        case NOT_PRESENT:
+        case PAYLOAD.NOT_PRESENT:
           yield { kind: 'lower', offset: pos, length: n };
           break;
-        case UNDEFINED:
-        case UNMAPPED:
-        case UNMAPPED_V095:
+        case PAYLOAD.UNDEFINED:
+        case PAYLOAD.UNMAPPED:
+        case PAYLOAD.UNMAPPED_V095:
           yield { kind: 'zero', offset: pos, length: n, present: false };
           break;
-        case ZERO:
+        case PAYLOAD.ZERO:
           yield { kind: 'zero', offset: pos, length: n, present: true };
           break;
-        case FULLY_PRESENT: {
+        case PAYLOAD.FULLY_PRESENT: {
           const host = this.blockOffset(block, lo, hi);
           yield { kind: 'data', offset: pos, length: n, host: host + (pos - start), sparse: true };
           break;
         }
-        case PARTIALLY_PRESENT:
+        case PAYLOAD.PARTIALLY_PRESENT:
           throw new CorruptImageError(
             `${this.label}: block ${block} is partially present, but the disk has no parent`,
           );
@@ -176,9 +179,5 @@ export class VhdxImage extends BlockImage {
         'log-entries-replayed': this.replayed,
       },
     };
-  }
-
-  close(): Promise<void> {
-    return this.source.close();
   }
 }

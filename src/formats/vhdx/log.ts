@@ -8,9 +8,11 @@
  * chain of valid entries with consecutive sequence numbers; the chain with the highest sequence
  * number is replayed in order.
  */
+
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
-import { ascii, readExact, u64, view } from '../vhd/bytes.js';
+import { view } from '../../io/bytes.js';
+import { ascii, readExact, u64 } from '../vhd/bytes.js';
 import { checksumValid } from './crc32c.js';
 import { guidAt } from './guid.js';
 import { MiB } from './structures.js';

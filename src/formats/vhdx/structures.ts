@@ -2,9 +2,11 @@
  * VHDX on-disk structures ([MS-VHDX] 2.2): the two headers, the region table and the metadata
  * table. All fields are little-endian; every structure carries a CRC-32C.
  */
+
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
-import { ascii, isPowerOfTwo, readExact, u64, view } from '../vhd/bytes.js';
+import { isPowerOfTwo, view } from '../../io/bytes.js';
+import { ascii, readExact, u64 } from '../vhd/bytes.js';
 import { checksumValid } from './crc32c.js';
 import {
   BAT_REGION,

@@ -1,8 +1,8 @@
 /** FLAT/VMFS extents (a plain range of a file) and ZERO extents (no file at all). */
 import { CorruptImageError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
+import { hostRuns } from '../host-io.js';
 import type { Run, VmdkExtent } from './extent.js';
-import { hostRuns } from './host-io.js';
 
 export class FlatExtent implements VmdkExtent {
   readonly clusterSize = undefined;

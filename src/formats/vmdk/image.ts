@@ -3,14 +3,8 @@
  * supplies the bytes of unallocated grains.
  */
 import { BaseImage, checkRange } from '../../image/base.js';
-import type {
-  ByteSource,
-  Capabilities,
-  Extent,
-  FormatDetails,
-  Image,
-  MapEntry,
-} from '../../image/types.js';
+import { capabilities } from '../../image/capabilities.js';
+import type { ByteSource, Extent, FormatDetails, Image, MapEntry } from '../../image/types.js';
 import type { Run, VmdkExtent } from './extent.js';
 
 export interface VmdkInfo {
@@ -29,13 +23,7 @@ interface Placed {
 
 export class VmdkImage extends BaseImage {
   readonly format = 'vmdk';
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
-    write: false,
-    zero: false,
-    trim: false,
-    flush: false,
-    extents: true,
-  });
+  override readonly capabilities = capabilities({ extents: true });
   readonly size: number;
   private readonly placed: Placed[];
 

@@ -4,6 +4,7 @@
  */
 import { CorruptImageError, UnsupportedFeatureError, WrongFormatError } from '../../errors.js';
 import type { ByteSource, Image } from '../../image/types.js';
+import { readExact } from '../host-io.js';
 import type { FormatDriver, OpenContext } from '../registry.js';
 import {
   checkCreateType,
@@ -18,7 +19,6 @@ import {
 import type { VmdkExtent } from './extent.js';
 import { FlatExtent, ZeroExtent } from './flat.js';
 import { COWD_MAGIC, hasMagic, SECTOR, SESPARSE_MAGIC, SPARSE_MAGIC } from './header.js';
-import { readExact } from './host-io.js';
 import { VmdkImage } from './image.js';
 import { ExtentBudget, SparseExtent } from './sparse.js';
 

@@ -8,6 +8,7 @@
 import { acquireShared, allSettledOrThrow, releaseShared } from '../../codec/shared-buffers.js';
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import type { ByteSource } from '../../image/types.js';
+import { readExact } from '../host-io.js';
 import { MAX_DESCRIPTOR_BYTES } from './descriptor.js';
 import type { FillUnallocated, Run, VmdkExtent } from './extent.js';
 import {
@@ -23,7 +24,6 @@ import {
   SECTOR,
   type SparseHeader,
 } from './header.js';
-import { readExact } from './host-io.js';
 import { type GrainJob, inflateGrains } from './inflate.js';
 
 /** Grain marker: u64 lba + u32 compressed size, then the data. */

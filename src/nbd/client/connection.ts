@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { ioError, NbdProtocolError, NotCapableError, OutOfRangeError } from '../../errors.js';
 import type { Extent } from '../../image/types.js';
 import { abortError, throwIfAborted } from '../../io/abort.js';
+import { alignDown, alignUp } from '../../io/bytes.js';
 import { Budget } from '../budget.js';
 import {
   type BlockDescriptor,
@@ -389,13 +390,4 @@ function open(address: NbdAddress, name: string, input: SocketInput): Promise<So
       resolve(socket);
     });
   });
-}
-
-function alignDown(n: number, a: number): number {
-  return n - (n % a);
-}
-
-function alignUp(n: number, a: number): number {
-  const r = n % a;
-  return r === 0 ? n : n + a - r;
 }

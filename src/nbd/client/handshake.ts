@@ -4,20 +4,21 @@
  * the server sends is checked: wrong magic, a reply to another option, or an oversize payload
  * ends the connection with an NbdProtocolError.
  */
+
 import type { Socket } from 'node:net';
 import { type DiskpipeError, NbdProtocolError, NotFoundError } from '../../errors.js';
+import { isPowerOfTwo } from '../../io/bytes.js';
 import {
   decodeGreeting,
   decodeInfo,
   decodeMetaContextReply,
   decodeOptionReplyHeader,
   decodeString,
+  encodeClientFlags,
   encodeInfoRequest,
   encodeMetaContextRequest,
   encodeOption,
   encodeString,
-  FLAG_C_FIXED_NEWSTYLE,
-  FLAG_C_NO_ZEROES,
   FLAG_FIXED_NEWSTYLE,
   FLAG_NO_ZEROES,
   INFO_BLOCK_SIZE,
@@ -68,12 +69,7 @@ export async function clientHandshake(
     throw new NbdProtocolError(`${who}: not a newstyle NBD server (bad greeting)`);
   }
   const noZeroes = (handshakeFlags & FLAG_NO_ZEROES) !== 0;
-  const clientFlags =
-    (handshakeFlags & FLAG_FIXED_NEWSTYLE ? FLAG_C_FIXED_NEWSTYLE : 0) |
-    (noZeroes ? FLAG_C_NO_ZEROES : 0);
-  const flagBytes = new Uint8Array(4);
-  new DataView(flagBytes.buffer).setUint32(0, clientFlags);
-  await writeMessage(socket, [flagBytes]);
+  await writeMessage(socket, [encodeClientFlags(handshakeFlags)]);
 
   if (!(handshakeFlags & FLAG_FIXED_NEWSTYLE)) {
     return exportNameFallback(socket, reader, exportName, noZeroes, who);
@@ -186,8 +182,8 @@ async function readOptionReply(
 }
 
 function checkBlockSizes(min: number, preferred: number, max: number, who: string): void {
-  const pow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
-  if (!pow2(min) || min > 65536 || !pow2(preferred) || preferred < min || max < min) {
+  const minOk = isPowerOfTwo(min) && min <= 65536;
+  if (!minOk || !isPowerOfTwo(preferred) || preferred < min || max < min) {
     throw new NbdProtocolError(`${who}: invalid block sizes ${min}/${preferred}/${max}`);
   }
 }

@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import { NbdProtocolError } from '../../errors.js';
 import {
+  decodeClientFlags,
   decodeInfoRequest,
   decodeMetaContextRequest,
   decodeOptionHeader,
@@ -17,8 +18,6 @@ import {
   encodeOptionReply,
   encodeServerReply,
   encodeString,
-  FLAG_C_FIXED_NEWSTYLE,
-  FLAG_C_NO_ZEROES,
   FLAG_FIXED_NEWSTYLE,
   FLAG_NO_ZEROES,
   INFO_BLOCK_SIZE,
@@ -62,12 +61,8 @@ export async function serverHandshake(
   exp: ServedExport,
 ): Promise<Negotiated | undefined> {
   await writeMessage(socket, [encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)]);
-  const flagBytes = await reader.read(4);
-  const clientFlags = new DataView(flagBytes.buffer, flagBytes.byteOffset, 4).getUint32(0);
-  if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) !== 0) {
-    throw new NbdProtocolError(`unknown client flags 0x${clientFlags.toString(16)}`);
-  }
-  const noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
+  const { flags: clientFlags, known, noZeroes } = decodeClientFlags(await reader.read(4));
+  if (!known) throw new NbdProtocolError(`unknown client flags 0x${clientFlags.toString(16)}`);
   let structured = false;
   // The export name base:allocation was selected for (undefined: nothing selected).
   let metaFor: string | undefined;
@@ -76,6 +71,22 @@ export async function serverHandshake(
     writeMessage(socket, [encodeOptionReply(option, type, data)]);
   const fail = (option: number, type: number, message: string) =>
     reply(option, type, encodeString(message));
+  /** The request when it decoded and names this export; else the error is sent. */
+  const forThisExport = async <T extends { name: string }>(
+    option: number,
+    req: T | undefined,
+    what: string,
+  ): Promise<T | undefined> => {
+    if (!req) {
+      await fail(option, REP_ERR_INVALID, `malformed ${what}`);
+      return undefined;
+    }
+    if (req.name !== exp.name) {
+      await fail(option, REP_ERR_UNKNOWN, `no export named '${req.name}'`);
+      return undefined;
+    }
+    return req;
+  };
 
   for (;;) {
     const header = decodeOptionHeader(await reader.read(OPTION_HEADER_SIZE));
@@ -107,15 +118,8 @@ export async function serverHandshake(
         break;
       case OPT_INFO:
       case OPT_GO: {
-        const req = decodeInfoRequest(data);
-        if (!req) {
-          await fail(option, REP_ERR_INVALID, 'malformed information request');
-          break;
-        }
-        if (req.name !== exp.name) {
-          await fail(option, REP_ERR_UNKNOWN, `no export named '${req.name}'`);
-          break;
-        }
+        const req = await forThisExport(option, decodeInfoRequest(data), 'information request');
+        if (!req) break;
         const size = exp.image.size;
         const flags = transmissionFlags(exp, structured);
         await reply(option, REP_INFO, encodeInfo({ type: INFO_EXPORT, size, flags }));
@@ -152,15 +156,12 @@ export async function serverHandshake(
           await fail(option, REP_ERR_INVALID, 'negotiate structured replies first');
           break;
         }
-        const req = decodeMetaContextRequest(data);
-        if (!req) {
-          await fail(option, REP_ERR_INVALID, 'malformed meta context request');
-          break;
-        }
-        if (req.name !== exp.name) {
-          await fail(option, REP_ERR_UNKNOWN, `no export named '${req.name}'`);
-          break;
-        }
+        const req = await forThisExport(
+          option,
+          decodeMetaContextRequest(data),
+          'meta context request',
+        );
+        if (!req) break;
         const matches = set
           ? req.queries.includes(META_BASE_ALLOCATION)
           : req.queries.length === 0 ||

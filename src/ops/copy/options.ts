@@ -1,5 +1,6 @@
 import { UsageError } from '../../errors.js';
 import type { Image, ProgressListener } from '../../image/types.js';
+import { isPowerOfTwo } from '../../io/bytes.js';
 
 export const MiB = 1024 * 1024;
 
@@ -71,10 +72,6 @@ export interface ResolvedCopyOptions {
   onProgress: ProgressListener | undefined;
   tap: CopyTap | undefined;
   signal: AbortSignal | undefined;
-}
-
-function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
 }
 
 function bytes(n: number): string {

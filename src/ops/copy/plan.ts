@@ -1,4 +1,6 @@
+import { joinSpans } from '../../image/extents.js';
 import type { Extent } from '../../image/types.js';
+import { alignDown, alignUp } from '../../io/bytes.js';
 
 /** One unit of copy work: a data range to read (≤ request size) or a range known to be zero. */
 export interface WorkItem {
@@ -9,28 +11,6 @@ export interface WorkItem {
 
 /** Zero items are split so that progress moves and no single call runs for too long. */
 const MAX_ZERO_ITEM = 1024 * 1024 * 1024;
-
-function alignUp(n: number, a: number): number {
-  return Math.ceil(n / a) * a;
-}
-
-function alignDown(n: number, a: number): number {
-  return Math.floor(n / a) * a;
-}
-
-/** Merges adjacent extents that agree on `zero` (holes and allocated zeroes are alike here). */
-async function* zeroRuns(extents: AsyncIterable<Extent>): AsyncGenerator<Extent> {
-  let run: Extent | undefined;
-  for await (const e of extents) {
-    if (run && run.zero === e.zero && run.offset + run.length === e.offset) {
-      run.length += e.length;
-      continue;
-    }
-    if (run) yield run;
-    run = { ...e };
-  }
-  if (run) yield run;
-}
 
 /**
  * Turns source extents over [start, end) into work items. Zero items start and end on
@@ -54,7 +34,7 @@ export async function* planWork(
       cursor = next;
     }
   }
-  for await (const run of zeroRuns(extents)) {
+  for await (const run of joinSpans(extents, sameZero)) {
     if (!run.zero) continue;
     const runEnd = Math.min(run.offset + run.length, end);
     const zs = Math.max(alignUp(run.offset, alignment), cursor);
@@ -67,4 +47,9 @@ export async function* planWork(
     cursor = ze;
   }
   yield* dataUpTo(end);
+}
+
+/** Holes and allocated zeroes are alike here: only `zero` decides what is read. */
+function sameZero(a: Extent, b: Extent): boolean {
+  return a.zero === b.zero;
 }

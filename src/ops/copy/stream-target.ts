@@ -1,15 +1,11 @@
 import type { Writable } from 'node:stream';
-import { ioError, NotCapableError, OutOfRangeError } from '../../errors.js';
-import type { Capabilities, Extent, Image } from '../../image/types.js';
+import { NotCapableError, OutOfRangeError } from '../../errors.js';
+import { capabilities } from '../../image/capabilities.js';
+import type { Extent, Image } from '../../image/types.js';
+import { writeChunk } from '../../io/stream-write.js';
 import { zeroBlock } from './blocks.js';
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: true,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true, flush: true });
 
 /**
  * A raw image written front to back into a stream (stdout): writes must arrive in offset
@@ -72,11 +68,6 @@ export class StreamTarget implements Image {
 
   private push(chunk: Uint8Array): Promise<void> {
     this.position += chunk.length;
-    return new Promise((resolve, reject) => {
-      this.stream.write(chunk, (err) => {
-        if (err) reject(ioError(err, `write error on ${this.label}`));
-        else resolve();
-      });
-    });
+    return writeChunk(this.stream, chunk, this.label);
   }
 }

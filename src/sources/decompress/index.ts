@@ -41,7 +41,7 @@ export async function* decompress(
   opts: DecompressOptions = {},
 ): AsyncGenerator<Uint8Array> {
   const tool = accelerator(kind, opts);
-  const output = tool ? spawnDecompressor(tool, input) : decoder(kind, input);
+  const output = tool ? spawnDecompressor(tool, input) : DECODERS[kind](input);
   let produced = 0;
   try {
     for await (const chunk of output) {
@@ -59,15 +59,8 @@ export async function* decompress(
   }
 }
 
-function decoder(kind: Compression, input: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  switch (kind) {
-    case 'gzip':
-      return gunzip(input);
-    case 'xz':
-      return unxz(input);
-    case 'zstd':
-      return unzstd(input);
-    case 'bzip2':
-      return unbzip2(input);
-  }
-}
+/** The built-in decoder of each compression (a system tool, when found, runs instead). */
+const DECODERS: Record<
+  Compression,
+  (input: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>
+> = { gzip: gunzip, xz: unxz, zstd: unzstd, bzip2: unbzip2 };

@@ -12,9 +12,9 @@
  * concurrent read sees either the old or the new cluster, never an unwritten one.
  */
 import { BaseImage } from '../../../image/base.js';
+import { capabilities } from '../../../image/capabilities.js';
 import type {
   ByteSource,
-  Capabilities,
   Extent,
   FormatDetails,
   Image,
@@ -40,7 +40,7 @@ const MAX_DIRTY_TABLES = 256;
 
 export class WritableQcow2Image extends BaseImage {
   readonly format = 'qcow2';
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
+  override readonly capabilities = capabilities({
     write: true,
     zero: true,
     trim: true,

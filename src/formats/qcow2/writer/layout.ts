@@ -3,6 +3,7 @@
  * (compat 1.1), 16-bit refcounts, standard (not extended) L2 entries.
  */
 import { UsageError } from '../../../errors.js';
+import { isPowerOfTwo } from '../../../io/bytes.js';
 
 export const DEFAULT_CLUSTER_SIZE = 64 * 1024;
 export const MIN_CLUSTER_SIZE = 512;
@@ -29,9 +30,7 @@ export interface Layout {
 }
 
 export function isValidClusterSize(n: number): boolean {
-  return (
-    Number.isSafeInteger(n) && n >= MIN_CLUSTER_SIZE && n <= MAX_CLUSTER_SIZE && (n & (n - 1)) === 0
-  );
+  return isPowerOfTwo(n) && n >= MIN_CLUSTER_SIZE && n <= MAX_CLUSTER_SIZE;
 }
 
 export function planLayout(virtualSize: number, clusterSize = DEFAULT_CLUSTER_SIZE): Layout {

@@ -11,10 +11,11 @@
  * most 8 MiB, or two clusters). `flush()` writes every table, the refcounts and the header; `close()` flushes.
  */
 import { NotCapableError } from '../../../errors.js';
-import { BaseImage } from '../../../image/base.js';
-import type { Capabilities, Image } from '../../../image/types.js';
+import { capabilities } from '../../../image/capabilities.js';
+import type { Image } from '../../../image/types.js';
 import { isZero } from '../../../io/bytes.js';
 import type { LocalFile } from '../../../io/file.js';
+import { FileWriter } from '../../file-writer.js';
 import { compressCluster } from './compress.js';
 import { type Compression, encodeHeader } from './header.js';
 import { HostSpace } from './host-space.js';
@@ -54,13 +55,7 @@ export interface Qcow2WriterOptions {
   sync?: boolean;
 }
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: true,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true, flush: true });
 
 /** Bytes of partly written clusters kept before the oldest is completed and written. */
 const PARTIAL_BYTES = 8 * 1024 * 1024;
@@ -72,7 +67,7 @@ interface Piece {
   data: Buffer;
 }
 
-export class Qcow2Writer extends BaseImage {
+export class Qcow2Writer extends FileWriter<LocalFile> {
   readonly format = 'qcow2';
   override readonly capabilities = CAPS;
   readonly layout: Layout;
@@ -81,13 +76,12 @@ export class Qcow2Writer extends BaseImage {
   private readonly lock = new Mutex();
   private readonly partial = new Map<number, PartialCluster>();
   private readonly compression: Compression;
-  private closed = false;
 
   private constructor(
-    private readonly file: LocalFile,
+    file: LocalFile,
     private readonly opts: Qcow2WriterOptions,
   ) {
-    super();
+    super(file, false); // finish() syncs (flush does too)
     this.layout = planLayout(opts.size, opts.clusterSize);
     this.compression = opts.compression ?? 'deflate';
     const cs = this.layout.clusterSize;
@@ -110,14 +104,6 @@ export class Qcow2Writer extends BaseImage {
 
   get size(): number {
     return this.layout.size;
-  }
-
-  override get label(): string {
-    return this.file.path;
-  }
-
-  protected async readAt(): Promise<void> {
-    throw new NotCapableError(`${this.label}: the qcow2 writer cannot read; reopen the image`);
   }
 
   private get hasBacking(): boolean {
@@ -206,22 +192,8 @@ export class Qcow2Writer extends BaseImage {
     );
   }
 
-  /** Finishes the image and closes the file. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    try {
-      await this.finish();
-    } finally {
-      this.closed = true;
-      await this.file.close();
-    }
-  }
-
-  /** Closes the file without finishing the image (after a failed copy). */
-  async discard(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.file.close();
+  protected async complete(): Promise<void> {
+    await this.finish();
   }
 
   /** Drops the references an L2 entry holds (its cluster is being replaced). */

@@ -20,6 +20,7 @@ export const GRAIN_SECTORS = 128;
 export const GRAIN_SIZE = GRAIN_SECTORS * SECTOR;
 export const GTES_PER_GT = 512;
 export const GT_BYTES = GTES_PER_GT * 4;
+export const GT_SECTORS = GT_BYTES / SECTOR;
 export const DESCRIPTOR_SECTOR = 1;
 export const DESCRIPTOR_SECTORS = 20;
 /** The "valid newline detection" flag: the header carries the four line-ending test bytes. */
@@ -50,6 +51,18 @@ export function capacityOf(size: number): number {
 
 export function gtCount(capacitySectors: number): number {
   return Math.ceil(capacitySectors / (GRAIN_SECTORS * GTES_PER_GT));
+}
+
+/** Sectors of the grain directory: one 32-bit entry per grain table, in whole sectors. */
+export function gdSectorsOf(capacitySectors: number): number {
+  return Math.ceil((gtCount(capacitySectors) * 4) / SECTOR);
+}
+
+/** A grain table: GTES_PER_GT little-endian grain sectors (0: not allocated). */
+export function encodeGrainTable(sectors: ArrayLike<number>): Buffer {
+  const gt = Buffer.alloc(GT_BYTES);
+  for (let i = 0; i < GTES_PER_GT; i++) gt.writeUInt32LE(sectors[i] ?? 0, i * 4);
+  return gt;
 }
 
 export function encodeHeader(f: HeaderFields): Buffer {

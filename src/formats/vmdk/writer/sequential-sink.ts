@@ -5,7 +5,8 @@
  * behind the current position is an error, never a silent corruption.
  */
 import type { Writable } from 'node:stream';
-import { ioError, NotCapableError } from '../../../errors.js';
+import { NotCapableError } from '../../../errors.js';
+import { writeChunk } from '../../../io/stream-write.js';
 
 export interface SequentialSink {
   readonly path: string;
@@ -46,11 +47,6 @@ export class StreamSink implements SequentialSink {
 
   private push(chunk: Uint8Array): Promise<void> {
     this.position += chunk.length;
-    return new Promise((resolve, reject) => {
-      this.stream.write(chunk, (err) => {
-        if (err) reject(ioError(err, `write error on ${this.path}`));
-        else resolve();
-      });
-    });
+    return writeChunk(this.stream, chunk, this.path);
   }
 }

@@ -11,11 +11,13 @@ import {
   DESCRIPTOR_SECTOR,
   DESCRIPTOR_SECTORS,
   encodeDescriptor,
+  encodeGrainTable,
   encodeHeader,
   GRAIN_SECTORS,
   GRAIN_SIZE,
-  GT_BYTES,
+  GT_SECTORS,
   GTES_PER_GT,
+  gdSectorsOf,
   gtCount,
   MAX_HOST_SECTOR,
 } from './layout.js';
@@ -44,8 +46,8 @@ export class VmdkSparseWriter extends BlockMapWriter {
     sync: boolean,
   ) {
     const gts = gtCount(capacity);
-    const gdSectors = Math.ceil((gts * 4) / SECTOR);
-    const gtSectors = gts * (GT_BYTES / SECTOR);
+    const gdSectors = gdSectorsOf(capacity);
+    const gtSectors = gts * GT_SECTORS;
     const rgd = DESCRIPTOR_SECTOR + DESCRIPTOR_SECTORS;
     const gd = rgd + gdSectors + gtSectors;
     const overhead = Math.ceil((gd + gdSectors + gtSectors) / GRAIN_SECTORS) * GRAIN_SECTORS;
@@ -89,26 +91,26 @@ export class VmdkSparseWriter extends BlockMapWriter {
       const gtStart = dir + this.gdSectors;
       const gdBuf = Buffer.alloc(this.gdSectors * SECTOR);
       for (let t = 0; t < this.gts; t++) {
-        gdBuf.writeUInt32LE(gtStart + t * (GT_BYTES / SECTOR), t * 4);
+        gdBuf.writeUInt32LE(gtStart + t * GT_SECTORS, t * 4);
       }
       await this.file.write(gdBuf, dir * SECTOR);
       for (let t = 0; t < this.gts; t++) {
         const gt = this.table(t);
         // Empty tables are left as holes in the preallocated area (they read as zeroes).
-        if (gt) await this.file.write(gt, (gtStart + t * (GT_BYTES / SECTOR)) * SECTOR);
+        if (gt) await this.file.write(gt, (gtStart + t * GT_SECTORS) * SECTOR);
       }
     }
   }
 
   /** Grain table `t`, or undefined when none of its grains is allocated. */
   private table(t: number): Buffer | undefined {
-    let gt: Buffer | undefined;
+    let sectors: Uint32Array | undefined;
     for (let i = 0; i < GTES_PER_GT; i++) {
       const host = this.hostOf(t * GTES_PER_GT + i);
       if (host === undefined) continue;
-      gt ??= Buffer.alloc(GT_BYTES);
-      gt.writeUInt32LE(host / SECTOR, i * 4);
+      sectors ??= new Uint32Array(GTES_PER_GT);
+      sectors[i] = host / SECTOR;
     }
-    return gt;
+    return sectors && encodeGrainTable(sectors);
   }
 }

@@ -10,21 +10,22 @@
 import { promisify } from 'node:util';
 import { deflate } from 'node:zlib';
 import { NotCapableError, OutOfRangeError } from '../../../errors.js';
-import { BaseImage } from '../../../image/base.js';
-import type { Capabilities } from '../../../image/types.js';
+import { capabilities } from '../../../image/capabilities.js';
 import { isZero } from '../../../io/bytes.js';
+import { FileWriter } from '../../file-writer.js';
 import { MARKER_EOS, MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR } from '../header.js';
 import {
   capacityOf,
   DESCRIPTOR_SECTOR,
   encodeDescriptor,
+  encodeGrainTable,
   encodeHeader,
   GD_AT_END,
   GRAIN_SECTORS,
   GRAIN_SIZE,
-  GT_BYTES,
+  GT_SECTORS,
   GTES_PER_GT,
-  gtCount,
+  gdSectorsOf,
   MAX_HOST_SECTOR,
 } from './layout.js';
 import type { SequentialSink } from './sequential-sink.js';
@@ -32,13 +33,7 @@ import type { VmdkWriterOptions } from './sparse-writer.js';
 
 const deflateAsync = promisify(deflate);
 
-const CAPS: Readonly<Capabilities> = Object.freeze({
-  write: true,
-  zero: true,
-  trim: false,
-  flush: false,
-  extents: false,
-});
+const CAPS = capabilities({ write: true, zero: true });
 
 /** Grains being compressed at once (each holds 64 KiB plus its output). */
 const COMPRESS_AHEAD = 8;
@@ -59,7 +54,7 @@ function metadataMarker(sectors: number, type: number): Buffer {
   return m;
 }
 
-export class VmdkStreamWriter extends BaseImage {
+export class VmdkStreamWriter extends FileWriter<SequentialSink> {
   readonly format = 'vmdk';
   override readonly capabilities = CAPS;
   readonly size: number;
@@ -72,14 +67,9 @@ export class VmdkStreamWriter extends BaseImage {
   private grainFill = 0;
   private readonly pending: PendingGrain[] = [];
   private readonly tables = new Map<number, Uint32Array>();
-  private closed = false;
 
-  private constructor(
-    private readonly file: SequentialSink,
-    capacity: number,
-    private readonly sync: boolean,
-  ) {
-    super();
+  private constructor(file: SequentialSink, capacity: number, sync: boolean) {
+    super(file, sync);
     this.capacity = capacity;
     this.size = capacity * SECTOR;
     this.host = GRAIN_SIZE; // grains start after the first 128 sectors, as qemu's do
@@ -103,14 +93,6 @@ export class VmdkStreamWriter extends BaseImage {
       DESCRIPTOR_SECTOR * SECTOR,
     );
     return w;
-  }
-
-  override get label(): string {
-    return this.file.path;
-  }
-
-  protected async readAt(): Promise<void> {
-    throw new NotCapableError(`${this.label}: the vmdk writer cannot read; reopen it`);
   }
 
   protected override async writeAt(buf: Uint8Array, offset: number): Promise<void> {
@@ -193,46 +175,33 @@ export class VmdkStreamWriter extends BaseImage {
     return at / SECTOR;
   }
 
-  /** Writes what is left, the tables, directory, footer and end marker, and closes. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      if (this.grainFill > 0) await this.endGrain();
-      while (this.pending.length > 0) await this.writeOldest();
-      const gts = gtCount(this.capacity);
-      const gdSectors = Math.ceil((gts * 4) / SECTOR);
-      const gd = Buffer.alloc(gdSectors * SECTOR);
-      for (const t of [...this.tables.keys()].sort((a, b) => a - b)) {
-        const table = this.tables.get(t)!;
-        await this.append(metadataMarker(GT_BYTES / SECTOR, MARKER_GT));
-        const le = Buffer.alloc(GT_BYTES);
-        for (let i = 0; i < GTES_PER_GT; i++) le.writeUInt32LE(table[i]!, i * 4);
-        gd.writeUInt32LE(await this.append(le), t * 4);
-      }
-      await this.append(metadataMarker(gdSectors, MARKER_GD));
-      const gdSector = await this.append(gd);
-      await this.append(metadataMarker(1, MARKER_FOOTER));
-      await this.append(
-        encodeHeader({
-          subformat: 'streamOptimized',
-          capacitySectors: this.capacity,
-          rgdSector: 0,
-          gdSector,
-          overheadSectors: GRAIN_SECTORS,
-        }),
-      );
-      await this.append(metadataMarker(0, MARKER_EOS));
-      if (this.sync) await this.file.sync();
-    } finally {
-      await this.file.close();
+  /** Writes what is left, the tables, directory, footer and end marker. */
+  protected async complete(): Promise<void> {
+    if (this.grainFill > 0) await this.endGrain();
+    while (this.pending.length > 0) await this.writeOldest();
+    const gdSectors = gdSectorsOf(this.capacity);
+    const gd = Buffer.alloc(gdSectors * SECTOR);
+    for (const t of [...this.tables.keys()].sort((a, b) => a - b)) {
+      const table = this.tables.get(t)!;
+      await this.append(metadataMarker(GT_SECTORS, MARKER_GT));
+      gd.writeUInt32LE(await this.append(encodeGrainTable(table)), t * 4);
     }
+    await this.append(metadataMarker(gdSectors, MARKER_GD));
+    const gdSector = await this.append(gd);
+    await this.append(metadataMarker(1, MARKER_FOOTER));
+    await this.append(
+      encodeHeader({
+        subformat: 'streamOptimized',
+        capacitySectors: this.capacity,
+        rgdSector: 0,
+        gdSector,
+        overheadSectors: GRAIN_SECTORS,
+      }),
+    );
+    await this.append(metadataMarker(0, MARKER_EOS));
   }
 
-  async discard(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  protected override async abandon(): Promise<void> {
     await Promise.allSettled(this.pending.map((p) => p.compressed));
-    await this.file.close();
   }
 }

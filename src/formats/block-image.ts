@@ -3,11 +3,12 @@
  * guest range is stored (`segments`), and this class reads, reports extents and builds the
  * qemu-img map view from that one answer, so the three always agree.
  */
-import { CorruptImageError } from '../../errors.js';
-import { BaseImage, checkRange, READ_ONLY } from '../../image/base.js';
-import { mergeExtents } from '../../image/extents.js';
-import type { ByteSource, Capabilities, Extent, Image, MapEntry } from '../../image/types.js';
-import { LocalFile } from '../../io/file.js';
+import { CorruptImageError } from '../errors.js';
+import { BaseImage, checkRange } from '../image/base.js';
+import { capabilities } from '../image/capabilities.js';
+import { mergeExtents, mergeMapEntries } from '../image/extents.js';
+import type { ByteSource, Extent, Image, MapEntry } from '../image/types.js';
+import { hostRuns } from './host-io.js';
 
 /** How one run of guest bytes is stored. Offsets are guest offsets; `host` is a file offset. */
 export type Segment =
@@ -26,10 +27,7 @@ export type Segment =
 const READ_PARALLELISM = 8;
 
 export abstract class BlockImage extends BaseImage {
-  override readonly capabilities: Readonly<Capabilities> = Object.freeze({
-    ...READ_ONLY,
-    extents: true,
-  });
+  override readonly capabilities = capabilities({ extents: true });
   abstract readonly source: ByteSource;
 
   /**
@@ -59,6 +57,15 @@ export abstract class BlockImage extends BaseImage {
       yield s;
     }
     if (next !== end) throw new CorruptImageError(`${this.label}: block map ends at ${next}`);
+  }
+
+  /** Closes the backing image (if any), then the file. */
+  async close(): Promise<void> {
+    try {
+      await this.backing?.close();
+    } finally {
+      await this.source.close();
+    }
   }
 
   protected async readAt(buf: Uint8Array, offset: number): Promise<void> {
@@ -117,12 +124,8 @@ export abstract class BlockImage extends BaseImage {
   private async *rawExtents(offset: number, length: number): AsyncIterable<Extent> {
     for await (const s of this.checked(offset, length)) {
       if (s.kind === 'data') {
-        if (s.sparse && this.source instanceof LocalFile) {
-          for (const h of hostRuns(this.source, s)) {
-            yield { offset: h.offset, length: h.length, zero: h.hole, hole: h.hole };
-          }
-        } else {
-          yield { offset: s.offset, length: s.length, zero: false, hole: false };
+        for (const h of dataRuns(this.source, s)) {
+          yield { offset: h.offset, length: h.length, zero: h.hole, hole: h.hole };
         }
       } else if (s.kind === 'zero') {
         yield { offset: s.offset, length: s.length, zero: true, hole: true };
@@ -150,28 +153,18 @@ export abstract class BlockImage extends BaseImage {
     if (length === 0) return;
     for await (const s of this.checked(offset, length)) {
       if (s.kind === 'data') {
-        if (s.sparse && this.source instanceof LocalFile) {
-          // qemu recurses into the file here: holes are zero yet still "data" at an offset.
-          for (const h of hostRuns(this.source, s)) {
-            yield {
-              offset: h.offset,
-              length: h.length,
-              depth: 0,
-              present: true,
-              zero: h.hole,
-              data: true,
-              hostOffset: s.host + (h.offset - s.offset),
-            };
-          }
-        } else {
+        // qemu recurses into the file here: holes are zero yet still "data" at an offset.
+        for (const h of dataRuns(this.source, s)) {
+          const hostOffset = s.host + (h.offset - s.offset);
+          const { offset: at, length: n, hole } = h;
           yield {
-            offset: s.offset,
-            length: s.length,
+            offset: at,
+            length: n,
             depth: 0,
             present: true,
-            zero: false,
+            zero: hole,
             data: true,
-            hostOffset: s.host,
+            hostOffset,
           };
         }
       } else if (s.kind === 'zero') {
@@ -213,52 +206,21 @@ async function* lowerMapping(
   }
 }
 
-/** Joins neighbours as qemu-img map does: same flags and depth, host offsets continuing. */
-export async function* mergeMapEntries(source: AsyncIterable<MapEntry>): AsyncIterable<MapEntry> {
-  let cur: MapEntry | undefined;
-  for await (const e of source) {
-    if (cur && mergeable(cur, e)) {
-      cur.length += e.length;
-      continue;
-    }
-    if (cur) yield cur;
-    cur = { ...e };
+/**
+ * A data segment's runs at guest offsets: a sparse segment split where the host file has
+ * holes (they read as zeroes), any other as one data run.
+ */
+function* dataRuns(
+  file: ByteSource,
+  s: { offset: number; length: number; host: number; sparse?: boolean },
+): Generator<{ offset: number; length: number; hole: boolean }> {
+  if (!s.sparse) {
+    yield { offset: s.offset, length: s.length, hole: false };
+    return;
   }
-  if (cur) yield cur;
-}
-
-function mergeable(a: MapEntry, b: MapEntry): boolean {
-  if (a.offset + a.length !== b.offset) return false;
-  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data) {
-    return false;
+  for (const h of hostRuns(file, s.host, s.length)) {
+    yield { offset: s.offset + (h.offset - s.host), length: h.length, hole: h.hole };
   }
-  if ((a.hostOffset === undefined) !== (b.hostOffset === undefined)) return false;
-  return a.hostOffset === undefined || a.hostOffset + a.length === b.hostOffset;
-}
-
-/** Splits a sparse data segment into file data and file holes (SEEK_DATA/SEEK_HOLE). */
-function hostRuns(
-  file: LocalFile,
-  s: { offset: number; length: number; host: number },
-): { offset: number; length: number; hole: boolean }[] {
-  const out: { offset: number; length: number; hole: boolean }[] = [];
-  const end = s.host + s.length;
-  let pos = s.host;
-  while (pos < end) {
-    const data = file.seek(pos, 'data');
-    if (data === 'unsupported') break;
-    const dataStart = data === 'eof' ? end : Math.min(data, end);
-    if (dataStart > pos)
-      out.push({ offset: s.offset + (pos - s.host), length: dataStart - pos, hole: true });
-    pos = dataStart;
-    if (pos >= end) break;
-    const hole = file.seek(pos, 'hole');
-    const dataEnd = typeof hole === 'number' ? Math.min(hole, end) : end;
-    out.push({ offset: s.offset + (pos - s.host), length: dataEnd - pos, hole: false });
-    pos = dataEnd;
-  }
-  if (pos < end) out.push({ offset: s.offset + (pos - s.host), length: end - pos, hole: false });
-  return out;
 }
 
 /** Keeps up to `limit` reads in flight and reports the first failure. */
