@@ -208,3 +208,9 @@ const ERRNO_TEXT: Record<string, string> = {
 function describeErrno(code: string): string {
   return ERRNO_TEXT[code] ?? 'system error';
 }
+
+/** `value` if it is one of `allowed`, else a UsageError naming `what` and the choices. */
+export function oneOf<T extends string>(what: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UsageError(`${what} '${value}' is not one of ${allowed.join(', ')}`);
+}

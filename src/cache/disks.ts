@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, lstat, stat, truncate } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CacheError, IoError, UsageError } from '../errors.js';
+import { CacheError, IoError, oneOf, UsageError } from '../errors.js';
 import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
 import { acquireLock } from '../io/lock.js';
@@ -85,9 +85,7 @@ export async function createDisk(
   dest: string,
   opts: DiskOptions = {},
 ): Promise<DiskResult> {
-  const format = opts.format ?? 'raw';
-  if (format !== 'raw' && format !== 'qcow2')
-    throw new UsageError(`disk format '${format}' is not supported (raw or qcow2)`);
+  const format = oneOf('disk format', opts.format ?? 'raw', ['raw', 'qcow2'] as const);
   const layout = new CacheLayout(opts.cacheDir);
   await layout.ensure();
   const index = new CacheIndex(layout);

@@ -5,7 +5,7 @@
  * kernel cannot), skipping zero blocks found in data. Written under a temporary name; a block
  * device DST is written in place instead (every byte of the file: holes are zeroed there).
  */
-import { IoError, NotCapableError, OutOfRangeError, UsageError } from '../errors.js';
+import { IoError, NotCapableError, OutOfRangeError, oneOf } from '../errors.js';
 import type { ProgressListener } from '../image/types.js';
 import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
@@ -45,16 +45,14 @@ const CHUNK = 4 * 1024 * 1024;
 /** Largest copy_file_range call: between calls an abort is noticed. */
 const KERNEL_PIECE = 16 * 1024 * 1024;
 const BLOCK = 4096;
+const STRATEGIES = ['auto', 'reflink', 'sparse-copy'] as const;
 
 export async function cloneFile(
   src: string,
   dst: string,
   opts: CloneOptions = {},
 ): Promise<CloneResult> {
-  const strategy = opts.strategy ?? 'auto';
-  if (strategy !== 'auto' && strategy !== 'reflink' && strategy !== 'sparse-copy') {
-    throw new UsageError(`strategy '${strategy}' is not one of auto, reflink, sparse-copy`);
-  }
+  const strategy = oneOf('strategy', opts.strategy ?? 'auto', STRATEGIES);
   throwIfAborted(opts.signal, 'clone');
   const kind = await destinationKind(dst, { blockDevice: true });
   const from = await LocalFile.open(src, 'r');
@@ -69,11 +67,11 @@ export async function cloneFile(
       async (tmp) => {
         const to = await LocalFile.open(tmp, 'w+');
         try {
-          if (opts.strategy !== 'sparse-copy' && ficlone(to.fd, from.fd)) {
+          if (strategy !== 'sparse-copy' && ficlone(to.fd, from.fd)) {
             pace.progress(from.size);
             return { strategy: 'reflink', bytesWritten: 0, size: from.size } as const;
           }
-          if (opts.strategy === 'reflink') {
+          if (strategy === 'reflink') {
             throw new NotCapableError(`cannot reflink ${src}: not supported here`);
           }
           await to.truncate(from.size);

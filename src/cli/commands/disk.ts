@@ -1,4 +1,4 @@
-import { UsageError } from '../../errors.js';
+import { oneOf, UsageError } from '../../errors.js';
 import { openCache, pauseForTests } from '../cache-object.js';
 import { defineCommand, defineGroup } from '../command.js';
 import { httpOptions, humanSize, parseSize, print } from '../common.js';
@@ -36,9 +36,7 @@ const create = defineCommand({
   operandCount: [1, 1],
   async run(values, [dest]) {
     if (!values.from) throw new UsageError(`--from is required; usage: ${SYNOPSIS}`);
-    const format = values.format ?? 'raw';
-    if (format !== 'raw' && format !== 'qcow2')
-      throw new UsageError(`--format must be raw or qcow2, not '${format}'`);
+    const format = oneOf('--format', values.format ?? 'raw', ['raw', 'qcow2'] as const);
     const started = performance.now();
     const bar = new PhaseProgress({ enabled: values.progress ?? false });
     const r = await openCache(values['cache-dir'], { http: { client: httpOptions(values) } })
