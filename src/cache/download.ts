@@ -4,7 +4,6 @@
  * A partial download keeps its validator (ETag / Last-Modified) beside it, so the next attempt
  * asks only for the missing bytes with Range + If-Range and starts over if the file changed.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +16,7 @@ import {
   TransferLimitError,
 } from '../sources/download-limits.js';
 import { SparseWriter } from './sparse-writer.js';
+import { StreamDigests } from './stream-digest.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -58,7 +58,8 @@ export interface DownloadOptions {
 
 export interface DownloadObserver {
   restart(): void;
-  data(chunk: Uint8Array): void;
+  /** May return a promise to make the download wait (back-pressure). */
+  data(chunk: Uint8Array): Promise<void> | undefined;
 }
 
 export interface DownloadResult {
@@ -228,7 +229,11 @@ async function attemptDownload(
 
   const hashes = makeHashes(opts.expected?.algorithm);
   opts.observer?.restart();
-  if (start > 0) await hashExisting(opts.partPath, start, hashes, opts.observer);
+  if (start > 0)
+    await hashExisting(opts.partPath, start, hashes, opts.observer).catch((err) => {
+      hashes.close();
+      throw err;
+    });
   const handle = await openPart(opts.partPath, start);
   const writer = new SparseWriter(handle, start, 'the download');
   writer.onFlushed = opts.onPersisted;
@@ -239,13 +244,16 @@ async function attemptDownload(
     for await (const chunk of limitedBody(response, where, opts.limits ?? {}, () => idle.abort())) {
       touch();
       await writer.write(chunk);
-      for (const h of hashes.values()) h.update(chunk);
-      opts.observer?.data(chunk);
+      const behind = hashes.update(chunk);
+      if (behind) await behind;
+      const observing = opts.observer?.data(chunk);
+      if (observing) await observing;
       position += chunk.length;
       opts.onProgress?.(position, total);
     }
   } catch (err) {
     clearTimeout(timer);
+    hashes.close();
     // What arrived is kept (its size tells the next attempt where to resume).
     const kept = await writer.finish().then(
       () => true,
@@ -274,10 +282,14 @@ async function attemptDownload(
   try {
     await writer.finish();
     await handle.sync();
+  } catch (err) {
+    hashes.close();
+    throw err;
   } finally {
     await handle.close();
   }
   if (total !== undefined && position !== total) {
+    hashes.close();
     throw transient(
       new HttpError(`${opts.url}: connection closed after ${position} of ${total} bytes`, false),
       position - start,
@@ -293,13 +305,12 @@ async function attemptDownload(
 
 async function finishDigests(
   opts: DownloadOptions,
-  hashes: Map<DigestAlgorithm, Hash>,
+  hashes: StreamDigests,
   position: number,
   start: number,
   validators: Validators,
 ): Promise<Omit<DownloadResult, 'written'>> {
-  const digests: Partial<Record<DigestAlgorithm, string>> = {};
-  for (const [alg, h] of hashes) digests[alg] = h.digest('hex');
+  const digests: Partial<Record<DigestAlgorithm, string>> = await hashes.finish();
   if (opts.expected && digests[opts.expected.algorithm] !== opts.expected.hex) {
     await discardPart(opts.partPath);
     const actual = digests[opts.expected.algorithm] ?? '';
@@ -325,22 +336,23 @@ export async function discardPart(partPath: string): Promise<void> {
   await unlink(`${partPath}.json`).catch(() => {});
 }
 
-function makeHashes(extra: DigestAlgorithm | undefined): Map<DigestAlgorithm, Hash> {
-  const m = new Map<DigestAlgorithm, Hash>([['sha256', createHash('sha256')]]);
-  if (extra && !m.has(extra)) m.set(extra, createHash(extra));
-  return m;
+/** sha256 always, plus the expected digest's algorithm; hashed on a worker thread. */
+function makeHashes(extra: DigestAlgorithm | undefined): StreamDigests {
+  return new StreamDigests(extra && extra !== 'sha256' ? ['sha256', extra] : ['sha256']);
 }
 
 async function hashExisting(
   path: string,
   length: number,
-  hashes: Map<DigestAlgorithm, Hash>,
+  hashes: StreamDigests,
   observer: DownloadObserver | undefined,
 ): Promise<void> {
   const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 });
   for await (const chunk of stream as AsyncIterable<Buffer>) {
-    for (const h of hashes.values()) h.update(chunk);
-    observer?.data(chunk);
+    const behind = hashes.update(chunk);
+    if (behind) await behind;
+    const observing = observer?.data(chunk);
+    if (observing) await observing;
   }
 }
 

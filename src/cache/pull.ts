@@ -189,6 +189,7 @@ async function pullLocked(
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();
     if (d.status === 'rejected') {
+      rawHash.close();
       await unlink(convTmp).catch(() => {});
       throw d.reason;
     }
@@ -213,7 +214,8 @@ async function pullLocked(
   }
 
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
-  const rawDigest = isLocal || opts.sparsify ? undefined : rawHash.digest(fetched.size);
+  const rawDigest = isLocal || opts.sparsify ? undefined : await rawHash.digest(fetched.size);
+  rawHash.close();
   const asIs = rawDigest ? await plainRaw(input, rawDigest) : undefined;
   const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;

@@ -66,23 +66,31 @@ export async function* watchedChunks(
   },
 ): AsyncGenerator<Uint8Array> {
   const it = chunks[Symbol.asyncIterator]();
-  let tripped: (err: Error) => void = () => {};
-  const slow = new Promise<never>((_, reject) => {
-    tripped = reject;
-  });
-  slow.catch(() => {});
+  // The pending read's reject, replaced on every read. Racing each read against one long-lived
+  // promise would leave a reaction on it per read, each holding its chunk: the whole body.
+  let rejectRead: ((err: Error) => void) | undefined;
+  let slowError: Error | undefined;
   let aborted = false;
   const watch = new RateWatch(opts, () => {
     aborted = true;
     // Reject first: the aborted read's own error must not win the race.
-    tripped(opts.slow());
+    slowError = opts.slow();
+    rejectRead?.(slowError);
     opts.abort();
   });
+  const next = () =>
+    new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+      if (slowError) throw slowError;
+      rejectRead = reject;
+      it.next().then(resolve, reject);
+    }).finally(() => {
+      rejectRead = undefined;
+    });
   let total = 0;
   let done = false;
   try {
     for (;;) {
-      const r = await Promise.race([it.next(), slow]);
+      const r = await next();
       if (r.done) {
         done = true;
         return;
