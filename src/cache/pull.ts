@@ -185,7 +185,13 @@ async function pullLocked(
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.('download', done, total),
     }).finally(() => growing.end());
-    const converting = convertAlongside(growing, convTmp, storeProgress(opts), wrapFor(opts));
+    const converting = convertAlongside(
+      growing,
+      convTmp,
+      storeProgress(opts),
+      wrapFor(opts),
+      !opts.sparsify,
+    );
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();
     if (d.status === 'rejected') {
@@ -195,8 +201,9 @@ async function pullLocked(
     }
     fetched = d.value;
     if (c.status === 'fulfilled') overlapped = c.value;
-    // A converter cut off by a restarted download runs again on the complete file.
-    else if (!(c.reason instanceof DownloadGoneError)) overlapError = c.reason;
+    // A converter cut off by a restarted download runs again on the complete file (a
+    // decompressor may have wrapped the reason).
+    else if (!(c.reason instanceof DownloadGoneError) && !growing.cutOff) overlapError = c.reason;
     if (fetched.notModified) {
       const r = await tryHit();
       if (r) return r;
