@@ -52,7 +52,8 @@ export async function convertAlongside(
     throw err;
   });
   try {
-    const stored = await storeImage(image, tmp, onProgress);
+    // The converter follows the download: data in the order it arrives.
+    const stored = await storeImage(image, tmp, onProgress, 'host');
     return { stored, sourceFormat: opened.format, layers: [] };
   } finally {
     await image.close();
