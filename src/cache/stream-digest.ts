@@ -115,7 +115,8 @@ export class StreamDigests {
   private receive(reply: StreamDigestReply): void {
     if (reply.kind === 'ack') {
       this.free.push(reply.buffer);
-      if (--this.inFlight === 0) this.worker.unref();
+      // Idle workers must not keep the process alive, but one owing the digests must.
+      if (--this.inFlight === 0 && !this.finishing) this.worker.unref();
     } else if (reply.kind === 'digests') {
       this.finishing?.resolve(reply.hex);
       return;
