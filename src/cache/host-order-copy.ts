@@ -58,7 +58,9 @@ export async function copyInHostOrder(
           const view = buf.subarray(0, p.length);
           await image.read(view, p.offset);
           tap.data(view, p.offset);
-          bytesWritten += await writeSparse(file, view, p.offset);
+          // Not `+= await`: that would add to a total read before the other workers' writes.
+          const written = await writeSparse(file, view, p.offset);
+          bytesWritten += written;
           done += p.length;
           onProgress?.(done, image.size);
         }
