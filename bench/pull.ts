@@ -1,11 +1,12 @@
 /**
- * pull in one pass against the shell pipelines it replaces, on the issue's images: 3 GiB
- * virtual with 164 MiB of data (half random, half compressible text, in 4 MiB pieces spread
- * over the disk) as a deflate qcow2 and as uncompressed raw, served by bench/http-serve.ts in
- * its own process. Each pair is timed by /work/shared/tools/abbench (A B A B ..., medians),
- * with the cache and outputs removed and `sync` before every run. diskpipe's time includes the
- * download digest and the content digest; the peers' does not.
- *   node dist/bench/pull.js [RUNS=5] [DIR]
+ * pull in one pass against the shell pipelines it replaces: deflate and zstd qcow2, raw.xz,
+ * raw.gz, raw.zst and uncompressed raw of one disk (PULL_VIRTUAL_MIB virtual, default 1024,
+ * with PULL_DATA_MIB of data, default 300: 4 MiB pieces spread over the disk, half random,
+ * half compressible text), served by bench/http-serve.ts in its own process. Each pair is timed
+ * by /work/shared/tools/abbench (A B A B ..., medians of wall, CPU and peak RSS), with the
+ * cache and outputs removed and `sync` before every run. diskpipe's time includes the download
+ * digest and the content digest; the peers' does not.
+ *   node dist/bench/pull.js [RUNS=5] [DIR]      or  BENCH_ONLY=pull npm run bench
  * The machine is shared: quote medians, and min/max to show the noise.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -13,23 +14,28 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const MiB = 1024 * 1024;
 const ABBENCH = '/work/shared/tools/abbench';
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const SERVE = fileURLToPath(new URL('./http-serve.js', import.meta.url));
 
-const runs = Number(process.argv[2] ?? 5);
-const dir = process.argv[3] ?? '/var/tmp/diskpipe-bench-pull';
-mkdirSync(dir, { recursive: true });
+export interface PullBenchOptions {
+  runs: number;
+  dir: string;
+  virtualMiB: number;
+  dataMiB: number;
+}
 
-/** 3 GiB raw with 41 pieces of 4 MiB (164 MiB): random and text, every ~75 MiB. */
-function makeRaw(path: string): void {
+/** The raw disk: 4 MiB pieces of data (random and text, alternating) spread evenly. */
+function makeRaw(path: string, virtualMiB: number, dataMiB: number): void {
   if (existsSync(path)) return;
   const fd = openSync(`${path}.tmp`, 'w');
-  ftruncateSync(fd, 3 * 1024 * MiB);
-  for (let i = 0; i < 41; i++) {
+  ftruncateSync(fd, virtualMiB * MiB);
+  const pieces = Math.floor(dataMiB / 4);
+  const stride = Math.floor((virtualMiB - 4) / pieces);
+  for (let i = 0; i < pieces; i++) {
     const piece =
       i % 2 === 0
         ? randomBytes(4 * MiB)
@@ -38,65 +44,110 @@ function makeRaw(path: string): void {
               .toString('base64')
               .slice(0, 4 * MiB),
           );
-    writeSync(fd, piece, 0, piece.length, i * 75 * MiB);
+    writeSync(fd, piece, 0, piece.length, i * stride * MiB);
   }
   closeSync(fd);
   execFileSync('mv', [`${path}.tmp`, path]);
 }
 
-const raw = join(dir, 'cloud.raw');
-const qcow2 = join(dir, 'cloud.qcow2');
-makeRaw(raw);
-if (!existsSync(qcow2)) execFileSync('qemu-img', ['convert', '-c', '-O', 'qcow2', raw, qcow2]);
+/** Makes `out` with a shell command once (under a temporary name). */
+function once(out: string, command: string): void {
+  if (existsSync(out)) return;
+  console.error(`generating ${out}...`);
+  execFileSync('sh', ['-c', `${command} > '${out}.tmp' && mv '${out}.tmp' '${out}'`]);
+}
 
-const server = spawn(process.execPath, [SERVE, `/cloud.raw=${raw}`, `/cloud.qcow2=${qcow2}`], {
-  stdio: ['pipe', 'pipe', 'inherit'],
-});
-const base = await new Promise<string>((resolve) =>
-  createInterface({ input: server.stdout! }).once('line', (l) => resolve(l.trim())),
-);
-
-const cache = join(dir, 'cache');
-const out = join(dir, 'out.raw');
-const dl = join(dir, 'dl.qcow2');
-const before = `rm -rf '${cache}' '${out}' '${dl}'; sync`;
-const cases: [string, string, string][] = [
-  [
-    'deflate qcow2 (164 MiB data, 3 GiB)',
-    'cloud.qcow2',
-    `curl -sf -o '${dl}' URL && qemu-img convert -m 16 -W -O raw '${dl}' '${out}'`,
-  ],
-  [
-    'uncompressed raw (164 MiB data, 3 GiB)',
-    'cloud.raw',
-    `curl -sf URL | dd of='${out}' bs=1M conv=sparse status=none`,
-  ],
-];
-try {
-  for (const [name, file, peer] of cases) {
-    const url = new URL(file, base.endsWith('/') ? base : `${base}/`).href;
-    // Bytes written to the cache by one pull (the issue's bound: data + 1%).
-    spawnSync('sh', ['-c', before]);
-    const json = execFileSync(process.execPath, [CLI, 'pull', '--json', '--cache-dir', cache, url]);
-    const r = JSON.parse(json.toString()) as { written: number; allocatedSize: number };
-    console.log(`\n== ${name}: pull wrote ${(r.written / MiB).toFixed(1)} MiB to the cache`);
-    const ab = spawnSync(
-      ABBENCH,
-      [
-        '-n',
-        String(runs),
-        '--before',
-        before,
-        '-a',
-        `node '${CLI}' pull --cache-dir '${cache}' '${url}'`,
-        '-b',
-        peer.replace('URL', `'${url}'`),
-      ],
-      { encoding: 'utf8' },
-    );
-    process.stdout.write(ab.stdout + ab.stderr);
+export async function benchPull(o: PullBenchOptions): Promise<void> {
+  const dir = o.dir;
+  mkdirSync(dir, { recursive: true });
+  const raw = join(dir, `disk-${o.virtualMiB}-${o.dataMiB}.raw`);
+  makeRaw(raw, o.virtualMiB, o.dataMiB);
+  const files: Record<string, string> = { raw };
+  for (const [name, flags] of [
+    ['deflate.qcow2', ['-c']],
+    ['zstd.qcow2', ['-c', '-o', 'compression_type=zstd']],
+  ] as const) {
+    files[name] = `${raw}.${name}`;
+    if (!existsSync(files[name]))
+      execFileSync('qemu-img', ['convert', '-O', 'qcow2', ...flags, raw, files[name]]);
   }
-} finally {
-  server.stdin!.end();
-  spawnSync('sh', ['-c', before]);
+  files.xz = `${raw}.xz`;
+  once(files.xz, `xz -T2 -3 -c '${raw}'`);
+  files.gz = `${raw}.gz`;
+  once(files.gz, `gzip -6 -c '${raw}'`);
+  files.zst = `${raw}.zst`;
+  once(files.zst, `zstd -q -T2 -3 -c '${raw}'`);
+
+  const server = spawn(
+    process.execPath,
+    [SERVE, ...Object.entries(files).map(([k, v]) => `/${k}=${v}`)],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const base = await new Promise<string>((resolve) =>
+    createInterface({ input: server.stdout! }).once('line', (l) => resolve(l.trim())),
+  );
+
+  const cache = join(dir, 'cache');
+  const out = join(dir, 'out.raw');
+  const dl = join(dir, 'dl.qcow2');
+  const before = `rm -rf '${cache}' '${out}' '${dl}'; sync`;
+  const dd = `dd of='${out}' bs=1M conv=sparse status=none`;
+  const convert = `curl -sf -o '${dl}' URL && qemu-img convert -m 16 -W -O raw '${dl}' '${out}'`;
+  const cases: [string, string, string][] = [
+    ['deflate qcow2', 'deflate.qcow2', convert],
+    ['zstd qcow2', 'zstd.qcow2', convert],
+    ['raw.xz', 'xz', `curl -sf URL | xz -dc | ${dd}`],
+    ['raw.gz', 'gz', `curl -sf URL | gzip -dc | ${dd}`],
+    ['raw.zst', 'zst', `curl -sf URL | zstd -qdc | ${dd}`],
+    ['uncompressed raw', 'raw', `curl -sf URL | ${dd}`],
+  ];
+  console.log(
+    `pull bench: ${o.virtualMiB} MiB virtual, ${o.dataMiB} MiB data, ${o.runs} paired runs (A = diskpipe pull, B = pipeline)`,
+  );
+  try {
+    for (const [name, file, peer] of cases) {
+      const url = new URL(file, base.endsWith('/') ? base : `${base}/`).href;
+      // Bytes written to the cache by one pull (the issue's bound: data + 1%).
+      spawnSync('sh', ['-c', before]);
+      const json = execFileSync(process.execPath, [
+        CLI,
+        'pull',
+        '--json',
+        '--cache-dir',
+        cache,
+        url,
+      ]);
+      const r = JSON.parse(json.toString()) as { written: number };
+      console.log(
+        `\n== ${name}: pull wrote ${(r.written / MiB).toFixed(1)} MiB to the cache (data ${o.dataMiB} MiB)\n   B: ${peer}`,
+      );
+      const ab = spawnSync(
+        ABBENCH,
+        [
+          '-n',
+          String(o.runs),
+          '--before',
+          before,
+          '-a',
+          `node '${CLI}' pull --cache-dir '${cache}' '${url}'`,
+          '-b',
+          peer.replace('URL', `'${url}'`),
+        ],
+        { encoding: 'utf8' },
+      );
+      process.stdout.write(ab.stdout + ab.stderr);
+    }
+  } finally {
+    server.stdin!.end();
+    spawnSync('sh', ['-c', before]);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await benchPull({
+    runs: Number(process.argv[2] ?? 5),
+    dir: process.argv[3] ?? '/var/tmp/diskpipe-bench-pull',
+    virtualMiB: Number(process.env.PULL_VIRTUAL_MIB ?? 1024),
+    dataMiB: Number(process.env.PULL_DATA_MIB ?? 300),
+  });
 }

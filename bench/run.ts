@@ -7,10 +7,13 @@
  *   BENCH_ONLY       comma list of convert,compare,clone,formats,outformats,cache,checksum,
  *                    nbd,http,stall (default: all), and perf (issue 11's perf set: convert
  *                    of its deflate and zstd qcow2 against qemu-img, compare of its raw
- *                    and deflate qcow2 against qemu-img compare; only when named)
+ *                    and deflate qcow2 against qemu-img compare; only when named), and
+ *                    pull (bench/pull.ts: pull vs curl + qemu-img/xz/gzip/zstd/dd; only when
+ *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk)
  *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
  */
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { formatDriver } from '../src/formats/registry.js';
 import { benchCache } from './cache.js';
 import { run as benchChecksum } from './checksum.js';
@@ -23,6 +26,7 @@ import { benchImages } from './images.js';
 import { run as benchNbd } from './nbd.js';
 import { benchOutputFormats } from './output-formats.js';
 import { perfSet } from './perf-set.js';
+import { benchPull } from './pull.js';
 import { benchStall } from './stall.js';
 import { MiB, printRows, type Row } from './util.js';
 import '../src/formats/index.js';
@@ -36,6 +40,18 @@ const only = new Set(
     'convert,compare,clone,formats,outformats,cache,checksum,nbd,http,stall'
   ).split(','),
 );
+
+if (only.has('pull')) {
+  await benchPull({
+    runs: reps,
+    dir: join(dir, 'pull'),
+    virtualMiB: Number(process.env.PULL_VIRTUAL_MIB ?? 1024),
+    dataMiB: Number(process.env.PULL_DATA_MIB ?? 300),
+  });
+  only.delete('pull');
+  // The pull bench makes its own images: the 8 GiB set is not needed for it alone.
+  if (only.size === 0) process.exit(0);
+}
 
 const img = benchImages(dir, dataMiB);
 const qcow2 = formatDriver('qcow2') !== undefined;

@@ -1,9 +1,10 @@
 /**
  * The digests of a download (sha256 always, plus the algorithm of an expected digest) and the
- * observer that follows the same bytes. `update` is the one place download bytes are hashed.
+ * observer that follows the same bytes. `update` is the one place download bytes are hashed;
+ * the hashing itself runs on a worker thread (stream-digest.ts), so it overlaps the download.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { StreamDigests } from './stream-digest.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -15,23 +16,24 @@ export interface DownloadObserver {
 }
 
 export class DownloadHash {
-  private readonly hashes = new Map<DigestAlgorithm, Hash>();
+  private readonly streams: StreamDigests;
 
   /** Starts from byte 0 (an attempt then feeds a resumed prefix through `hashPrefix`). */
   constructor(
     extra: DigestAlgorithm | undefined,
     private readonly observer: DownloadObserver | undefined,
   ) {
-    this.hashes.set('sha256', createHash('sha256'));
-    if (extra && extra !== 'sha256') this.hashes.set(extra, createHash(extra));
+    this.streams = new StreamDigests(extra && extra !== 'sha256' ? ['sha256', extra] : ['sha256']);
     observer?.restart();
   }
 
-  /** The next bytes of the download; a returned promise asks the download to wait for it. */
+  /** The next bytes of the download (copied); a returned promise asks the download to wait. */
   update(chunk: Uint8Array): Promise<void> | undefined {
-    for (const h of this.hashes.values()) h.update(chunk);
+    const hashing = this.streams.update(chunk);
     const observed = this.observer?.data(chunk);
-    return observed instanceof Promise ? observed : undefined;
+    const observing = observed instanceof Promise ? observed : undefined;
+    if (hashing && observing) return Promise.all([hashing, observing]).then(() => {});
+    return hashing ?? observing;
   }
 
   /** Feeds the first `length` bytes of a partial file (kept from an earlier attempt). */
@@ -41,9 +43,17 @@ export class DownloadHash {
     for await (const chunk of stream as AsyncIterable<Buffer>) await this.update(chunk);
   }
 
-  digests(): Partial<Record<DigestAlgorithm, string>> {
+  /** The hex digests of everything given; the hashing worker stops afterwards. */
+  async digests(): Promise<Partial<Record<DigestAlgorithm, string>>> {
+    const all = await this.streams.finish();
     const out: Partial<Record<DigestAlgorithm, string>> = {};
-    for (const [alg, h] of this.hashes) out[alg] = h.digest('hex');
+    if (all.sha256 !== undefined) out.sha256 = all.sha256;
+    if (all.sha512 !== undefined) out.sha512 = all.sha512;
     return out;
+  }
+
+  /** Stops the worker when the download ends without digests (idempotent). */
+  close(): void {
+    this.streams.close();
   }
 }

@@ -208,56 +208,60 @@ async function receive(
   } satisfies PartMeta);
 
   const hash = new DownloadHash(opts.expected?.algorithm, opts.observer);
-  await hash.hashPrefix(opts.partPath, start);
-  const handle = await openPart(opts.partPath, start);
-  const writer = new SparseWriter(handle, start, 'the download');
-  writer.onFlushed = opts.onPersisted;
-  let position = start;
-  let overLimit = false;
   try {
-    for await (const chunk of bodyChunks(res, label, start, total)) {
-      if (position + chunk.length > max) {
-        overLimit = true;
-        throw tooLarge(place, max, limits);
+    await hash.hashPrefix(opts.partPath, start);
+    const handle = await openPart(opts.partPath, start);
+    const writer = new SparseWriter(handle, start, 'the download');
+    writer.onFlushed = opts.onPersisted;
+    let position = start;
+    let overLimit = false;
+    try {
+      for await (const chunk of bodyChunks(res, label, start, total)) {
+        if (position + chunk.length > max) {
+          overLimit = true;
+          throw tooLarge(place, max, limits);
+        }
+        await writer.write(chunk);
+        const hashing = hash.update(chunk);
+        if (hashing) await hashing;
+        position += chunk.length;
+        opts.onProgress?.(position, total);
       }
-      await writer.write(chunk);
-      const hashing = hash.update(chunk);
-      if (hashing) await hashing;
-      position += chunk.length;
-      opts.onProgress?.(position, total);
+      await writer.finish();
+      await handle.sync();
+    } catch (err) {
+      // What arrived is kept (its size tells the next attempt where to resume).
+      const kept = await writer.finish().then(
+        () => true,
+        () => false,
+      );
+      if (!kept) position = start;
+      // A kept part would fill the cache's filesystem and make every later pull fail; one
+      // past the size limit would only be refused again.
+      if (isNoSpace(err) || overLimit) await discardPart(opts.partPath);
+      throw err;
+    } finally {
+      totals.fetched += position - start;
+      totals.written += writer.written;
+      await handle.close();
     }
-    await writer.finish();
-    await handle.sync();
-  } catch (err) {
-    // What arrived is kept (its size tells the next attempt where to resume).
-    const kept = await writer.finish().then(
-      () => true,
-      () => false,
-    );
-    if (!kept) position = start;
-    // A kept part would fill the cache's filesystem and make every later pull fail; one
-    // past the size limit would only be refused again.
-    if (isNoSpace(err) || overLimit) await discardPart(opts.partPath);
-    throw err;
+    if (total !== undefined && position !== total)
+      throw new HttpError(`${label}: connection closed after ${position} of ${total} bytes`, true);
+    const digests = await hash.digests();
+    const expected = opts.expected;
+    if (expected && digests[expected.algorithm] !== expected.hex) {
+      await discardPart(opts.partPath);
+      const actual = digests[expected.algorithm] ?? '';
+      throw new ChecksumMismatchError(
+        `${label}: download ${expected.algorithm} is ${actual}, expected ${expected.hex}`,
+        expected.hex,
+        actual,
+      );
+    }
+    return { notModified: false, size: position, validators, digests };
   } finally {
-    totals.fetched += position - start;
-    totals.written += writer.written;
-    await handle.close();
+    hash.close();
   }
-  if (total !== undefined && position !== total)
-    throw new HttpError(`${label}: connection closed after ${position} of ${total} bytes`, true);
-  const digests = hash.digests();
-  const expected = opts.expected;
-  if (expected && digests[expected.algorithm] !== expected.hex) {
-    await discardPart(opts.partPath);
-    const actual = digests[expected.algorithm] ?? '';
-    throw new ChecksumMismatchError(
-      `${label}: download ${expected.algorithm} is ${actual}, expected ${expected.hex}`,
-      expected.hex,
-      actual,
-    );
-  }
-  return { notModified: false, size: position, validators, digests };
 }
 
 /** Removes a partial download and its metadata. */

@@ -1,17 +1,19 @@
 /**
  * Converting while downloading: when the first bytes of a download show an image format
  * (qcow2, vmdk, vhdx, vdi, dynamic vhd), the converter opens the growing partial file and
- * copies while the rest arrives; its reads wait for the bytes they need. Raw downloads are
- * hashed in the download pass instead, and compressed or archived ones are converted after
- * the download, so those return undefined here.
+ * copies while the rest arrives; its reads wait for the bytes they need. A compressed or
+ * archived download is unwrapped as it arrives too: raw content inside streams through
+ * decompress → zero-detect → sparse write → hash in one pass (anything else is staged, as
+ * after a download). Raw downloads are hashed in the download pass instead: undefined here.
  */
 import { PROBE_BYTES, probeFormat } from '../formats/registry.js';
-import type { Image } from '../image/types.js';
+import type { ByteSource, Image } from '../image/types.js';
 import { openImageOn } from '../open.js';
 import { detectCompression } from '../sources/decompress/index.js';
 import { DownloadGoneError, type GrowingFile } from '../sources/growing-file.js';
 import { looksLikeTar } from '../sources/tar.js';
-import { type StoredRaw, type StoreProgress, storeImage } from './store-raw.js';
+import { unwrapSource } from '../sources/unwrap.js';
+import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 
 export interface Converted {
   stored: StoredRaw;
@@ -25,6 +27,8 @@ export async function convertAlongside(
   onProgress?: StoreProgress,
   /** Wraps the opened image before it is stored (pull --sparsify). */
   wrap: (image: Image) => Promise<Image> = async (image) => image,
+  /** Unwrap compressed/archived downloads while they arrive (not for --sparsify). */
+  unwrap = true,
 ): Promise<Converted | undefined> {
   try {
     await growing.waitFor(PROBE_BYTES);
@@ -35,8 +39,11 @@ export async function convertAlongside(
   if (!growing.sizeKnown || growing.size === 0) return undefined;
   const head = new Uint8Array(Math.min(PROBE_BYTES, growing.size));
   await growing.read(head, 0);
+  if (detectCompression(head) || looksLikeTar(head)) {
+    return unwrap ? await unwrapAlongside(growing, tmp, onProgress, wrap) : undefined;
+  }
   const format = probeFormat(head, growing.size).name;
-  if (detectCompression(head) || looksLikeTar(head) || format === 'raw') return undefined;
+  if (format === 'raw') return undefined;
   // The head names the format: probing again would also read the file's tail (DMG, fixed
   // VHD trailers), which waits for the end of the download.
   const opened = await openImageOn(growing, { untrusted: true, format });
@@ -45,8 +52,45 @@ export async function convertAlongside(
     throw err;
   });
   try {
-    const stored = await storeImage(image, tmp, onProgress);
+    // The converter follows the download: data in the order it arrives.
+    const stored = await storeImage(image, tmp, onProgress, undefined, 'host');
     return { stored, sourceFormat: opened.format, layers: [] };
+  } finally {
+    await image.close();
+  }
+}
+
+/** A wrapped download: raw content inside is streamed to `tmp`, anything else staged first. */
+async function unwrapAlongside(
+  growing: GrowingFile,
+  tmp: string,
+  onProgress: StoreProgress | undefined,
+  wrap: (image: Image) => Promise<Image>,
+): Promise<Converted> {
+  // The growing file stays open for pull.ts to close: unwrapping closes what it is given.
+  const source: ByteSource = {
+    name: growing.name,
+    size: growing.size,
+    read: (buf, offset) => growing.read(buf, offset),
+    close: async () => {},
+  };
+  const unwrapped = await unwrapSource({ source, untrusted: true }, {}, true);
+  if (unwrapped.kind === 'stream') {
+    try {
+      const stored = await storeStream(unwrapped.stream, tmp, onProgress);
+      return { stored, sourceFormat: 'raw', layers: [...unwrapped.stream.layers] };
+    } finally {
+      await unwrapped.stream.close();
+    }
+  }
+  const opened = await openImageOn(unwrapped.source, { untrusted: true });
+  const image = await wrap(opened).catch(async (err) => {
+    await opened.close();
+    throw err;
+  });
+  try {
+    const stored = await storeImage(image, tmp, onProgress);
+    return { stored, sourceFormat: opened.format, layers: unwrapped.layers };
   } finally {
     await image.close();
   }

@@ -193,17 +193,25 @@ async function pullLocked(
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.({ phase: 'download', done, total }),
     }).finally(() => growing.end());
-    const converting = convertAlongside(growing, convTmp, storeProgress(opts), wrapFor(opts));
+    const converting = convertAlongside(
+      growing,
+      convTmp,
+      storeProgress(opts),
+      wrapFor(opts),
+      !opts.sparsify,
+    );
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();
     if (d.status === 'rejected') {
+      rawHash.close();
       await unlink(convTmp).catch(() => {});
       throw d.reason;
     }
     fetched = d.value;
     if (c.status === 'fulfilled') overlapped = c.value;
-    // A converter cut off by a restarted download runs again on the complete file.
-    else if (!(c.reason instanceof DownloadGoneError)) overlapError = c.reason;
+    // A converter cut off by a restarted download runs again on the complete file (a
+    // decompressor may have wrapped the reason).
+    else if (!(c.reason instanceof DownloadGoneError) && !growing.cutOff) overlapError = c.reason;
     if (fetched.notModified) {
       const r = await tryHit();
       if (r) return r;
@@ -223,7 +231,8 @@ async function pullLocked(
   }
 
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
-  const rawDigest = isLocal || opts.sparsify ? undefined : rawHash.digest(fetched.size);
+  const rawDigest = isLocal || opts.sparsify ? undefined : await rawHash.digest(fetched.size);
+  rawHash.close();
   const asIs = rawDigest ? await plainRaw(input, rawDigest, opts.stage) : undefined;
   const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;

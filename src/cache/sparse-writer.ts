@@ -13,7 +13,10 @@ const ZERO = Buffer.alloc(SPARSE_BLOCK);
 const EXTEND_EVERY = STAGE;
 
 export class SparseWriter {
-  private readonly stage = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
+  private stage = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
+  /** The other stage: written in the background while this one fills (one write in flight). */
+  private spare = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
+  private writing: Promise<void> | undefined;
   private fill = 0;
   /** File offset of stage[0]. */
   private stageStart: number;
@@ -43,22 +46,57 @@ export class SparseWriter {
       this.stage.set(chunk.subarray(pos, pos + n), this.fill);
       this.fill += n;
       pos += n;
-      if (this.fill === STAGE) await this.flush(false);
+      if (this.fill === STAGE) await this.flushBehind();
     }
+  }
+
+  /**
+   * Hands the full stage to a background write and goes on filling the other one, so the
+   * stream is received while the previous megabyte is written; waits for the write before.
+   */
+  private async flushBehind(): Promise<void> {
+    await this.settle();
+    const full = this.stage;
+    this.stage = this.spare;
+    this.spare = full;
+    const from = this.stageStart;
+    const fill = this.fill;
+    // An incomplete last block moves to the new stage (it is written with what follows).
+    const end = Math.floor((from + fill) / SPARSE_BLOCK) * SPARSE_BLOCK - from;
+    full.copy(this.stage, 0, end, fill);
+    this.fill = fill - end;
+    this.stageStart = from + end;
+    const writing = this.writeStage(full, from, end);
+    writing.catch(() => {}); // surfaced by the next settle()
+    this.writing = writing;
+  }
+
+  /** Waits for the background write; its failure is this call's. */
+  private async settle(): Promise<void> {
+    const w = this.writing;
+    this.writing = undefined;
+    await w;
   }
 
   /** Writes everything staged and makes the file exactly `position` bytes long. */
   async finish(): Promise<void> {
-    await this.flush(true);
+    await this.settle();
+    await this.flushAll();
     await this.extend();
     this.onFlushed?.(this.stageStart);
   }
 
-  /** Writes the non-zero blocks of the stage; keeps an incomplete last block unless `all`. */
-  private async flush(all: boolean): Promise<void> {
-    const end = all
-      ? this.fill
-      : Math.floor((this.stageStart + this.fill) / SPARSE_BLOCK) * SPARSE_BLOCK - this.stageStart;
+  /** Writes all that is staged, an incomplete last block included (the end of the stream). */
+  private async flushAll(): Promise<void> {
+    const from = this.stageStart;
+    const end = this.fill;
+    this.fill = 0;
+    this.stageStart = from + end;
+    await this.writeStage(this.stage, from, end, true);
+  }
+
+  /** Writes the non-zero blocks of stage[0, end), which holds the file's bytes from `from`. */
+  private async writeStage(stage: Buffer, from: number, end: number, last = false): Promise<void> {
     if (end <= 0) return;
     let run = -1;
     let pos = 0;
@@ -66,49 +104,42 @@ export class SparseWriter {
       // Blocks follow file offsets, so the first one may be short after a resume.
       const next = Math.min(
         end,
-        (Math.floor((this.stageStart + pos) / SPARSE_BLOCK) + 1) * SPARSE_BLOCK - this.stageStart,
+        (Math.floor((from + pos) / SPARSE_BLOCK) + 1) * SPARSE_BLOCK - from,
       );
-      const zero = this.stage.compare(ZERO, 0, next - pos, pos, next) === 0;
+      const zero = stage.compare(ZERO, 0, next - pos, pos, next) === 0;
       if (!zero && run < 0) run = pos;
       if (zero && run >= 0) {
-        await this.put(run, pos);
+        await this.put(stage, from, run, pos);
         run = -1;
       }
       pos = next;
     }
-    if (run >= 0) await this.put(run, end);
-    this.stage.copy(this.stage, 0, end, this.fill);
-    this.fill -= end;
-    this.stageStart += end;
+    if (run >= 0) await this.put(stage, from, run, end);
+    const upTo = from + end;
     // The size says how far the file is complete (a resume starts there), even when it
     // ends in skipped zeroes: extending writes no data and costs one call per stage, so a
     // killed download resumes at most one stage (plus what was in flight) before its end.
-    if (!all && run < 0 && this.stageStart - this.extended >= EXTEND_EVERY) await this.extend();
-    this.onFlushed?.(this.stageStart);
+    if (!last && run < 0 && upTo - this.extended >= EXTEND_EVERY) await this.extend(upTo);
+    this.onFlushed?.(upTo);
   }
 
-  private async extend(): Promise<void> {
-    this.extended = this.stageStart;
+  private async extend(size: number = this.stageStart): Promise<void> {
+    this.extended = size;
     try {
-      await this.handle.truncate(this.stageStart);
+      await this.handle.truncate(size);
     } catch (err) {
       throw ioError(err, `cannot write ${this.name}`);
     }
   }
 
-  private async put(from: number, to: number): Promise<void> {
+  private async put(stage: Buffer, base: number, from: number, to: number): Promise<void> {
     try {
       for (let done = from; done < to; ) {
-        const { bytesWritten } = await this.handle.write(
-          this.stage,
-          done,
-          to - done,
-          this.stageStart + done,
-        );
+        const { bytesWritten } = await this.handle.write(stage, done, to - done, base + done);
         done += bytesWritten;
         this.written += bytesWritten;
       }
-      this.extended = Math.max(this.extended, this.stageStart + to);
+      this.extended = Math.max(this.extended, base + to);
     } catch (err) {
       throw ioError(err, `cannot write ${this.name}`);
     }

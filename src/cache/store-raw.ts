@@ -12,6 +12,8 @@ import { checksumStream } from '../ops/checksum/index.js';
 import { copyImage } from '../ops/copy/index.js';
 import type { SequentialSource } from '../sources/sequential.js';
 import { CopyPassHash } from './copy-pass-hash.js';
+import { copyInHostOrder, hasMapping } from './host-order-copy.js';
+import { writeSparse } from './sparse-write.js';
 
 export interface StoredRaw {
   contentDigest: string;
@@ -32,18 +34,29 @@ export async function storeImage(
   path: string,
   onProgress?: StoreProgress,
   signal?: AbortSignal,
+  /** 'host': copy in the order the format stores data (an image still downloading). */
+  order: 'guest' | 'host' = 'guest',
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
   const target = new RawImage(file);
   const hash = new CopyPassHash(image.size);
   try {
     await file.truncate(image.size);
-    const copied = await copyImage(image, target, {
-      targetIsZero: true,
-      tap: hash,
-      onProgress: (p) => onProgress?.('convert', p.done, p.total),
-      ...(signal && { signal }),
-    });
+    const copied =
+      order === 'host' && hasMapping(image)
+        ? await copyInHostOrder(
+            image,
+            file,
+            hash,
+            (done, total) => onProgress?.('convert', done, total),
+            signal,
+          )
+        : await copyImage(image, target, {
+            targetIsZero: true,
+            tap: hash,
+            onProgress: (p) => onProgress?.('convert', p.done, p.total),
+            ...(signal && { signal }),
+          });
     await file.sync();
     return {
       contentDigest: hash.digest(),
@@ -55,9 +68,6 @@ export async function storeImage(
     await target.close();
   }
 }
-
-const BLOCK = 4096;
-const ZERO_BLOCK = new Uint8Array(BLOCK);
 
 export async function storeStream(
   stream: SequentialSource,
@@ -89,25 +99,5 @@ export async function storeStream(
     };
   } finally {
     await file.close();
-  }
-}
-
-/** Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. */
-async function writeSparse(file: LocalFile, chunk: Uint8Array, offset: number): Promise<number> {
-  const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  let written = 0;
-  let runStart = -1;
-  for (let pos = 0; ; pos += BLOCK) {
-    const done = pos >= buf.length;
-    const end = Math.min(pos + BLOCK, buf.length);
-    const zero = done || buf.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
-    if (!zero && runStart < 0) runStart = pos;
-    if (zero && runStart >= 0) {
-      const run = buf.subarray(runStart, Math.min(pos, buf.length));
-      await file.write(run, offset + runStart);
-      written += run.length;
-      runStart = -1;
-    }
-    if (done) return written;
   }
 }

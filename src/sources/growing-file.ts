@@ -30,6 +30,8 @@ export class GrowingFile implements ByteSource {
   private failure: Error | undefined;
   private waiters: Waiter[] = [];
   private handle: FileHandle | undefined;
+  /** A read failed because the download went away (its error may reach the caller wrapped). */
+  cutOff = false;
 
   constructor(
     readonly path: string,
@@ -75,10 +77,15 @@ export class GrowingFile implements ByteSource {
   async waitFor(end: number): Promise<void> {
     const target = this.total !== undefined ? Math.min(end, this.total) : end;
     if (target <= this.available) return;
-    if (this.failure) throw this.failure;
-    await new Promise<void>((resolve, reject) =>
-      this.waiters.push({ end: target, resolve, reject }),
-    );
+    try {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve, reject) =>
+        this.waiters.push({ end: target, resolve, reject }),
+      );
+    } catch (err) {
+      if (err instanceof DownloadGoneError) this.cutOff = true;
+      throw err;
+    }
   }
 
   async read(buf: Uint8Array, offset: number): Promise<number> {

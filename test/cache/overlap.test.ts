@@ -131,3 +131,48 @@ test('overlap: a download that fails mid-way stops the converter cleanly and kee
   const r = await pull(server.url('disk.qcow2'), { cacheDir });
   assert.equal(r.record.contentDigest, expected);
 });
+
+test('overlap: a qcow2 stored out of guest order is converted in the order it arrives', async () => {
+  // Written from the last 8 MiB down to the first: the host file holds guest 56–64 MiB
+  // first and guest 0–8 MiB last, so a guest-order copy would wait for the end.
+  const reversed = join(dir, 'reversed.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', reversed, '64M');
+  const writes = [7, 6, 5, 4, 3, 2, 1, 0].flatMap((i) => [
+    '-c',
+    `write -P 0x${(i + 0x11).toString(16)} ${i * 8}M 8M`,
+  ]);
+  execFileSync('qemu-io', ['-f', 'qcow2', ...writes, reversed], { stdio: 'ignore' });
+  const size = statSync(reversed).size;
+  server.files.set('reversed.qcow2', { path: reversed });
+  const want = diskpipe(['checksum', reversed]).stdout.split(' ')[0]!;
+  const sent = (start: number) =>
+    server.log.slice(start).reduce((s, e) => (e.path === '/reversed.qcow2' ? s + e.sent : s), 0);
+
+  const cacheDir = freshCache();
+  // Paused at half the file: the first 32 MiB of guest data it holds (guest 32–64 MiB) can
+  // be converted; the pause ends once 16 MiB are, by events.
+  const pausedAt = Math.floor(size / 2);
+  const release = pauseDownloadsAt(pausedAt);
+  const start = server.log.length;
+  let sentAtRelease: number | undefined;
+  try {
+    const r = await pull(server.url('reversed.qcow2'), {
+      cacheDir,
+      onProgress: ({ phase, done }) => {
+        if (phase === 'convert' && done >= 16 * MiB && sentAtRelease === undefined) {
+          sentAtRelease = sent(start);
+          release();
+        }
+      },
+    });
+    assert.equal(r.record.contentDigest, want);
+    assert.equal(r.record.sourceFormat, 'qcow2');
+    // The download (64 MiB of patterns) and the converted 64 MiB, every byte counted once.
+    assert.ok(r.written >= 128 * MiB, `written ${r.written}`);
+    assert.ok(r.written <= 130 * MiB, `written ${r.written}`);
+  } finally {
+    release();
+  }
+  assert.ok(sentAtRelease !== undefined);
+  assert.ok(sentAtRelease <= pausedAt, `16 MiB converted only after ${sentAtRelease} bytes`);
+});

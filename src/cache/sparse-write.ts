@@ -1,0 +1,29 @@
+/** Sparse writes into a new file: zero 4 KiB blocks are skipped and stay holes. */
+import type { LocalFile } from '../io/file.js';
+
+const BLOCK = 4096;
+const ZERO_BLOCK = new Uint8Array(BLOCK);
+
+/** Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. */
+export async function writeSparse(
+  file: LocalFile,
+  chunk: Uint8Array,
+  offset: number,
+): Promise<number> {
+  const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let written = 0;
+  let runStart = -1;
+  for (let pos = 0; ; pos += BLOCK) {
+    const done = pos >= buf.length;
+    const end = Math.min(pos + BLOCK, buf.length);
+    const zero = done || buf.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
+    if (!zero && runStart < 0) runStart = pos;
+    if (zero && runStart >= 0) {
+      const run = buf.subarray(runStart, Math.min(pos, buf.length));
+      await file.write(run, offset + runStart);
+      written += run.length;
+      runStart = -1;
+    }
+    if (done) return written;
+  }
+}

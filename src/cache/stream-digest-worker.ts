@@ -1,0 +1,33 @@
+/**
+ * Worker side of stream-digest.ts: hashes the batches of a byte stream in order (sha256,
+ * sha512 and/or blkhash) and hands each batch buffer back for reuse.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import { BlkHash } from '../ops/checksum/blkhash.js';
+import type { StreamAlgorithm, StreamDigestReply, StreamDigestRequest } from './stream-digest.js';
+
+const algorithms = workerData as StreamAlgorithm[];
+const hashes = new Map<StreamAlgorithm, Hash | BlkHash>(
+  algorithms.map((a) => [a, a === 'blkhash' ? new BlkHash() : createHash(a)]),
+);
+
+parentPort?.on('message', (req: StreamDigestRequest) => {
+  let reply: StreamDigestReply;
+  try {
+    if (req.kind === 'data') {
+      const data = new Uint8Array(req.buffer, 0, req.length);
+      for (const h of hashes.values()) h.update(data);
+      parentPort!.postMessage({ kind: 'ack', buffer: req.buffer } satisfies StreamDigestReply, [
+        req.buffer,
+      ]);
+      return;
+    }
+    const hex: Partial<Record<StreamAlgorithm, string>> = {};
+    for (const [a, h] of hashes) hex[a] = h instanceof BlkHash ? h.digest('hex') : h.digest('hex');
+    reply = { kind: 'digests', hex };
+  } catch (err) {
+    reply = { kind: 'error', message: (err as Error)?.message ?? String(err) };
+  }
+  parentPort!.postMessage(reply);
+});

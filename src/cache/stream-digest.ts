@@ -1,0 +1,145 @@
+/**
+ * Digests of a byte stream computed on a worker thread, so that hashing a download overlaps
+ * receiving, writing and converting it (two cores instead of one). Chunks are copied into
+ * 1 MiB batches whose buffers are transferred to the worker and back (no copy on the way);
+ * at most MAX_IN_FLIGHT batches exist, and `update` makes the caller wait beyond that, so a
+ * slow hash slows the stream instead of growing memory.
+ */
+import { Worker } from 'node:worker_threads';
+import { AbortError, IoError } from '../errors.js';
+
+export type StreamAlgorithm = 'sha256' | 'sha512' | 'blkhash';
+
+export type StreamDigestRequest =
+  | { kind: 'data'; buffer: ArrayBuffer; length: number }
+  | { kind: 'finish' };
+
+export type StreamDigestReply =
+  | { kind: 'ack'; buffer: ArrayBuffer }
+  | { kind: 'digests'; hex: Partial<Record<StreamAlgorithm, string>> }
+  | { kind: 'error'; message: string };
+
+const BATCH = 1024 * 1024;
+const MAX_IN_FLIGHT = 8;
+
+export class StreamDigests {
+  private readonly worker: Worker;
+  private readonly free: ArrayBuffer[] = [];
+  private batch: Uint8Array | undefined;
+  private fill = 0;
+  private inFlight = 0;
+  private buffers = 0;
+  private failure: Error | undefined;
+  private wakeUp: (() => void) | undefined;
+  private finishing:
+    | { resolve(hex: Partial<Record<StreamAlgorithm, string>>): void; reject(err: Error): void }
+    | undefined;
+  private closed = false;
+  /** Bytes given so far. */
+  length = 0;
+
+  constructor(readonly algorithms: readonly StreamAlgorithm[]) {
+    // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
+    this.worker = new Worker(new URL('./stream-digest-worker.js', import.meta.url), {
+      workerData: algorithms,
+      execArgv: [],
+    });
+    this.worker.unref();
+    this.worker.on('message', (reply: StreamDigestReply) => this.receive(reply));
+    this.worker.on('error', (err) => this.fail(new IoError(`digest worker: ${err.message}`)));
+    this.worker.on('exit', (code) => this.fail(new IoError(`digest worker stopped (${code})`)));
+  }
+
+  /**
+   * Adds bytes (copied: the caller may reuse `chunk`). Returns a promise only when the worker
+   * is behind and the caller must wait before giving more.
+   */
+  update(chunk: Uint8Array): Promise<void> | undefined {
+    this.check();
+    this.length += chunk.length;
+    for (let pos = 0; pos < chunk.length; ) {
+      this.batch ??= new Uint8Array(this.free.pop() ?? this.newBuffer());
+      const n = Math.min(BATCH - this.fill, chunk.length - pos);
+      this.batch.set(chunk.subarray(pos, pos + n), this.fill);
+      this.fill += n;
+      pos += n;
+      if (this.fill === BATCH) this.post();
+    }
+    return this.free.length === 0 && this.buffers >= MAX_IN_FLIGHT ? this.room() : undefined;
+  }
+
+  /** The hex digests of everything given; the worker stops afterwards. */
+  async finish(): Promise<Partial<Record<StreamAlgorithm, string>>> {
+    this.check();
+    if (this.fill > 0) this.post();
+    const done = new Promise<Partial<Record<StreamAlgorithm, string>>>((resolve, reject) => {
+      this.finishing = { resolve, reject };
+    });
+    this.worker.ref();
+    this.worker.postMessage({ kind: 'finish' } satisfies StreamDigestRequest);
+    try {
+      return await done;
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Stops the worker (idempotent); the digests are abandoned. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failure ??= new AbortError('digest stream closed');
+    void this.worker.terminate();
+  }
+
+  private newBuffer(): ArrayBuffer {
+    this.buffers++;
+    return new ArrayBuffer(BATCH);
+  }
+
+  private post(): void {
+    const buffer = this.batch!.buffer as ArrayBuffer;
+    const request: StreamDigestRequest = { kind: 'data', buffer, length: this.fill };
+    this.batch = undefined;
+    this.fill = 0;
+    if (this.inFlight++ === 0) this.worker.ref();
+    this.worker.postMessage(request, [buffer]);
+  }
+
+  private room(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.wakeUp = () => (this.failure ? reject(this.failure) : resolve());
+    });
+  }
+
+  private receive(reply: StreamDigestReply): void {
+    if (reply.kind === 'ack') {
+      this.free.push(reply.buffer);
+      // Idle workers must not keep the process alive, but one owing the digests must.
+      if (--this.inFlight === 0 && !this.finishing) this.worker.unref();
+    } else if (reply.kind === 'digests') {
+      this.finishing?.resolve(reply.hex);
+      return;
+    } else {
+      this.failure ??= new IoError(`digest worker: ${reply.message}`);
+    }
+    this.wake();
+  }
+
+  private fail(err: Error): void {
+    if (this.closed) return;
+    this.failure ??= err;
+    this.wake();
+  }
+
+  private wake(): void {
+    if (this.failure) this.finishing?.reject(this.failure);
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure;
+  }
+}
