@@ -7,6 +7,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { AbortError, IoError } from '../errors.js';
+import { workerScriptOverride } from '../io/worker-scripts.js';
 
 export type StreamAlgorithm = 'sha256' | 'sha512' | 'blkhash';
 
@@ -40,10 +41,11 @@ export class StreamDigests {
 
   constructor(readonly algorithms: readonly StreamAlgorithm[]) {
     // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
-    this.worker = new Worker(new URL('./stream-digest-worker.js', import.meta.url), {
-      workerData: algorithms,
-      execArgv: [],
-    });
+    const script = workerScriptOverride('digest');
+    const options = { workerData: algorithms, execArgv: [] };
+    this.worker = script
+      ? new Worker(script, options)
+      : new Worker(new URL('./stream-digest-worker.js', import.meta.url), options);
     this.worker.unref();
     this.worker.on('message', (reply: StreamDigestReply) => this.receive(reply));
     this.worker.on('error', (err) => this.fail(new IoError(`digest worker: ${err.message}`)));

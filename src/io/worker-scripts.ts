@@ -6,14 +6,18 @@
  * Process-wide, as the pools are: one decode pool and one hash pool serve every image.
  */
 
-/** `decode`: compressed qcow2/vmdk clusters (codec); `hash`: blkhash checksums (ops). */
-export type WorkerScript = 'decode' | 'hash';
+/**
+ * `decode`: compressed qcow2/vmdk clusters (codec); `hash`: blkhash checksums (ops);
+ * `digest`: a download's sha256/sha512 and a raw stream's blkhash (cache).
+ */
+export type WorkerScript = 'decode' | 'hash' | 'digest';
 
 const overrides = new Map<WorkerScript, string | URL>();
 
 /**
  * Starts later workers from these scripts (a path or a file: URL each). The scripts are the
- * package's `diskpipe/workers/decode` and `diskpipe/workers/hash` entry points (or their
+ * package's `diskpipe/workers/decode`, `diskpipe/workers/hash` and `diskpipe/workers/digest`
+ * entry points (or their
  * bundled output). Workers already running keep their script.
  */
 export function setWorkerScripts(scripts: Partial<Record<WorkerScript, string | URL>>): void {

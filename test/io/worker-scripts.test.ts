@@ -4,10 +4,12 @@
  * missing.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { StreamDigests } from '../../src/cache/stream-digest.js';
 import { closeDecodePool, decodeStats, setInlineDecodeBytes } from '../../src/codec/engine.js';
 import { checksumImage, openImage, setWorkerScripts } from '../../src/index.js';
 import { qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
@@ -29,7 +31,7 @@ function wrapper(name: string, real: string): string {
 }
 
 after(async () => {
-  setWorkerScripts({ decode: undefined, hash: undefined });
+  setWorkerScripts({ decode: undefined, hash: undefined, digest: undefined });
   setInlineDecodeBytes(64 * 1024);
   await closeDecodePool();
 });
@@ -72,4 +74,23 @@ test('workers: the decode pool starts the script it is given', async () => {
   const buf = await read();
   assert.ok(decodeStats.worker > before, 'decoded on a worker');
   assert.ok(buf.equals(Buffer.alloc(MiB, 0x5a)));
+});
+
+test('workers: the download digest worker starts the script it is given', async () => {
+  const data = Buffer.alloc(3 << 20, 0x5a);
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  const run = async () => {
+    const s = new StreamDigests(['sha256']);
+    try {
+      await s.update(data);
+      return (await s.finish()).sha256;
+    } finally {
+      s.close();
+    }
+  };
+  setWorkerScripts({ digest: join(dir, 'missing-digest-worker.js') });
+  await assert.rejects(run(), { message: /missing-digest-worker/ });
+  setWorkerScripts({ digest: wrapper('digest', '../../src/cache/stream-digest-worker.js') });
+  assert.equal(await run(), sha256);
+  setWorkerScripts({ digest: undefined });
 });
