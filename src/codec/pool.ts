@@ -15,7 +15,16 @@ interface Pending {
 
 class Slot {
   readonly pending = new Map<number, Pending>();
-  constructor(readonly worker: Worker) {}
+  /** Settles once the worker has loaded its modules, or has exited. */
+  readonly loaded: Promise<void>;
+  markLoaded: () => void = () => {};
+  /** Set by closeDecodePool: the worker stays ref'd until it has exited. */
+  closing = false;
+  constructor(readonly worker: Worker) {
+    this.loaded = new Promise((resolve) => {
+      this.markLoaded = resolve;
+    });
+  }
 }
 
 let slots: Slot[] | undefined;
@@ -24,14 +33,19 @@ let nextId = 1;
 function start(): Slot {
   const worker = new Worker(new URL('./worker.js', import.meta.url));
   const slot = new Slot(worker);
-  worker.on('message', (m: { id: number; failure?: BatchFailure }) => {
+  worker.on('message', (m: { id: number; failure?: BatchFailure } | { ready: true }) => {
+    if ('ready' in m) {
+      slot.markLoaded();
+      return;
+    }
     const p = slot.pending.get(m.id);
     if (!p) return;
     slot.pending.delete(m.id);
-    if (slot.pending.size === 0) worker.unref();
+    if (slot.pending.size === 0 && !slot.closing) worker.unref();
     p.resolve(m.failure);
   });
   const fail = (err: Error) => {
+    slot.markLoaded();
     slots = slots?.filter((s) => s !== slot);
     for (const p of slot.pending.values()) p.reject(err);
     slot.pending.clear();
@@ -73,5 +87,14 @@ export function runOnWorker(
 export async function closeDecodePool(): Promise<void> {
   const s = slots ?? [];
   slots = undefined;
-  await Promise.all(s.map((slot) => slot.worker.terminate()));
+  await Promise.all(
+    s.map(async (slot) => {
+      // A worker terminated while Node still reads its module files leaks that file's
+      // descriptor for good: let it finish loading first (ref'd, so the waits are kept).
+      slot.closing = true;
+      slot.worker.ref();
+      await slot.loaded;
+      await slot.worker.terminate();
+    }),
+  );
 }

@@ -13,3 +13,6 @@ parentPort?.on('message', (req: DecodeRequest) => {
   const failure = decodeDeflateBatch(req.span, req.items, req.dst);
   parentPort!.postMessage({ id: req.id, failure });
 });
+// Every module is loaded: the pool may now terminate this thread without leaking the
+// descriptor of a module file still being read (Node does not close it on terminate).
+parentPort?.postMessage({ ready: true });
