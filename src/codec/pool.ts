@@ -23,7 +23,16 @@ interface Pending {
 
 class Slot {
   readonly pending = new Map<number, Pending>();
-  constructor(readonly worker: Worker) {}
+  /** Settles once the worker has loaded its modules, or has exited. */
+  readonly loaded: Promise<void>;
+  markLoaded: () => void = () => {};
+  /** Set by closeDecodePool: the worker stays ref'd until it has exited. */
+  closing = false;
+  constructor(readonly worker: Worker) {
+    this.loaded = new Promise((resolve) => {
+      this.markLoaded = resolve;
+    });
+  }
 }
 
 let slots: Slot[] | undefined;
@@ -33,16 +42,21 @@ function start(): Slot {
   const script = workerScriptOverride('decode');
   const worker = script ? new Worker(script) : new Worker(new URL('./worker.js', import.meta.url));
   const slot = new Slot(worker);
-  worker.on('message', (m: DecodeReply) => {
+  worker.on('message', (m: DecodeReply | { ready: true }) => {
+    if ('ready' in m) {
+      slot.markLoaded();
+      return;
+    }
     const p = slot.pending.get(m.id);
     if (!p) return;
     slot.pending.delete(m.id);
-    if (slot.pending.size === 0) worker.unref();
+    if (slot.pending.size === 0 && !slot.closing) worker.unref();
     if (m.fatal !== undefined) p.reject(new UnsupportedFeatureError(m.fatal));
     else if (m.readError !== undefined) p.reject(new IoError(m.readError));
     else p.resolve({ failure: m.failure, bytesRead: m.bytesRead });
   });
   const fail = (err: Error) => {
+    slot.markLoaded();
     slots = slots?.filter((s) => s !== slot);
     for (const p of slot.pending.values()) p.reject(err);
     slot.pending.clear();
@@ -89,5 +103,14 @@ export function runOnWorker(
 export async function closeDecodePool(): Promise<void> {
   const s = slots ?? [];
   slots = undefined;
-  await Promise.all(s.map((slot) => slot.worker.terminate()));
+  await Promise.all(
+    s.map(async (slot) => {
+      // A worker terminated while Node still reads its module files leaks that file's
+      // descriptor for good: let it finish loading first (ref'd, so the waits are kept).
+      slot.closing = true;
+      slot.worker.ref();
+      await slot.loaded;
+      await slot.worker.terminate();
+    }),
+  );
 }

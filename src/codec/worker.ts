@@ -81,3 +81,6 @@ parentPort?.on('message', (req: DecodeRequest) => {
     (err: unknown) => reply({ id: req.id, fatal: (err as Error).message }),
   );
 });
+// Every module is loaded: the pool may now terminate this thread without leaking the
+// descriptor of a module file still being read (Node does not close it on terminate).
+parentPort?.postMessage({ ready: true });

@@ -17,6 +17,7 @@ import { checkedExtents } from '../../helpers/extents.js';
 import { exercise, type Limits, type Outcome } from '../exercise.js';
 import { Rng } from '../mutate.js';
 import { VMDK_WORDS } from '../targets.js';
+import { replayReplies } from './nbd-replies.js';
 
 export interface GuidedTarget {
   name: string;
@@ -29,7 +30,8 @@ export interface GuidedTarget {
 
 /** Reads one execution may do before it counts as a hang (a loop that never ends). */
 export const MAX_READS = 200_000;
-const LIMITS: Limits = { readBytes: 4 << 20, zeroCheckBytes: 1 << 20 };
+/** What one execution reads of an opened image (exercise.ts). */
+export const LIMITS: Limits = { readBytes: 4 << 20, zeroCheckBytes: 1 << 20 };
 
 /** Counts LocalFile reads per execution; past MAX_READS every read fails. */
 export class ReadBudget extends Error {
@@ -57,16 +59,11 @@ export class Context {
 
   constructor(readonly dir: string) {}
 
-  /** A Unix socket where each client gets `reply`, then the end of the stream. */
+  /** A Unix socket where each client gets `reply` in turns (nbd-replies.ts), then its end. */
   async fakeServer(): Promise<string> {
     const path = join(this.dir, 'fake.sock');
     if (!this.fake) {
-      const fake = createServer((s) => {
-        s.on('error', () => {});
-        // Read what the client says: a socket never read never sees its end, and stays open.
-        s.resume();
-        s.end(this.reply);
-      });
+      const fake = createServer((s) => replayReplies(s, this.reply));
       await new Promise<void>((resolve) => fake.listen(path, resolve));
       this.fake = fake;
     }
@@ -162,6 +159,18 @@ const sparsifyTarget: GuidedTarget = {
   },
 };
 
+/**
+ * A server may answer the same question differently each time (other bytes for a range, other
+ * zero flags): diskpipe's client cannot tell, so two answers that disagree are no failure of
+ * the nbd-client target. The shape of each answer (extents ordered and covering the range,
+ * chunks covering a read) still is checked.
+ */
+const SERVER_CHANGED_ITS_ANSWER =
+  /is zero but byte|differs from aligned reads|^contract broken: extents\(|map says zero=/;
+
+/** The sub-range seed of the nbd-client target's exercise. */
+export const NBD_RNG_SEED = 1;
+
 /** The input is what an NBD server answers (handshake and replies) to diskpipe's client. */
 const nbdClient: GuidedTarget = {
   name: 'nbd-client',
@@ -170,7 +179,10 @@ const nbdClient: GuidedTarget = {
     ctx.reply = input;
     const socket = await ctx.fakeServer();
     const spec = `nbd+unix:///?socket=${socket}`;
-    return accepted(await exercise(spec, {}, new Rng(input.length), LIMITS));
+    // One fixed seed: the requests of the last stage (random sub-ranges) then match the
+    // replies recorded for them in the corpus (record-nbd.ts), whatever the input's length.
+    const failure = accepted(await exercise(spec, {}, new Rng(NBD_RNG_SEED), LIMITS));
+    return failure && SERVER_CHANGED_ITS_ANSWER.test(failure) ? undefined : failure;
   },
 };
 
