@@ -436,12 +436,17 @@ async function hashLocal(
   const extra =
     expected && expected.algorithm !== 'sha256' ? createHash(expected.algorithm) : undefined;
   let size = 0;
-  for await (const chunk of createReadStream(path, {
-    highWaterMark: 1 << 20,
-  }) as AsyncIterable<Buffer>) {
-    sha256.update(chunk);
-    extra?.update(chunk);
-    size += chunk.length;
+  try {
+    for await (const chunk of createReadStream(path, {
+      highWaterMark: 1 << 20,
+    }) as AsyncIterable<Buffer>) {
+      sha256.update(chunk);
+      extra?.update(chunk);
+      size += chunk.length;
+    }
+  } catch (err) {
+    // A directory (EISDIR) or an unreadable file: the errno, not an internal error.
+    throw ioError(err, `cannot open ${path}`);
   }
   const digests: DownloadResult['digests'] = { sha256: sha256.digest('hex') };
   if (extra && expected) digests[expected.algorithm] = extra.digest('hex');
