@@ -4,7 +4,7 @@
  * is, HTTP behaviour, staging) is given to the constructor; what varies per call (a digest to
  * verify, a signal, a progress callback) to each method.
  */
-import { CacheError } from '../errors.js';
+import { CacheError, UsageError } from '../errors.js';
 import type { ProgressListener } from '../image/types.js';
 import { asAbortError, throwIfAborted } from '../io/abort.js';
 import { defaultCacheDir } from '../io/cache-dir.js';
@@ -110,6 +110,7 @@ export class DiskCache {
    */
   async createDisk(ref: string, dest: string, opts: CreateDiskOptions = {}): Promise<DiskResult> {
     throwIfAborted(opts.signal, 'createDisk');
+    checkByteCount(opts.size, 'size');
     return createDisk(ref, dest, {
       ...this.pullOptions(opts),
       ...(opts.format !== undefined ? { format: opts.format } : {}),
@@ -150,7 +151,10 @@ export class DiskCache {
   }
 
   /** Removes old or least recently used entries (never pinned ones) and stale temporaries. */
-  prune(opts: PruneOptions = {}): Promise<RemoveResult> {
+  async prune(opts: PruneOptions = {}): Promise<RemoveResult> {
+    // A NaN or negative limit would otherwise select nothing, or every unpinned entry.
+    checkByteCount(opts.maxSize, 'maxSize');
+    checkByteCount(opts.olderThanMs, 'olderThanMs');
     return prune(this.index, opts);
   }
 
@@ -191,4 +195,10 @@ export class DiskCache {
       stage,
     };
   }
+}
+
+/** Options counted in bytes or ms: a whole number ≥ 0 (checked before any download or removal). */
+function checkByteCount(value: number | undefined, name: string): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0))
+    throw new UsageError(`invalid ${name} ${value}: expected a whole number >= 0`);
 }

@@ -174,6 +174,18 @@ async function attempt(
     await discardPart(opts.partPath);
     throw new HttpError(`${label}: unexpected Content-Range`, true);
   }
+  const resized =
+    found.size !== undefined && meta?.total !== undefined && found.size !== meta.total;
+  if (res.status === 206 && resized) {
+    // Same validator, another length: the server changed the file without saying so. The
+    // part would splice two versions together; start over.
+    discard(res);
+    await discardPart(opts.partPath);
+    throw new HttpError(
+      `${label}: the resource changed size on the server (${meta?.total} → ${found.size} bytes)`,
+      true,
+    );
+  }
   const length = contentLength(res.headers);
   const total = found.size ?? (length !== undefined ? start + length : undefined);
   totals.resumedFrom ??= start;

@@ -12,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
 import { sparsify } from '../filters/sparsify/index.js';
 import type { Image, ProgressListener } from '../image/types.js';
+import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
@@ -109,11 +110,16 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
   const lock = await acquireLock(layout.lockPath(`url-${urlKey(url)}`), {
     onWait: () => opts.onEvent?.({ type: 'waiting', lock: 'url', name: url }),
   });
+  // Registered so that the CLI's signal handlers remove a half-converted file too (the
+  // resumable .part stays).
+  const convTmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
+  registerTemporary(convTmp);
   try {
     // The record's URL has no credentials; the download gets them (as a header).
     const fetchUrl = /^https?:\/\//i.test(spec) ? new URL(spec).href : url;
-    return await pullLocked(index, url, expected, opts, fetchUrl);
+    return await pullLocked(index, url, expected, opts, fetchUrl, convTmp);
   } finally {
+    unregisterTemporary(convTmp);
     await lock.release();
   }
 }
@@ -124,6 +130,7 @@ async function pullLocked(
   expected: ExpectedDigest | undefined,
   opts: PullOptions,
   fetchUrl: string,
+  convTmp: string,
 ): Promise<PullResult> {
   const layout = index.layout;
   await sweepTemporaries(layout); // what killed processes left behind
@@ -154,7 +161,6 @@ async function pullLocked(
 
   const isLocal = url.startsWith('file:');
   const rawHash = new RawContentHash();
-  const convTmp = cacheTemporaryName(`${layout.tmpDir}/convert.raw`);
   let overlapped: Converted | undefined;
   let overlapError: unknown;
   let fetched: DownloadResult;
@@ -439,12 +445,17 @@ async function hashLocal(
   const extra =
     expected && expected.algorithm !== 'sha256' ? createHash(expected.algorithm) : undefined;
   let size = 0;
-  for await (const chunk of createReadStream(path, {
-    highWaterMark: 1 << 20,
-  }) as AsyncIterable<Buffer>) {
-    sha256.update(chunk);
-    extra?.update(chunk);
-    size += chunk.length;
+  try {
+    for await (const chunk of createReadStream(path, {
+      highWaterMark: 1 << 20,
+    }) as AsyncIterable<Buffer>) {
+      sha256.update(chunk);
+      extra?.update(chunk);
+      size += chunk.length;
+    }
+  } catch (err) {
+    // A directory (EISDIR) or an unreadable file: the errno, not an internal error.
+    throw ioError(err, `cannot open ${path}`);
   }
   const digests: DownloadResult['digests'] = { sha256: sha256.digest('hex') };
   if (extra && expected) digests[expected.algorithm] = extra.digest('hex');

@@ -27,7 +27,7 @@ async function usage(): Promise<string> {
 
 async function main(argv: string[]): Promise<number> {
   await applyProcessEnvironment();
-  const { name, args: rest } = splitCommand(argv);
+  const { name, args } = splitCommand(argv);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(`${await usage()}\n`);
     return name === undefined ? 2 : 0;
@@ -41,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = await loadCommand(name);
   if (!command) throw new UsageError(`unknown command '${name}'; run 'diskpipe --help'`);
+  // `cache -q ls`, `disk --cache-dir D create`: common flags before a subcommand move too.
+  const rest = command.subcommands ? bySubcommand(args) : args;
   if (rest.includes('-h') || rest.includes('--help')) {
     // `cache ls --help`: the subcommand's own help; `cache --help`: the list of them.
     const shown = subcommandOf(command, rest) ?? command;
@@ -48,6 +50,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   return command.run(rest);
+}
+
+function bySubcommand(args: string[]): string[] {
+  const split = splitCommand(args);
+  return split.name === undefined ? split.args : [split.name, ...split.args];
 }
 
 function fail(err: unknown): number {

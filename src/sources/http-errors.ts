@@ -10,9 +10,18 @@ export function networkError(err: unknown, label: string): DiskpipeError {
   if (err instanceof DiskpipeError) return err;
   const e = err as NodeJS.ErrnoException;
   const permanent = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ERR_INVALID_URL', 'CERT_HAS_EXPIRED']);
+  // https:// to a plain HTTP server: OpenSSL's multi-line "wrong version number", never transient.
+  if (e?.code === 'EPROTO' && /wrong version number/.test(e.message ?? '')) {
+    const msg = `${label}: TLS handshake failed: the server does not speak TLS (an http:// URL?)`;
+    return new HttpError(msg, false, undefined, { cause: err });
+  }
   const tls = typeof e?.code === 'string' && /CERT|SSL|TLS|SIGNATURE/.test(e.code);
   const what = e?.code ? `${e.code}${e.message ? ` (${e.message})` : ''}` : String(e?.message ?? e);
-  const hint = tls ? '; trust a private CA with --ca-cert FILE, or accept any with --insecure' : '';
+  const hint = !tls
+    ? ''
+    : e?.code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? '; the certificate is for another host name (--insecure accepts it anyway)'
+      : '; trust a private CA with --ca-cert FILE, or accept any with --insecure';
   return new HttpError(
     `${label}: ${what}${hint}`,
     !permanent.has(e?.code ?? '') && !tls,

@@ -1,0 +1,34 @@
+/**
+ * DiskCache with numbers that make no sense (NaN, negative, fractional): a UsageError before
+ * anything happens, never a disk of an unexpected size or a prune that empties the cache.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { DiskCache, UsageError } from '../../src/index.js';
+import { qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+
+const dir = tempDir();
+
+test('DiskCache: createDisk size and prune limits must be whole numbers >= 0', async () => {
+  const src = join(dir, 'src.qcow2');
+  await qemuImg('create', '-f', 'qcow2', src, '1M');
+  await qemuIo(src, ['write -P 0x11 0 64k'], 'qcow2');
+  const cache = new DiskCache({ dir: join(dir, 'cache') });
+  await cache.pull(src);
+  for (const size of [Number.NaN, -1, 2 * 1024 * 1024 + 0.5, Number.POSITIVE_INFINITY]) {
+    const dest = join(dir, `disk-${size}.raw`);
+    await assert.rejects(cache.createDisk(src, dest, { size }), UsageError);
+    assert.equal(existsSync(dest), false);
+  }
+  for (const limits of [
+    { maxSize: -1 },
+    { maxSize: Number.NaN },
+    { olderThanMs: -5 },
+    { olderThanMs: Number.NaN },
+  ]) {
+    await assert.rejects(cache.prune(limits), UsageError, JSON.stringify(limits));
+  }
+  assert.equal((await cache.list()).length, 1, 'nothing was pruned');
+});
