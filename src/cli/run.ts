@@ -21,13 +21,15 @@ async function usage(): Promise<string> {
     '        -q/--quiet (no output but errors), -h/--help, --version; --output=json means --json',
     'sources: --max-staged SIZE, --min-rate SIZE, --min-rate-window SECONDS, --ca-cert FILE,',
     '        --insecure',
-    "Run 'diskpipe COMMAND --help' for a command's options.",
+    "Run 'diskpipe COMMAND --help' (or 'diskpipe help COMMAND') for a command's options.",
   ].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
   await applyProcessEnvironment();
   const { name, args } = splitCommand(argv);
+  // `diskpipe help convert` is `diskpipe convert --help` (as git and qemu-img users expect).
+  if (name === 'help' && args.length > 0) return main([...args, '--help']);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(`${await usage()}\n`);
     return name === undefined ? 2 : 0;
