@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { renameSync } from 'node:fs';
-import { lstat, readlink, rm } from 'node:fs/promises';
+import { lstat, readdir, readlink, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DiskpipeError, ioError, UsageError, withMessage } from '../errors.js';
 import {
@@ -13,6 +13,7 @@ import {
   removeTemporaries,
   unregisterTemporary,
 } from './cleanup.js';
+import { pidIsAlive } from './json-file.js';
 
 /**
  * A temporary name beside `dest`, registered at once for removal on a signal (the CLI's
@@ -46,6 +47,7 @@ export async function writeAtomically<T>(
   opts: AtomicOptions = {},
 ): Promise<T> {
   const target = await followSymlinks(dest);
+  await removeOrphans(target);
   const tmp = temporaryNameFor(target);
   try {
     const result = await nameDestination(tmp, dest, fn(tmp));
@@ -60,6 +62,29 @@ export async function writeAtomically<T>(
     return result;
   } finally {
     if (unregisterTemporary(tmp)) await rm(tmp, { force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Removes temporary files an earlier run for the same destination left when it was killed
+ * (kill -9, a crash): ours by name, regular files, and their owner pid is gone. A live
+ * owner's file (another diskpipe writing this destination) is left alone.
+ */
+async function removeOrphans(target: string): Promise<void> {
+  const prefix = `.${basename(target)}.diskpipe-`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(target));
+  } catch {
+    return; // a missing or unreadable directory: creating the output says why
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
+    if (!m || pidIsAlive(Number(m[1]))) continue;
+    const path = join(dirname(target), name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isFile()) await rm(path, { force: true }).catch(() => {});
   }
 }
 
