@@ -19,8 +19,11 @@ export async function openStream(spec: string, opts: OpenOptions = {}): Promise<
   }
   const r =
     spec === '-'
-      ? await unwrapStdin(opts, true)
-      : await unwrapSource(await openSource(spec, { http: opts.http }), opts, true);
+      ? await unwrapStdin({ ...opts, preferStream: true })
+      : await unwrapSource(await openSource(spec, { http: opts.http }), {
+          ...opts,
+          preferStream: true,
+        });
   if (r.kind === 'stream') return r;
   return { kind: 'image', image: await openOnSource(r.source, r.untrusted, opts) };
 }

@@ -74,7 +74,7 @@ async function unwrapAlongside(
     read: (buf, offset) => growing.read(buf, offset),
     close: async () => {},
   };
-  const unwrapped = await unwrapSource({ source, untrusted: true }, {}, true);
+  const unwrapped = await unwrapSource({ source, untrusted: true }, { preferStream: true });
   if (unwrapped.kind === 'stream') {
     try {
       const stored = await storeStream(unwrapped.stream, tmp, onProgress);

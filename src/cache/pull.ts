@@ -330,8 +330,7 @@ function isNoSpace(err: unknown): boolean {
 async function plainRaw(part: string, contentDigest: string, stage: UnwrapOptions | undefined) {
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(part, 'r'), untrusted: true },
-    stage ?? {},
-    true,
+    { ...stage, preferStream: true },
   );
   if (unwrapped.kind === 'stream') {
     await unwrapped.stream.close();
@@ -364,8 +363,11 @@ async function convertToRaw(input: string, tmp: string, opts: PullOptions): Prom
   // Sparsify reads the filesystems' maps wherever they are: raw content is staged for it.
   const unwrapped = await unwrapSource(
     { source: await LocalFile.open(input, 'r'), untrusted: true },
-    { ...opts.stage, ...(opts.signal && { signal: opts.signal }) },
-    !opts.sparsify,
+    {
+      ...opts.stage,
+      ...(opts.signal && { signal: opts.signal }),
+      preferStream: !opts.sparsify,
+    },
   );
   if (unwrapped.kind === 'stream') {
     try {

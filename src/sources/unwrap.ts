@@ -28,6 +28,8 @@ import { looksLikeTar, openTarMember } from './tar.js';
 export interface UnwrapOptions extends DecompressOptions, StageOptions {
   /** The tar/OVA member to open (--member). */
   member?: string;
+  /** Raw content inside a compressed layer comes back as a stream (else it is staged). */
+  preferStream?: boolean;
 }
 
 /** Wrapper layers followed before giving up (a bomb of nested wrappers is refused). */
@@ -38,15 +40,12 @@ export type Unwrapped =
   | { kind: 'stream'; stream: SequentialSource };
 
 /**
- * Removes every wrapper around an opened source. With `preferStream`, raw content inside a
- * compressed layer comes back as a stream; otherwise compressed layers are staged.
+ * Removes every wrapper around an opened source. With `opts.preferStream`, raw content inside
+ * a compressed layer comes back as a stream; otherwise compressed layers are staged.
  * Takes ownership of `opened.source` (closed on failure, or owned by the result).
  */
-export async function unwrapSource(
-  opened: OpenedSource,
-  opts: UnwrapOptions,
-  preferStream: boolean,
-): Promise<Unwrapped> {
+export async function unwrapSource(opened: OpenedSource, opts: UnwrapOptions): Promise<Unwrapped> {
+  const preferStream = opts.preferStream === true;
   let source = opened.source;
   let untrusted = opened.untrusted;
   let member = opts.member;
@@ -97,8 +96,11 @@ export async function unwrapToSource(
 ): Promise<OpenedSource> {
   const r =
     spec === '-'
-      ? await unwrapStdin(opts, false)
-      : await unwrapSource(await openSource(spec, sourceOptions(opts)), opts, false);
+      ? await unwrapStdin({ ...opts, preferStream: false })
+      : await unwrapSource(await openSource(spec, sourceOptions(opts)), {
+          ...opts,
+          preferStream: false,
+        });
   // Without preferStream, streams are always staged.
   return r as OpenedSource;
 }
@@ -117,13 +119,13 @@ export async function openMemberOf(archive: ByteSource, member: string): Promise
  * Stdin (`-`) unwrapped the same way. A pipe has no directory of its own, so whatever comes
  * through it is untrusted: it may not reference other files.
  */
-export function unwrapStdin(opts: UnwrapOptions, preferStream: boolean): Promise<Unwrapped> {
+export function unwrapStdin(opts: UnwrapOptions): Promise<Unwrapped> {
   return settle(readStdin(), 'stdin', [], {
     ...opts,
-    preferStream,
+    preferStream: opts.preferStream === true,
     untrusted: true,
     closeInner: async () => {},
-  }).then(async (r) => (r.kind === 'stream' ? r : unwrapSource(r, opts, preferStream)));
+  }).then(async (r) => (r.kind === 'stream' ? r : unwrapSource(r, opts)));
 }
 
 interface SettleOptions extends UnwrapOptions {
