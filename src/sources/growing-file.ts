@@ -5,7 +5,7 @@
  * starts over (then what was read before may no longer be the file's content).
  */
 import { type FileHandle, open } from 'node:fs/promises';
-import { DiskpipeError, ioError } from '../errors.js';
+import { AbortError, ioError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 
 interface Waiter {
@@ -15,12 +15,12 @@ interface Waiter {
 }
 
 /** Thrown to readers when the download went away (failed, not modified, restarted). */
-export class DownloadGoneError extends DiskpipeError {
+export class DownloadGoneError extends AbortError {
   constructor(
     message: string,
     readonly restarted = false,
   ) {
-    super('ABORTED', message);
+    super(message);
   }
 }
 
