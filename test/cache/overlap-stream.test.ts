@@ -6,8 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,7 +14,7 @@ import { CacheLayout } from '../../src/cache/layout.js';
 import { pull } from '../../src/cache/pull.js';
 import { CacheIndex } from '../../src/cache/records.js';
 import { startServer } from '../helpers/http-server.js';
-import { diskpipe, diskpipeAsync, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, diskpipeAsync, diskWithRandomRuns, tempDir } from '../helpers/peers.js';
 
 const MiB = 1024 * 1024;
 const dir = tempDir('diskpipe-overlap-stream-');
@@ -23,17 +22,7 @@ const server = await startServer();
 after(() => server.close());
 
 // 64 MiB disk, 8 MiB of incompressible data in two places: the .xz/.gz are ≈ 8 MiB.
-const raw = sparseFile(join(dir, 'disk.raw'), 64 * MiB);
-writeFileSync(join(dir, 'data.bin'), randomBytes(4 * MiB));
-for (const seek of ['3', '40'])
-  execFileSync('dd', [
-    `if=${join(dir, 'data.bin')}`,
-    `of=${raw}`,
-    'bs=1M',
-    `seek=${seek}`,
-    'conv=notrunc,sparse',
-    'status=none',
-  ]);
+const raw = diskWithRandomRuns(join(dir, 'disk.raw'), 64 * MiB, [3 * MiB, 40 * MiB], 4 * MiB);
 execFileSync('xz', ['-T1', '-0', '-k', raw]);
 execFileSync('sh', ['-c', `gzip -1 -c '${raw}' > '${raw}.gz'`]);
 for (const ext of ['xz', 'gz']) server.files.set(`disk.raw.${ext}`, { path: `${raw}.${ext}` });

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +8,7 @@ import { CacheLayout } from '../../src/cache/layout.js';
 import { pull } from '../../src/cache/pull.js';
 import { CacheIndex } from '../../src/cache/records.js';
 import { startServer } from '../helpers/http-server.js';
-import { diskpipe, diskpipeAsync, qemuImg, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, diskpipeAsync, diskWithRandomRuns, qemuImg, tempDir } from '../helpers/peers.js';
 
 const MiB = 1024 * 1024;
 const dir = tempDir('diskpipe-overlap-');
@@ -17,17 +16,7 @@ const server = await startServer();
 after(() => server.close());
 
 // 64 MiB disk, 8 MiB of incompressible data in two places, as qcow2 (≈ 8 MiB download).
-const raw = sparseFile(join(dir, 'disk.raw'), 64 * MiB);
-writeFileSync(join(dir, 'data.bin'), randomBytes(4 * MiB));
-for (const seek of ['3', '40'])
-  execFileSync('dd', [
-    `if=${join(dir, 'data.bin')}`,
-    `of=${raw}`,
-    'bs=1M',
-    `seek=${seek}`,
-    'conv=notrunc,sparse',
-    'status=none',
-  ]);
+const raw = diskWithRandomRuns(join(dir, 'disk.raw'), 64 * MiB, [3 * MiB, 40 * MiB], 4 * MiB);
 const qcow2 = join(dir, 'disk.qcow2');
 await qemuImg('convert', '-O', 'qcow2', raw, qcow2);
 const qcow2Size = statSync(qcow2).size;

@@ -3,7 +3,16 @@
  * missing peer is a failure, never a skip.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -133,6 +142,22 @@ export function diskpipe(args: string[], opts: { input?: Buffer; env?: NodeJS.Pr
 export function sparseFile(path: string, size: number): string {
   writeFileSync(path, '');
   truncateSync(path, size);
+  return path;
+}
+
+/**
+ * A sparse disk of `size` bytes holding the same `run` random bytes at each offset in `at`
+ * (incompressible data in known places; the rest is a hole).
+ */
+export function diskWithRandomRuns(path: string, size: number, at: number[], run: number): string {
+  sparseFile(path, size);
+  const data = randomBytes(run);
+  const fd = openSync(path, 'r+');
+  try {
+    for (const offset of at) writeSync(fd, data, 0, run, offset);
+  } finally {
+    closeSync(fd);
+  }
   return path;
 }
 
