@@ -3,13 +3,13 @@
  * not retried: https:// to a plain HTTP server, and a certificate for another host name.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { diskpipeAsync, run, tempDir } from '../helpers/peers.js';
+import { diskpipeAsync, tempDir } from '../helpers/peers.js';
+import { makeTestCertificates } from '../helpers/tls.js';
 
 const dir = tempDir();
 
@@ -38,54 +38,7 @@ test('https:// to a plain HTTP server: one attempt, "does not speak TLS"', async
 });
 
 test('a certificate for another host name: said so, not "use --ca-cert"', async () => {
-  const ca = join(dir, 'ca.pem');
-  const caKey = join(dir, 'ca.key');
-  const key = join(dir, 'server.key');
-  const csr = join(dir, 'server.csr');
-  const cert = join(dir, 'server.pem');
-  const ext = join(dir, 'ext.cnf');
-  const subj = (cn: string) => ['-nodes', '-subj', `/CN=${cn}`];
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-keyout',
-    caKey,
-    '-out',
-    ca,
-    '-days',
-    '2',
-    ...subj('test CA'),
-  ]);
-  await run('openssl', [
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-keyout',
-    key,
-    '-out',
-    csr,
-    ...subj('127.0.0.1'),
-  ]);
-  writeFileSync(ext, 'subjectAltName=IP:127.0.0.1\n');
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca,
-    '-CAkey',
-    caKey,
-    '-CAcreateserial',
-    '-out',
-    cert,
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-  ]);
+  const { ca, key, cert } = await makeTestCertificates(dir, ['IP:127.0.0.1']);
   const server = https.createServer(
     { key: readFileSync(key), cert: readFileSync(cert) },
     (_req, res) => res.end(),

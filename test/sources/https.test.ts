@@ -5,7 +5,7 @@
  * out of every message and record.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
@@ -14,60 +14,11 @@ import { download } from '../../src/cache/download.js';
 import { openImage } from '../../src/open.js';
 import { HttpSource } from '../../src/sources/http.js';
 import { readAll } from '../helpers/extents.js';
-import { diskpipeAsync, run, tempDir } from '../helpers/peers.js';
+import { diskpipeAsync, tempDir } from '../helpers/peers.js';
+import { makeTestCertificates } from '../helpers/tls.js';
 
 const dir = tempDir();
-const ca = join(dir, 'ca.pem');
-const caKey = join(dir, 'ca.key');
-const key = join(dir, 'server.key');
-const csr = join(dir, 'server.csr');
-const cert = join(dir, 'server.pem');
-const ext = join(dir, 'ext.cnf');
-await run('openssl', [
-  'req',
-  '-x509',
-  '-newkey',
-  'rsa:2048',
-  '-nodes',
-  '-keyout',
-  caKey,
-  '-out',
-  ca,
-  '-days',
-  '2',
-  '-subj',
-  '/CN=diskpipe test CA',
-]);
-await run('openssl', [
-  'req',
-  '-newkey',
-  'rsa:2048',
-  '-nodes',
-  '-keyout',
-  key,
-  '-out',
-  csr,
-  '-subj',
-  '/CN=127.0.0.1',
-]);
-writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-await run('openssl', [
-  'x509',
-  '-req',
-  '-in',
-  csr,
-  '-CA',
-  ca,
-  '-CAkey',
-  caKey,
-  '-CAcreateserial',
-  '-out',
-  cert,
-  '-days',
-  '2',
-  '-extfile',
-  ext,
-]);
+const { ca, key, cert } = await makeTestCertificates(dir, ['IP:127.0.0.1', 'DNS:localhost']);
 
 const data = Buffer.alloc(300_000);
 for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
