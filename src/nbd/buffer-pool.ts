@@ -2,6 +2,9 @@
  * Reuses large I/O buffers. A fresh buffer for every request costs an mmap, page faults and a
  * munmap (measured: about 3x the CPU of the read itself for 256 KiB reads), so the server hands
  * payload and reply buffers back here once the socket has taken them.
+ *
+ * Large buffers live on SharedArrayBuffers: a decode worker then inflates compressed clusters
+ * straight into the reply (a plain buffer costs a staging buffer and a copy per READ).
  */
 const MIN_CLASS = 64 * 1024;
 /**
@@ -27,12 +30,13 @@ export class BufferPool {
       this.pooled -= size;
       return buf.subarray(0, n);
     }
-    return Buffer.allocUnsafeSlow(size).subarray(0, n);
+    return Buffer.from(new SharedArrayBuffer(size)).subarray(0, n);
   }
 
   /** Returns a buffer from take(); the caller must not use it afterwards. */
   give(buf: Uint8Array): void {
     const size = buf.buffer.byteLength;
+    if (!(buf.buffer instanceof SharedArrayBuffer)) return;
     if (size < MIN_CLASS || size !== sizeClass(size) || buf.byteOffset !== 0) return;
     if (this.pooled + size > this.maxPooled) return;
     const whole = Buffer.from(buf.buffer, 0, size);
