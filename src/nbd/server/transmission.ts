@@ -44,7 +44,7 @@ import {
 import { ConnectionClosedError, type WireReader, writeMessage } from '../wire.js';
 import { errorValue, messageOf, type ServedExport } from './export.js';
 import type { Negotiated } from './handshake.js';
-import { readReply } from './read-reply.js';
+import { ReadGrouper } from './read-group.js';
 import type { NbdServerStats } from './stats.js';
 import { IdleTimer } from './timer.js';
 
@@ -103,6 +103,7 @@ export class Transmission {
   /** Requests and bytes started since this connection last yielded to the event loop. */
   private turnRequests = 0;
   private turnBytes = 0;
+  private readonly reads: ReadGrouper;
 
   constructor(
     private readonly socket: Socket,
@@ -116,6 +117,7 @@ export class Transmission {
   ) {
     this.budget = new Budget(limits.maxRequests, limits.maxBytes);
     this.readAhead = new Budget(Number.POSITIVE_INFINITY, limits.readAhead);
+    this.reads = new ReadGrouper(exp.image, pool, socket);
     const leave = () => {
       this.gone = true;
     };
@@ -315,12 +317,7 @@ export class Transmission {
     await this.readAhead.acquire(req.length);
     try {
       if (this.gone) return; // left while this read waited its turn
-      const reply = await readReply(this.image, this.pool, { ...req, structured, df });
-      try {
-        await writeMessage(this.socket, reply.parts);
-      } finally {
-        for (const b of reply.buffers) this.pool.give(b);
-      }
+      await this.reads.serve({ ...req, structured, df });
     } finally {
       this.readAhead.release(req.length);
     }
