@@ -1,19 +1,24 @@
 /**
  * NBD benchmark: how fast nbdcopy reads an image served by `diskpipe serve` next to the same
  * image served by qemu-nbd, and how fast diskpipe's NBD client reads a qemu-nbd export next to
- * nbdcopy reading it. 1 GiB image with 512 MiB of data (32 MiB runs), raw and qcow2, Unix
- * sockets, sink = null: / discard, page cache warm.
+ * nbdcopy reading it. Default images: 1 GiB with 512 MiB of random data (32 MiB runs), raw,
+ * qcow2 and deflate qcow2. With NBD_BENCH_SET=perf: issue 11's perf set instead (6 GiB virtual,
+ * 1.5 GiB of half text, half random data), its deflate and zstd qcow2 (NBD_BENCH_IMAGES=deflate
+ * or zstd picks one), server rows only. Unix sockets, sink = null:, page cache warm.
  *
- * diskpipe advertises multi-conn, so nbdcopy opens 4 connections to it; qemu-nbd (-r -t) does
- * not, so nbdcopy uses one. The "-C 1" rows compare both servers with one connection each.
+ * Both servers offer the same connections: qemu-nbd runs with `-e 4` (so it advertises
+ * multi-conn, as diskpipe does) and nbdcopy opens 4 connections to either; the "-C 1" rows
+ * compare them with one connection each. A server counts as started once it has said so:
+ * diskpipe prints its URI when listening, qemu-nbd writes its --pid-file.
  *
  * Runs alternate between diskpipe and its peer (the machine may be shared) and each figure is
- * the median of NBD_BENCH_REPS runs (default 7); the best run is shown too. CPU per run (user +
- * system, all threads) is less sensitive to a busy machine than time: for nbdcopy rows it is the
- * server's (diskpipe serve vs qemu-nbd), for client rows the reader's (diskpipe vs nbdcopy).
- * Peak RSS is the high-water mark of each `diskpipe serve` process and of this process.
+ * the median of NBD_BENCH_REPS runs (default 7); the best run is shown too. CPU per run (user
+ * and system, all threads) is less sensitive to a busy machine than time: for nbdcopy rows it
+ * is the server's (diskpipe serve vs qemu-nbd), for client rows the reader's (diskpipe vs
+ * nbdcopy). Peak RSS is the high-water mark of each server process and of this process.
  *
  *   npx tsc -p . && node dist/bench/nbd.js
+ *   NBD_BENCH_SET=perf NBD_BENCH_IMAGES=deflate NBD_BENCH_REPS=5 node dist/bench/nbd.js
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
@@ -29,17 +34,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { formatDriver } from '../src/formats/registry.js';
 import { openImage } from '../src/open.js';
+import { perfSet } from './perf-set.js';
+import { MiB } from './util.js';
 
-const IMAGE_SIZE = 1024 * 1024 * 1024;
-const DATA_RUN = 32 * 1024 * 1024; // data in every other 32 MiB: 512 MiB of data in all
+const IMAGE_SIZE = 1024 * MiB;
+const DATA_RUN = 32 * MiB; // data in every other 32 MiB: 512 MiB of data in all
 const REPS = Number(process.env.NBD_BENCH_REPS ?? 7);
 
-/** One run: wall time, and CPU of the server and of the reader. */
+/** One run: wall time, and CPU (user, system) of the server and of the reader. */
 export interface Sample {
   seconds: number;
-  serverMs: number;
+  serverUserMs: number;
+  serverSysMs: number;
   clientMs: number;
 }
 
@@ -53,91 +60,96 @@ export interface NbdBenchRow {
   peerRuns: Sample[];
 }
 
+interface Served {
+  label: string;
+  format: 'raw' | 'qcow2';
+  path: string;
+  /** Bytes of data (what nbdcopy reads; the rest are zeroes it skips). */
+  dataBytes: number;
+}
+
 export async function run(): Promise<NbdBenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'diskpipe-bench-nbd-'));
   const procs: ChildProcess[] = [];
-  const serveRss: string[] = [];
+  const rss: string[] = [];
   try {
-    const raw = join(dir, 'image.raw');
-    const dataBytes = makeImage(raw);
-    const qcow2 = join(dir, 'image.qcow2');
-    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
-    // Compressed clusters: serving one means decoding every read (issue 11's serve target).
-    const deflate = join(dir, 'image.deflate.qcow2');
-    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, deflate]);
+    const perf = process.env.NBD_BENCH_SET === 'perf';
+    const images = perf ? perfImages() : defaultImages(dir);
     const rows: NbdBenchRow[] = [];
-    const row = (name: string, peer: string, cpu: 'server' | 'client') => {
-      const r: NbdBenchRow = {
-        case: name,
-        bytes: dataBytes,
-        cpu,
-        diskpipe: [],
-        peer,
-        peerRuns: [],
-      };
+    const row = (name: string, bytes: number, peer: string, cpu: 'server' | 'client') => {
+      const r: NbdBenchRow = { case: name, bytes, cpu, diskpipe: [], peer, peerRuns: [] };
       rows.push(r);
       return r;
     };
 
-    for (const [label, format, path] of [
-      ['raw', 'raw', raw],
-      ['qcow2', 'qcow2', qcow2],
-      ['deflate qcow2', 'qcow2', deflate],
-    ] as const) {
-      const tag = label.replace(' ', '-');
+    for (const img of images) {
+      const tag = img.label.replace(/ /g, '-');
       const qemuSock = join(dir, `qemu-${tag}.sock`);
-      const qemu = await serveWith(
-        'qemu-nbd',
-        ['-f', format, '-r', '-t', '-k', qemuSock, path],
-        qemuSock,
-      );
-      procs.push(qemu);
+      const qemu = await startQemuNbd(img, qemuSock, join(dir, `qemu-${tag}.pid`));
+      procs.push(qemu.proc);
+      const dpSock = join(dir, `diskpipe-${tag}.sock`);
+      const serve = await startServe(img.path, dpSock);
+      procs.push(serve);
       const qemuUri = `nbd+unix:///?socket=${qemuSock}`;
-      let serve: ChildProcess | undefined;
-      let dpUri = '';
-      if (format === 'raw' || formatDriver('qcow2')) {
-        const dpSock = join(dir, `diskpipe-${tag}.sock`);
-        const main = new URL('../src/cli/main.js', import.meta.url).pathname;
-        serve = await serveWith(
-          process.execPath,
-          [main, 'serve', '--socket', dpSock, path],
-          dpSock,
-        );
-        procs.push(serve);
-        dpUri = `nbd+unix:///?socket=${dpSock}`;
-      }
-      const copy = dpUri ? row(`nbdcopy <- ${label} export`, 'qemu-nbd', 'server') : undefined;
-      const copy1 = dpUri
-        ? row(`nbdcopy -C 1 <- ${label} export`, 'qemu-nbd', 'server')
-        : undefined;
-      const client = row(`client <- qemu-nbd ${label}`, 'nbdcopy', 'client');
+      const dpUri = `nbd+unix:///?socket=${dpSock}`;
+      const copy = row(`nbdcopy <- ${img.label}`, img.dataBytes, 'qemu-nbd', 'server');
+      const copy1 = row(`nbdcopy -C 1 <- ${img.label}`, img.dataBytes, 'qemu-nbd', 'server');
+      const client = perf
+        ? undefined
+        : row(`client <- qemu-nbd ${img.label}`, img.dataBytes, 'nbdcopy', 'client');
       const viaQemu = (fn: () => Promise<void>, inProcess = false) =>
-        measure(qemu.pid!, inProcess, fn);
-      const viaDiskpipe = (fn: () => Promise<void>) => measure(serve!.pid!, false, fn);
+        measure(qemu.pid, inProcess, fn);
+      const viaDiskpipe = (fn: () => Promise<void>) => measure(serve.pid!, false, fn);
       for (let i = 0; i < REPS; i++) {
         const peer = await viaQemu(() => nbdcopy(qemuUri));
-        if (copy && copy1) {
-          copy.peerRuns.push(peer);
-          copy.diskpipe.push(await viaDiskpipe(() => nbdcopy(dpUri)));
-          copy1.peerRuns.push(await viaQemu(() => nbdcopy(qemuUri, ['-C', '1'])));
-          copy1.diskpipe.push(await viaDiskpipe(() => nbdcopy(dpUri, ['-C', '1'])));
+        copy.peerRuns.push(peer);
+        copy.diskpipe.push(await viaDiskpipe(() => nbdcopy(dpUri)));
+        copy1.peerRuns.push(await viaQemu(() => nbdcopy(qemuUri, ['-C', '1'])));
+        copy1.diskpipe.push(await viaDiskpipe(() => nbdcopy(dpUri, ['-C', '1'])));
+        if (client) {
+          client.peerRuns.push(peer);
+          client.diskpipe.push(await viaQemu(() => readAllData(qemuUri), true));
         }
-        client.peerRuns.push(peer);
-        client.diskpipe.push(await viaQemu(() => readAllData(qemuUri), true));
       }
-      if (serve?.pid) serveRss.push(`diskpipe serve (${label}) ${peakRss(serve.pid)}`);
+      rss.push(`diskpipe serve (${img.label}) ${peakRss(serve.pid!)}`);
+      rss.push(`qemu-nbd (${img.label}) ${peakRss(qemu.pid)}`);
     }
     print(rows);
     const self = `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`;
-    process.stdout.write(
-      `peak RSS: ${[...serveRss, `client (this process) ${self}`].join(', ')}\n`,
-    );
+    process.stdout.write(`peak RSS: ${[...rss, `client (this process) ${self}`].join(', ')}\n`);
     return rows;
   } finally {
     for (const p of procs) p.kill('SIGTERM');
     await sleep(200);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function defaultImages(dir: string): Served[] {
+  const raw = join(dir, 'image.raw');
+  const dataBytes = makeImage(raw);
+  const qcow2 = join(dir, 'image.qcow2');
+  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+  // Compressed clusters: serving one means decoding every read (issue 11's serve target).
+  const deflate = join(dir, 'image.deflate.qcow2');
+  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, deflate]);
+  return [
+    { label: 'raw export', format: 'raw', path: raw, dataBytes },
+    { label: 'qcow2 export', format: 'qcow2', path: qcow2, dataBytes },
+    { label: 'deflate qcow2 export', format: 'qcow2', path: deflate, dataBytes },
+  ];
+}
+
+/** Issue 11's perf set: 48 runs of 32 MiB of data in 6 GiB. */
+function perfImages(): Served[] {
+  const set = perfSet();
+  const dataBytes = 48 * 32 * MiB;
+  const all: Served[] = [
+    { label: 'perf deflate qcow2', format: 'qcow2', path: set.deflate, dataBytes },
+    { label: 'perf zstd qcow2', format: 'qcow2', path: set.zstd, dataBytes },
+  ];
+  const only = process.env.NBD_BENCH_IMAGES?.split(',');
+  return only ? all.filter((s) => only.some((o) => s.label.includes(o))) : all;
 }
 
 function makeImage(path: string): number {
@@ -157,11 +169,37 @@ function makeImage(path: string): number {
   return data;
 }
 
-async function serveWith(cmd: string, args: string[], socket: string): Promise<ChildProcess> {
-  const proc = spawn(cmd, args, { stdio: 'ignore' });
-  for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
-  if (!existsSync(socket)) throw new Error(`${cmd} did not start`);
+/** `diskpipe serve`, once it has printed its URI (it is listening then). */
+async function startServe(path: string, socket: string): Promise<ChildProcess> {
+  const main = new URL('../src/cli/main.js', import.meta.url).pathname;
+  const proc = spawn(process.execPath, [main, 'serve', '--socket', socket, path], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`diskpipe serve exited ${code}`)));
+  });
   return proc;
+}
+
+/** qemu-nbd, read-only, persistent, 4 clients (so it advertises multi-conn), once listening. */
+async function startQemuNbd(img: Served, socket: string, pidFile: string) {
+  const args = ['-r', '-t', '-e', '4', '-f', img.format, '-k', socket, '--pid-file', pidFile];
+  const proc = spawn('qemu-nbd', [...args, img.path], { stdio: 'ignore' });
+  let exited = false;
+  proc.once('exit', () => {
+    exited = true;
+  });
+  // qemu-nbd writes its pid file once it listens; no deadline (a busy machine is slow).
+  while (!existsSync(pidFile) || readFileSync(pidFile, 'utf8').trim() === '') {
+    if (exited) throw new Error('qemu-nbd exited');
+    await sleep(25);
+  }
+  return { proc, pid: Number(readFileSync(pidFile, 'utf8').trim()) };
 }
 
 function nbdcopy(uri: string, flags: string[] = []): Promise<void> {
@@ -214,7 +252,13 @@ async function measure(
   const t = process.hrtime.bigint();
   await fn();
   const seconds = Number(process.hrtime.bigint() - t) / 1e9;
-  return { seconds, serverMs: processCpuMs(serverPid) - s0, clientMs: reader() - c0 };
+  const s1 = processCpuMs(serverPid);
+  return {
+    seconds,
+    serverUserMs: s1.user - s0.user,
+    serverSysMs: s1.sys - s0.sys,
+    clientMs: reader() - c0,
+  };
 }
 
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
@@ -225,9 +269,9 @@ function statFields(pid: number | 'self'): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
-function processCpuMs(pid: number): number {
+function processCpuMs(pid: number): { user: number; sys: number } {
   const f = statFields(pid);
-  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+  return { user: Number(f[11]) * TICK_MS, sys: Number(f[12]) * TICK_MS };
 }
 
 function childrenCpuMs(): number {
@@ -260,21 +304,27 @@ function print(rows: NbdBenchRow[]): void {
   const rate = (bytes: number, s: number) => `${(bytes / 2 ** 20 / s).toFixed(0)} MiB/s`;
   process.stdout.write(
     `median of ${REPS} runs (best run in brackets); ratio = diskpipe speed / peer speed; ` +
-      'cpu = CPU ms per run of the server (nbdcopy rows) or of the reader (client rows)\n',
+      'cpu = CPU ms per run (user+sys) of the server (nbdcopy rows) or of the reader (client rows)\n',
   );
   for (const r of rows) {
     const secs = (xs: Sample[]) => xs.map((x) => x.seconds);
+    const ms = (xs: Sample[], f: (x: Sample) => number) => median(xs.map(f)).toFixed(0);
     const cpu = (xs: Sample[]) =>
-      median(xs.map((x) => (r.cpu === 'server' ? x.serverMs : x.clientMs))).toFixed(0);
+      r.cpu === 'server'
+        ? `${ms(xs, (x) => x.serverUserMs)}+${ms(xs, (x) => x.serverSysMs)}`
+        : ms(xs, (x) => x.clientMs);
     const dp = median(secs(r.diskpipe));
     const peer = median(secs(r.peerRuns));
     const dpBest = Math.min(...secs(r.diskpipe));
     const peerBest = Math.min(...secs(r.peerRuns));
+    const total = (xs: Sample[]) =>
+      median(xs.map((x) => (r.cpu === 'server' ? x.serverUserMs + x.serverSysMs : x.clientMs)));
     process.stdout.write(
-      `${r.case.padEnd(30)} diskpipe ${rate(r.bytes, dp).padStart(10)} (${rate(r.bytes, dpBest)})` +
+      `${r.case.padEnd(34)} diskpipe ${rate(r.bytes, dp).padStart(10)} (${rate(r.bytes, dpBest)})` +
         `  ${r.peer.padEnd(8)} ${rate(r.bytes, peer).padStart(10)} (${rate(r.bytes, peerBest)})` +
         `  ratio ${(peer / dp).toFixed(2)} (${(peerBest / dpBest).toFixed(2)})` +
-        `  ${r.cpu} cpu ${cpu(r.diskpipe)} vs ${cpu(r.peerRuns)} ms\n`,
+        `  ${r.cpu} cpu ${cpu(r.diskpipe)} vs ${cpu(r.peerRuns)} ms` +
+        ` (${(total(r.diskpipe) / total(r.peerRuns)).toFixed(2)}x)\n`,
     );
   }
 }

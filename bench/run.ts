@@ -11,6 +11,8 @@
  *                    pull (bench/pull.ts: pull vs curl + qemu-img/xz/gzip/zstd/dd; only when
  *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk)
  *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
+ *   NBD_BENCH_SET    perf: the nbd bench serves the perf set's deflate and zstd qcow2
+ *                    (NBD_BENCH_IMAGES=deflate or zstd picks one) instead of its 1 GiB images
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
