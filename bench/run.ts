@@ -9,7 +9,9 @@
  *                    of its deflate and zstd qcow2 against qemu-img, compare of its raw
  *                    and deflate qcow2 against qemu-img compare; only when named), and
  *                    pull (bench/pull.ts: pull vs curl + qemu-img/xz/gzip/zstd/dd; only when
- *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk)
+ *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk), and startup
+ *                    (bench/startup.ts: --version, info, map of a tiny qcow2 vs qemu-img, and
+ *                    the `node -e 0` floor; only when named; STARTUP_REPS runs, default 11)
  *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
  *   NBD_BENCH_SET    perf: the nbd bench serves the perf set's deflate and zstd qcow2
  *                    (NBD_BENCH_IMAGES=deflate or zstd picks one) instead of its 1 GiB images
@@ -30,6 +32,7 @@ import { benchOutputFormats } from './output-formats.js';
 import { perfSet } from './perf-set.js';
 import { benchPull } from './pull.js';
 import { benchStall } from './stall.js';
+import { run as benchStartup } from './startup.js';
 import { MiB, printRows, type Row } from './util.js';
 import '../src/formats/index.js';
 
@@ -42,6 +45,13 @@ const only = new Set(
     'convert,compare,clone,formats,outformats,cache,checksum,nbd,http,stall'
   ).split(','),
 );
+
+if (only.has('startup')) {
+  console.log('startup (time to first byte)');
+  benchStartup();
+  only.delete('startup');
+  if (only.size === 0) process.exit(0);
+}
 
 if (only.has('pull')) {
   await benchPull({

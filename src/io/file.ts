@@ -20,6 +20,13 @@ import {
  */
 const SYNC_READ_MAX = 256 * 1024;
 
+/**
+ * Reads of a file that go the usual way before cached reads start: the native layer takes
+ * ~10 ms of CPU to load, more than a command that reads a few headers (info, map) could
+ * save with it; a data-heavy job makes thousands of reads.
+ */
+const READS_BEFORE_CACHED = 16;
+
 /** A local file as a ByteSource, with the write side the raw format and the copy engine use. */
 /** A run of a file: data, or a hole (no storage; reads as zeroes). */
 export interface FileRun {
@@ -31,6 +38,7 @@ export interface FileRun {
 export class LocalFile implements ByteSource {
   /** Try preadv2(RWF_NOWAIT) first (off once the filesystem says it cannot). */
   private cachedReads = true;
+  private reads = 0;
   private readonly dataRuns = new DataRuns();
 
   private constructor(
@@ -104,7 +112,8 @@ export class LocalFile implements ByteSource {
     // and for large reads: a 2 MiB copy from the page cache takes this thread ~4 ms here,
     // time it cannot spend feeding the decode workers (the main thread was the bottleneck
     // of a compressed qcow2 copy whose incompressible clusters are stored plain).
-    if (this.cachedReads && buf.length > 0 && buf.length <= SYNC_READ_MAX) {
+    const sync = buf.length > 0 && buf.length <= SYNC_READ_MAX;
+    if (this.cachedReads && sync && ++this.reads > READS_BEFORE_CACHED) {
       const n = readCached(this.fd, buf, offset);
       if (n === 'unsupported') this.cachedReads = false;
       else if (n !== 'again') {

@@ -1,8 +1,6 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import { LocalFile } from '../io/file.js';
 import { lockForInPlaceEdit } from '../io/qemu-locks.js';
-import { openHttp } from './http.js';
-import { openNbd } from './nbd.js';
 import type { OpenedSource, SourceOptions } from './opened.js';
 
 export type { OpenedSource, SourceOptions };
@@ -43,6 +41,10 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
   return opener(spec, opts);
 }
 
+// Loaded on first use: a command on a local file never pays for the HTTP and NBD clients.
+const openHttp: SourceOpener = async (spec, opts) =>
+  (await import('./http.js')).openHttp(spec, opts);
+const openNbd: SourceOpener = async (spec, opts) => (await import('./nbd.js')).openNbd(spec, opts);
 registerScheme('http', openHttp);
 registerScheme('https', openHttp);
 registerScheme('nbd', openNbd);

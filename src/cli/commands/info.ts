@@ -1,9 +1,6 @@
-import {
-  SparsifyImage,
-  type SparsifyReport,
-  sparsifyReport,
-} from '../../filters/sparsify/index.js';
+import type { SparsifyReport } from '../../filters/sparsify/index.js';
 import { endsWithFixedVhdFooter } from '../../formats/vhd/fixed-probe.js';
+import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
 import { describeChain, infoJson, type LayerInfo } from '../../ops/info.js';
 import { withoutCredentials } from '../../sources/credentials.js';
@@ -51,9 +48,7 @@ export const info = defineCommand({
       const chain = await describeChain(image, withoutCredentials(spec!));
       const shown = values['backing-chain'] ? chain : chain.slice(0, 1);
       // The filter shares `image` (closed below), so it is not closed on its own.
-      const sparse = values.sparsify
-        ? await sparsifyReport(await SparsifyImage.open(image))
-        : undefined;
+      const sparse = values.sparsify ? await sparsifyReportOf(image) : undefined;
       if (values.json) {
         const json = shown.map(infoJson);
         if (unverified) Object.assign(json[0]!, { consistency: 'unverified' });
@@ -128,6 +123,12 @@ function clock(nsec: number): string {
   const m = Math.floor(ms / 60_000) % 60;
   const s = Math.floor(ms / 1000) % 60;
   return `${String(h).padStart(4, '0')}:${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}.${String(ms % 1000).padStart(3, '0')}`;
+}
+
+/** The sparsify filter is loaded only when asked for (startup time of a plain `info`). */
+async function sparsifyReportOf(image: Image): Promise<SparsifyReport> {
+  const { SparsifyImage, sparsifyReport } = await import('../../filters/sparsify/index.js');
+  return sparsifyReport(await SparsifyImage.open(image));
 }
 
 /** The human form of a sparsify report (info --sparsify, map --sparsify). */

@@ -1,4 +1,3 @@
-import { sparsify, sparsifyReport } from '../../filters/sparsify/index.js';
 import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
 import { AllocationBar, mapEntryJson, mapImage } from '../../ops/map.js';
@@ -30,10 +29,14 @@ export const map = defineCommand({
   operandCount: [1, 1],
   async run(values, [spec]) {
     const opened = await openImage(spec!, openOptions(values));
-    const sparse = values.sparsify ? await sparsify(opened) : undefined;
+    // Loaded only when asked for (startup time of a plain `map`).
+    const filter = values.sparsify ? await import('../../filters/sparsify/index.js') : undefined;
+    const sparse = filter ? await filter.sparsify(opened) : undefined;
     const image: Image = sparse ?? opened;
     try {
-      if (sparse && !values.json) print(humanSparsify(await sparsifyReport(sparse)).join('\n'));
+      if (filter && sparse && !values.json) {
+        print(humanSparsify(await filter.sparsifyReport(sparse)).join('\n'));
+      }
       if (values.json) {
         // Streamed, one entry per line, in qemu-img's layout, so huge maps never sit in memory.
         let first = true;

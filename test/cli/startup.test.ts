@@ -1,0 +1,66 @@
+/**
+ * Startup: a command on a local image loads only what it uses. `info` and `map` of a small
+ * qcow2 load neither the native layer (koffi) nor the HTTP client; flags that need more
+ * (--sparsify) still load it on demand, and errors stay one line.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+
+const dir = tempDir();
+
+/** Preloaded into the CLI: at exit, prints the packages it required and Node's built-ins. */
+const PRELOAD = `data:text/javascript,${encodeURIComponent(
+  [
+    "import Module from 'node:module';",
+    'const required = [];',
+    'const load = Module._load;',
+    'Module._load = function (id, ...rest) { required.push(id); return load.call(this, id, ...rest); };',
+    "process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify({ required,",
+    "  builtins: process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)) }) + '\\n'));",
+  ].join('\n'),
+)}`;
+
+function loadedBy(args: string[]) {
+  const r = diskpipe(args, { env: { NODE_OPTIONS: `--import=${PRELOAD}` } });
+  const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));
+  assert.ok(line, `no module report: ${r.stderr}`);
+  const loaded = JSON.parse(line.slice(7)) as { required: string[]; builtins: string[] };
+  return { ...r, ...loaded };
+}
+
+test('info and map of a local qcow2 load neither koffi nor the HTTP client', async () => {
+  const path = join(dir, 'small.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '16M');
+  await qemuIo(path, ['write -P 0x5a 1M 64k'], 'qcow2');
+  for (const args of [
+    ['info', path],
+    ['info', '--output=json', path],
+    ['map', path],
+  ]) {
+    const r = loadedBy(args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!r.required.includes('koffi'), `${args[0]} loaded koffi`);
+    for (const m of ['http', 'https']) assert.ok(!r.builtins.includes(m), `${args[0]} loaded ${m}`);
+  }
+  // Options that need more load it when asked.
+  const sparsify = diskpipe(['info', '--sparsify', path]);
+  assert.equal(sparsify.status, 0, sparsify.stderr);
+  assert.match(sparsify.stdout, /sparsify: /);
+  const mapSparsify = diskpipe(['map', '--sparsify', path]);
+  assert.equal(mapSparsify.status, 0, mapSparsify.stderr);
+  assert.match(mapSparsify.stdout, /sparsify: /);
+});
+
+test('--version still reports the system-call layer; errors stay one line', () => {
+  const v = diskpipe(['--version']);
+  assert.equal(v.status, 0);
+  assert.match(v.stdout, /^diskpipe \S+ \(node \S+; system calls: .+\)\n$/);
+  const e = diskpipe(['info', join(dir, 'missing.qcow2')]);
+  assert.equal(e.status, 2);
+  assert.match(e.stderr, /^diskpipe: [^\n]+\n$/);
+  const http = diskpipe(['info', 'http://127.0.0.1:1/x.qcow2']);
+  assert.equal(http.status, 2);
+  assert.match(http.stderr, /^diskpipe: [^\n]+\n$/);
+});
