@@ -1,20 +1,24 @@
 // Every format diskpipe knows, in probe order; raw is last because it accepts anything.
+// Only qcow2 and raw are loaded up front: another format's reader loads when an image of it
+// is opened (its probe is a few small modules), so `info disk.qcow2` never pays for them.
 import { qcow2Driver } from './qcow2/index.js';
-import { qedDriver } from './qed/index.js';
+import { qedProbe } from './qed/probe.js';
 import { rawDriver } from './raw.js';
 import { refusedDrivers } from './refused.js';
-import { registerFormat } from './registry.js';
-import { vdiDriver } from './vdi/index.js';
-import { vhdAliasDriver, vpcDriver } from './vhd/index.js';
-import { vhdxDriver } from './vhdx/index.js';
-import { vmdkDriver } from './vmdk/index.js';
+import { lazyDriver, registerFormat } from './registry.js';
+import { vdiProbe } from './vdi/probe.js';
+import { vhdAliasProbe, vpcProbe } from './vhd/probe.js';
+import { vhdxProbe } from './vhdx/probe.js';
+import { vmdkProbe } from './vmdk/probe.js';
 
 registerFormat(qcow2Driver);
-registerFormat(vpcDriver);
-registerFormat(vhdAliasDriver);
-registerFormat(vhdxDriver);
-registerFormat(qedDriver);
-registerFormat(vmdkDriver);
-registerFormat(vdiDriver);
+registerFormat(lazyDriver(vpcProbe, async () => (await import('./vhd/index.js')).vpcDriver));
+registerFormat(
+  lazyDriver(vhdAliasProbe, async () => (await import('./vhd/index.js')).vhdAliasDriver),
+);
+registerFormat(lazyDriver(vhdxProbe, async () => (await import('./vhdx/index.js')).vhdxDriver));
+registerFormat(lazyDriver(qedProbe, async () => (await import('./qed/index.js')).qedDriver));
+registerFormat(lazyDriver(vmdkProbe, async () => (await import('./vmdk/index.js')).vmdkDriver));
+registerFormat(lazyDriver(vdiProbe, async () => (await import('./vdi/index.js')).vdiDriver));
 for (const d of refusedDrivers) registerFormat(d);
 registerFormat(rawDriver);

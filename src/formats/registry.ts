@@ -31,6 +31,14 @@ export interface FormatDriver {
   open(source: ByteSource, ctx: OpenContext): Promise<Image>;
 }
 
+/** What probing needs of a driver: kept apart from its reader, so probing loads no reader. */
+export type FormatProbe = Pick<FormatDriver, 'name' | 'probe' | 'probeTail'>;
+
+/** A driver whose reader module is loaded on its first open. */
+export function lazyDriver(p: FormatProbe, load: () => Promise<FormatDriver>): FormatDriver {
+  return { ...p, open: async (source, ctx) => (await load()).open(source, ctx) };
+}
+
 export const PROBE_BYTES = 4096;
 export const TAIL_PROBE_BYTES = 512;
 

@@ -1,9 +1,8 @@
 import type { FormatDriver } from '../registry.js';
-import { isQed } from './header.js';
 import { QedImage } from './image.js';
+import { qedProbe } from './probe.js';
 
 export const qedDriver: FormatDriver = {
-  name: 'qed',
-  probe: (head) => isQed(head),
+  ...qedProbe,
   open: (source, ctx) => QedImage.open(source, ctx),
 };

@@ -3,15 +3,14 @@ import { CorruptImageError } from '../../errors.js';
 import type { ByteSource, Image } from '../../image/types.js';
 import { readExact } from '../host-io.js';
 import type { FormatDriver } from '../registry.js';
-import { HEADER_BYTES, hasVdiSignature, parseVdiHeader } from './header.js';
+import { HEADER_BYTES, parseVdiHeader } from './header.js';
 import { VdiImage } from './image.js';
+import { vdiProbe } from './probe.js';
 
 export { VdiImage } from './image.js';
 
 export const vdiDriver: FormatDriver = {
-  name: 'vdi',
-  // A truncated header is still claimed, so that it is refused rather than read as raw.
-  probe: (head) => hasVdiSignature(head),
+  ...vdiProbe,
   open: openVdi,
 };
 

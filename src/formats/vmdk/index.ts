@@ -20,17 +20,13 @@ import type { VmdkExtent } from './extent.js';
 import { FlatExtent, ZeroExtent } from './flat.js';
 import { COWD_MAGIC, hasMagic, SECTOR, SESPARSE_MAGIC, SPARSE_MAGIC } from './header.js';
 import { VmdkImage } from './image.js';
+import { vmdkProbe } from './probe.js';
 import { ExtentBudget, SparseExtent } from './sparse.js';
 
 export { VmdkImage } from './image.js';
 
 export const vmdkDriver: FormatDriver = {
-  name: 'vmdk',
-  probe: (head) =>
-    hasMagic(head, SPARSE_MAGIC) ||
-    hasMagic(head, COWD_MAGIC) ||
-    hasMagic(head, SESPARSE_MAGIC) ||
-    looksLikeDescriptor(head),
+  ...vmdkProbe,
   open: openVmdk,
 };
 
