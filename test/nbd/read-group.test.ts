@@ -171,3 +171,39 @@ test('a failing read in a group fails only the request it belongs to', async () 
     await close();
   }
 });
+
+/** Counts extent walks. */
+class Walks extends ImageWrapper {
+  walks = 0;
+  override extents(offset?: number, length?: number) {
+    this.walks++;
+    return super.extents(offset, length);
+  }
+}
+
+test('READs after a BLOCK_STATUS of their range use its extents: no second walk', async () => {
+  const path = makeRaw('status.raw');
+  const file = readFileSync(path);
+  const image = new Walks(await openImage(path));
+  const server = await startNbdServer(image, { port: 0, log: () => {} });
+  const s = await RawSession.open(server.address.transport === 'tcp' ? server.address.port : 0);
+  try {
+    await s.negotiate({ structured: true, allocation: true });
+    s.request(P.CMD_BLOCK_STATUS, 0, 8 * MiB, 100n);
+    await s.chunk();
+    assert.equal(image.walks, 1);
+    // Data, the hole after it, and data again: holes come from the remembered extents.
+    const reqs = adjacent(768 * KiB, 10, 256 * KiB);
+    pipeline(s, reqs);
+    const { got, errors } = await structuredReplies(s, reqs);
+    assert.equal(errors.size, 0);
+    reqs.forEach((r, i) => {
+      assert.ok(got[i]!.equals(file.subarray(r.offset, r.offset + r.length)), `request ${i}`);
+    });
+    assert.equal(image.walks, 1, 'the READs walked the extents again');
+  } finally {
+    s.close();
+    await server.close();
+    await image.close();
+  }
+});

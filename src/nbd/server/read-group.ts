@@ -7,7 +7,7 @@
  * into one pooled buffer, and its replies go to the socket in one gathered write.
  */
 import type { Socket } from 'node:net';
-import type { Extent, Image } from '../../image/types.js';
+import type { Image } from '../../image/types.js';
 import type { BufferPool } from '../buffer-pool.js';
 import {
   encodeOffsetDataHeader,
@@ -16,6 +16,7 @@ import {
   REPLY_FLAG_DONE,
 } from '../protocol.js';
 import { writeMessage } from '../wire.js';
+import type { KnownExtents } from './known-extents.js';
 import { type ReadRequest, readReply } from './read-reply.js';
 
 /**
@@ -41,6 +42,8 @@ export class ReadGrouper {
     private readonly image: Image,
     private readonly pool: BufferPool,
     private readonly socket: Socket,
+    /** Extents already known (a read-only export's last BLOCK_STATUS): no second walk. */
+    private readonly known?: KnownExtents,
     private readonly maxGroup = MAX_GROUP_BYTES,
   ) {}
 
@@ -90,6 +93,7 @@ export class ReadGrouper {
         this.image,
         this.pool,
         group.map((p) => p.req),
+        this.known,
       );
     } catch {
       // Each request learns its own outcome: an error belongs to the read that hit it.
@@ -108,7 +112,9 @@ export class ReadGrouper {
 
   private async single(p: Pending): Promise<void> {
     try {
-      const reply = await readReply(this.image, this.pool, p.req);
+      const { offset, length } = p.req;
+      const known = length > 0 ? this.known?.lookup(offset, length) : undefined;
+      const reply = await readReply(this.image, this.pool, p.req, known);
       try {
         await writeMessage(this.socket, reply.parts);
       } finally {
@@ -133,12 +139,16 @@ async function readGroup(
   image: Image,
   pool: BufferPool,
   reqs: readonly ReadRequest[],
+  known: KnownExtents | undefined,
 ): Promise<GroupRead> {
   const start = reqs[0]!.offset;
   const last = reqs.at(-1)!;
   const length = last.offset + last.length - start;
-  const extents: Extent[] = [];
-  for await (const e of image.extents(start, length)) extents.push(e);
+  let extents = known?.lookup(start, length);
+  if (!extents) {
+    extents = [];
+    for await (const e of image.extents(start, length)) extents.push(e);
+  }
   const buffer = pool.take(length);
   // Simple replies and DF carry zeroes as data: fill them in (never read).
   const flat = reqs.some((r) => !r.structured || r.df);
@@ -167,11 +177,12 @@ async function readGroup(
       parts.push(encodeOffsetDataHeader(r.cookie, REPLY_FLAG_DONE, r.offset, r.length), data);
       continue;
     }
-    while (extents[first]!.offset + extents[first]!.length <= r.offset) first++;
+    const xs = extents;
+    while (xs[first]!.offset + xs[first]!.length <= r.offset) first++;
     const end = r.offset + r.length;
     let header: Uint8Array | undefined;
-    for (let i = first; i < extents.length && extents[i]!.offset < end; i++) {
-      const e = extents[i]!;
+    for (let i = first; i < xs.length && xs[i]!.offset < end; i++) {
+      const e = xs[i]!;
       const from = Math.max(e.offset, r.offset);
       const to = Math.min(e.offset + e.length, end);
       if (e.zero) {

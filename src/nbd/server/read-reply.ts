@@ -36,10 +36,12 @@ export interface ReadRequest {
   df: boolean;
 }
 
+/** `known`: the range's extents when already known (else the image is asked). */
 export async function readReply(
   image: Image,
   pool: BufferPool,
   req: ReadRequest,
+  known?: readonly Extent[],
 ): Promise<ReadReply> {
   const { cookie, offset, length, structured } = req;
   if (length === 0) {
@@ -59,7 +61,7 @@ export async function readReply(
       buffers.push(buf);
       buf.set(header);
       const data = buf.subarray(header.length);
-      for await (const e of image.extents(offset, length)) {
+      for await (const e of known ?? image.extents(offset, length)) {
         const part = data.subarray(e.offset - offset, e.offset - offset + e.length);
         if (e.zero) part.fill(0);
         else await image.read(part, e.offset);
@@ -68,7 +70,7 @@ export async function readReply(
     }
     // Structured: zero extents become OFFSET_HOLE chunks and are never read.
     const parts: Uint8Array[] = [];
-    for await (const e of image.extents(offset, length)) {
+    for await (const e of known ?? image.extents(offset, length)) {
       if (e.zero) {
         parts.push(encodeOffsetHole(cookie, 0, e.offset, e.length));
       } else {

@@ -10,6 +10,7 @@
 import type { Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { NbdProtocolError } from '../../errors.js';
+import type { Extent } from '../../image/types.js';
 import { Budget } from '../budget.js';
 import type { BufferPool } from '../buffer-pool.js';
 import {
@@ -44,6 +45,7 @@ import {
 import { ConnectionClosedError, type WireReader, writeMessage } from '../wire.js';
 import { errorValue, messageOf, type ServedExport } from './export.js';
 import type { Negotiated } from './handshake.js';
+import { KnownExtents } from './known-extents.js';
 import { ReadGrouper } from './read-group.js';
 import type { NbdServerStats } from './stats.js';
 import { IdleTimer } from './timer.js';
@@ -104,6 +106,8 @@ export class Transmission {
   private turnRequests = 0;
   private turnBytes = 0;
   private readonly reads: ReadGrouper;
+  /** A read-only export's last BLOCK_STATUS extents, for the READs that follow. */
+  private readonly known: KnownExtents | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -117,7 +121,8 @@ export class Transmission {
   ) {
     this.budget = new Budget(limits.maxRequests, limits.maxBytes);
     this.readAhead = new Budget(Number.POSITIVE_INFINITY, limits.readAhead);
-    this.reads = new ReadGrouper(exp.image, pool, socket);
+    this.known = exp.writable ? undefined : new KnownExtents();
+    this.reads = new ReadGrouper(exp.image, pool, socket, this.known);
     const leave = () => {
       this.gone = true;
     };
@@ -325,13 +330,16 @@ export class Transmission {
 
   private async blockStatus(req: Request): Promise<void> {
     const descriptors: { length: number; flags: number }[] = [];
+    const walked: Extent[] = [];
     for await (const e of this.image.extents(req.offset, req.length)) {
+      if (this.known) walked.push(e);
       const flags = (e.hole ? STATE_HOLE : 0) | (e.zero ? STATE_ZERO : 0);
       const last = descriptors.at(-1);
       if (last && last.flags === flags) last.length += e.length;
       else descriptors.push({ length: e.length, flags });
       if (req.flags & CMD_FLAG_REQ_ONE || descriptors.length >= MAX_DESCRIPTORS) break;
     }
+    this.known?.remember(walked);
     const id = this.negotiated.allocationContext!;
     await writeMessage(this.socket, [
       encodeBlockStatus(req.cookie, REPLY_FLAG_DONE, id, descriptors),
