@@ -152,6 +152,40 @@ test('grouped READs: DF and simple replies carry zeroes as data', async () => {
   }
 });
 
+test('an empty READ next to others is answered on its own', async () => {
+  const path = makeRaw('empty.raw');
+  const file = readFileSync(path);
+  const { s, close } = await session(path, true);
+  try {
+    const at = 512 * KiB; // all data
+    const reqs = [
+      { offset: at, length: 0 },
+      { offset: at, length: 64 * KiB },
+      { offset: at + 64 * KiB, length: 0 },
+      { offset: at + 64 * KiB, length: 64 * KiB },
+    ];
+    pipeline(s, reqs);
+    const done = new Set<number>();
+    const got = reqs.map((r) => Buffer.alloc(r.length));
+    while (done.size < reqs.length) {
+      const c = await s.chunk();
+      const i = Number(c.cookie);
+      if (c.type === P.REPLY_TYPE_OFFSET_DATA) {
+        got[i]!.set(c.payload.subarray(8), P.readU64(c.payload, 0) - reqs[i]!.offset);
+      } else {
+        assert.equal(c.type, P.REPLY_TYPE_NONE, `request ${i}`);
+      }
+      if (c.flags & P.REPLY_FLAG_DONE) done.add(i);
+    }
+    for (const i of [1, 3]) {
+      const r = reqs[i]!;
+      assert.ok(got[i]!.equals(file.subarray(r.offset, r.offset + r.length)), `request ${i}`);
+    }
+  } finally {
+    await close();
+  }
+});
+
 test('a failing read in a group fails only the request it belongs to', async () => {
   const path = makeRaw('fail.raw');
   const file = readFileSync(path);

@@ -68,19 +68,24 @@ export class ReadGrouper {
     let group: Pending[] = [];
     let end = -1;
     let bytes = 0;
+    const close = () => {
+      if (group.length > 0) void this.run(group);
+      group = [];
+      bytes = 0;
+    };
     for (const p of queued) {
       const { offset, length } = p.req;
-      const joins = offset === end && length > 0 && bytes + length <= this.maxGroup;
-      if (!joins && group.length > 0) {
-        void this.run(group);
-        group = [];
-        bytes = 0;
-      }
+      if (offset !== end || bytes + length > this.maxGroup) close();
       group.push(p);
       end = offset + length;
       bytes += length;
+      // An empty read is answered alone (its reply has no chunk to share).
+      if (length === 0) {
+        close();
+        end = -1;
+      }
     }
-    if (group.length > 0) void this.run(group);
+    close();
   }
 
   private async run(group: Pending[]): Promise<void> {
