@@ -59,7 +59,7 @@ export async function storeImage(
           });
     await file.sync();
     return {
-      contentDigest: hash.digest(),
+      contentDigest: await hash.digest(),
       virtualSize: image.size,
       allocatedSize: await file.allocatedSize(),
       written: copied.bytesWritten,
