@@ -59,7 +59,7 @@ export class CopyPassHash implements PacedTap {
     this.hasher = opts.hasher ?? sharedHashPool();
     const blocks = Math.max(1, Math.floor((opts.batchBytes ?? 2 * 1024 * 1024) / this.bs));
     this.batchBytes = blocks * this.bs;
-    this.inFlight = Math.max(1, opts.inFlight ?? 8);
+    this.inFlight = Math.max(1, opts.inFlight ?? 4);
   }
 
   /** The image's bytes at `offset` (a data item the engine read; copied, not kept). */

@@ -17,7 +17,7 @@ import { writeSparse } from './sparse-write.js';
 /** Guest bytes planned at once: the metadata (L2 tables) of one window is read up front. */
 const WINDOW = 256 * 1024 * 1024;
 const REQUEST = 2 * 1024 * 1024;
-const IN_FLIGHT = 8;
+const IN_FLIGHT = 4;
 
 interface Piece {
   offset: number;
