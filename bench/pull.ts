@@ -16,7 +16,15 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -120,6 +128,11 @@ function compressedQcow2(raw: string, out: string, type: 'zlib' | 'zstd'): void 
   execFileSync('mv', [`${out}.tmp`, out]);
 }
 
+/** Bytes a file allocates, in MiB (its data: zero blocks are holes). */
+function allocatedMiB(path: string): string {
+  return ((statSync(path).blocks * 512) / MiB).toFixed(1);
+}
+
 /** Makes `out` with a shell command once (under a temporary name). */
 function once(out: string, command: string): void {
   if (existsSync(out)) return;
@@ -198,7 +211,7 @@ export async function benchPull(o: PullBenchOptions): Promise<void> {
       ]);
       const r = JSON.parse(json.toString()) as { written: number };
       console.log(
-        `\n== ${name}: pull wrote ${(r.written / MiB).toFixed(1)} MiB to the cache (data ${o.dataMiB} MiB)\n   B: ${peer}`,
+        `\n== ${name}: pull wrote ${(r.written / MiB).toFixed(1)} MiB to the cache (the raw image allocates ${allocatedMiB(name.startsWith('cloud') ? cloud : raw)} MiB)\n   B: ${peer}`,
       );
       const lock = o.lock ? ['flock', o.lock] : [];
       const ab = spawnSync(

@@ -212,3 +212,14 @@ export class CopyPassHash implements PacedTap {
     }
   }
 }
+
+/**
+ * Starts the hasher's workers now (one tiny job each), so that they are up when the first
+ * data arrives: a pull calls it as soon as the download's first bytes name an image format.
+ */
+export function startHashWorkers(hasher: BlockHasher = sharedHashPool()): void {
+  const d = new BlockDigester();
+  for (let i = 0; i < hasher.threads; i++) {
+    hasher.hash(d, new ArrayBuffer(d.blockSize), d.blockSize).catch(() => {});
+  }
+}
