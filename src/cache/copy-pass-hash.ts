@@ -1,29 +1,68 @@
 /**
  * blkhash computed from the buffers the copy engine already holds, so the converted file is
  * never read again. The engine hands over data work items (any order, any alignment) and the
- * ranges it knows read as zero; a blkhash block is hashed as soon as all its bytes were seen.
- * Only digests of data blocks are kept (32 bytes each); everything else is Z.
+ * ranges it knows read as zero. Whole blocks are copied into batches that the checksum's
+ * worker pool hashes (the calling thread only copies); a block cut across items is assembled
+ * first. Only digests of data blocks are kept (32 bytes each); everything else is Z, and a
+ * range given as zero is never hashed at all.
  */
 import { CorruptImageError } from '../errors.js';
 import { le64 } from '../ops/checksum/blkhash.js';
-import { BlockDigester } from '../ops/checksum/index.js';
+import { BlockDigester, type BlockHasher, sharedHashPool } from '../ops/checksum/index.js';
+import type { CopyTap } from '../ops/copy/index.js';
 
 interface PartialBlock {
   buf: Buffer;
   covered: number;
 }
 
-export class CopyPassHash {
+interface Batch {
+  bytes: Uint8Array;
+  /** The block index of each block in `bytes`, in order. */
+  blocks: number[];
+}
+
+export interface CopyPassHashOptions {
+  /** Who hashes the batches (default: the process-wide worker pool). */
+  hasher?: BlockHasher;
+  /** Bytes per batch handed to the hasher (a multiple of the block size; default 2 MiB). */
+  batchBytes?: number;
+  /** Batches being hashed before room() makes the copy wait (default 8). */
+  inFlight?: number;
+}
+
+/** A tap that may ask the copy to wait before it reads more (bounded hashing memory). */
+export interface PacedTap extends CopyTap {
+  room(): Promise<void> | undefined;
+}
+
+export class CopyPassHash implements PacedTap {
   readonly digester = new BlockDigester();
   private readonly bs = this.digester.blockSize;
-  private readonly digests = new Map<number, Buffer>();
+  private readonly hasher: BlockHasher;
+  private readonly batchBytes: number;
+  private readonly inFlight: number;
+  private readonly digests = new Map<number, Uint8Array>();
   private readonly partial = new Map<number, PartialBlock>();
+  private batch: Batch | undefined;
+  private readonly free: ArrayBuffer[] = [];
+  private readonly pending = new Set<Promise<void>>();
+  private waiters: (() => void)[] = [];
+  private failure: Error | undefined;
   /** Bytes passed to the block hash (all-zero full blocks are not hashed). */
   hashedBytes = 0;
 
-  constructor(readonly size: number) {}
+  constructor(
+    readonly size: number,
+    opts: CopyPassHashOptions = {},
+  ) {
+    this.hasher = opts.hasher ?? sharedHashPool();
+    const blocks = Math.max(1, Math.floor((opts.batchBytes ?? 2 * 1024 * 1024) / this.bs));
+    this.batchBytes = blocks * this.bs;
+    this.inFlight = Math.max(1, opts.inFlight ?? 4);
+  }
 
-  /** The image's bytes at `offset` (a data item the engine read). */
+  /** The image's bytes at `offset` (a data item the engine read; copied, not kept). */
   data(buf: Uint8Array, offset: number): void {
     this.cover(offset, buf.length, buf);
   }
@@ -33,12 +72,28 @@ export class CopyPassHash {
     this.cover(offset, length, undefined);
   }
 
-  /** The lowercase hex digest; every byte must have been covered once. */
-  digest(): string {
+  /**
+   * A promise while as many batches as allowed are being hashed: a copy that awaits it before
+   * each read keeps the hashing memory bounded. A caller that cannot wait (the copy engine's
+   * tap) is bounded anyway: beyond twice the limit, batches are hashed on the calling thread.
+   */
+  room(): Promise<void> | undefined {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.pending.size < this.inFlight) return undefined;
+    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => {
+      if (this.failure) throw this.failure;
+    });
+  }
+
+  /** The lowercase hex digest once every batch is hashed; every byte must have been covered. */
+  async digest(): Promise<string> {
     if (this.partial.size > 0) {
       const [first] = this.partial.keys();
       throw new CorruptImageError(`copy pass hash: block ${first} was not fully covered`);
     }
+    this.submit();
+    while (this.pending.size > 0) await Promise.all(this.pending);
+    if (this.failure) throw this.failure;
     const outer = this.digester.newOuter();
     const blocks = Math.ceil(this.size / this.bs);
     const indexes = [...this.digests.keys()].sort((a, b) => a - b);
@@ -98,12 +153,73 @@ export class CopyPassHash {
     }
   }
 
-  /** Stores the digest of a complete block unless it is a full zero block (Z is implied). */
+  /** Queues a complete block for hashing; a short last block is hashed here (it is small). */
   private finish(i: number, block: Uint8Array): void {
-    const out = Buffer.allocUnsafe(this.digester.digestLength);
-    const hashed = this.digester.hashBlocks(block, block.length, out);
-    this.hashedBytes += hashed;
-    if (block.length === this.bs && hashed === 0) return;
-    this.digests.set(i, out);
+    if (block.length !== this.bs) {
+      this.digests.set(i, this.digester.hashOne(block));
+      this.hashedBytes += block.length;
+      return;
+    }
+    if (!this.batch) {
+      const buffer = this.free.pop() ?? new ArrayBuffer(this.batchBytes);
+      this.batch = { bytes: new Uint8Array(buffer), blocks: [] };
+    }
+    const b = this.batch;
+    b.bytes.set(block, b.blocks.length * this.bs);
+    b.blocks.push(i);
+    if (b.blocks.length * this.bs === this.batchBytes) this.submit();
+  }
+
+  /** Hands the current batch to the hasher (or hashes it here when far behind). */
+  private submit(): void {
+    const b = this.batch;
+    if (!b || b.blocks.length === 0) return;
+    this.batch = undefined;
+    const length = b.blocks.length * this.bs;
+    const buffer = b.bytes.buffer as ArrayBuffer;
+    if (this.pending.size >= 2 * this.inFlight) {
+      const out = new Uint8Array(b.blocks.length * this.digester.digestLength);
+      this.hashedBytes += this.digester.hashBlocks(b.bytes, length, out);
+      this.keep(b.blocks, out);
+      this.free.push(buffer);
+      return;
+    }
+    const job: Promise<void> = this.hasher.hash(this.digester, buffer, length).then(
+      (r) => {
+        this.hashedBytes += r.hashedBytes;
+        this.keep(b.blocks, r.digests);
+        if (this.free.length < this.inFlight) this.free.push(r.buffer);
+      },
+      (err: Error) => {
+        this.failure ??= err;
+      },
+    );
+    this.pending.add(job);
+    void job.finally(() => {
+      this.pending.delete(job);
+      const w = this.waiters.shift();
+      w?.();
+    });
+  }
+
+  /** Keeps the digests of data blocks; Z (a zero block) is implied by absence. */
+  private keep(blocks: number[], digests: Uint8Array): void {
+    const dl = this.digester.digestLength;
+    const z = this.digester.zeroDigest;
+    for (let k = 0; k < blocks.length; k++) {
+      const d = digests.subarray(k * dl, (k + 1) * dl);
+      if (!z.equals(d)) this.digests.set(blocks[k]!, d);
+    }
+  }
+}
+
+/**
+ * Starts the hasher's workers now (one tiny job each), so that they are up when the first
+ * data arrives: a pull calls it as soon as the download's first bytes name an image format.
+ */
+export function startHashWorkers(hasher: BlockHasher = sharedHashPool()): void {
+  const d = new BlockDigester();
+  for (let i = 0; i < hasher.threads; i++) {
+    hasher.hash(d, new ArrayBuffer(d.blockSize), d.blockSize).catch(() => {});
   }
 }

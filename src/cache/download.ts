@@ -22,11 +22,11 @@ import {
   type Validators,
   validatorsOf,
 } from '../sources/http-validators.js';
-import { type DigestAlgorithm, DownloadHash, type DownloadObserver } from './download-hash.js';
+import { type DigestAlgorithm, type DownloadDigests, DownloadHash } from './download-hash.js';
 import { SparseWriter } from './sparse-writer.js';
 
 export type { Validators } from '../sources/http-validators.js';
-export type { DigestAlgorithm, DownloadObserver } from './download-hash.js';
+export type { DigestAlgorithm, DownloadDigests } from './download-hash.js';
 
 export interface ExpectedDigest {
   algorithm: DigestAlgorithm;
@@ -52,10 +52,10 @@ export interface DownloadOptions {
   /** TLS (caCert, insecure), extra headers and the other client settings. */
   http?: HttpClientOptions | undefined;
   /**
-   * Sees every byte of the download in order from offset 0 (a resumed prefix is read back
-   * from the partial file first); `restart` comes before each attempt's first byte.
+   * Also compute the blkhash of the whole download (`digests.blkhash`) when its first bytes
+   * could be a raw image, on the same worker and pass as the download digest.
    */
-  observer?: DownloadObserver | undefined;
+  rawContent?: boolean | undefined;
   /** An attempt starts writing the partial file at `start`, towards `total` bytes if known. */
   onAttempt?: ((start: number, total: number | undefined) => void) | undefined;
   /** The partial file holds every byte before `position` (a reader may follow it). */
@@ -67,8 +67,11 @@ export interface DownloadResult {
   size: number;
   /** ETag / Last-Modified of what was downloaded (what a cache record keeps). */
   validators: Validators;
-  /** Hex digests of the whole download: always sha256, plus the expected algorithm. */
-  digests: Partial<Record<DigestAlgorithm, string>>;
+  /**
+   * Hex digests of the whole download: always sha256, plus the expected algorithm, plus
+   * blkhash with `rawContent` when the download could be raw.
+   */
+  digests: DownloadDigests;
   /** Bytes already present from an earlier, interrupted attempt. */
   resumedFrom: number;
   /** Bytes fetched over the network by this call. */
@@ -219,7 +222,7 @@ async function receive(
     total,
   } satisfies PartMeta);
 
-  const hash = new DownloadHash(opts.expected?.algorithm, opts.observer);
+  const hash = new DownloadHash(opts.expected?.algorithm, opts.rawContent === true);
   try {
     await hash.hashPrefix(opts.partPath, start);
     const handle = await openPart(opts.partPath, start);

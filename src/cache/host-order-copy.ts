@@ -11,12 +11,13 @@ import type { Image, MapEntry } from '../image/types.js';
 import { throwIfAborted } from '../io/abort.js';
 import type { LocalFile } from '../io/file.js';
 import type { CopyTap } from '../ops/copy/index.js';
+import type { PacedTap } from './copy-pass-hash.js';
 import { writeSparse } from './sparse-write.js';
 
 /** Guest bytes planned at once: the metadata (L2 tables) of one window is read up front. */
 const WINDOW = 256 * 1024 * 1024;
 const REQUEST = 2 * 1024 * 1024;
-const IN_FLIGHT = 8;
+const IN_FLIGHT = 4;
 
 interface Piece {
   offset: number;
@@ -34,7 +35,7 @@ export function hasMapping(image: Image): image is MappedImage {
 export async function copyInHostOrder(
   image: MappedImage,
   file: LocalFile,
-  tap: CopyTap,
+  tap: CopyTap | PacedTap,
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
 ): Promise<{ bytesWritten: number }> {
@@ -58,6 +59,8 @@ export async function copyInHostOrder(
       try {
         for (let i = next++; i < pieces.length && !failed; i = next++) {
           const p = pieces[i]!;
+          // The hash keeps up or the copy waits: its memory stays bounded.
+          if ('room' in tap) await tap.room();
           const view = buf.subarray(0, p.length);
           await image.read(view, p.offset);
           tap.data(view, p.offset);
@@ -77,7 +80,12 @@ export async function copyInHostOrder(
   return { bytesWritten };
 }
 
-/** The data pieces of [start, start+length), at most REQUEST bytes each, in host order. */
+/**
+ * The data pieces of [start, start+length), at most REQUEST bytes each, in host order. Guest
+ * neighbours that are host neighbours too (or both without a host offset, as compressed
+ * clusters are, one map entry each) share a piece: one read then spans many clusters, which
+ * the format decodes as one batch (off the calling thread) instead of one cluster at a time.
+ */
 async function plan(image: MappedImage, start: number, length: number): Promise<Piece[]> {
   const data: { offset: number; length: number }[] = [];
   for await (const e of image.extents(start, length)) {
@@ -91,27 +99,49 @@ async function plan(image: MappedImage, start: number, length: number): Promise<
   const pieces: Piece[] = [];
   let lastKey = 0;
   let d = 0;
+  /** The last piece, while the next range may still join it. */
+  let open: (Piece & { host: boolean }) | undefined;
+  const add = (offset: number, n: number, key: number, host: boolean) => {
+    const joins =
+      open &&
+      open.host === host &&
+      open.offset + open.length === offset &&
+      (!host || open.key + open.length === key);
+    if (joins && open) {
+      const take = Math.min(REQUEST - open.length, n);
+      open.length += take;
+      offset += take;
+      n -= take;
+      if (host) key += take;
+    }
+    for (; n > 0; ) {
+      const len = Math.min(REQUEST, n);
+      open = { offset, length: len, key, host };
+      pieces.push(open);
+      offset += len;
+      if (host) key += len;
+      n -= len;
+    }
+  };
   for (const m of entries) {
-    const key = m.hostOffset;
+    const hostOffset = m.hostOffset;
     const mEnd = m.offset + m.length;
-    // Data ranges overlapping this entry, cut at its edges and at request boundaries.
+    // Data ranges overlapping this entry, cut at its edges.
     while (d < data.length && data[d]!.offset < mEnd) {
       const r = data[d]!;
       const from = Math.max(r.offset, m.offset);
       const to = Math.min(r.offset + r.length, mEnd);
-      for (let pos = from; pos < to; pos += REQUEST) {
-        const n = Math.min(REQUEST, to - pos);
-        pieces.push({
-          offset: pos,
-          length: n,
-          key: key === undefined ? lastKey : key + (pos - m.offset),
-        });
+      if (to > from) {
+        if (hostOffset === undefined) add(from, to - from, lastKey, false);
+        else add(from, to - from, hostOffset + (from - m.offset), true);
       }
       if (r.offset + r.length > mEnd) break;
       d++;
     }
-    if (key !== undefined) lastKey = key + m.length;
+    if (hostOffset !== undefined) lastKey = hostOffset + m.length;
   }
   // Stable: pieces with equal keys keep their guest order.
-  return pieces.sort((a, b) => a.key - b.key);
+  return pieces
+    .map(({ offset, length, key }) => ({ offset, length, key }))
+    .sort((a, b) => a.key - b.key);
 }

@@ -13,6 +13,7 @@ import { detectCompression } from '../sources/decompress/index.js';
 import { DownloadGoneError, type GrowingFile } from '../sources/growing-file.js';
 import { looksLikeTar } from '../sources/tar.js';
 import { unwrapSource } from '../sources/unwrap.js';
+import { startHashWorkers } from './copy-pass-hash.js';
 import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 
 export interface Converted {
@@ -44,6 +45,8 @@ export async function convertAlongside(
   }
   const format = probeFormat(head, growing.size).name;
   if (format === 'raw') return undefined;
+  // The content hash's workers start while the image's metadata arrives.
+  startHashWorkers();
   // The head names the format: probing again would also read the file's tail (DMG, fixed
   // VHD trailers), which waits for the end of the download.
   const opened = await openImageOn(growing, { untrusted: true, format });

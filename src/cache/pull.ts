@@ -34,7 +34,6 @@ import type { CacheEventListener } from './events.js';
 import { CacheLayout, urlKey } from './layout.js';
 import { blobLockPath } from './maintenance.js';
 import { type Converted, convertAlongside } from './overlap.js';
-import { RawContentHash } from './raw-content-hash.js';
 import { CacheIndex, now, type SourceRecord } from './records.js';
 import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
@@ -160,7 +159,6 @@ async function pullLocked(
   if (opts.offline) throw new CacheError(`${url} is not in the cache (and --offline was given)`);
 
   const isLocal = url.startsWith('file:');
-  const rawHash = new RawContentHash();
   let overlapped: Converted | undefined;
   let overlapError: unknown;
   let fetched: DownloadResult;
@@ -192,7 +190,7 @@ async function pullLocked(
       signal: opts.signal,
       limits: opts.limits,
       http: opts.http,
-      observer: rawHash,
+      rawContent: !opts.sparsify,
       onAttempt: (start, total) => growing.attempt(start, total),
       onPersisted: (position) => growing.advance(position),
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
@@ -209,7 +207,6 @@ async function pullLocked(
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();
     if (d.status === 'rejected') {
-      rawHash.close();
       await unlink(convTmp).catch(() => {});
       throw d.reason;
     }
@@ -229,7 +226,7 @@ async function pullLocked(
         signal: opts.signal,
         limits: opts.limits,
         http: opts.http,
-        observer: rawHash,
+        rawContent: !opts.sparsify,
         ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
         onProgress: (done, total) => opts.onProgress?.({ phase: 'download', done, total }),
       });
@@ -237,8 +234,7 @@ async function pullLocked(
   }
 
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
-  const rawDigest = isLocal || opts.sparsify ? undefined : await rawHash.digest(fetched.size);
-  rawHash.close();
+  const rawDigest = isLocal || opts.sparsify ? undefined : fetched.digests.blkhash;
   const asIs = rawDigest ? await plainRaw(input, rawDigest, opts.stage) : undefined;
   const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;

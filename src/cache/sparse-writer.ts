@@ -9,14 +9,23 @@ import { ioError } from '../errors.js';
 
 export const SPARSE_BLOCK = 4096;
 const STAGE = 1024 * 1024;
+/** Full stages waiting to be written (in order, one at a time) while the next one fills. */
+const MAX_STAGES = 8;
 const ZERO = Buffer.alloc(SPARSE_BLOCK);
-const EXTEND_EVERY = STAGE;
+/**
+ * How often a run of skipped zeroes moves the file's size forward (the size tells a resumed
+ * download where to start; writes of data move it anyway).
+ */
+const EXTEND_EVERY = 8 * STAGE;
 
 export class SparseWriter {
-  private stage = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
-  /** The other stage: written in the background while this one fills (one write in flight). */
-  private spare = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
-  private writing: Promise<void> | undefined;
+  private stage: Buffer = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
+  private readonly free: Buffer[] = [];
+  private stages = 1;
+  /** The stages' writes, chained in file order: one at a time, so the size only grows. */
+  private chain: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private stageReturned: (() => void) | undefined;
   private fill = 0;
   /** File offset of stage[0]. */
   private stageStart: number;
@@ -51,31 +60,60 @@ export class SparseWriter {
   }
 
   /**
-   * Hands the full stage to a background write and goes on filling the other one, so the
-   * stream is received while the previous megabyte is written; waits for the write before.
+   * Queues the full stage for writing and goes on filling another, so the stream is received
+   * while earlier megabytes are written; waits only when MAX_STAGES are queued (a slow disk
+   * slows the stream instead of growing memory, and one slow write does not stall it).
    */
   private async flushBehind(): Promise<void> {
-    await this.settle();
+    this.check();
     const full = this.stage;
-    this.stage = this.spare;
-    this.spare = full;
+    const next = await this.nextStage();
+    this.stage = next;
     const from = this.stageStart;
     const fill = this.fill;
     // An incomplete last block moves to the new stage (it is written with what follows).
     const end = Math.floor((from + fill) / SPARSE_BLOCK) * SPARSE_BLOCK - from;
-    full.copy(this.stage, 0, end, fill);
+    full.copy(next, 0, end, fill);
     this.fill = fill - end;
     this.stageStart = from + end;
-    const writing = this.writeStage(full, from, end);
-    writing.catch(() => {}); // surfaced by the next settle()
-    this.writing = writing;
+    this.chain = this.chain
+      .then(() => (this.failure === undefined ? this.writeStage(full, from, end) : undefined))
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => this.returnStage(full));
   }
 
-  /** Waits for the background write; its failure is this call's. */
+  private async nextStage(): Promise<Buffer> {
+    for (;;) {
+      const b = this.free.pop();
+      if (b) return b;
+      if (this.stages < MAX_STAGES) {
+        this.stages++;
+        return Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
+      }
+      await new Promise<void>((resolve) => {
+        this.stageReturned = resolve;
+      });
+      this.check();
+    }
+  }
+
+  private returnStage(stage: Buffer): void {
+    this.free.push(stage);
+    const wake = this.stageReturned;
+    this.stageReturned = undefined;
+    wake?.();
+  }
+
+  private check(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for every queued stage; the first failure is this call's. */
   private async settle(): Promise<void> {
-    const w = this.writing;
-    this.writing = undefined;
-    await w;
+    await this.chain;
+    this.check();
   }
 
   /** Writes everything staged and makes the file exactly `position` bytes long. */

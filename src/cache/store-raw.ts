@@ -11,7 +11,8 @@ import { LocalFile } from '../io/file.js';
 import { checksumStream } from '../ops/checksum/index.js';
 import { copyImage } from '../ops/copy/index.js';
 import type { SequentialSource } from '../sources/sequential.js';
-import { CopyPassHash } from './copy-pass-hash.js';
+import { CopyPassHash, type PacedTap } from './copy-pass-hash.js';
+import { EarlyWriteback } from './early-writeback.js';
 import { copyInHostOrder, hasMapping } from './host-order-copy.js';
 import { writeSparse } from './sparse-write.js';
 
@@ -40,6 +41,16 @@ export async function storeImage(
   const file = await LocalFile.open(path, 'w+');
   const target = new RawImage(file);
   const hash = new CopyPassHash(image.size);
+  const writeback = new EarlyWriteback(file);
+  // The hash sees every data item as it is written: it counts them for the writeback too.
+  const tap: PacedTap = {
+    data: (buf, offset) => {
+      hash.data(buf, offset);
+      writeback.wrote(buf.length);
+    },
+    zero: (offset, length) => hash.zero(offset, length),
+    room: () => hash.room(),
+  };
   try {
     await file.truncate(image.size);
     const copied =
@@ -47,19 +58,21 @@ export async function storeImage(
         ? await copyInHostOrder(
             image,
             file,
-            hash,
+            tap,
             (done, total) => onProgress?.('convert', done, total),
             signal,
           )
         : await copyImage(image, target, {
             targetIsZero: true,
-            tap: hash,
+            tap,
             onProgress: (p) => onProgress?.('convert', p.done, p.total),
             ...(signal && { signal }),
           });
-    await file.sync();
+    await writeback.finish();
+    // The last hash batches and the last writeback overlap.
+    const [contentDigest] = await Promise.all([hash.digest(), file.sync()]);
     return {
-      contentDigest: hash.digest(),
+      contentDigest,
       virtualSize: image.size,
       allocatedSize: await file.allocatedSize(),
       written: copied.bytesWritten,
@@ -76,12 +89,15 @@ export async function storeStream(
   signal?: AbortSignal,
 ): Promise<StoredRaw> {
   const file = await LocalFile.open(path, 'w+');
+  const writeback = new EarlyWriteback(file);
   let position = 0;
   let written = 0;
   async function* writeThrough(): AsyncIterable<Uint8Array> {
     for await (const chunk of stream.chunks()) {
       throwIfAborted(signal, 'pull');
-      written += await writeSparse(file, chunk, position);
+      const n = await writeSparse(file, chunk, position);
+      written += n;
+      writeback.wrote(n);
       position += chunk.length;
       onProgress?.('convert', position, stream.size);
       yield chunk;
@@ -90,6 +106,7 @@ export async function storeStream(
   try {
     const { digest } = await checksumStream(writeThrough());
     await file.truncate(position); // trailing zeroes stay a hole
+    await writeback.finish();
     await file.sync();
     return {
       contentDigest: digest,

@@ -3,18 +3,17 @@
  * sha512 and/or blkhash) and hands each batch buffer back for reuse.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { BlkHash } from '../ops/checksum/blkhash.js';
 import type { StreamAlgorithm, StreamDigestReply, StreamDigestRequest } from './stream-digest.js';
 
-const algorithms = workerData as StreamAlgorithm[];
-const hashes = new Map<StreamAlgorithm, Hash | BlkHash>(
-  algorithms.map((a) => [a, a === 'blkhash' ? new BlkHash() : createHash(a)]),
-);
+const hashes = new Map<StreamAlgorithm, Hash | BlkHash>();
 
 parentPort?.on('message', (req: StreamDigestRequest) => {
   let reply: StreamDigestReply;
   try {
+    for (const a of req.algorithms ?? [])
+      hashes.set(a, a === 'blkhash' ? new BlkHash() : createHash(a));
     if (req.kind === 'data') {
       const data = new Uint8Array(req.buffer, 0, req.length);
       for (const h of hashes.values()) h.update(data);

@@ -11,9 +11,10 @@ import { workerScriptOverride } from '../io/worker-scripts.js';
 
 export type StreamAlgorithm = 'sha256' | 'sha512' | 'blkhash';
 
+/** The first request names the algorithms (they may be added to until then). */
 export type StreamDigestRequest =
-  | { kind: 'data'; buffer: ArrayBuffer; length: number }
-  | { kind: 'finish' };
+  | { kind: 'data'; buffer: ArrayBuffer; length: number; algorithms?: StreamAlgorithm[] }
+  | { kind: 'finish'; algorithms?: StreamAlgorithm[] };
 
 export type StreamDigestReply =
   | { kind: 'ack'; buffer: ArrayBuffer }
@@ -36,13 +37,18 @@ export class StreamDigests {
     | { resolve(hex: Partial<Record<StreamAlgorithm, string>>): void; reject(err: Error): void }
     | undefined;
   private closed = false;
+  private readonly chosen: StreamAlgorithm[];
+  /** The algorithms went to the worker with the first request. */
+  private started = false;
   /** Bytes given so far. */
   length = 0;
 
-  constructor(readonly algorithms: readonly StreamAlgorithm[]) {
+  /** The worker starts at once (before the first bytes arrive). */
+  constructor(algorithms: readonly StreamAlgorithm[]) {
+    this.chosen = [...algorithms];
     // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
     const script = workerScriptOverride('digest');
-    const options = { workerData: algorithms, execArgv: [] };
+    const options = { execArgv: [] };
     this.worker = script
       ? new Worker(script, options)
       : new Worker(new URL('./stream-digest-worker.js', import.meta.url), options);
@@ -50,6 +56,20 @@ export class StreamDigests {
     this.worker.on('message', (reply: StreamDigestReply) => this.receive(reply));
     this.worker.on('error', (err) => this.fail(new IoError(`digest worker: ${err.message}`)));
     this.worker.on('exit', (code) => this.fail(new IoError(`digest worker stopped (${code})`)));
+  }
+
+  get algorithms(): readonly StreamAlgorithm[] {
+    return this.chosen;
+  }
+
+  /**
+   * Computes `algorithm` too, from the first byte: possible until the first batch has gone to
+   * the worker (1 MiB given, or finish()). Returns whether it was added.
+   */
+  add(algorithm: StreamAlgorithm): boolean {
+    if (this.started) return false;
+    if (!this.chosen.includes(algorithm)) this.chosen.push(algorithm);
+    return true;
   }
 
   /**
@@ -78,7 +98,7 @@ export class StreamDigests {
       this.finishing = { resolve, reject };
     });
     this.worker.ref();
-    this.worker.postMessage({ kind: 'finish' } satisfies StreamDigestRequest);
+    this.worker.postMessage({ kind: 'finish', ...this.start() } satisfies StreamDigestRequest);
     try {
       return await done;
     } finally {
@@ -101,11 +121,23 @@ export class StreamDigests {
 
   private post(): void {
     const buffer = this.batch!.buffer as ArrayBuffer;
-    const request: StreamDigestRequest = { kind: 'data', buffer, length: this.fill };
+    const request: StreamDigestRequest = {
+      kind: 'data',
+      buffer,
+      length: this.fill,
+      ...this.start(),
+    };
     this.batch = undefined;
     this.fill = 0;
     if (this.inFlight++ === 0) this.worker.ref();
     this.worker.postMessage(request, [buffer]);
+  }
+
+  /** The algorithms, on the first request only. */
+  private start(): { algorithms?: StreamAlgorithm[] } {
+    if (this.started) return {};
+    this.started = true;
+    return { algorithms: [...this.chosen] };
   }
 
   private room(): Promise<void> {

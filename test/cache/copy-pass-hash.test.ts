@@ -6,12 +6,25 @@ import { CopyPassHash } from '../../src/cache/copy-pass-hash.js';
 import { storeImage } from '../../src/cache/store-raw.js';
 import { LocalFile } from '../../src/io/file.js';
 import { openImage } from '../../src/open.js';
+import {
+  type BlockDigester,
+  type BlockHasher,
+  HashPool,
+  type HashResult,
+  InlineHasher,
+} from '../../src/ops/checksum/index.js';
 import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
-import { materialize, prng, totalLength, VECTORS } from '../ops/checksum-vectors.js';
+import {
+  materialize,
+  prng,
+  referenceBlkhash,
+  totalLength,
+  VECTORS,
+} from '../ops/checksum-vectors.js';
 
 const dir = tempDir('diskpipe-copyhash-');
 
-test('copy pass hash: the BLKHASH vectors, fed in random order and random pieces', () => {
+test('copy pass hash: the BLKHASH vectors, fed in random order and random pieces', async () => {
   const rand = prng(12);
   for (const v of VECTORS) {
     if ((v.algorithm ?? 'sha256') !== 'sha256') continue;
@@ -38,7 +51,7 @@ test('copy pass hash: the BLKHASH vectors, fed in random order and random pieces
       if (p.zero) hash.zero(p.offset, p.length);
       else hash.data(bytes.subarray(p.offset, p.offset + p.length), p.offset);
     }
-    assert.equal(hash.digest(), v.digest, v.name);
+    assert.equal(await hash.digest(), v.digest, v.name);
   }
 });
 
@@ -85,4 +98,83 @@ test('copy pass hash: storeImage gives checksum of the result and never reads it
     assert.equal(diskpipe(['checksum', src]).stdout.split(' ')[0], stored.contentDigest);
     assert.equal((await qemuImg('compare', src, out)).includes('identical'), true);
   }
+});
+
+/** A hasher whose jobs finish only when the test says so; it counts what it was given. */
+class HeldHasher implements BlockHasher {
+  readonly threads = 1;
+  private readonly inline = new InlineHasher();
+  private held: (() => void)[] = [];
+  jobs = 0;
+  bytes = 0;
+  busy = 0;
+  maxBusy = 0;
+
+  async hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult> {
+    this.jobs++;
+    this.bytes += length;
+    this.maxBusy = Math.max(this.maxBusy, ++this.busy);
+    await new Promise<void>((resolve) => this.held.push(resolve));
+    this.busy--;
+    return this.inline.hash(digester, buffer, length);
+  }
+
+  release(): void {
+    for (const r of this.held.splice(0)) r();
+  }
+
+  async close(): Promise<void> {}
+}
+
+test('copy pass hash: data blocks go to the hasher, zero ranges never; room() bounds what is in flight', async () => {
+  const K = 65536;
+  const size = 64 * 1024 * 1024 + 1000; // a short last block too
+  const hasher = new HeldHasher();
+  const hash = new CopyPassHash(size, { hasher, batchBytes: 4 * K, inFlight: 3 });
+  const bytes = Buffer.alloc(size);
+  const rand = prng(7);
+  // Data in the first 16 MiB (some of it zero bytes), a zero range after it, data at the end.
+  for (let i = 0; i < 16 * 1024 * 1024; i += 4096)
+    if (rand(3) > 0) bytes.fill(1 + rand(255), i, i + 4096);
+  bytes.fill(0x77, size - 3 * K);
+  hash.data(bytes.subarray(0, 16 * 1024 * 1024), 0);
+  hash.zero(16 * 1024 * 1024, size - 16 * 1024 * 1024 - 3 * K);
+  // A caller that can wait is held back once 3 batches are in flight.
+  assert.ok(hash.room() instanceof Promise);
+  hash.data(bytes.subarray(size - 3 * K), size - 3 * K);
+  // A caller that cannot wait is bounded too: beyond twice the limit, batches are hashed here.
+  assert.equal(hasher.maxBusy, 6);
+  const digest = hash.digest();
+  hasher.release();
+  const again = setInterval(() => hasher.release(), 1);
+  try {
+    assert.equal(await digest, referenceBlkhash(bytes));
+  } finally {
+    clearInterval(again);
+  }
+  // The zero range was never handed over; the full blocks of data were.
+  assert.equal(hasher.bytes % K, 0);
+  assert.ok(hasher.bytes <= 16 * 1024 * 1024 + 2 * K, `${hasher.bytes} bytes handed over`);
+  assert.ok(hasher.jobs >= 6);
+});
+
+test('copy pass hash: storeImage hashes a qcow2 on the worker pool, not on the calling thread', async () => {
+  const src = join(dir, 'pool.qcow2');
+  await qemuImg('create', '-f', 'qcow2', src, '64M');
+  await qemuIo(src, ['write -P 0x5a 1M 3M', 'write -z 8M 1M', 'write -P 0xa5 40M 2M']);
+  const poolHash = HashPool.prototype.hash;
+  let pooled = 0;
+  HashPool.prototype.hash = function (this: HashPool, d, buffer, length) {
+    pooled += length;
+    return poolHash.call(this, d, buffer, length);
+  };
+  const image = await openImage(src);
+  try {
+    const stored = await storeImage(image, join(dir, 'pool.raw'));
+    assert.equal(stored.contentDigest, diskpipe(['checksum', src]).stdout.split(' ')[0]);
+  } finally {
+    HashPool.prototype.hash = poolHash;
+    await image.close();
+  }
+  assert.equal(pooled, 5 * 1024 * 1024, 'the 5 MiB of data went through the pool');
 });
