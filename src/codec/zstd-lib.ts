@@ -13,7 +13,11 @@ import { loadSystemLibrary } from '../io/system-lib.js';
 /** ZSTD_d_windowLogMax (ZSTD_dParameter 100). */
 const D_WINDOW_LOG_MAX = 100;
 /** libzstd's error codes that callers tell apart (ZSTD_ErrorCode, zstd_errors.h). */
-export const ZstdErrorCode = { WindowTooLarge: 16, DstSizeTooSmall: 70 } as const;
+export const ZstdErrorCode = {
+  WindowTooLarge: 16,
+  ChecksumWrong: 22,
+  DstSizeTooSmall: 70,
+} as const;
 
 /** One streaming decoder (ZSTD_DStream): call `free` when done with it. */
 export interface ZstdStream {

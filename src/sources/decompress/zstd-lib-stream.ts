@@ -72,6 +72,10 @@ function step(
         `zstd frame needs a window larger than ${2 ** (WINDOW_LOG_MAX - 20)} MiB (${err.message})`,
       );
     }
+    if (err.code === ZstdErrorCode.ChecksumWrong) {
+      // The words of the other decoders, which scripts and tests may look for.
+      throw new CorruptImageError('zstd frame checksum does not match its content', { cause: err });
+    }
     throw new CorruptImageError(`zstd data is corrupt: ${err.message}`, { cause: err });
   }
 }

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { Xxh64 } from '../../codec/xxhash64.js';
 import { zstdLib } from '../../codec/zstd-lib.js';
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
+import { runAhead } from './run-ahead.js';
 import { unzstdLib } from './zstd-lib-stream.js';
 
 const require = createRequire(import.meta.url);
@@ -23,6 +24,8 @@ interface NativeZstd {
   decompress(data: Buffer): Promise<Buffer>;
 }
 
+/** How far libzstd decodes ahead of the consumer (it decodes while the consumer writes). */
+const AHEAD_BYTES = 4 * 1024 * 1024;
 /** Frames up to this content size are decompressed whole by the native binding. */
 const SMALL_FRAME = 32 * 1024 * 1024;
 /** Largest window (decoder memory) accepted, like zstd's own default limit of 2^27 ×2. */
@@ -33,7 +36,7 @@ const FRAME_MAGIC = 0xfd2fb528;
 export async function* unzstd(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const lib = zstdLib();
   if (lib) {
-    yield* unzstdLib(lib, input);
+    yield* runAhead(unzstdLib(lib, input), AHEAD_BYTES);
     return;
   }
   const q = new ByteQueue(input);
