@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { zstdLib } from '../../src/codec/zstd-lib.js';
 import { setNativeEnabled } from '../../src/io/native.js';
-import { decompress } from '../../src/sources/decompress/index.js';
+import { decoderFor, decompress } from '../../src/sources/decompress/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,10 +24,10 @@ async function* pieces(data: Buffer, size = 100_000): AsyncGenerator<Uint8Array>
   for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
 }
 
-async function unpack(data: Buffer): Promise<{ out: Buffer; largest: number }> {
+async function unpack(data: Buffer, accelerate = false): Promise<{ out: Buffer; largest: number }> {
   const parts: Uint8Array[] = [];
   let largest = 0;
-  for await (const c of decompress('zstd', pieces(data), 'test.zst', { accelerate: false })) {
+  for await (const c of decompress('zstd', pieces(data), 'test.zst', { accelerate })) {
     parts.push(Buffer.from(c));
     largest = Math.max(largest, c.length);
   }
@@ -59,10 +59,23 @@ const multi = Buffer.concat([checked, skippable, zstd(second, '--no-check', '--n
 test('.zst: two frames and a skippable frame decode to the concatenation, in ≤ 1 MiB steps', async () => {
   assert.ok((checked[4]! & 4) !== 0, 'the first frame carries a checksum');
   await onBothPaths(async (native) => {
+    assert.equal(decoderFor('zstd', { accelerate: false }), native ? 'libzstd' : 'js');
     const { out, largest } = await unpack(multi);
     assert.ok(out.equals(Buffer.concat([first, second])), `native=${native}`);
     if (native) assert.ok(largest <= MiB, `largest chunk ${largest}`);
   });
+});
+
+test('.zst: libzstd is preferred to the zstd tool; with the native switch off the tool runs', async () => {
+  assert.equal(decoderFor('zstd', { accelerate: true }), 'libzstd');
+  setNativeEnabled(false);
+  try {
+    assert.match(decoderFor('zstd', { accelerate: true }), /^tool:/);
+    const { out } = await unpack(multi, true);
+    assert.ok(out.equals(Buffer.concat([first, second])));
+  } finally {
+    setNativeEnabled(true);
+  }
 });
 
 test('.zst: a wrong frame checksum, a cut stream and garbage after a frame are CorruptImageErrors', async () => {
