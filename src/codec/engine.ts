@@ -2,10 +2,10 @@
  * The decompression engine for compressed clusters (qcow2 deflate and zstd, VMDK grains).
  * Callers hand over a batch: one span of host bytes holding several compressed clusters (read
  * with one host read) and where each cluster goes in a destination buffer. Batches run on the
- * worker pool: deflate items inflate synchronously straight into their place, zstd frames go
- * to the native binding from the worker (asynchronous only), so the calling thread sees one
- * answer per batch. A tiny batch is decoded inline instead (a worker round trip costs more
- * than one cluster's decode).
+ * worker pool: deflate items inflate synchronously straight into their place, and so do zstd
+ * frames with the system's libzstd (else they go to the npm binding from the worker,
+ * asynchronously), so the calling thread sees one answer per batch. A tiny batch is decoded
+ * inline instead (a worker round trip costs more than one cluster's decode).
  */
 import { UsageError } from '../errors.js';
 import {
@@ -17,8 +17,9 @@ import {
 } from './batch.js';
 import { runOnWorker, type WorkerResult } from './pool.js';
 import { acquireShared, isShared, releaseShared } from './shared-buffers.js';
-import type { HostRead } from './worker.js';
-import { decodeZstdBatch } from './zstd-batch.js';
+import type { HostRead, ZstdDecoder } from './worker.js';
+import { decodeZstdBatch, decodeZstdBatchSync } from './zstd-batch.js';
+import { zstdLib } from './zstd-lib.js';
 
 export type { BatchFailure, BatchItem } from './batch.js';
 export { Flavour } from './batch.js';
@@ -41,8 +42,34 @@ export function setInlineDecodeBytes(bytes: number): void {
   inlineBytes = bytes;
 }
 
-/** Batches decoded so far, by where they ran (for tests and benchmarks: counts, not times). */
-export const decodeStats = { inline: 0, worker: 0, zstdFrames: 0, workerReads: 0 };
+/**
+ * Batches decoded so far, by where they ran, and zstd frames (all, and those sent to libzstd)
+ * — for tests and benchmarks: counts, not times.
+ */
+export const decodeStats = {
+  inline: 0,
+  worker: 0,
+  zstdFrames: 0,
+  zstdLibFrames: 0,
+  workerReads: 0,
+};
+
+/**
+ * Whether zstd frames decode with the system's libzstd (then a zstd item's size may include
+ * trailing padding: libzstd finds where the frame ends), rather than the npm binding (whose
+ * items must be exact frames).
+ */
+export function zstdFindsFrameEnds(): boolean {
+  return zstdLib() !== null;
+}
+
+function countZstd(items: readonly BatchItem[], decoder: ZstdDecoder): void {
+  for (const it of items) {
+    if (it.flavour !== Flavour.Zstd) continue;
+    decodeStats.zstdFrames++;
+    if (decoder === 'lib') decodeStats.zstdLibFrames++;
+  }
+}
 
 /** Whether a batch with this many output bytes is decoded on the calling thread. */
 export function decodesInline(outputBytes: number): boolean {
@@ -66,8 +93,13 @@ export async function readAndDecode(
   if (!isShared(span)) throw new TypeError('readAndDecode needs a span from acquireShared');
   decodeStats.worker++;
   decodeStats.workerReads++;
-  for (const it of items) if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
-  const r = await decodeOnWorker(span, items, dst, { fd: file.fd, position, name: file.name });
+  const zstd = zstdDecoderFor(items);
+  countZstd(items, zstd);
+  const r = await decodeOnWorker(span, items, dst, zstd, {
+    fd: file.fd,
+    position,
+    name: file.name,
+  });
   return { bytesRead: r.bytesRead ?? 0, failure: r.failure };
 }
 
@@ -78,17 +110,23 @@ export async function decodeBatch(
   dst: Uint8Array,
 ): Promise<BatchFailure | undefined> {
   if (items.length === 0) return undefined;
+  const decoder = zstdDecoderFor(items);
+  countZstd(items, decoder);
   let out = 0;
-  for (const it of items) {
-    out += it.length;
-    if (it.flavour === Flavour.Zstd) decodeStats.zstdFrames++;
-  }
+  for (const it of items) out += it.length;
   if (!decodesInline(out)) {
     decodeStats.worker++;
-    return (await decodeOnWorker(span, items, dst)).failure;
+    return (await decodeOnWorker(span, items, dst, decoder)).failure;
   }
   decodeStats.inline++;
   const encoded = encodeItems(items);
+  const lib = decoder === 'lib' ? zstdLib() : null;
+  if (lib) {
+    const z = decodeZstdBatchSync(lib, span, encoded, dst);
+    const deflate = decodeDeflateBatch(span, encoded, dst);
+    if (deflate && z) return deflate.index < z.index ? deflate : z;
+    return deflate ?? z;
+  }
   const zstd = decodeZstdBatch(span, encoded, dst);
   zstd.catch(() => {});
   const deflate = decodeDeflateBatch(span, encoded, dst);
@@ -97,16 +135,23 @@ export async function decodeBatch(
   return deflate ?? z;
 }
 
+/** libzstd when it loads, for a batch with zstd items (a deflate batch never loads it). */
+function zstdDecoderFor(items: readonly BatchItem[]): ZstdDecoder {
+  if (!items.some((it) => it.flavour === Flavour.Zstd)) return 'binding';
+  return zstdLib() ? 'lib' : 'binding';
+}
+
 async function decodeOnWorker(
   span: Uint8Array,
   items: readonly BatchItem[],
   dst: Uint8Array,
+  zstd: ZstdDecoder,
   read?: HostRead,
 ): Promise<WorkerResult> {
   const sharedSpan = isShared(span) ? span : copyToShared(span);
   if (isShared(dst)) {
     try {
-      return await runOnWorker(sharedSpan, encodeItems(items), dst, read);
+      return await runOnWorker(sharedSpan, encodeItems(items), dst, zstd, read);
     } finally {
       if (sharedSpan !== span) releaseShared(sharedSpan);
     }
@@ -122,7 +167,7 @@ async function decodeOnWorker(
   }
   const staging = acquireShared(bytes);
   try {
-    const r = await runOnWorker(sharedSpan, encodeItems(packed), staging, read);
+    const r = await runOnWorker(sharedSpan, encodeItems(packed), staging, zstd, read);
     if (read === undefined || r.bytesRead === span.length) {
       packed.forEach((p, i) => {
         dst.set(staging.subarray(p.to, p.to + p.length), items[i]!.to);

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { IoError, UnsupportedFeatureError } from '../errors.js';
 import { workerScriptOverride } from '../io/worker-scripts.js';
 import type { BatchFailure } from './batch.js';
-import type { DecodeReply, DecodeRequest, HostRead } from './worker.js';
+import type { DecodeReply, DecodeRequest, HostRead, ZstdDecoder } from './worker.js';
 
 /** A worker's answer: the first failing item, and the bytes it read itself (if asked to). */
 export interface WorkerResult {
@@ -87,6 +87,7 @@ export function runOnWorker(
   span: Uint8Array,
   items: Int32Array,
   dst: Uint8Array,
+  zstd: ZstdDecoder,
   read?: HostRead,
 ): Promise<WorkerResult> {
   const slot = pick();
@@ -94,7 +95,7 @@ export function runOnWorker(
   return new Promise((resolve, reject) => {
     if (slot.pending.size === 0) slot.worker.ref();
     slot.pending.set(id, { resolve, reject });
-    const req: DecodeRequest = { id, span, items, dst, read };
+    const req: DecodeRequest = { id, span, items, dst, read, zstd };
     slot.worker.postMessage(req, [items.buffer as ArrayBuffer]);
   });
 }

@@ -1,11 +1,13 @@
 /**
  * A decode worker: runs batches sent by pool.ts, writing into the shared destination. Deflate
- * items decode synchronously while the batch's zstd frames (asynchronous) are in progress.
+ * items decode synchronously; zstd items too with libzstd, else they go to the npm binding
+ * (asynchronous) and decode while the deflate items do.
  */
 import { readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { type BatchFailure, decodeDeflateBatch } from './batch.js';
-import { decodeZstdBatch, hasZstd } from './zstd-batch.js';
+import { decodeZstdBatch, decodeZstdBatchSync, hasZstd } from './zstd-batch.js';
+import { zstdLib, zstdLibStatus } from './zstd-lib.js';
 
 /** Where the worker reads the span itself: a file descriptor of this process. */
 export interface HostRead {
@@ -21,7 +23,14 @@ export interface DecodeRequest {
   items: Int32Array;
   dst: Uint8Array;
   read?: HostRead | undefined;
+  /**
+   * How zstd items decode: 'lib' (the system's libzstd, chosen by the calling thread, which
+   * then may leave sector padding in an item) or 'binding' (the npm package; exact frames).
+   */
+  zstd: ZstdDecoder;
 }
+
+export type ZstdDecoder = 'lib' | 'binding';
 
 /** The answer: the first failing item, or `fatal` when the codec itself is unusable. */
 export interface DecodeReply {
@@ -67,6 +76,20 @@ parentPort?.on('message', (req: DecodeRequest) => {
       reply({ id: req.id, bytesRead });
       return;
     }
+  }
+  const lib = req.zstd === 'lib' ? zstdLib() : undefined;
+  if (lib === null) {
+    reply({ id: req.id, fatal: `zstd data: ${zstdLibStatus()} in a decode worker` });
+    return;
+  }
+  if (lib) {
+    const z = decodeZstdBatchSync(lib, req.span, req.items, req.dst);
+    reply({
+      id: req.id,
+      failure: first(decodeDeflateBatch(req.span, req.items, req.dst), z),
+      bytesRead,
+    });
+    return;
   }
   const zstd = hasZstd(req.items) ? decodeZstdBatch(req.span, req.items, req.dst) : undefined;
   // The zstd promise settles only after the deflate pass: no unhandled rejection meanwhile.

@@ -103,6 +103,11 @@ export function setNativeEnabled(on: boolean): void {
   libc = undefined;
 }
 
+/** Whether system calls and system libraries may be used (setNativeEnabled). */
+export function isNativeEnabled(): boolean {
+  return enabled;
+}
+
 function load(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;

@@ -11,6 +11,7 @@ import {
   decodesInline,
   Flavour,
   readAndDecode,
+  zstdFindsFrameEnds,
 } from '../../codec/engine.js';
 import { acquireShared, allSettledOrThrow, releaseShared } from '../../codec/shared-buffers.js';
 import { CorruptImageError } from '../../errors.js';
@@ -99,15 +100,16 @@ export class CompressedReader {
   }
 
   /**
-   * A local file's deflate clusters, all whole and more than one inline decode's worth: the
-   * decode worker reads the span itself, so this thread copies nothing (its preadv2 of the
-   * compressed bytes was the largest main-thread cost). zstd needs the frame lengths found
-   * in the span first, so it is read here.
+   * A local file's clusters, all whole and more than one inline decode's worth: the decode
+   * worker reads the span itself, so this thread copies nothing (its preadv2 of the
+   * compressed bytes was the largest main-thread cost). zstd qualifies only when libzstd
+   * finds each frame's end (qemu pads frames to sectors); for the npm binding the frame
+   * lengths are found in the span first, so it is read here.
    */
   private readsOnWorker(whole: Run[], partial: Run[]): boolean {
     return (
       this.source instanceof LocalFile &&
-      this.flavour !== Flavour.Zstd &&
+      (this.flavour !== Flavour.Zstd || zstdFindsFrameEnds()) &&
       partial.length === 0 &&
       !decodesInline(whole.length * this.header.clusterSize)
     );
@@ -120,7 +122,8 @@ export class CompressedReader {
     buf: Uint8Array,
     base: number,
   ): Promise<void> {
-    const items = whole.map((r) => this.item(r, span, first, r.offset - base));
+    // The span is not read yet: zstd items keep their padding (libzstd finds the frame end).
+    const items = whole.map((r) => this.item(r, undefined, first, r.offset - base));
     const file = this.source as LocalFile;
     const r = await readAndDecode(file, first, span, items, buf);
     if (r.bytesRead !== span.length) this.ended(first + r.bytesRead);
@@ -157,8 +160,11 @@ export class CompressedReader {
     return `${this.who}: compressed cluster for guest offset ${guest}`;
   }
 
-  /** The batch item for run `r`, checked against the end of the file. */
-  private item(r: Run, span: Uint8Array, spanStart: number, to: number): BatchItem {
+  /**
+   * The batch item for run `r`, checked against the end of the file. A zstd item is cut to
+   * its frame's exact length when the span is given (already read).
+   */
+  private item(r: Run, span: Uint8Array | undefined, spanStart: number, to: number): BatchItem {
     const cs = this.header.clusterSize;
     const avail = Math.min(r.compressedSize, this.source.size - r.host);
     // qemu counts whole sectors; only the last one may run past the end of the file.
@@ -169,7 +175,7 @@ export class CompressedReader {
     }
     const at = r.host - spanStart;
     let size = avail;
-    if (this.flavour === Flavour.Zstd) {
+    if (this.flavour === Flavour.Zstd && span) {
       size = zstdFrameLength(span.subarray(at, at + avail), cs, this.where(r));
     }
     return { at, size, to, length: cs, flavour: this.flavour };

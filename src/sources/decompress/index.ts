@@ -3,6 +3,8 @@
  * work; the system's `xz`/`zstd`/`bzip2` tools, when present, are used as faster optional
  * accelerators (`accelerate: false` turns them off; the CLI: DISKPIPE_NO_ACCEL=1).
  */
+
+import { zstdLib } from '../../codec/zstd-lib.js';
 import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../../errors.js';
 import { gunzip, unbzip2, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
@@ -18,13 +20,17 @@ export interface DecompressOptions {
 
 const TOOLS: Partial<Record<Compression, string>> = { xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
 
-/** Which decoder `decompress` uses for a wrapper ('tool:/usr/bin/xz' or 'js'). */
+/** Which decoder `decompress` uses for a wrapper ('tool:/usr/bin/xz', 'libzstd' or 'js'). */
 export function decoderFor(kind: Compression, opts: DecompressOptions = {}): string {
   const tool = accelerator(kind, opts);
-  return tool ? `tool:${tool}` : 'js';
+  if (tool) return `tool:${tool}`;
+  return kind === 'zstd' && zstdLib() ? 'libzstd' : 'js';
 }
 
 function accelerator(kind: Compression, opts: DecompressOptions): string | undefined {
+  // The system's libzstd in this process beats the zstd tool behind a pipe (measured: about
+  // half the CPU time: no pipe copy, no second process).
+  if (kind === 'zstd' && zstdLib()) return undefined;
   const wanted = opts.accelerate ?? true;
   const name = TOOLS[kind];
   return wanted && name ? findOnPath(name) : undefined;
