@@ -331,6 +331,32 @@ describe('HashPool', () => {
     assert.deepEqual(Buffer.from(res.digests), Buffer.from(expected));
   });
 
+  test('a shared window is hashed in place: neither detached nor copied', async () => {
+    const d = new BlockDigester();
+    const shared = new SharedArrayBuffer(2 * 65536);
+    const view = new Uint8Array(shared).fill(0x42);
+    const res = await pool.hash(d, shared, 2 * 65536);
+    assert.equal(shared.byteLength, 2 * 65536);
+    // The worker saw the caller's memory: a write after the job is visible through its answer.
+    view[0] = 7;
+    assert.equal(new Uint8Array(res.buffer)[0], 7);
+    const expected = new Uint8Array(2 * 32);
+    d.hashBlocks(new Uint8Array(2 * 65536).fill(0x42), 2 * 65536, expected);
+    assert.deepEqual(Buffer.from(res.digests), Buffer.from(expected));
+  });
+
+  test('window buffers are shared memory (decode workers fill them in place)', async () => {
+    const sink = new OrderedBlkHash(new BlockDigester(), new InlineHasher(), {
+      windowSize: 65536,
+      inFlight: 1,
+    });
+    const buf = await sink.acquire();
+    assert.ok(buf.buffer instanceof SharedArrayBuffer);
+    assert.throws(() => sink.submit(new Uint8Array(65536), 65536), { code: 'USAGE' });
+    sink.submit(buf.fill(0x41), 65536);
+    assert.equal((await sink.digest()).toString('hex'), vector('block_data').digest);
+  });
+
   test('workers start whatever flags the parent process runs with', () => {
     const url = new URL('../../src/ops/checksum/checksum.js', import.meta.url).href;
     const script = [

@@ -28,7 +28,7 @@ export class OrderedBlkHash {
   private readonly inFlight: number;
   private readonly outer: Hash;
   private readonly queue: Item[] = [];
-  private readonly free: ArrayBuffer[] = [];
+  private readonly free: SharedArrayBuffer[] = [];
   private buffers = 0;
   private total = 0;
   private done = 0;
@@ -62,7 +62,9 @@ export class OrderedBlkHash {
 
   /**
    * A window buffer to fill (`windowSize` bytes, stale contents). Waits, consuming finished
-   * windows in order, while all `inFlight` buffers are in use.
+   * windows in order, while all `inFlight` buffers are in use. Windows are shared memory: a
+   * decode worker inflates compressed clusters straight into them and a hash worker reads
+   * them in place (no staging copy, no transfer).
    */
   async acquire(): Promise<Uint8Array> {
     for (;;) {
@@ -71,7 +73,7 @@ export class OrderedBlkHash {
       if (buf) return new Uint8Array(buf);
       if (this.buffers < this.inFlight) {
         this.buffers++;
-        return new Uint8Array(new ArrayBuffer(this.windowSize));
+        return new Uint8Array(new SharedArrayBuffer(this.windowSize));
       }
       await this.consumeHead();
     }
@@ -87,7 +89,10 @@ export class OrderedBlkHash {
       throw new UsageError('submit() takes a whole buffer from acquire()');
     }
     if (length > this.windowSize) throw new UsageError('window length exceeds the window size');
-    const buffer = window.buffer as ArrayBuffer;
+    const buffer = window.buffer;
+    if (!(buffer instanceof SharedArrayBuffer)) {
+      throw new UsageError('submit() takes a whole buffer from acquire()');
+    }
     const start = () => this.hasher.hash(this.digester, buffer, length);
     const result = ready ? ready.then(start) : start();
     // Failures surface when the window is consumed; never as an unhandled rejection.
@@ -145,7 +150,7 @@ export class OrderedBlkHash {
     this.queue.shift();
     this.outer.update(r.digests);
     this.hashedBytes += r.hashedBytes;
-    this.free.push(r.buffer);
+    this.free.push(r.buffer as SharedArrayBuffer);
     this.advance(item.length);
   }
 

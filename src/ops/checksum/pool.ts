@@ -15,18 +15,19 @@ export interface HashRequest {
   id: number;
   algorithm: string;
   blockSize: number;
-  buffer: ArrayBuffer;
+  /** A plain buffer is transferred (and posted back); a shared one is only shared. */
+  buffer: ArrayBufferLike;
   length: number;
 }
 
 /** Posted back by a worker; `buffer` is the request's buffer, returned for reuse. */
 export type HashReply =
-  | { id: number; buffer: ArrayBuffer; digests: ArrayBuffer; hashedBytes: number }
-  | { id: number; buffer: ArrayBuffer; error: string };
+  | { id: number; buffer: ArrayBufferLike; digests: ArrayBuffer; hashedBytes: number }
+  | { id: number; buffer: ArrayBufferLike; error: string };
 
 export interface HashResult {
   /** The window buffer, handed back to the caller. */
-  buffer: ArrayBuffer;
+  buffer: ArrayBufferLike;
   /** One digest per block of the window, in order. */
   digests: Uint8Array;
   /** Bytes hashed as data (all-zero full blocks are not hashed). */
@@ -39,9 +40,10 @@ export interface BlockHasher {
   readonly threads: number;
   /**
    * Hashes the blocks of buffer[0, length). The buffer belongs to the hasher until the promise
-   * settles (it may be transferred to a worker); use the returned one afterwards.
+   * settles (a plain ArrayBuffer may be transferred to a worker, a SharedArrayBuffer is read
+   * in place); use the returned one afterwards.
    */
-  hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult>;
+  hash(digester: BlockDigester, buffer: ArrayBufferLike, length: number): Promise<HashResult>;
   close(): Promise<void>;
 }
 
@@ -49,7 +51,11 @@ export interface BlockHasher {
 export class InlineHasher implements BlockHasher {
   readonly threads = 0;
 
-  async hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult> {
+  async hash(
+    digester: BlockDigester,
+    buffer: ArrayBufferLike,
+    length: number,
+  ): Promise<HashResult> {
     const digests = new Uint8Array(Math.ceil(length / digester.blockSize) * digester.digestLength);
     const hashedBytes = digester.hashBlocks(new Uint8Array(buffer, 0, length), length, digests);
     return { buffer, digests, hashedBytes };
@@ -87,7 +93,7 @@ export class HashPool implements BlockHasher {
     this.threads = threads;
   }
 
-  hash(digester: BlockDigester, buffer: ArrayBuffer, length: number): Promise<HashResult> {
+  hash(digester: BlockDigester, buffer: ArrayBufferLike, length: number): Promise<HashResult> {
     if (this.closed) return Promise.reject(new AbortError('hash pool is closed'));
     const request: HashRequest = {
       id: this.nextId++,
@@ -118,7 +124,8 @@ export class HashPool implements BlockHasher {
       const job = this.queue.shift()!;
       slot.job = job;
       slot.worker.ref();
-      slot.worker.postMessage(job.request, [job.request.buffer]);
+      const buffer = job.request.buffer;
+      slot.worker.postMessage(job.request, buffer instanceof ArrayBuffer ? [buffer] : []);
     }
   }
 

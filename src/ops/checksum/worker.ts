@@ -20,7 +20,7 @@ function digesterFor(algorithm: string, blockSize: number): BlockDigester {
 
 parentPort?.on('message', (req: HashRequest) => {
   let reply: HashReply;
-  const transfer: ArrayBuffer[] = [req.buffer];
+  const transfer: ArrayBuffer[] = req.buffer instanceof ArrayBuffer ? [req.buffer] : [];
   try {
     const d = digesterFor(req.algorithm, req.blockSize);
     const blocks = Math.ceil(req.length / req.blockSize);
