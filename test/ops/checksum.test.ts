@@ -368,6 +368,21 @@ describe('HashPool', () => {
     assert.equal(out.toString().trim(), vector('block_data').digest);
   });
 
+  test('workers started ahead of work (warm) never keep the process alive', () => {
+    const url = new URL('../../src/ops/checksum/pool.js', import.meta.url).href;
+    const script = [
+      `const { HashPool } = await import(${JSON.stringify(url)});`,
+      'new HashPool(2).warm();',
+      'await new Promise((resolve) => setImmediate(resolve));',
+      // What would keep the event loop alive; exit either way so a failure cannot hang.
+      'console.log(JSON.stringify(process.getActiveResourcesInfo()));',
+      'process.exit(0);',
+    ].join('\n');
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script]);
+    const alive = (JSON.parse(out.toString()) as string[]).filter((r) => r !== 'PipeWrap');
+    assert.deepEqual(alive, [], 'only the stdio pipes may be active');
+  });
+
   test('a closed pool refuses work', async () => {
     const p = new HashPool(1);
     await p.close();

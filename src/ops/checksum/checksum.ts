@@ -4,8 +4,10 @@
  * in flight while the worker pool hashes earlier ones.
  */
 import { CorruptImageError, UsageError } from '../../errors.js';
+import { RawImage } from '../../formats/raw.js';
 import type { Extent, Image, ProgressListener } from '../../image/types.js';
 import { throwIfAborted } from '../../io/abort.js';
+import { LocalFile } from '../../io/file.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
@@ -70,6 +72,8 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
     hasher = new HashPool(opts.threads);
     owned = true;
   }
+  // Workers boot while the image's first windows are read; no more than there are windows.
+  if (hasher instanceof HashPool) hasher.warm(Math.ceil((total ?? 0) / windowSize));
   const inFlight = opts.inFlight ?? Math.min(hasher.threads + 2, MAX_DEFAULT_IN_FLIGHT);
   const sink = new OrderedBlkHash(digester, hasher, {
     windowSize,
@@ -106,7 +110,7 @@ export async function checksumImage(
 ): Promise<ChecksumResult> {
   const { sink, release } = setup(opts, image.size);
   try {
-    const walker = new ExtentWalker(image, sink, opts.signal);
+    const walker = new ExtentWalker(image, sink, opts.signal, directFile(image, sink));
     let run: { start: number; end: number; zero: boolean } | undefined;
     // Adjacent extents that read the same way are one run (hole or not does not matter here).
     for await (const e of image.extents(0, image.size) as AsyncIterable<Extent>) {
@@ -127,8 +131,18 @@ export async function checksumImage(
     await walker.flush();
     return await result(sink, walker.bytesRead);
   } finally {
+    await sink.settle();
     await release();
   }
+}
+
+/**
+ * A raw image on a local file is hashed by the workers reading the file themselves (its
+ * holes read as zeroes, so a window is one range of the file); other images are read here.
+ */
+function directFile(image: Image, sink: OrderedBlkHash): LocalFile | undefined {
+  if (!sink.readsFiles) return undefined;
+  return image instanceof RawImage && image.source instanceof LocalFile ? image.source : undefined;
 }
 
 /** Extents come from formats that may be hostile: each must continue where the last ended. */
@@ -197,6 +211,8 @@ class ExtentWalker {
     private readonly image: Image,
     private readonly sink: OrderedBlkHash,
     private readonly signal: AbortSignal | undefined,
+    /** The raw image's file, read by the hasher itself (see directFile). */
+    private readonly file: LocalFile | undefined,
   ) {
     this.bs = sink.digester.blockSize;
     this.w = sink.windowSize;
@@ -263,6 +279,13 @@ class ExtentWalker {
     if (!cur) return;
     this.cur = undefined;
     checkAborted(this.signal);
+    const length = cur.end - cur.start;
+    if (this.file && cur.reads.length > 0) {
+      for (const [, n] of cur.reads) this.bytesRead += n;
+      const { fd, name } = this.file;
+      await this.sink.submitFile({ fd, position: cur.start, name }, length);
+      return;
+    }
     const buf = await this.sink.acquire();
     let filled = 0;
     for (const [offset, length] of cur.reads) {
@@ -271,7 +294,6 @@ class ExtentWalker {
       this.bytesRead += length;
       filled = at + length;
     }
-    const length = cur.end - cur.start;
     if (length > filled) buf.fill(0, filled, length);
     const ready = cur.reads.length ? this.readAll(buf, cur.start, cur.reads) : undefined;
     this.sink.submit(buf, length, ready);

@@ -6,7 +6,7 @@
 import type { Hash } from 'node:crypto';
 import { UsageError } from '../../errors.js';
 import { type BlockDigester, le64 } from './blkhash.js';
-import type { BlockHasher, HashResult } from './pool.js';
+import type { BlockHasher, FileRange, HashResult } from './pool.js';
 
 export interface OrderedOptions {
   /** Bytes per window (a multiple of the block size). */
@@ -21,7 +21,8 @@ export interface OrderedOptions {
 
 type Item =
   | { kind: 'zero'; count: number }
-  | { kind: 'data'; length: number; result: Promise<HashResult> };
+  /** `window`: the result's buffer is a window to reuse (not for file ranges). */
+  | { kind: 'data'; length: number; result: Promise<HashResult>; window: boolean };
 
 export class OrderedBlkHash {
   readonly windowSize: number;
@@ -97,8 +98,42 @@ export class OrderedBlkHash {
     const result = ready ? ready.then(start) : start();
     // Failures surface when the window is consumed; never as an unhandled rejection.
     result.catch(() => {});
-    this.queue.push({ kind: 'data', length, result });
+    this.queue.push({ kind: 'data', length, result, window: true });
     this.total += length;
+  }
+
+  /** Whether the hasher can read file ranges itself (submitFile). */
+  get readsFiles(): boolean {
+    return this.hasher.hashFile !== undefined;
+  }
+
+  /**
+   * Queues `length` bytes of a local file, read and hashed by the hasher itself (no window
+   * buffer). At most `inFlight` data jobs are outstanding: waits, consuming in order, past
+   * that. Same block rules as submit().
+   */
+  async submitFile(file: FileRange, length: number): Promise<void> {
+    if (!this.hasher.hashFile) throw new UsageError('this hasher cannot read files');
+    this.checkAppend(length);
+    while (this.outstanding() >= this.inFlight) await this.consumeHead();
+    const result = this.hasher.hashFile(this.digester, file, length);
+    result.catch(() => {});
+    this.queue.push({ kind: 'data', length, result, window: false });
+    this.total += length;
+  }
+
+  /**
+   * Waits until no queued job still runs (reads or hashes), ignoring failures: a caller that
+   * failed must not close the image while a worker still reads from it.
+   */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.queue.map((i) => (i.kind === 'data' ? i.result : undefined)));
+  }
+
+  private outstanding(): number {
+    let n = 0;
+    for (const item of this.queue) if (item.kind === 'data') n++;
+    return n;
   }
 
   /** Adds `count` full blocks known to read as zeroes (no data, no hashing). */
@@ -150,7 +185,7 @@ export class OrderedBlkHash {
     this.queue.shift();
     this.outer.update(r.digests);
     this.hashedBytes += r.hashedBytes;
-    this.free.push(r.buffer as SharedArrayBuffer);
+    if (item.window) this.free.push(r.buffer as SharedArrayBuffer);
     this.advance(item.length);
   }
 

@@ -6,9 +6,12 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { AbortError, IoError, UsageError } from '../../errors.js';
+import { AbortError, CorruptImageError, IoError, ioError, UsageError } from '../../errors.js';
 import { workerScriptOverride } from '../../io/worker-scripts.js';
 import type { BlockDigester } from './blkhash.js';
+import { FILE_PIECE_BYTES, type FileRange, hashFileRange } from './file-range.js';
+
+export type { FileRange } from './file-range.js';
 
 /** Posted to a worker. */
 export interface HashRequest {
@@ -18,12 +21,17 @@ export interface HashRequest {
   /** A plain buffer is transferred (and posted back); a shared one is only shared. */
   buffer: ArrayBufferLike;
   length: number;
+  /** Instead of a buffer: the worker reads file[position, position + length) itself. */
+  file?: FileRange | undefined;
 }
 
-/** Posted back by a worker; `buffer` is the request's buffer, returned for reuse. */
+/**
+ * Posted back by a worker; `buffer` is the request's buffer, returned for reuse. `ended` is
+ * where a file range ended early (the file shrank): nothing was hashed.
+ */
 export type HashReply =
   | { id: number; buffer: ArrayBufferLike; digests: ArrayBuffer; hashedBytes: number }
-  | { id: number; buffer: ArrayBufferLike; error: string };
+  | { id: number; buffer: ArrayBufferLike; error: string; ended?: number };
 
 export interface HashResult {
   /** The window buffer, handed back to the caller. */
@@ -44,6 +52,11 @@ export interface BlockHasher {
    * in place); use the returned one afterwards.
    */
   hash(digester: BlockDigester, buffer: ArrayBufferLike, length: number): Promise<HashResult>;
+  /**
+   * Optional: hashes the blocks of a local file range, read by the hasher itself (the result's
+   * buffer is empty). Rejects with a CorruptImageError if the file ends inside the range.
+   */
+  hashFile?(digester: BlockDigester, file: FileRange, length: number): Promise<HashResult>;
   close(): Promise<void>;
 }
 
@@ -59,6 +72,17 @@ export class InlineHasher implements BlockHasher {
     const digests = new Uint8Array(Math.ceil(length / digester.blockSize) * digester.digestLength);
     const hashedBytes = digester.hashBlocks(new Uint8Array(buffer, 0, length), length, digests);
     return { buffer, digests, hashedBytes };
+  }
+
+  async hashFile(digester: BlockDigester, file: FileRange, length: number): Promise<HashResult> {
+    let r: ReturnType<typeof hashFileRange>;
+    try {
+      r = hashFileRange(digester, file, length, Buffer.allocUnsafe(FILE_PIECE_BYTES));
+    } catch (err) {
+      throw ioError(err, `read error on ${file.name} at offset ${file.position}`);
+    }
+    if ('ended' in r) throw endedError(file, r.ended);
+    return { buffer: new ArrayBuffer(0), digests: r.digests, hashedBytes: r.hashedBytes };
   }
 
   async close(): Promise<void> {}
@@ -94,6 +118,19 @@ export class HashPool implements BlockHasher {
   }
 
   hash(digester: BlockDigester, buffer: ArrayBufferLike, length: number): Promise<HashResult> {
+    return this.submit(digester, buffer, length, undefined);
+  }
+
+  hashFile(digester: BlockDigester, file: FileRange, length: number): Promise<HashResult> {
+    return this.submit(digester, new ArrayBuffer(0), length, file);
+  }
+
+  private submit(
+    digester: BlockDigester,
+    buffer: ArrayBufferLike,
+    length: number,
+    file: FileRange | undefined,
+  ): Promise<HashResult> {
     if (this.closed) return Promise.reject(new AbortError('hash pool is closed'));
     const request: HashRequest = {
       id: this.nextId++,
@@ -101,11 +138,22 @@ export class HashPool implements BlockHasher {
       blockSize: digester.blockSize,
       buffer,
       length,
+      file,
     };
     return new Promise<HashResult>((resolve, reject) => {
       this.queue.push({ request, resolve, reject });
       this.pump();
     });
+  }
+
+  /**
+   * Starts up to `count` workers now (a worker takes ~40 ms of CPU to boot), so that they boot
+   * while the caller opens the image and reads its first windows, not after.
+   */
+  warm(count: number = this.threads): void {
+    if (this.closed) return;
+    const n = Math.min(this.threads, Math.max(0, Math.floor(count)));
+    while (this.slots.length < n) this.spawn();
   }
 
   async close(): Promise<void> {
@@ -136,13 +184,14 @@ export class HashPool implements BlockHasher {
       ? new Worker(script, { execArgv: [] })
       : new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
     const slot: Slot = { worker, job: undefined };
-    worker.unref();
     worker.on('message', (reply: HashReply) => {
       const job = slot.job;
       slot.job = undefined;
       if (job && job.request.id === reply.id) {
         if ('error' in reply) {
-          job.reject(new IoError(`hash worker: ${reply.error}`));
+          const file = job.request.file;
+          if (reply.ended !== undefined && file) job.reject(endedError(file, reply.ended));
+          else job.reject(new IoError(`hash worker: ${reply.error}`));
         } else {
           job.resolve({
             buffer: reply.buffer,
@@ -164,9 +213,16 @@ export class HashPool implements BlockHasher {
     };
     worker.on('error', (err) => lost(err.message));
     worker.on('exit', (code) => lost(`exit code ${code}`));
+    // After the listeners (a 'message' listener refs the worker's port again): an idle
+    // worker, one that warm() started, never keeps the process alive.
+    worker.unref();
     this.slots.push(slot);
     return slot;
   }
+}
+
+function endedError(file: FileRange, at: number): CorruptImageError {
+  return new CorruptImageError(`${file.name}: file ended at ${at} while reading`);
 }
 
 let shared: HashPool | undefined;
