@@ -11,17 +11,26 @@ import { LocalFile } from '../../io/file.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
-import { type BlockHasher, HashPool, InlineHasher, sharedHashPool } from './pool.js';
+import {
+  type BlockHasher,
+  HashPool,
+  InlineHasher,
+  JOBS_PER_WORKER,
+  sharedHashPool,
+} from './pool.js';
 
-export const DEFAULT_WINDOW_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_WINDOW_SIZE = 4 * 1024 * 1024;
 export const MAX_WINDOW_SIZE = 256 * 1024 * 1024;
-/** Default cap on windows in flight: 8 MiB × 10 bounds memory at 80 MiB on any machine. */
+/** Default cap on windows in flight: 4 MiB × 10 bounds memory at 40 MiB on any machine. */
 export const MAX_DEFAULT_IN_FLIGHT = 10;
 
 export interface ChecksumOptions extends BlkHashOptions {
-  /** Bytes per read request and hashing job (default 8 MiB; rounded up to whole blocks). */
+  /** Bytes per read request and hashing job (default 4 MiB; rounded up to whole blocks). */
   windowSize?: number;
-  /** Windows read or hashed at once (default: threads + 2, at most 10). Memory ≈ windowSize × inFlight. */
+  /**
+   * Windows read or hashed at once (default: two per hashing thread, queued in the worker,
+   * plus two being read; at most 10). Memory ≈ windowSize × inFlight.
+   */
   inFlight?: number;
   /** Hashing threads: 0 hashes on the calling thread; default the shared pool (one per core, ≤ 8). */
   threads?: number;
@@ -74,7 +83,8 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
   }
   // Workers boot while the image's first windows are read; no more than there are windows.
   if (hasher instanceof HashPool) hasher.warm(Math.ceil((total ?? 0) / windowSize));
-  const inFlight = opts.inFlight ?? Math.min(hasher.threads + 2, MAX_DEFAULT_IN_FLIGHT);
+  const inFlight =
+    opts.inFlight ?? Math.min(hasher.threads * JOBS_PER_WORKER + 2, MAX_DEFAULT_IN_FLIGHT);
   const sink = new OrderedBlkHash(digester, hasher, {
     windowSize,
     inFlight,

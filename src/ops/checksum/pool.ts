@@ -96,8 +96,16 @@ interface Job {
 
 interface Slot {
   worker: Worker;
-  job: Job | undefined;
+  /** Jobs posted to this worker, oldest first (it answers them in order). */
+  jobs: Job[];
 }
+
+/**
+ * Jobs posted to one worker at once: the next one waits in the worker's own queue, so a
+ * worker never idles until this thread wakes to hand it more (on a busy machine that wake-up
+ * can take longer than hashing a window).
+ */
+export const JOBS_PER_WORKER = 2;
 
 /**
  * A pool of hash workers, started on demand. Idle workers are unref'd so that a pool left
@@ -166,15 +174,25 @@ export class HashPool implements BlockHasher {
 
   private pump(): void {
     while (this.queue.length > 0) {
-      let slot = this.slots.find((s) => s.job === undefined);
+      let slot = this.slots.find((s) => s.jobs.length === 0);
       if (!slot && this.slots.length < this.threads) slot = this.spawn();
+      slot ??= this.leastBusy();
       if (!slot) return;
       const job = this.queue.shift()!;
-      slot.job = job;
+      slot.jobs.push(job);
       slot.worker.ref();
       const buffer = job.request.buffer;
       slot.worker.postMessage(job.request, buffer instanceof ArrayBuffer ? [buffer] : []);
     }
+  }
+
+  /** A worker with room for one more job, the least loaded. */
+  private leastBusy(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const s of this.slots) {
+      if (s.jobs.length < JOBS_PER_WORKER && (!best || s.jobs.length < best.jobs.length)) best = s;
+    }
+    return best;
   }
 
   private spawn(): Slot {
@@ -183,10 +201,9 @@ export class HashPool implements BlockHasher {
     const worker = script
       ? new Worker(script, { execArgv: [] })
       : new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
-    const slot: Slot = { worker, job: undefined };
+    const slot: Slot = { worker, jobs: [] };
     worker.on('message', (reply: HashReply) => {
-      const job = slot.job;
-      slot.job = undefined;
+      const job = slot.jobs.shift();
       if (job && job.request.id === reply.id) {
         if ('error' in reply) {
           const file = job.request.file;
@@ -201,14 +218,13 @@ export class HashPool implements BlockHasher {
         }
       }
       this.pump();
-      if (slot.job === undefined) worker.unref();
+      if (slot.jobs.length === 0) worker.unref();
     });
     const lost = (why: string) => {
       const i = this.slots.indexOf(slot);
       if (i < 0) return;
       this.slots.splice(i, 1);
-      slot.job?.reject(new IoError(`hash worker stopped: ${why}`));
-      slot.job = undefined;
+      for (const job of slot.jobs.splice(0)) job.reject(new IoError(`hash worker stopped: ${why}`));
       if (!this.closed) this.pump();
     };
     worker.on('error', (err) => lost(err.message));
