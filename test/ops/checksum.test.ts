@@ -383,6 +383,21 @@ describe('HashPool', () => {
     assert.deepEqual(alive, [], 'only the stdio pipes may be active');
   });
 
+  test('closing a pool settles the jobs it still runs', async () => {
+    const p = new HashPool(1);
+    const settled: string[] = [];
+    const job = p.hash(new BlockDigester(), new SharedArrayBuffer(64 * MiB), 64 * MiB).then(
+      () => settled.push('resolved'),
+      (err: { code?: string }) => settled.push(String(err.code)),
+    );
+    await p.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    // Finished first (a slow machine) or stopped: either way the caller is answered.
+    assert.equal(settled.length, 1, 'the job never settled');
+    assert.ok(['resolved', 'ABORTED'].includes(settled[0]!), settled[0]);
+    await job;
+  });
+
   test('a closed pool refuses work', async () => {
     const p = new HashPool(1);
     await p.close();

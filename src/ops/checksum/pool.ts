@@ -98,6 +98,9 @@ interface Slot {
   worker: Worker;
   /** Jobs posted to this worker, oldest first (it answers them in order). */
   jobs: Job[];
+  /** Settles once the worker has loaded its modules, or has stopped. */
+  loaded: Promise<void>;
+  markLoaded(): void;
 }
 
 /**
@@ -169,7 +172,16 @@ export class HashPool implements BlockHasher {
     for (const job of this.queue.splice(0)) {
       job.reject(new AbortError('hash pool is closed'));
     }
-    await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
+    await Promise.all(
+      this.slots.splice(0).map(async (slot) => {
+        for (const job of slot.jobs.splice(0)) job.reject(new AbortError('hash pool is closed'));
+        // A worker terminated while Node still reads its module files leaks that file's
+        // descriptor (a worker that warm() just started): let it finish loading, ref'd.
+        slot.worker.ref();
+        await slot.loaded;
+        await slot.worker.terminate();
+      }),
+    );
   }
 
   private pump(): void {
@@ -201,8 +213,16 @@ export class HashPool implements BlockHasher {
     const worker = script
       ? new Worker(script, { execArgv: [] })
       : new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
-    const slot: Slot = { worker, jobs: [] };
-    worker.on('message', (reply: HashReply) => {
+    let markLoaded = () => {};
+    const loaded = new Promise<void>((resolve) => {
+      markLoaded = resolve;
+    });
+    const slot: Slot = { worker, jobs: [], loaded, markLoaded };
+    worker.on('message', (reply: HashReply | { ready: true }) => {
+      if ('ready' in reply) {
+        slot.markLoaded();
+        return;
+      }
       const job = slot.jobs.shift();
       if (job && job.request.id === reply.id) {
         if ('error' in reply) {
@@ -221,6 +241,7 @@ export class HashPool implements BlockHasher {
       if (slot.jobs.length === 0) worker.unref();
     });
     const lost = (why: string) => {
+      slot.markLoaded();
       const i = this.slots.indexOf(slot);
       if (i < 0) return;
       this.slots.splice(i, 1);

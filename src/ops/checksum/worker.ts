@@ -59,3 +59,6 @@ parentPort?.on('message', (req: HashRequest) => {
   }
   parentPort!.postMessage(reply, transfer);
 });
+// Every module is loaded: the pool may now terminate this thread without leaking the
+// descriptor of a module file still being read.
+parentPort?.postMessage({ ready: true });
