@@ -5,7 +5,8 @@
  * 2. an 8 GiB sparse raw file with 2 GiB of data in 32 MiB runs: total time vs the time to
  *    just hash its data in memory (target ≤ 1.1×);
  * and the peak RSS. Each figure is the best of three runs (the machine is shared). Files live in the temporary directory and are removed afterwards.
- * BLKHASH.md has blksum's figures for this machine class.
+ * First, the perf set against blksum (bench/checksum-blksum.ts; skipped without blksum, whose
+ * figures for this machine class are in BLKHASH.md).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
@@ -27,6 +28,7 @@ import {
   type ChecksumResult,
   checksumImage,
 } from '../src/ops/checksum/checksum.js';
+import { benchChecksumVsBlksum } from './checksum-blksum.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -119,6 +121,7 @@ function childPeakRss(path: string): number {
 const gbps = (bytes: number, s: number) => `${(bytes / s / 1e9).toFixed(2)} GB/s`;
 
 export async function run(): Promise<void> {
+  benchChecksumVsBlksum();
   const dir = mkdtempSync(join(tmpdir(), 'diskpipe-bench-checksum-'));
   try {
     const data = sampleData();

@@ -123,6 +123,7 @@ export {
   DEFAULT_BLOCK_SIZE,
   DEFAULT_DIGEST,
   DEFAULT_WINDOW_SIZE,
+  type FileRange,
   type HashResult,
 } from './ops/checksum/index.js';
 export {

@@ -331,6 +331,32 @@ describe('HashPool', () => {
     assert.deepEqual(Buffer.from(res.digests), Buffer.from(expected));
   });
 
+  test('a shared window is hashed in place: neither detached nor copied', async () => {
+    const d = new BlockDigester();
+    const shared = new SharedArrayBuffer(2 * 65536);
+    const view = new Uint8Array(shared).fill(0x42);
+    const res = await pool.hash(d, shared, 2 * 65536);
+    assert.equal(shared.byteLength, 2 * 65536);
+    // The worker saw the caller's memory: a write after the job is visible through its answer.
+    view[0] = 7;
+    assert.equal(new Uint8Array(res.buffer)[0], 7);
+    const expected = new Uint8Array(2 * 32);
+    d.hashBlocks(new Uint8Array(2 * 65536).fill(0x42), 2 * 65536, expected);
+    assert.deepEqual(Buffer.from(res.digests), Buffer.from(expected));
+  });
+
+  test('window buffers are shared memory (decode workers fill them in place)', async () => {
+    const sink = new OrderedBlkHash(new BlockDigester(), new InlineHasher(), {
+      windowSize: 65536,
+      inFlight: 1,
+    });
+    const buf = await sink.acquire();
+    assert.ok(buf.buffer instanceof SharedArrayBuffer);
+    assert.throws(() => sink.submit(new Uint8Array(65536), 65536), { code: 'USAGE' });
+    sink.submit(buf.fill(0x41), 65536);
+    assert.equal((await sink.digest()).toString('hex'), vector('block_data').digest);
+  });
+
   test('workers start whatever flags the parent process runs with', () => {
     const url = new URL('../../src/ops/checksum/checksum.js', import.meta.url).href;
     const script = [
@@ -340,6 +366,36 @@ describe('HashPool', () => {
     ].join('\n');
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script]);
     assert.equal(out.toString().trim(), vector('block_data').digest);
+  });
+
+  test('workers started ahead of work (warm) never keep the process alive', () => {
+    const url = new URL('../../src/ops/checksum/pool.js', import.meta.url).href;
+    const script = [
+      `const { HashPool } = await import(${JSON.stringify(url)});`,
+      'new HashPool(2).warm();',
+      'await new Promise((resolve) => setImmediate(resolve));',
+      // What would keep the event loop alive; exit either way so a failure cannot hang.
+      'console.log(JSON.stringify(process.getActiveResourcesInfo()));',
+      'process.exit(0);',
+    ].join('\n');
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script]);
+    const alive = (JSON.parse(out.toString()) as string[]).filter((r) => r !== 'PipeWrap');
+    assert.deepEqual(alive, [], 'only the stdio pipes may be active');
+  });
+
+  test('closing a pool settles the jobs it still runs', async () => {
+    const p = new HashPool(1);
+    const settled: string[] = [];
+    const job = p.hash(new BlockDigester(), new SharedArrayBuffer(64 * MiB), 64 * MiB).then(
+      () => settled.push('resolved'),
+      (err: { code?: string }) => settled.push(String(err.code)),
+    );
+    await p.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    // Finished first (a slow machine) or stopped: either way the caller is answered.
+    assert.equal(settled.length, 1, 'the job never settled');
+    assert.ok(['resolved', 'ABORTED'].includes(settled[0]!), settled[0]);
+    await job;
   });
 
   test('a closed pool refuses work', async () => {

@@ -4,22 +4,33 @@
  * in flight while the worker pool hashes earlier ones.
  */
 import { CorruptImageError, UsageError } from '../../errors.js';
+import { RawImage } from '../../formats/raw.js';
 import type { Extent, Image, ProgressListener } from '../../image/types.js';
 import { throwIfAborted } from '../../io/abort.js';
+import { LocalFile } from '../../io/file.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
-import { type BlockHasher, HashPool, InlineHasher, sharedHashPool } from './pool.js';
+import {
+  type BlockHasher,
+  HashPool,
+  InlineHasher,
+  JOBS_PER_WORKER,
+  sharedHashPool,
+} from './pool.js';
 
-export const DEFAULT_WINDOW_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_WINDOW_SIZE = 4 * 1024 * 1024;
 export const MAX_WINDOW_SIZE = 256 * 1024 * 1024;
-/** Default cap on windows in flight: 8 MiB × 10 bounds memory at 80 MiB on any machine. */
+/** Default cap on windows in flight: 4 MiB × 10 bounds memory at 40 MiB on any machine. */
 export const MAX_DEFAULT_IN_FLIGHT = 10;
 
 export interface ChecksumOptions extends BlkHashOptions {
-  /** Bytes per read request and hashing job (default 8 MiB; rounded up to whole blocks). */
+  /** Bytes per read request and hashing job (default 4 MiB; rounded up to whole blocks). */
   windowSize?: number;
-  /** Windows read or hashed at once (default: threads + 2, at most 10). Memory ≈ windowSize × inFlight. */
+  /**
+   * Windows read or hashed at once (default: two per hashing thread, queued in the worker,
+   * plus two being read; at most 10). Memory ≈ windowSize × inFlight.
+   */
   inFlight?: number;
   /** Hashing threads: 0 hashes on the calling thread; default the shared pool (one per core, ≤ 8). */
   threads?: number;
@@ -70,7 +81,10 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
     hasher = new HashPool(opts.threads);
     owned = true;
   }
-  const inFlight = opts.inFlight ?? Math.min(hasher.threads + 2, MAX_DEFAULT_IN_FLIGHT);
+  // Workers boot while the image's first windows are read; no more than there are windows.
+  if (hasher instanceof HashPool) hasher.warm(Math.ceil((total ?? 0) / windowSize));
+  const inFlight =
+    opts.inFlight ?? Math.min(hasher.threads * JOBS_PER_WORKER + 2, MAX_DEFAULT_IN_FLIGHT);
   const sink = new OrderedBlkHash(digester, hasher, {
     windowSize,
     inFlight,
@@ -106,7 +120,7 @@ export async function checksumImage(
 ): Promise<ChecksumResult> {
   const { sink, release } = setup(opts, image.size);
   try {
-    const walker = new ExtentWalker(image, sink, opts.signal);
+    const walker = new ExtentWalker(image, sink, opts.signal, directFile(image, sink));
     let run: { start: number; end: number; zero: boolean } | undefined;
     // Adjacent extents that read the same way are one run (hole or not does not matter here).
     for await (const e of image.extents(0, image.size) as AsyncIterable<Extent>) {
@@ -127,8 +141,18 @@ export async function checksumImage(
     await walker.flush();
     return await result(sink, walker.bytesRead);
   } finally {
+    await sink.settle();
     await release();
   }
+}
+
+/**
+ * A raw image on a local file is hashed by the workers reading the file themselves (its
+ * holes read as zeroes, so a window is one range of the file); other images are read here.
+ */
+function directFile(image: Image, sink: OrderedBlkHash): LocalFile | undefined {
+  if (!sink.readsFiles) return undefined;
+  return image instanceof RawImage && image.source instanceof LocalFile ? image.source : undefined;
 }
 
 /** Extents come from formats that may be hostile: each must continue where the last ended. */
@@ -197,6 +221,8 @@ class ExtentWalker {
     private readonly image: Image,
     private readonly sink: OrderedBlkHash,
     private readonly signal: AbortSignal | undefined,
+    /** The raw image's file, read by the hasher itself (see directFile). */
+    private readonly file: LocalFile | undefined,
   ) {
     this.bs = sink.digester.blockSize;
     this.w = sink.windowSize;
@@ -263,6 +289,13 @@ class ExtentWalker {
     if (!cur) return;
     this.cur = undefined;
     checkAborted(this.signal);
+    const length = cur.end - cur.start;
+    if (this.file && cur.reads.length > 0) {
+      for (const [, n] of cur.reads) this.bytesRead += n;
+      const { fd, name } = this.file;
+      await this.sink.submitFile({ fd, position: cur.start, name }, length);
+      return;
+    }
     const buf = await this.sink.acquire();
     let filled = 0;
     for (const [offset, length] of cur.reads) {
@@ -271,7 +304,6 @@ class ExtentWalker {
       this.bytesRead += length;
       filled = at + length;
     }
-    const length = cur.end - cur.start;
     if (length > filled) buf.fill(0, filled, length);
     const ready = cur.reads.length ? this.readAll(buf, cur.start, cur.reads) : undefined;
     this.sink.submit(buf, length, ready);

@@ -18,6 +18,7 @@ export {
 export { OrderedBlkHash, type OrderedOptions } from './ordered.js';
 export {
   type BlockHasher,
+  type FileRange,
   HashPool,
   type HashResult,
   InlineHasher,

@@ -6,7 +6,7 @@
 import type { Hash } from 'node:crypto';
 import { UsageError } from '../../errors.js';
 import { type BlockDigester, le64 } from './blkhash.js';
-import type { BlockHasher, HashResult } from './pool.js';
+import type { BlockHasher, FileRange, HashResult } from './pool.js';
 
 export interface OrderedOptions {
   /** Bytes per window (a multiple of the block size). */
@@ -21,14 +21,15 @@ export interface OrderedOptions {
 
 type Item =
   | { kind: 'zero'; count: number }
-  | { kind: 'data'; length: number; result: Promise<HashResult> };
+  /** `window`: the result's buffer is a window to reuse (not for file ranges). */
+  | { kind: 'data'; length: number; result: Promise<HashResult>; window: boolean };
 
 export class OrderedBlkHash {
   readonly windowSize: number;
   private readonly inFlight: number;
   private readonly outer: Hash;
   private readonly queue: Item[] = [];
-  private readonly free: ArrayBuffer[] = [];
+  private readonly free: SharedArrayBuffer[] = [];
   private buffers = 0;
   private total = 0;
   private done = 0;
@@ -62,7 +63,9 @@ export class OrderedBlkHash {
 
   /**
    * A window buffer to fill (`windowSize` bytes, stale contents). Waits, consuming finished
-   * windows in order, while all `inFlight` buffers are in use.
+   * windows in order, while all `inFlight` buffers are in use. Windows are shared memory: a
+   * decode worker inflates compressed clusters straight into them and a hash worker reads
+   * them in place (no staging copy, no transfer).
    */
   async acquire(): Promise<Uint8Array> {
     for (;;) {
@@ -71,7 +74,7 @@ export class OrderedBlkHash {
       if (buf) return new Uint8Array(buf);
       if (this.buffers < this.inFlight) {
         this.buffers++;
-        return new Uint8Array(new ArrayBuffer(this.windowSize));
+        return new Uint8Array(new SharedArrayBuffer(this.windowSize));
       }
       await this.consumeHead();
     }
@@ -87,13 +90,50 @@ export class OrderedBlkHash {
       throw new UsageError('submit() takes a whole buffer from acquire()');
     }
     if (length > this.windowSize) throw new UsageError('window length exceeds the window size');
-    const buffer = window.buffer as ArrayBuffer;
+    const buffer = window.buffer;
+    if (!(buffer instanceof SharedArrayBuffer)) {
+      throw new UsageError('submit() takes a whole buffer from acquire()');
+    }
     const start = () => this.hasher.hash(this.digester, buffer, length);
     const result = ready ? ready.then(start) : start();
     // Failures surface when the window is consumed; never as an unhandled rejection.
     result.catch(() => {});
-    this.queue.push({ kind: 'data', length, result });
+    this.queue.push({ kind: 'data', length, result, window: true });
     this.total += length;
+  }
+
+  /** Whether the hasher can read file ranges itself (submitFile). */
+  get readsFiles(): boolean {
+    return this.hasher.hashFile !== undefined;
+  }
+
+  /**
+   * Queues `length` bytes of a local file, read and hashed by the hasher itself (no window
+   * buffer). At most `inFlight` data jobs are outstanding: waits, consuming in order, past
+   * that. Same block rules as submit().
+   */
+  async submitFile(file: FileRange, length: number): Promise<void> {
+    if (!this.hasher.hashFile) throw new UsageError('this hasher cannot read files');
+    this.checkAppend(length);
+    while (this.outstanding() >= this.inFlight) await this.consumeHead();
+    const result = this.hasher.hashFile(this.digester, file, length);
+    result.catch(() => {});
+    this.queue.push({ kind: 'data', length, result, window: false });
+    this.total += length;
+  }
+
+  /**
+   * Waits until no queued job still runs (reads or hashes), ignoring failures: a caller that
+   * failed must not close the image while a worker still reads from it.
+   */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.queue.map((i) => (i.kind === 'data' ? i.result : undefined)));
+  }
+
+  private outstanding(): number {
+    let n = 0;
+    for (const item of this.queue) if (item.kind === 'data') n++;
+    return n;
   }
 
   /** Adds `count` full blocks known to read as zeroes (no data, no hashing). */
@@ -145,7 +185,7 @@ export class OrderedBlkHash {
     this.queue.shift();
     this.outer.update(r.digests);
     this.hashedBytes += r.hashedBytes;
-    this.free.push(r.buffer);
+    if (item.window) this.free.push(r.buffer as SharedArrayBuffer);
     this.advance(item.length);
   }
 

@@ -1,0 +1,116 @@
+/**
+ * A raw image on a local file is hashed by the hasher reading the file itself (file-range.ts):
+ * the same digests as the vectors and as the construction, holes never read, and a file that
+ * ends inside a range is a CorruptImageError, never a crash or a wrong digest.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { RawImage } from '../../src/formats/raw.js';
+import { openImage } from '../../src/open.js';
+import { BlockDigester } from '../../src/ops/checksum/blkhash.js';
+import { checksumImage } from '../../src/ops/checksum/checksum.js';
+import { OrderedBlkHash } from '../../src/ops/checksum/ordered.js';
+import { HashPool, InlineHasher } from '../../src/ops/checksum/pool.js';
+import { sparseFile, tempDir } from '../helpers/peers.js';
+import { prng, referenceBlkhash, totalLength, VECTORS } from './checksum-vectors.js';
+
+const dir = tempDir();
+const MiB = 1024 * 1024;
+const pool = new HashPool(2);
+after(() => pool.close());
+
+function writeSparse(path: string, size: number, pieces: [number, Uint8Array][]): string {
+  sparseFile(path, size);
+  const fd = openSync(path, 'r+');
+  for (const [offset, data] of pieces) writeSync(fd, data, 0, data.length, offset);
+  closeSync(fd);
+  return path;
+}
+
+async function sum(path: string, opts: Parameters<typeof checksumImage>[1]) {
+  const image = await openImage(path);
+  try {
+    assert.ok(image instanceof RawImage, 'the direct path is for a raw image on a file');
+    return await checksumImage(image, opts);
+  } finally {
+    await image.close();
+  }
+}
+
+describe('raw file read by the hasher: test vectors, zero ranges as holes', () => {
+  for (const v of VECTORS.filter((x) => totalLength(x.segments) <= 4 * MiB)) {
+    test(v.name, async () => {
+      const pieces: [number, Uint8Array][] = [];
+      let pos = 0;
+      for (const s of v.segments) {
+        if (!s.zero) pieces.push([pos, Buffer.alloc(s.length, s.byte)]);
+        pos += s.length;
+      }
+      const path = writeSparse(join(dir, `${v.name}.raw`), pos, pieces);
+      const digest = v.algorithm ?? 'sha256';
+      for (const hasher of [pool, new InlineHasher()]) {
+        const r = await sum(path, { digest, hasher, windowSize: 65536 * 3, inFlight: 2 });
+        assert.equal(r.digest, v.digest, `${v.name} with ${hasher.threads} threads`);
+      }
+    });
+  }
+});
+
+test('random sparse layouts: same digest as the construction, holes not read', async () => {
+  const r = prng(11);
+  for (let round = 0; round < 6; round++) {
+    const size = 1 + r(6 * MiB);
+    const data = Buffer.alloc(size);
+    const pieces: [number, Uint8Array][] = [];
+    let dataBytes = 0;
+    for (let i = 0; i < 1 + r(6); i++) {
+      const at = r(size);
+      const bytes = randomBytes(Math.min(size - at, 1 + r(700_000)));
+      // Every fourth piece is zeroes written as data (read, found zero, never hashed).
+      if (i % 4 === 3) bytes.fill(0);
+      bytes.copy(data, at);
+      pieces.push([at, bytes]);
+      dataBytes += bytes.length;
+    }
+    const path = writeSparse(join(dir, `layout-${round}.raw`), size, pieces);
+    const windowSize = 65536 * (1 + r(40));
+    const res = await sum(path, { hasher: pool, windowSize, inFlight: 1 + r(4) });
+    assert.equal(res.digest, referenceBlkhash(data), `round ${round}`);
+    assert.equal(res.size, size);
+    // The file system reports holes in its own units: reads cover the data, not much more.
+    assert.ok(res.bytesRead >= Math.min(dataBytes, size) / 2 || dataBytes === 0);
+    assert.ok(res.bytesRead <= size);
+  }
+});
+
+describe('a file that ends inside a range', () => {
+  const path = join(dir, 'short.raw');
+  writeFileSync(path, Buffer.alloc(100_000, 7));
+
+  for (const [name, hasher] of [
+    ['worker pool', pool],
+    ['inline hasher', new InlineHasher()],
+  ] as const) {
+    test(`${name}: CorruptImageError naming where it ended`, async () => {
+      const fd = openSync(path, 'r');
+      try {
+        const sink = new OrderedBlkHash(new BlockDigester(), hasher, {
+          windowSize: 4 * 65536,
+          inFlight: 2,
+        });
+        await sink.submitFile({ fd, position: 0, name: path }, 4 * 65536);
+        await assert.rejects(sink.digest(), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'CORRUPT');
+          assert.match(err.message, /short\.raw: file ended at 100000/);
+          return true;
+        });
+        await sink.settle();
+      } finally {
+        closeSync(fd);
+      }
+    });
+  }
+});
