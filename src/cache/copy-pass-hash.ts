@@ -188,7 +188,7 @@ export class CopyPassHash implements PacedTap {
       (r) => {
         this.hashedBytes += r.hashedBytes;
         this.keep(b.blocks, r.digests);
-        if (this.free.length < this.inFlight) this.free.push(r.buffer);
+        if (this.free.length < this.inFlight) this.free.push(r.buffer as ArrayBuffer);
       },
       (err: Error) => {
         this.failure ??= err;
