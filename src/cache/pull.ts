@@ -194,6 +194,8 @@ async function pullLocked(
       known && blob && matchesExpected(known)
         ? { etag: known.etag, lastModified: known.lastModified }
         : undefined;
+    if (revalidate && !revalidate.etag && !revalidate.lastModified)
+      opts.onEvent?.({ type: 'refetching', url });
     // The converter follows the download when it can (see overlap.ts).
     const growing = new GrowingFile(input, url);
     const downloading = download({

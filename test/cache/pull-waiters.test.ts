@@ -53,4 +53,5 @@ test('pull: pulls that waited for another pull of the same URL use its result, e
   const again = await diskpipeAsync(args).done; // the server runs in this process
   assert.equal(again.status, 0, again.stderr);
   assert.equal(downloads(), 2);
+  assert.match(again.stderr, /is cached, but its server sends no ETag or Last-Modified/);
 });
