@@ -6,6 +6,11 @@ export type CacheEvent =
   /** Another process holds the lock on this URL (a pull) or this disk (a createDisk). */
   | { type: 'waiting'; lock: 'url' | 'disk'; name: string }
   /** The converted image is complete and about to be moved into the cache. */
-  | { type: 'publishing'; url: string };
+  | { type: 'publishing'; url: string }
+  /**
+   * The URL is cached, but its server sent no ETag or Last-Modified to ask whether it changed:
+   * it is downloaded again (a digest, or offline, would use the cached copy).
+   */
+  | { type: 'refetching'; url: string };
 
 export type CacheEventListener = (event: CacheEvent) => void;

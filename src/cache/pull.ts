@@ -106,8 +106,13 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
   const layout = new CacheLayout(opts.cacheDir);
   await layout.ensure();
   const index = new CacheIndex(layout);
+  const asked = now();
+  let waited = false;
   const lock = await acquireLock(layout.lockPath(`url-${urlKey(url)}`), {
-    onWait: () => opts.onEvent?.({ type: 'waiting', lock: 'url', name: url }),
+    onWait: () => {
+      waited = true;
+      opts.onEvent?.({ type: 'waiting', lock: 'url', name: url });
+    },
   });
   // Registered so that the CLI's signal handlers remove a half-converted file too (the
   // resumable .part stays).
@@ -116,7 +121,8 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
   try {
     // The record's URL has no credentials; the download gets them (as a header).
     const fetchUrl = /^https?:\/\//i.test(spec) ? new URL(spec).href : url;
-    return await pullLocked(index, url, expected, opts, fetchUrl, convTmp);
+    const since = waited ? asked : undefined;
+    return await pullLocked(index, url, expected, opts, fetchUrl, convTmp, since);
   } finally {
     unregisterTemporary(convTmp);
     await lock.release();
@@ -130,6 +136,8 @@ async function pullLocked(
   opts: PullOptions,
   fetchUrl: string,
   convTmp: string,
+  /** When this pull waited for another one's lock: the time it started waiting. */
+  waitedSince: string | undefined,
 ): Promise<PullResult> {
   const layout = index.layout;
   await sweepTemporaries(layout); // what killed processes left behind
@@ -152,6 +160,12 @@ async function pullLocked(
   };
 
   if (opts.offline && stored && problem) await checkBlob(index, stored);
+  // The pull this one waited for has just stored or confirmed the entry: asking the server
+  // again would fetch it all again from one without validators (two pulls download once).
+  if (known && blob && waitedSince && known.lastUsed >= waitedSince && matchesExpected(known)) {
+    const r = await tryHit();
+    if (r) return r;
+  }
   if (known && blob && (opts.offline || (expected && matchesExpected(known)))) {
     const r = await tryHit();
     if (r) return r;
@@ -180,6 +194,8 @@ async function pullLocked(
       known && blob && matchesExpected(known)
         ? { etag: known.etag, lastModified: known.lastModified }
         : undefined;
+    if (revalidate && !revalidate.etag && !revalidate.lastModified)
+      opts.onEvent?.({ type: 'refetching', url });
     // The converter follows the download when it can (see overlap.ts).
     const growing = new GrowingFile(input, url);
     const downloading = download({

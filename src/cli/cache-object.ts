@@ -5,11 +5,15 @@
 import { type CacheHttpOptions, DiskCache } from '../cache/disk-cache.js';
 import type { CacheEvent } from '../cache/events.js';
 import type { ProgressListener } from '../image/types.js';
+import { note } from './common.js';
 import { environmentDefaults } from './env.js';
 
 export interface CliCacheOptions {
   http?: CacheHttpOptions;
-  /** Say on stderr when a pull waits for another diskpipe pulling the same URL. */
+  /**
+   * Say on stderr when a pull waits for another diskpipe pulling the same URL, or downloads a
+   * cached URL again because its server cannot be asked whether it changed.
+   */
   announceWaits?: boolean;
 }
 
@@ -28,6 +32,10 @@ export function openCache(dir: string | undefined, opts: CliCacheOptions = {}): 
 function onEvent(event: CacheEvent, announceWaits: boolean): void {
   if (event.type === 'waiting' && event.lock === 'url' && announceWaits)
     process.stderr.write('diskpipe: waiting for another diskpipe pulling the same URL\n');
+  if (event.type === 'refetching' && announceWaits)
+    note(
+      `${event.url} is cached, but its server sends no ETag or Last-Modified to tell whether it changed: downloading it again (--digest or --offline use the cached copy)`,
+    );
   if (event.type === 'publishing') testPause('publish');
 }
 

@@ -35,7 +35,8 @@ export const pull = defineCommand({
   },
   notes: [
     'A second pull of the same URL revalidates with a conditional request and downloads nothing',
-    'when the file is unchanged; an interrupted download resumes with a Range request.',
+    'when the file is unchanged (a server without ETag or Last-Modified cannot be asked: the',
+    'file is downloaded again, with a note); an interrupted download resumes with a Range request.',
   ],
   column: 20,
   operandCount: [1, 1],
