@@ -1,7 +1,7 @@
 /** compare: diskpipe against qemu-img compare on pairs holding the same content. */
 import { join } from 'node:path';
 import type { BenchImages } from './images.js';
-import { alternate, diskpipe, type Row, remove, summary, timed } from './util.js';
+import { alternate, cpuSplit, diskpipe, type Row, remove, summary, timed } from './util.js';
 
 export function benchCompare(
   img: BenchImages,
@@ -33,6 +33,7 @@ export function benchCompare(
         peerMedian: qemu.median,
         peerName: 'qemu-img compare',
         rssMiB: ours.rssMiB,
+        note: `diskpipe ${cpuSplit(ours)}; qemu ${cpuSplit(qemu)}, RSS ${qemu.rssMiB?.toFixed(0)} MiB`,
       });
     }
   } finally {

@@ -6,8 +6,10 @@
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
  *   BENCH_ONLY       comma list of convert,compare,clone,formats,outformats,cache,checksum,
  *                    nbd,http,stall (default: all), and perf (issue 11's perf set: convert
- *                    of its deflate and zstd qcow2 against qemu-img, compare of its raw
- *                    and deflate qcow2 against qemu-img compare; only when named), and
+ *                    of its deflate and zstd qcow2 and streamOptimized vmdk, and of the
+ *                    ext4 root file system image in all five forms, against qemu-img;
+ *                    compare of its raw and deflate qcow2 against qemu-img compare; only
+ *                    when named), and
  *                    pull (bench/pull.ts: pull vs curl + qemu-img/xz/gzip/zstd/dd; only when
  *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk), and startup
  *                    (bench/startup.ts: --version, info, map of a tiny qcow2 vs qemu-img, and
@@ -17,6 +19,7 @@
  *                    (NBD_BENCH_IMAGES=deflate or zstd picks one) instead of its 1 GiB images
  */
 import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDriver } from '../src/formats/registry.js';
 import { benchCache } from './cache.js';
@@ -29,7 +32,7 @@ import { run as benchHttp } from './http.js';
 import { benchImages } from './images.js';
 import { run as benchNbd } from './nbd.js';
 import { benchOutputFormats } from './output-formats.js';
-import { perfSet } from './perf-set.js';
+import { perfSet, rootfsSet } from './perf-set.js';
 import { benchPull } from './pull.js';
 import { benchStall } from './stall.js';
 import { run as benchStartup } from './startup.js';
@@ -85,10 +88,22 @@ if (only.has('perf') && qcow2) {
   const inputs: [string, string][] = [
     ['perf set deflate', set.deflate],
     ['perf set zstd', set.zstd],
+    ['perf set streamOptimized vmdk', set.vmdk],
   ];
   const perfImages = { ...set, dataBytes: 48 * 32 * MiB };
   rows.push(...benchConvert(perfImages, reps, inputs));
   rows.push(...benchCompare(perfImages, reps, [['perf set raw vs deflate', set.raw, set.deflate]]));
+  const rootfs = rootfsSet();
+  const forms: [string, string][] = [
+    ['rootfs raw', rootfs.raw],
+    ['rootfs qcow2', rootfs.qcow2],
+    ['rootfs deflate', rootfs.deflate],
+    ['rootfs zstd', rootfs.zstd],
+    ['rootfs streamOptimized vmdk', rootfs.vmdk],
+  ];
+  rows.push(
+    ...benchConvert({ ...rootfs, dataBytes: statSync(rootfs.raw).blocks * 512 }, reps, forms),
+  );
 }
 if (only.has('compare')) {
   const pairs: [string, string, string][] = [['raw vs raw', img.raw, 'copy']];

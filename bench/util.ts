@@ -15,6 +15,9 @@ export interface Timing {
   rssMiB?: number;
   /** CPU time over wall time, in percent (200 = both cores of two busy). */
   cpuPercent?: number;
+  /** User and system CPU seconds (reported apart: on this VM system time swings with page state). */
+  user?: number;
+  sys?: number;
   stdout: string;
 }
 
@@ -23,13 +26,13 @@ const TIME = '/usr/bin/time';
 /** Runs a command to completion; throws with its stderr if it fails (exit codes in `ok`). */
 export function timed(cmd: string, args: string[], ok: number[] = [0]): Timing {
   const useTime = existsSync(TIME);
-  const argv = useTime ? ['-f', '__TIME__ %e %M %P', cmd, ...args] : args;
+  const argv = useTime ? ['-f', '__TIME__ %e %M %P %U %S', cmd, ...args] : args;
   const started = performance.now();
   const r = spawnSync(useTime ? TIME : cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
   const seconds = (performance.now() - started) / 1000;
   const status = r.status ?? -1;
   const stderr = r.stderr ?? '';
-  const m = /__TIME__ ([\d.]+) (\d+) (\d+)%/.exec(stderr);
+  const m = /__TIME__ ([\d.]+) (\d+) (\d+)% ([\d.]+) ([\d.]+)/.exec(stderr);
   if (!ok.includes(status)) {
     throw new Error(
       `${cmd} ${args.join(' ')} exited ${status}: ${stderr.replace(/__TIME__.*/, '')}`,
@@ -39,6 +42,8 @@ export function timed(cmd: string, args: string[], ok: number[] = [0]): Timing {
   if (m) {
     t.rssMiB = Number(m[2]) / 1024;
     t.cpuPercent = Number(m[3]);
+    t.user = Number(m[4]);
+    t.sys = Number(m[5]);
   }
   return t;
 }
@@ -121,15 +126,28 @@ export interface Summary {
   median: number;
   rssMiB: number | undefined;
   cpuPercent: number | undefined;
+  /** Median user and system CPU seconds. */
+  user: number | undefined;
+  sys: number | undefined;
+}
+
+/** "user U s sys S s" of a summary (medians), or '' without /usr/bin/time. */
+export function cpuSplit(s: Summary): string {
+  if (s.user === undefined || s.sys === undefined) return '';
+  return `user ${s.user.toFixed(2)}s sys ${s.sys.toFixed(2)}s`;
 }
 
 export function summary(ts: Timing[]): Summary {
   const rss = ts.map((t) => t.rssMiB).filter((x): x is number => x !== undefined);
   const cpu = ts.map((t) => t.cpuPercent).filter((x): x is number => x !== undefined);
+  const user = ts.map((t) => t.user).filter((x): x is number => x !== undefined);
+  const sys = ts.map((t) => t.sys).filter((x): x is number => x !== undefined);
   return {
     seconds: Math.min(...ts.map((t) => t.seconds)),
     median: median(ts.map((t) => t.seconds)),
     rssMiB: rss.length ? Math.max(...rss) : undefined,
     cpuPercent: cpu.length ? median(cpu) : undefined,
+    user: user.length ? median(user) : undefined,
+    sys: sys.length ? median(sys) : undefined,
   };
 }

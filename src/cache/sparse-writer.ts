@@ -6,6 +6,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { ioError } from '../errors.js';
+import { WRITE_PIECE } from '../io/file.js';
 
 export const SPARSE_BLOCK = 4096;
 const STAGE = 1024 * 1024;
@@ -170,10 +171,16 @@ export class SparseWriter {
     }
   }
 
+  /** Writes stage[from, to) in pieces of at most WRITE_PIECE (see io/file.ts for why). */
   private async put(stage: Buffer, base: number, from: number, to: number): Promise<void> {
     try {
       for (let done = from; done < to; ) {
-        const { bytesWritten } = await this.handle.write(stage, done, to - done, base + done);
+        const { bytesWritten } = await this.handle.write(
+          stage,
+          done,
+          Math.min(to - done, WRITE_PIECE),
+          base + done,
+        );
         done += bytesWritten;
         this.written += bytesWritten;
       }

@@ -7,6 +7,7 @@
 import { withContext } from '../errors.js';
 import type { Extent, Image, ProgressListener } from '../image/types.js';
 import { throwIfAborted } from '../io/abort.js';
+import { RequestBuffers } from '../io/request-buffers.js';
 import { firstDifference, firstNonZero } from './copy/blocks.js';
 import { resolveRequestOptions } from './copy/options.js';
 import { SharedIterator } from './copy/sync.js';
@@ -90,9 +91,11 @@ export async function compareImages(
   let mismatch = Number.POSITIVE_INFINITY;
   let done = 0;
   let failure: unknown;
+  // One fixed pool (shared memory: compressed clusters decode straight into it), 2 per worker.
+  const buffers = new RequestBuffers(2 * inFlight, requestSize);
   for (const walk of walks) {
     const items = new SharedIterator<Segment>(requests(walk, requestSize)[Symbol.asyncIterator]());
-    const worker = async () => {
+    const worker = async (index: number) => {
       let bufA: Buffer | undefined;
       let bufB: Buffer | undefined;
       try {
@@ -102,8 +105,8 @@ export async function compareImages(
           // Ranges past a known mismatch cannot change the answer.
           if (!next || next.item.offset >= mismatch) return;
           const s = next.item;
-          bufA ??= Buffer.allocUnsafe(requestSize);
-          bufB ??= Buffer.allocUnsafe(requestSize);
+          bufA ??= buffers.get(2 * index);
+          bufB ??= buffers.get(2 * index + 1);
           const at = await compareSegment(a, b, s, bufA, bufB);
           if (at >= 0) mismatch = Math.min(mismatch, s.offset + at);
           done += s.length;
@@ -113,7 +116,7 @@ export async function compareImages(
         failure ??= err;
       }
     };
-    await Promise.allSettled(Array.from({ length: inFlight }, worker));
+    await Promise.allSettled(Array.from({ length: inFlight }, (_, i) => worker(i)));
     await items.close().catch(() => {});
     if (failure !== undefined) throw failure;
     if (Number.isFinite(mismatch)) {

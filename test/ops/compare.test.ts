@@ -154,3 +154,32 @@ test('compare across formats: raw vs qcow2 written by qemu-img and by diskpipe',
   const theirs = runSync('qemu-img', ['compare', q, qOther]);
   assert.deepEqual(ours([q, qOther]), { status: theirs.status, stdout: theirs.stdout });
 });
+
+/** Records the memory every read is asked to fill. */
+class BufferRecorder extends CountingImage {
+  readonly memories = new Set<ArrayBufferLike>();
+  override async read(buf: Uint8Array, offset: number): Promise<void> {
+    this.memories.add(buf.buffer);
+    return super.read(buf, offset);
+  }
+}
+
+test('compare reads both sides into one fixed shared pool (compressed clusters decode in place)', async () => {
+  const raw = image(24 * MiB, [
+    [0, 5 * MiB],
+    [9 * MiB, 3 * MiB],
+    [20 * MiB, 4 * MiB],
+  ]);
+  const q = join(dir, 'cmp-pool.qcow2');
+  await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, q);
+  const a = new BufferRecorder(await openImage(raw));
+  const b = new BufferRecorder(await openImage(q));
+  const r = await compareImages(a, b, { requestSize: MiB, inFlight: 4 });
+  assert.deepEqual(r, { identical: true, sizeMismatch: false });
+  assert.ok(a.reads >= 12 && b.reads >= 12, `${a.reads} + ${b.reads} reads`);
+  // Not a fresh buffer per worker or request: one SharedArrayBuffer for the whole compare.
+  const memories = new Set([...a.memories, ...b.memories]);
+  assert.equal(memories.size, 1);
+  assert.ok([...memories][0] instanceof SharedArrayBuffer);
+  await Promise.all([a.close(), b.close()]);
+});

@@ -259,3 +259,25 @@ test('a corrupt qcow2 source: error naming the offset, destination untouched', a
   assert.equal(readFileSync(out, 'utf8'), 'precious');
   assert.deepEqual(leftovers(dir), []);
 });
+
+for (const [name, args] of [
+  ['deflate qcow2', ['-O', 'qcow2', '-c']],
+  ['streamOptimized vmdk', ['-O', 'vmdk', '-o', 'subformat=streamOptimized']],
+] as [string, string[]][]) {
+  test(`convert ${name} -O raw: as sparse as qemu-img's output, same bytes`, async () => {
+    // Zero 4 KiB blocks inside data, a written-zero MiB, holes: the source above.
+    const input = join(dir, `sparse-in-${name.replace(/\W+/g, '-')}`);
+    await qemuImg('convert', '-f', 'raw', ...args, src, input);
+    const ours = join(dir, 'sparse-ours.raw');
+    const theirs = join(dir, 'sparse-theirs.raw');
+    ok(diskpipe(['convert', '-O', 'raw', input, ours]));
+    await qemuImg('convert', '-O', 'raw', input, theirs);
+    assert.match(await qemuImg('compare', '-f', 'raw', '-F', 'raw', theirs, ours), /identical/);
+    assert.equal(statSync(ours).size, statSync(theirs).size);
+    const allocated = statSync(ours).blocks * 512;
+    assert.ok(
+      allocated <= statSync(theirs).blocks * 512,
+      `${allocated} bytes allocated, qemu-img ${statSync(theirs).blocks * 512}`,
+    );
+  });
+}

@@ -17,6 +17,7 @@ import {
 import { RawImage } from '../../formats/raw.js';
 import type { Image } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
+import { RequestBuffers } from '../../io/request-buffers.js';
 import { classify, type Run } from './blocks.js';
 import { type CopyOptions, type ResolvedCopyOptions, resolveCopyOptions } from './options.js';
 import { planWork, type WorkItem } from './plan.js';
@@ -86,7 +87,8 @@ class CopyJob {
   /** Set while data moves with copy_file_range (cleared if the kernel refuses). */
   private srcFile: LocalFile | undefined;
   private dstFile: LocalFile | undefined;
-  private pool: SharedArrayBuffer | undefined;
+  /** inFlight request buffers (twice that with a base image), reused. */
+  private readonly buffers: RequestBuffers;
 
   constructor(
     private readonly src: Image,
@@ -96,6 +98,7 @@ class CopyJob {
     const direct = o.copyRange && !o.ordered && !o.base && !o.tap;
     this.srcFile = direct ? localFileOf(src) : undefined;
     this.dstFile = direct && this.srcFile ? localFileOf(dst) : undefined;
+    this.buffers = new RequestBuffers(o.inFlight * (o.base ? 2 : 1), o.requestSize);
   }
 
   async run(): Promise<CopyResult> {
@@ -126,11 +129,7 @@ class CopyJob {
    * image), allocated once on first data. Shared memory, so decode workers fill it in place.
    */
   private bufferFor(i: number, ref: boolean): Buffer {
-    const size = this.o.requestSize;
-    const slots = this.o.inFlight * (this.o.base ? 2 : 1);
-    this.pool ??= new SharedArrayBuffer(size * slots);
-    const slot = ref ? this.o.inFlight + i : i;
-    return Buffer.from(this.pool, slot * size, size);
+    return this.buffers.get(ref ? this.o.inFlight + i : i);
   }
 
   private async worker(items: SharedIterator<WorkItem>, index: number): Promise<void> {
