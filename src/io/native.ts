@@ -103,6 +103,11 @@ export function setNativeEnabled(on: boolean): void {
   libc = undefined;
 }
 
+/** Whether native calls (and system libraries loaded through koffi) are allowed. */
+export function nativeEnabled(): boolean {
+  return enabled;
+}
+
 function load(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;

@@ -1,0 +1,66 @@
+/**
+ * A system shared library (liblzma, libbz2...) loaded through koffi, once per process or
+ * worker. Callers keep a portable fallback: the library may be missing, or native calls may be
+ * turned off (setNativeEnabled(false), DISKPIPE_NO_NATIVE=1).
+ */
+import { createRequire } from 'node:module';
+import type * as KoffiModule from 'koffi';
+
+export type Koffi = typeof KoffiModule;
+export type LibraryHandle = ReturnType<Koffi['load']>;
+
+export interface SystemLib {
+  koffi: Koffi;
+  lib: LibraryHandle;
+  /** The name it was loaded by (e.g. "liblzma.so.5"). */
+  name: string;
+}
+
+const require = createRequire(import.meta.url);
+const loaded = new Map<string, SystemLib | string>();
+
+/** The first of `names` that loads, or a string saying why none did. */
+export function loadSystemLib(names: readonly string[]): SystemLib | string {
+  const key = names.join(':');
+  let hit = loaded.get(key);
+  if (hit === undefined) {
+    hit = tryLoad(names);
+    loaded.set(key, hit);
+  }
+  return hit;
+}
+
+function tryLoad(names: readonly string[]): SystemLib | string {
+  let koffi: Koffi;
+  try {
+    koffi = require('koffi') as Koffi;
+  } catch (err) {
+    return `koffi unavailable: ${(err as Error).message}`;
+  }
+  const why: string[] = [];
+  for (const name of names) {
+    try {
+      return { koffi, lib: koffi.load(name), name };
+    } catch (err) {
+      why.push((err as Error).message);
+    }
+  }
+  return why.join('; ');
+}
+
+/**
+ * The address of a buffer's first byte, for structs that hold pointers (lzma_stream). Only for
+ * memory that never moves: a SharedArrayBuffer or a transferred ArrayBuffer's backing store.
+ */
+export function addressOf(sys: SystemLib, view: Uint8Array): bigint {
+  let identity = identities.get(sys.koffi);
+  if (!identity) {
+    // memset(p, 0, 0) writes nothing and returns p.
+    const memset = sys.koffi.load('libc.so.6').func('void *memset(void *s, int c, size_t n)');
+    identity = (v) => sys.koffi.address(memset(v, 0, 0));
+    identities.set(sys.koffi, identity);
+  }
+  return identity(view);
+}
+
+const identities = new Map<Koffi, (v: Uint8Array) => bigint>();
