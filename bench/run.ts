@@ -9,11 +9,13 @@
  *                    of its deflate and zstd qcow2 against qemu-img, compare of its raw
  *                    and deflate qcow2 against qemu-img compare; only when named), and
  *                    pull (bench/pull.ts: pull vs curl + qemu-img/xz/gzip/zstd/dd; only when
- *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk)
+ *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk), and streams
+ *                    (bench/streams.ts: convert of raw.xz/.gz/.zst/.bz2 vs `TOOL -dc | dd`;
+ *                    only when named; STREAMS_RAW, STREAMS_ONLY, BENCH_LOCK)
  *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
  */
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { formatDriver } from '../src/formats/registry.js';
 import { benchCache } from './cache.js';
 import { run as benchChecksum } from './checksum.js';
@@ -28,6 +30,7 @@ import { benchOutputFormats } from './output-formats.js';
 import { perfSet } from './perf-set.js';
 import { benchPull } from './pull.js';
 import { benchStall } from './stall.js';
+import { benchStreams } from './streams.js';
 import { MiB, printRows, type Row } from './util.js';
 import '../src/formats/index.js';
 
@@ -50,6 +53,19 @@ if (only.has('pull')) {
   });
   only.delete('pull');
   // The pull bench makes its own images: the 8 GiB set is not needed for it alone.
+  if (only.size === 0) process.exit(0);
+}
+
+if (only.has('streams')) {
+  const raw = process.env.STREAMS_RAW ?? perfSet().raw;
+  benchStreams({
+    runs: reps,
+    raw,
+    dir: process.env.STREAMS_DIR ?? join(dirname(raw), 'streams'),
+    ...(process.env.STREAMS_ONLY && { only: process.env.STREAMS_ONLY.split(',') }),
+    ...(process.env.BENCH_LOCK && { lock: process.env.BENCH_LOCK }),
+  });
+  only.delete('streams');
   if (only.size === 0) process.exit(0);
 }
 

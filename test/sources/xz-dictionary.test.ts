@@ -8,7 +8,7 @@ import { setNativeEnabled } from '../../src/io/native.js';
 import type { OpenOptions } from '../../src/open.js';
 import { openStream } from '../../src/open-stream.js';
 import type { SequentialSource } from '../../src/sources/sequential.js';
-import { run, tempDir } from '../helpers/peers.js';
+import { diskpipe, run, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
 const raw = join(dir, 'big-dict.raw');
@@ -101,4 +101,15 @@ test('xz (tool): used when the library is off; it has no dictionary limit', asyn
   } finally {
     setNativeEnabled(true);
   }
+});
+
+test('xz (liblzma, CLI): the limit is one line naming DISKPIPE_XZ_MEMLIMIT, which raises it', () => {
+  const out = join(dir, 'out.raw');
+  const refused = diskpipe(['convert', `${raw}.xz`, out]);
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /^diskpipe: .*limit of 256 MiB \(DISKPIPE_XZ_MEMLIMIT=SIZE/);
+  assert.equal(refused.stderr.trim().split('\n').length, 1);
+  const raised = diskpipe(['convert', `${raw}.xz`, out], { env: { DISKPIPE_XZ_MEMLIMIT: '300M' } });
+  assert.equal(raised.status, 0, raised.stderr);
+  assert.ok(readFileSync(out).equals(data));
 });

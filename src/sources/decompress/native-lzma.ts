@@ -175,7 +175,7 @@ function failure(ret: number, usage: number, limit: number): NativeDecodeError {
     const mib = (n: number) => `${Math.ceil(n / 2 ** 20)} MiB`;
     return new NativeDecodeError(
       kind,
-      `xz data needs ${usage > 0 ? mib(usage) : 'more than the limit'} of memory to decode (its dictionary), over the limit of ${mib(limit)}`,
+      `xz data needs ${usage > 0 ? mib(usage) : 'more than the limit'} of memory to decode (its dictionary), over the limit of ${mib(limit)} (DISKPIPE_XZ_MEMLIMIT=SIZE, or the xzMemoryLimit option, raises it)`,
     );
   }
   return new NativeDecodeError(kind, text);
