@@ -67,9 +67,13 @@ export async function* decodeNative(
   const held: number[] = [];
   try {
     for (;;) {
+      // Ref'd only while output is awaited: a consumer that stops without closing the stream
+      // must not keep the process alive through an idle worker.
+      worker.ref();
       const m = await inbox.next();
+      worker.unref();
       if (m.kind === 'end') return;
-      if (m.kind === 'error') throw decodeError(m.failure, m.message);
+      if (m.kind === 'error') throw decodeError(kind, m.failure, m.message);
       if (m.kind === 'zero') {
         yield zeroChunk(m.length);
         continue;
@@ -85,9 +89,11 @@ export async function* decodeNative(
   }
 }
 
-function decodeError(failure: string, message: string): Error {
-  if (failure === 'memory-limit') return new UnsupportedFeatureError(message);
-  if (failure === 'unsupported') return new UnsupportedFeatureError(message);
+function decodeError(kind: NativeKind, failure: string, message: string): Error {
+  if (failure === 'memory-limit' || failure === 'unsupported')
+    return new UnsupportedFeatureError(message);
+  // Not the data's fault (the library failed to load or allocate): not called corruption.
+  if (failure === 'internal') return new IoError(`${kind} decoder (system library): ${message}`);
   return new CorruptImageError(message);
 }
 
