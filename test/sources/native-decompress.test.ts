@@ -14,7 +14,7 @@ import { openStream } from '../../src/open-stream.js';
 import { checksumStream } from '../../src/ops/checksum/index.js';
 import { decoderFor } from '../../src/sources/decompress/index.js';
 import { isZeroChunk, zeroChunk } from '../../src/sources/sequential.js';
-import { tempDir } from '../helpers/peers.js';
+import { diskpipe, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
 const MiB = 1024 * 1024;
@@ -24,6 +24,7 @@ const raw = Buffer.alloc(8 * MiB + 5);
 randomBytes(100_000).copy(raw, 0);
 randomBytes(200_000).copy(raw, 3 * MiB - 7);
 raw.fill('tail', 8 * MiB);
+writeFileSync(join(dir, 'disk.raw'), raw);
 
 function pack(tool: 'xz' | 'bzip2', data: Buffer, extra: string[] = []): Buffer {
   return execFileSync(tool, ['-c', ...extra], { input: data, maxBuffer: 1 << 26 });
@@ -56,13 +57,15 @@ function zeroSlots(data: Buffer): number {
   return n;
 }
 
+writeFileSync(join(dir, 'disk.raw.xz'), pack('xz', raw, ['-T1', '-3']));
+writeFileSync(join(dir, 'disk.raw.bz2'), pack('bzip2', raw));
+
 for (const tool of ['xz', 'bzip2'] as const) {
   const suffix = tool === 'xz' ? '.xz' : '.bz2';
 
   test(`${tool} (library): bytes equal the tool's, zero slots come as the shared zero chunk`, async () => {
     assert.match(decoderFor(tool), /^lib:/);
     const packed = join(dir, `disk.raw${suffix}`);
-    writeFileSync(packed, pack(tool, raw, tool === 'xz' ? ['-T1', '-3'] : []));
     const byTool = execFileSync(tool, ['-dc', packed], { maxBuffer: 1 << 26 });
     const { bytes, zeroChunks } = await chunksOf(packed);
     assert.ok(bytes.equals(byTool));
@@ -137,4 +140,18 @@ test('checksumStream: zero chunks anywhere (block-aligned or not) hash like the 
   assert.equal(a.size, plain.length);
   // Only the chunks that were not known zero were hashed as data.
   assert.ok(a.hashedBytes <= b.hashedBytes);
+});
+
+test('checksum of raw.xz and raw.bz2 equals the raw file digest with every decoder (CLI)', () => {
+  const want = diskpipe(['checksum', join(dir, 'disk.raw')]);
+  assert.equal(want.status, 0, want.stderr);
+  const digest = want.stdout.split(' ')[0];
+  for (const suffix of ['.xz', '.bz2']) {
+    const packed = join(dir, `disk.raw${suffix}`);
+    for (const env of [{}, { DISKPIPE_NO_NATIVE: '1' }, { DISKPIPE_NO_ACCEL: '1' }]) {
+      const r = diskpipe(['checksum', packed], { env });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.split(' ')[0], digest, `${suffix} ${JSON.stringify(env)}`);
+    }
+  }
 });
