@@ -155,3 +155,19 @@ test('checksum of raw.xz and raw.bz2 equals the raw file digest with every decod
     }
   }
 });
+
+test('nested layers: gzip and zstd inside xz read the outer ring safely (library outside)', async () => {
+  // 24 MiB of incompressible data: the inner stream passes through the outer decoder's 8 MiB
+  // ring three times, while zlib or the zstd tool still hold earlier chunks.
+  const inner = randomBytes(24 * MiB);
+  for (const [tool, suffix] of [
+    ['gzip', '.gz'],
+    ['zstd', '.zst'],
+  ] as const) {
+    const packed = execFileSync(tool, ['-c', '-1'], { input: inner, maxBuffer: 1 << 26 });
+    const path = join(dir, `inner.raw${suffix}.xz`);
+    writeFileSync(path, pack('xz', packed, ['-T1', '-0']));
+    const { bytes } = await chunksOf(path);
+    assert.ok(bytes.equals(inner), tool);
+  }
+});

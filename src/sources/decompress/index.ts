@@ -9,7 +9,7 @@ import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../..
 import { gunzip, unbzip2, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
-import { findOnPath, spawnDecompressor, ToolError } from './streams.js';
+import { findOnPath, ownedChunks, spawnDecompressor, ToolError } from './streams.js';
 import { unzstd } from './zstd.js';
 
 export { type Compression, DETECT_BYTES, detectCompression, SUFFIX } from './detect.js';
@@ -64,8 +64,8 @@ export async function* decompress(
           ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
         })
       : tool
-        ? spawnDecompressor(tool, input)
-        : DECODERS[kind](input);
+        ? spawnDecompressor(tool, ownedChunks(input))
+        : DECODERS[kind](ownedChunks(input));
   let produced = 0;
   try {
     for await (const chunk of output) {
