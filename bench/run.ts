@@ -11,16 +11,18 @@
  *                    compare of its raw and deflate qcow2 against qemu-img compare; only
  *                    when named), and
  *                    pull (bench/pull.ts: pull vs curl + qemu-img/xz/gzip/zstd/dd; only when
- *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk), and startup
+ *                    named; PULL_VIRTUAL_MIB, PULL_DATA_MIB size its disk), startup
  *                    (bench/startup.ts: --version, info, map of a tiny qcow2 vs qemu-img, and
- *                    the `node -e 0` floor; only when named; STARTUP_REPS runs, default 11)
+ *                    the `node -e 0` floor; only when named; STARTUP_REPS runs, default 11),
+ *                    and streams (bench/streams.ts: convert of raw.xz/.gz/.zst/.bz2 vs
+ *                    `TOOL -dc | dd`; only when named; STREAMS_RAW, STREAMS_ONLY, BENCH_LOCK)
  *   BENCH_PERF_DIR   where the perf set lives (default /var/tmp/dp-perf)
  *   NBD_BENCH_SET    perf: the nbd bench serves the perf set's deflate and zstd qcow2
  *                    (NBD_BENCH_IMAGES=deflate or zstd picks one) instead of its 1 GiB images
  */
 import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { formatDriver } from '../src/formats/registry.js';
 import { benchCache } from './cache.js';
 import { run as benchChecksum } from './checksum.js';
@@ -36,6 +38,7 @@ import { perfSet, rootfsSet } from './perf-set.js';
 import { benchPull } from './pull.js';
 import { benchStall } from './stall.js';
 import { run as benchStartup } from './startup.js';
+import { benchStreams } from './streams.js';
 import { MiB, printRows, type Row } from './util.js';
 import '../src/formats/index.js';
 
@@ -65,6 +68,19 @@ if (only.has('pull')) {
   });
   only.delete('pull');
   // The pull bench makes its own images: the 8 GiB set is not needed for it alone.
+  if (only.size === 0) process.exit(0);
+}
+
+if (only.has('streams')) {
+  const raw = process.env.STREAMS_RAW ?? perfSet().raw;
+  benchStreams({
+    runs: reps,
+    raw,
+    dir: process.env.STREAMS_DIR ?? join(dirname(raw), 'streams'),
+    ...(process.env.STREAMS_ONLY && { only: process.env.STREAMS_ONLY.split(',') }),
+    ...(process.env.BENCH_LOCK && { lock: process.env.BENCH_LOCK }),
+  });
+  only.delete('streams');
   if (only.size === 0) process.exit(0);
 }
 

@@ -1,5 +1,6 @@
 /** Sparse writes into a new file: zero 4 KiB blocks are skipped and stay holes. */
 import type { LocalFile } from '../io/file.js';
+import { isZeroChunk } from '../sources/sequential.js';
 
 const BLOCK = 4096;
 const ZERO_BLOCK = new Uint8Array(BLOCK);
@@ -10,6 +11,7 @@ export async function writeSparse(
   chunk: Uint8Array,
   offset: number,
 ): Promise<number> {
+  if (isZeroChunk(chunk)) return 0; // known zero: a hole, not even looked at
   const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   let written = 0;
   let runStart = -1;

@@ -24,7 +24,8 @@ function tempDirFromEnv(): string | undefined {
 
 /**
  * Open options from the environment: the cache (trusted for backing files), DISKPIPE_ALLOW_BACKING
- * (colon-separated), DISKPIPE_TMPDIR, DISKPIPE_MAX_STAGED, DISKPIPE_NO_ACCEL=1.
+ * (colon-separated), DISKPIPE_TMPDIR, DISKPIPE_MAX_STAGED, DISKPIPE_NO_ACCEL=1,
+ * DISKPIPE_XZ_MEMLIMIT (memory the liblzma decoder may use).
  */
 export function environmentDefaults(cacheDirFlag: string | undefined): OpenOptions {
   const opts: OpenOptions = { cacheDir: cliCacheDir(cacheDirFlag) };
@@ -35,6 +36,8 @@ export function environmentDefaults(cacheDirFlag: string | undefined): OpenOptio
   const maxStaged = stagedLimitFromEnv();
   if (maxStaged !== undefined) opts.maxStaged = maxStaged;
   if (process.env.DISKPIPE_NO_ACCEL === '1') opts.accelerate = false;
+  const xzLimit = process.env.DISKPIPE_XZ_MEMLIMIT;
+  if (xzLimit) opts.xzMemoryLimit = parseSize(xzLimit, 'DISKPIPE_XZ_MEMLIMIT');
   return opts;
 }
 

@@ -8,7 +8,7 @@
  * the npm binding (zstd-native.ts).
  */
 import { isNativeEnabled } from '../io/native.js';
-import { loadSystemLibrary } from '../io/system-lib.js';
+import { loadSystemLib } from '../io/system-lib.js';
 
 /** ZSTD_d_windowLogMax (ZSTD_dParameter 100). */
 const D_WINDOW_LOG_MAX = 100;
@@ -79,7 +79,7 @@ export function zstdLibStatus(): string {
 }
 
 function bind(): ZstdLib | null {
-  const loaded = loadSystemLibrary(['libzstd.so.1', 'libzstd.so']);
+  const loaded = loadSystemLib(['libzstd.so.1', 'libzstd.so']);
   if (typeof loaded === 'string') {
     why = loaded;
     return null;

@@ -99,8 +99,8 @@ let enabled = true;
  * fallbacks (the CLI sets it from DISKPIPE_NO_NATIVE=1), not to mix both paths in one run.
  */
 export function setNativeEnabled(on: boolean): void {
+  // The library stays loaded: loading it again would define its koffi types twice (an error).
   enabled = on;
-  libc = undefined;
 }
 
 /** Whether system calls and system libraries may be used (setNativeEnabled). */
@@ -109,10 +109,11 @@ export function isNativeEnabled(): boolean {
 }
 
 function load(): Libc | null {
+  if (!enabled) return null;
   if (libc !== undefined) return libc;
   libc = null;
-  if (process.platform !== 'linux' || !enabled) {
-    loadError = process.platform !== 'linux' ? `not on Linux (${process.platform})` : 'disabled';
+  if (process.platform !== 'linux') {
+    loadError = `not on Linux (${process.platform})`;
     return libc;
   }
   try {
@@ -177,6 +178,7 @@ function loadPreadv2(
 
 /** Which native path is in use (for `--version`-style diagnostics and tests). */
 export function nativeStatus(): { native: boolean; reason: string } {
+  if (!enabled) return { native: false, reason: 'disabled' };
   return load() ? { native: true, reason: 'koffi/libc' } : { native: false, reason: loadError };
 }
 

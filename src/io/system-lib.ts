@@ -1,58 +1,73 @@
 /**
- * Loads a system shared library (libzstd, liblzma...) through koffi, once per thread. Each
- * worker thread has its own module state, so a worker loads its own copy (dlopen shares the
- * mapping). Honours the process-wide native switch (setNativeEnabled, DISKPIPE_NO_NATIVE=1):
- * when it is off, or koffi or the library is missing, callers get null and take their
- * portable fallback.
+ * A system shared library (liblzma, libbz2...) loaded through koffi, once per process or
+ * worker. Callers keep a portable fallback: the library may be missing, or native calls may be
+ * turned off (setNativeEnabled(false), DISKPIPE_NO_NATIVE=1).
  */
 import { createRequire } from 'node:module';
+import type * as KoffiModule from 'koffi';
 import { isNativeEnabled } from './native.js';
 
-const require = createRequire(import.meta.url);
+export type Koffi = typeof KoffiModule;
+export type LibraryHandle = ReturnType<Koffi['load']>;
 
-/** The parts of koffi's API that library bindings use. */
-export interface Koffi {
-  load(path: string): KoffiLibrary;
-  struct(name: string, def: Record<string, string>): unknown;
-  decode(ptr: unknown, type: string): unknown;
-}
-export interface KoffiLibrary {
-  func(decl: string): (...args: unknown[]) => unknown;
-  func(name: string, result: string, params: string[]): (...args: unknown[]) => unknown;
-}
-
-export interface SystemLibrary {
+export interface SystemLib {
   koffi: Koffi;
-  lib: KoffiLibrary;
+  lib: LibraryHandle;
+  /** The name it was loaded by (e.g. "liblzma.so.5"). */
+  name: string;
 }
 
-const loaded = new Map<string, SystemLibrary | string>();
+const require = createRequire(import.meta.url);
+const loaded = new Map<string, SystemLib | string>();
 
 /**
- * The first of `names` (sonames, tried in order) that loads, or a string saying why none did.
- * Linux only; results are remembered until the native switch changes.
+ * The first of `names` (sonames, tried in order) that loads, or a string saying why none did
+ * (also when native calls are switched off, or not on Linux). Each worker thread has its own
+ * module state, so it loads its own handle (dlopen shares the mapping).
  */
-export function loadSystemLibrary(names: readonly string[]): SystemLibrary | string {
+export function loadSystemLib(names: readonly string[]): SystemLib | string {
   if (!isNativeEnabled()) return 'disabled (DISKPIPE_NO_NATIVE=1 or setNativeEnabled(false))';
   if (process.platform !== 'linux') return `not on Linux (${process.platform})`;
-  const key = names.join(',');
-  const known = loaded.get(key);
-  if (known !== undefined) return known;
-  let result: SystemLibrary | string;
-  try {
-    const koffi = require('koffi') as Koffi;
-    result = `${names.join(' or ')} not found`;
-    for (const name of names) {
-      try {
-        result = { koffi, lib: koffi.load(name) };
-        break;
-      } catch (err) {
-        result = `${name}: ${(err as Error).message}`;
-      }
-    }
-  } catch (err) {
-    result = `koffi unavailable: ${(err as Error).message}`;
+  const key = names.join(':');
+  let hit = loaded.get(key);
+  if (hit === undefined) {
+    hit = tryLoad(names);
+    loaded.set(key, hit);
   }
-  loaded.set(key, result);
-  return result;
+  return hit;
 }
+
+function tryLoad(names: readonly string[]): SystemLib | string {
+  let koffi: Koffi;
+  try {
+    koffi = require('koffi') as Koffi;
+  } catch (err) {
+    return `koffi unavailable: ${(err as Error).message}`;
+  }
+  const why: string[] = [];
+  for (const name of names) {
+    try {
+      return { koffi, lib: koffi.load(name), name };
+    } catch (err) {
+      why.push((err as Error).message);
+    }
+  }
+  return why.join('; ');
+}
+
+/**
+ * The address of a buffer's first byte, for structs that hold pointers (lzma_stream). Only for
+ * memory that never moves: a SharedArrayBuffer or a transferred ArrayBuffer's backing store.
+ */
+export function addressOf(sys: SystemLib, view: Uint8Array): bigint {
+  let identity = identities.get(sys.koffi);
+  if (!identity) {
+    // memset(p, 0, 0) writes nothing and returns p.
+    const memset = sys.koffi.load('libc.so.6').func('void *memset(void *s, int c, size_t n)');
+    identity = (v) => sys.koffi.address(memset(v, 0, 0));
+    identities.set(sys.koffi, identity);
+  }
+  return identity(view);
+}
+
+const identities = new Map<Koffi, (v: Uint8Array) => bigint>();

@@ -8,16 +8,17 @@
 
 /**
  * `decode`: compressed qcow2/vmdk clusters (codec); `hash`: blkhash checksums (ops);
- * `digest`: a download's sha256/sha512 and a raw stream's blkhash (cache).
+ * `digest`: a download's sha256/sha512 and a raw stream's blkhash (cache); `unpack`: a .xz or
+ * .bz2 stream decoded on liblzma/libbz2 (sources).
  */
-export type WorkerScript = 'decode' | 'hash' | 'digest';
+export type WorkerScript = 'decode' | 'hash' | 'digest' | 'unpack';
 
 const overrides = new Map<WorkerScript, string | URL>();
 
 /**
  * Starts later workers from these scripts (a path or a file: URL each). The scripts are the
- * package's `diskpipe/workers/decode`, `diskpipe/workers/hash` and `diskpipe/workers/digest`
- * entry points (or their
+ * package's `diskpipe/workers/decode`, `diskpipe/workers/hash`, `diskpipe/workers/digest` and
+ * `diskpipe/workers/unpack` entry points (or their
  * bundled output). Workers already running keep their script.
  */
 export function setWorkerScripts(scripts: Partial<Record<WorkerScript, string | URL>>): void {

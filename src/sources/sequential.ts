@@ -25,6 +25,23 @@ export interface SequentialSource {
 
 const READ_CHUNK = 1 << 20;
 
+/**
+ * The shared zero chunk: decoders that know a run decoded to zeroes yield views of it instead
+ * of the bytes, and consumers may skip such chunks without looking (isZeroChunk). Never
+ * written to; its pages are never touched, so they cost no memory.
+ */
+const ZEROES = new Uint8Array(new ArrayBuffer(4 * 1024 * 1024));
+
+/** `length` zero bytes (at most 4 MiB) as a view of the shared zero chunk. */
+export function zeroChunk(length: number): Uint8Array {
+  return ZEROES.subarray(0, length);
+}
+
+/** Whether `chunk` is a view of the shared zero chunk (all zeroes, known without reading). */
+export function isZeroChunk(chunk: Uint8Array): boolean {
+  return chunk.buffer === ZEROES.buffer;
+}
+
 /** Reads a random-access source from start to end in large chunks. */
 export async function* readSequential(
   source: ByteSource,

@@ -17,6 +17,7 @@ import {
 import { throwIfAborted } from '../io/abort.js';
 import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
+import { isZeroChunk } from './sequential.js';
 import type { StageLimit, StageLimitOptions } from './stage-limit.js';
 
 export interface StageOptions extends StageLimitOptions {
@@ -95,6 +96,12 @@ async function writeSparse(
     throwIfAborted(signal, `staging ${name}`);
     // Zero bytes count too: a stream of zeroes can run for hours without writing anything.
     if (limit && pos + filled + chunk.length > limit.bytes) throw overLimit(name, limit);
+    if (isZeroChunk(chunk)) {
+      // Zeroes the decoder already knows about: a hole, never copied or compared.
+      await flush();
+      pos += chunk.length;
+      continue;
+    }
     for (let at = 0; at < chunk.length; ) {
       const n = Math.min(chunk.length - at, BATCH - filled);
       batch.set(chunk.subarray(at, at + n), filled);

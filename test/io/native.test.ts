@@ -8,6 +8,7 @@ import {
   nativeStatus,
   punchHole,
   seekDataHole,
+  setNativeEnabled,
   zeroRange,
 } from '../../src/io/native.js';
 import { diskpipe, sparseFile, tempDir } from '../helpers/peers.js';
@@ -67,4 +68,21 @@ test('native: without the native layer everything still works (zeroes found by r
     statSync(out).blocks * 512 <= 2 * MiB,
     'output stays sparse: zero blocks found while reading',
   );
+});
+
+test('native: turned off and on again in one process, the system calls come back', () => {
+  const path = withData('switch.raw');
+  const fd = openSync(path, 'r');
+  try {
+    const before = seekDataHole(fd, 0, 'data');
+    setNativeEnabled(false);
+    assert.equal(seekDataHole(fd, 0, 'data'), 'unsupported');
+    assert.equal(nativeStatus().native, false);
+    // Regression: re-enabling reloaded libc, whose koffi types were then defined twice.
+    setNativeEnabled(true);
+    assert.deepEqual(nativeStatus(), { native: true, reason: 'koffi/libc' });
+    assert.equal(seekDataHole(fd, 0, 'data'), before);
+  } finally {
+    closeSync(fd);
+  }
 });

@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setNativeEnabled } from '../../src/io/native.js';
 import { openImage } from '../../src/open.js';
 import { openStream } from '../../src/open-stream.js';
 import { decoderFor } from '../../src/sources/decompress/index.js';
@@ -59,28 +60,50 @@ async function drain(stream: SequentialSource): Promise<Buffer> {
 const compressed = new Map<Kind, string>();
 for (const kind of KINDS) compressed.set(kind, await compress(kind, raw));
 
+/**
+ * The three decoders: the system library in a worker ('lib', xz and bzip2 only), the system
+ * tool ('tool': the library turned off with the native switch), the built-in JS/WASM ('js').
+ */
+type How = 'lib' | 'tool' | 'js';
+const HOWS: How[] = ['lib', 'tool', 'js'];
+
+/** Runs `body` with the decoder `how` selected; returns the `accelerate` option to pass. */
+async function using<T>(how: How, body: (accelerate: boolean) => Promise<T>): Promise<T> {
+  setNativeEnabled(how !== 'tool');
+  try {
+    return await body(how !== 'js');
+  } finally {
+    setNativeEnabled(true);
+  }
+}
+
+function expectedDecoder(kind: Kind, how: How): RegExp {
+  // zstd: the system's libzstd in process whenever native calls are on, in preference to the
+  // tool (decompress-zstd.test.ts covers the fallbacks with the native switch off).
+  if (kind === 'zstd' && how !== 'tool') return /^libzstd$/;
+  if (how === 'js' || kind === 'gzip') return /^js$/;
+  if (how === 'lib' && kind !== 'zstd') return /^lib:lib(lzma|bz2)\.so/;
+  return /^tool:/;
+}
+
 for (const kind of KINDS) {
-  for (const accelerate of [false, true]) {
-    const how = accelerate ? 'tool' : 'js';
+  for (const how of HOWS) {
     test(`${kind} (${how}): raw inside is handed out as one stream, equal to the original`, async () => {
-      // zstd: the system's libzstd in process, in preference to the tool or the JS decoder
-      // (decompress-zstd.test.ts covers those with the native switch off).
-      if (kind === 'zstd') assert.equal(decoderFor(kind, { accelerate }), 'libzstd');
-      else if (accelerate && kind !== 'gzip')
-        assert.match(decoderFor(kind, { accelerate }), /^tool:/);
-      else if (!accelerate) assert.equal(decoderFor(kind, { accelerate }), 'js');
-      const opened = await openStream(compressed.get(kind)!, { accelerate });
-      assert.equal(opened.kind, 'stream');
-      if (opened.kind !== 'stream') return;
-      const { stream } = opened;
-      try {
-        assert.deepEqual(stream.layers, [kind]);
-        assert.equal(stream.untrusted, true);
-        assert.equal(stream.format, 'raw');
-        assert.ok((await drain(stream)).equals(rawBytes));
-      } finally {
-        await stream.close();
-      }
+      await using(how, async (accelerate) => {
+        assert.match(decoderFor(kind, { accelerate }), expectedDecoder(kind, how));
+        const opened = await openStream(compressed.get(kind)!, { accelerate });
+        assert.equal(opened.kind, 'stream');
+        if (opened.kind !== 'stream') return;
+        const { stream } = opened;
+        try {
+          assert.deepEqual(stream.layers, [kind]);
+          assert.equal(stream.untrusted, true);
+          assert.equal(stream.format, 'raw');
+          assert.ok((await drain(stream)).equals(rawBytes));
+        } finally {
+          await stream.close();
+        }
+      });
     });
 
     test(`${kind} (${how}): truncated data is a CorruptImageError`, async () => {
@@ -88,7 +111,7 @@ for (const kind of KINDS) {
       const cut = join(dir, `cut-${how}${SUFFIX[kind]}`);
       writeFileSync(cut, data.subarray(0, Math.floor(data.length / 2)));
       // The error may come while probing the first bytes or later while draining.
-      const all = async () => {
+      const all = (accelerate: boolean) => async () => {
         const opened = await openStream(cut, { accelerate });
         assert.equal(opened.kind, 'stream');
         if (opened.kind !== 'stream') return;
@@ -98,15 +121,17 @@ for (const kind of KINDS) {
           await opened.stream.close();
         }
       };
-      await assert.rejects(all(), (err: Error) => {
-        assert.equal((err as { code?: string }).code, 'CORRUPT', err.message);
-        assert.match(err.message, new RegExp(`${kind} data is corrupt or truncated`));
-        return true;
-      });
+      await using(how, (accelerate) =>
+        assert.rejects(all(accelerate)(), (err: Error) => {
+          assert.equal((err as { code?: string }).code, 'CORRUPT', err.message);
+          assert.match(err.message, new RegExp(`${kind} data is corrupt or truncated`));
+          return true;
+        }),
+      );
     });
   }
 
-  test(`${kind}: corrupt data is a CorruptImageError (js and tool)`, async () => {
+  test(`${kind}: corrupt data is a CorruptImageError (lib, tool and js)`, async () => {
     const data = Buffer.from(readFileSync(compressed.get(kind)!));
     // Keep the magic (bzip2's includes the first block's), overwrite the next 4 KiB.
     const keep = kind === 'bzip2' ? 10 : 6;
@@ -115,20 +140,22 @@ for (const kind of KINDS) {
     garbage.copy(data, keep, 0, Math.min(4096, data.length - keep));
     const bad = join(dir, `bad${SUFFIX[kind]}`);
     writeFileSync(bad, data);
-    for (const accelerate of [false, true]) {
-      await assert.rejects(
-        (async () => {
-          const opened = await openStream(bad, { accelerate });
-          if (opened.kind === 'stream') {
-            try {
-              await drain(opened.stream);
-            } finally {
-              await opened.stream.close();
+    for (const how of HOWS) {
+      await using(how, (accelerate) =>
+        assert.rejects(
+          (async () => {
+            const opened = await openStream(bad, { accelerate });
+            if (opened.kind === 'stream') {
+              try {
+                await drain(opened.stream);
+              } finally {
+                await opened.stream.close();
+              }
             }
-          }
-        })(),
-        { code: 'CORRUPT' },
-        `${kind} accelerate=${accelerate}`,
+          })(),
+          { code: 'CORRUPT' },
+          `${kind} ${how}`,
+        ),
       );
     }
   });
@@ -221,15 +248,19 @@ test('zstd: several frames (small and large) and skippable frames', async () => 
 });
 
 test('closing a stream early stops the decompressor', async () => {
-  for (const accelerate of [false, true]) {
-    const opened = await openStream(compressed.get('xz')!, { accelerate });
-    assert.equal(opened.kind, 'stream');
-    if (opened.kind !== 'stream') continue;
-    for await (const c of opened.stream.chunks()) {
-      assert.ok(c.length > 0);
-      break;
+  for (const kind of ['xz', 'bzip2'] as const) {
+    for (const how of HOWS) {
+      await using(how, async (accelerate) => {
+        const opened = await openStream(compressed.get(kind)!, { accelerate });
+        assert.equal(opened.kind, 'stream');
+        if (opened.kind !== 'stream') return;
+        for await (const c of opened.stream.chunks()) {
+          assert.ok(c.length > 0);
+          break;
+        }
+        await opened.stream.close();
+      });
     }
-    await opened.stream.close();
   }
 });
 

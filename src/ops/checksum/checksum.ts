@@ -8,6 +8,7 @@ import { RawImage } from '../../formats/raw.js';
 import type { Extent, Image, ProgressListener } from '../../image/types.js';
 import { throwIfAborted } from '../../io/abort.js';
 import { LocalFile } from '../../io/file.js';
+import { isZeroChunk } from '../../sources/sequential.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
 import { OrderedBlkHash } from './ordered.js';
@@ -184,7 +185,26 @@ export async function checksumStream(
     for await (const chunk of stream) {
       if (typeof chunk === 'string') throw new UsageError('checksum needs a byte stream, not text');
       bytesRead += chunk.length;
-      for (let pos = 0; pos < chunk.length; ) {
+      let pos = 0;
+      if (isZeroChunk(chunk)) {
+        // Zeroes the decoder already knows about: the block in progress is completed, whole
+        // blocks are counted, never copied or hashed.
+        const bs = sink.digester.blockSize;
+        pos = Math.min(chunk.length, (bs - (fill % bs)) % bs);
+        buf.fill(0, fill, fill + pos);
+        fill += pos;
+        const full = Math.floor((chunk.length - pos) / bs);
+        if (full > 0) {
+          if (fill > 0) {
+            sink.submit(buf, fill);
+            buf = await sink.acquire();
+            fill = 0;
+          }
+          sink.zeroBlocks(full);
+          pos += full * bs;
+        }
+      }
+      while (pos < chunk.length) {
         const n = Math.min(w - fill, chunk.length - pos);
         buf.set(chunk.subarray(pos, pos + n), fill);
         fill += n;

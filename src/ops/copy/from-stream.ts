@@ -7,7 +7,7 @@
 import { AbortError, CorruptImageError } from '../../errors.js';
 import type { ProgressListener } from '../../image/types.js';
 import type { LocalFile } from '../../io/file.js';
-import type { SequentialSource } from '../../sources/sequential.js';
+import { isZeroChunk, type SequentialSource } from '../../sources/sequential.js';
 import { classify } from './blocks.js';
 import type { CopyResult } from './index.js';
 
@@ -31,7 +31,12 @@ export async function copyStreamToFile(
   for await (const chunk of stream.chunks()) {
     if (o.signal?.aborted) throw new AbortError('copy aborted');
     const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    for (const r of classify(buf, pos, block, null, true)) {
+    // A chunk the decoder already knows is zero stays a hole without being looked at.
+    const runs =
+      block > 0 && isZeroChunk(chunk)
+        ? [{ start: 0, end: buf.length, kind: 'skip' as const }]
+        : classify(buf, pos, block, null, true);
+    for (const r of runs) {
       if (r.kind === 'data') {
         await file.write(buf.subarray(r.start, r.end), pos + r.start);
         result.bytesWritten += r.end - r.start;

@@ -1,30 +1,46 @@
 /**
  * Decompression of .gz/.xz/.zst/.bz2 streams, detected by magic. The JS/WASM decoders always
- * work; the system's `xz`/`zstd`/`bzip2` tools, when present, are used as faster optional
- * accelerators (`accelerate: false` turns them off; the CLI: DISKPIPE_NO_ACCEL=1).
+ * work. Accelerators, when present, run instead (`accelerate: false` turns them all off; the
+ * CLI: DISKPIPE_NO_ACCEL=1): first the system's liblzma/libbz2 in a worker thread (no extra
+ * process, no pipe copy, zero runs found on the worker; off with the native switch,
+ * DISKPIPE_NO_NATIVE=1), else the system's `xz`/`zstd`/`bzip2` tool.
  */
 
 import { zstdLib } from '../../codec/zstd-lib.js';
 import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../../errors.js';
 import { gunzip, unbzip2, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
-import { findOnPath, spawnDecompressor, ToolError } from './streams.js';
+import { decodeNative, nativeLibrary } from './native.js';
+import { findOnPath, ownedChunks, spawnDecompressor, ToolError } from './streams.js';
 import { unzstd } from './zstd.js';
 
 export { type Compression, DETECT_BYTES, detectCompression, SUFFIX } from './detect.js';
 
+export { DEFAULT_XZ_MEMORY_LIMIT } from './native.js';
+
 export interface DecompressOptions {
-  /** Use the system tool when it is installed (default: yes, unless DISKPIPE_NO_ACCEL=1). */
+  /**
+   * Use the system's library or tool when installed (default: yes, unless DISKPIPE_NO_ACCEL=1).
+   */
   accelerate?: boolean;
+  /** Memory the liblzma decoder may use (default 256 MiB; DISKPIPE_XZ_MEMLIMIT in the CLI). */
+  xzMemoryLimit?: number;
 }
 
 const TOOLS: Partial<Record<Compression, string>> = { xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
 
-/** Which decoder `decompress` uses for a wrapper ('tool:/usr/bin/xz', 'libzstd' or 'js'). */
+/** Which decoder `decompress` uses ('lib:liblzma.so.5', 'tool:/usr/bin/xz', 'libzstd' or 'js'). */
 export function decoderFor(kind: Compression, opts: DecompressOptions = {}): string {
+  const lib = library(kind, opts);
+  if (lib) return `lib:${lib}`;
   const tool = accelerator(kind, opts);
   if (tool) return `tool:${tool}`;
   return kind === 'zstd' && zstdLib() ? 'libzstd' : 'js';
+}
+
+function library(kind: Compression, opts: DecompressOptions): string | undefined {
+  if (opts.accelerate === false || (kind !== 'xz' && kind !== 'bzip2')) return undefined;
+  return nativeLibrary(kind);
 }
 
 function accelerator(kind: Compression, opts: DecompressOptions): string | undefined {
@@ -46,8 +62,16 @@ export async function* decompress(
   label: string,
   opts: DecompressOptions = {},
 ): AsyncGenerator<Uint8Array> {
-  const tool = accelerator(kind, opts);
-  const output = tool ? spawnDecompressor(tool, input) : DECODERS[kind](input);
+  const lib = library(kind, opts);
+  const tool = lib ? undefined : accelerator(kind, opts);
+  const output =
+    lib && (kind === 'xz' || kind === 'bzip2')
+      ? decodeNative(kind, input, {
+          ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
+        })
+      : tool
+        ? spawnDecompressor(tool, ownedChunks(input))
+        : DECODERS[kind](ownedChunks(input));
   let produced = 0;
   try {
     for await (const chunk of output) {

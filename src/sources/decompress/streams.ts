@@ -4,6 +4,17 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 
+/**
+ * The chunks of `input`, each one the consumer's to keep: views of shared memory (an inner
+ * decoder's output ring, reused once two more chunks have been asked for) are copied. Node
+ * streams, child pipes and frame parsers hold chunks longer than that.
+ */
+export async function* ownedChunks(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of input) {
+    yield chunk.buffer instanceof SharedArrayBuffer ? Uint8Array.from(chunk) : chunk;
+  }
+}
+
 /** Pipes `input` through a Node transform stream and yields its output. */
 export async function* throughStream(
   input: AsyncIterable<Uint8Array>,
