@@ -4,14 +4,15 @@
  * bytes that follow. Bytes after the last stream that are not a stream ("trailing garbage")
  * are ignored, as `bzip2 -dc` does. libbz2 needs at most ~4 MiB per stream (900k blocks).
  */
-import { loadSystemLib, type SystemLib } from '../../io/system-lib.js';
+import type { SystemLib } from '../../io/system-lib.js';
 import {
+  loadBound,
   NativeDecodeError,
   type NativeDecoder,
   type NativeStep,
   type StreamStruct,
+  structIn,
 } from './native-codec.js';
-import { structIn } from './native-lzma.js';
 
 export const BZIP2_NAMES = [
   'libbz2.so.1',
@@ -66,14 +67,7 @@ function bind(sys: SystemLib): Bz2Functions {
 
 /** libbz2, or why it cannot be used. */
 export function loadBzip2(): SystemLib | string {
-  const sys = loadSystemLib(BZIP2_NAMES);
-  if (typeof sys === 'string') return sys;
-  try {
-    bind(sys);
-    return sys;
-  } catch (err) {
-    return `${sys.name}: ${(err as Error).message}`;
-  }
+  return loadBound(BZIP2_NAMES, bind);
 }
 
 export class Bzip2Decoder implements NativeDecoder {

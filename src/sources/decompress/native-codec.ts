@@ -1,3 +1,5 @@
+import { addressOf, loadSystemLib, type SystemLib } from '../../io/system-lib.js';
+
 /**
  * What a decoder running on a system library (liblzma, libbz2) offers the decode worker: one
  * step from an input range to an output range, both given by address (shared or transferred
@@ -43,4 +45,26 @@ export interface StreamStruct {
   bytes: Uint8Array;
   view: DataView;
   address: bigint;
+}
+
+/** A library from `names` whose functions `bind` finds, or why it cannot be used. */
+export function loadBound(
+  names: readonly string[],
+  bind: (sys: SystemLib) => unknown,
+): SystemLib | string {
+  const sys = loadSystemLib(names);
+  if (typeof sys === 'string') return sys;
+  try {
+    bind(sys);
+    return sys;
+  } catch (err) {
+    return `${sys.name}: ${(err as Error).message}`;
+  }
+}
+
+/** A library struct in shared memory, with its address. */
+export function structIn(sys: SystemLib, bytes: number): StreamStruct {
+  // Shared memory never moves, so the library may keep pointers into it between calls.
+  const mem = new Uint8Array(new SharedArrayBuffer(bytes));
+  return { bytes: mem, view: new DataView(mem.buffer), address: addressOf(sys, mem) };
 }

@@ -4,12 +4,14 @@
  * concatenated .xz streams decode like `xz -dc`. Memory is bounded by a memlimit: a stream
  * that needs more (a hostile or huge dictionary) fails cleanly instead of allocating.
  */
-import { addressOf, loadSystemLib, type SystemLib } from '../../io/system-lib.js';
+import type { SystemLib } from '../../io/system-lib.js';
 import {
+  loadBound,
   NativeDecodeError,
   type NativeDecoder,
   type NativeStep,
   type StreamStruct,
+  structIn,
 } from './native-codec.js';
 
 export const LZMA_NAMES = ['liblzma.so.5', 'liblzma.5.dylib', 'liblzma.so'] as const;
@@ -85,20 +87,7 @@ function bind(sys: SystemLib): LzmaFunctions {
 
 /** liblzma, or why it cannot be used. */
 export function loadLzma(): SystemLib | string {
-  const sys = loadSystemLib(LZMA_NAMES);
-  if (typeof sys === 'string') return sys;
-  try {
-    bind(sys);
-    return sys;
-  } catch (err) {
-    return `${sys.name}: ${(err as Error).message}`;
-  }
-}
-
-export function structIn(sys: SystemLib, bytes: number): StreamStruct {
-  // Shared memory never moves, so the library may keep pointers into it between calls.
-  const mem = new Uint8Array(new SharedArrayBuffer(bytes));
-  return { bytes: mem, view: new DataView(mem.buffer), address: addressOf(sys, mem) };
+  return loadBound(LZMA_NAMES, bind);
 }
 
 export class LzmaDecoder implements NativeDecoder {
