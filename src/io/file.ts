@@ -80,7 +80,8 @@ export class LocalFile implements ByteSource {
     let handle: FileHandle;
     try {
       // Looked at before opening too: opening a FIFO with no writer would wait forever.
-      refuseUnsized(path, await stat(path));
+      const before = await stat(path).catch(() => undefined); // 'w+' may create it
+      if (before) refuseUnsized(path, before);
       handle = await open(path, mode);
     } catch (err) {
       throw ioError(err, `cannot open ${path}`);
