@@ -1,6 +1,6 @@
-import { constants, readFileSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
-import { IoError, ioError, OutOfRangeError } from '../errors.js';
+import { constants, readFileSync, type Stats } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
+import { IoError, ioError, OutOfRangeError, UsageError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { DataRuns } from './data-runs.js';
 import {
@@ -45,6 +45,24 @@ export interface FileRun {
   hole: boolean;
 }
 
+/**
+ * A FIFO, socket or character device has no size: read as a file it would pass for an empty
+ * image (a wrong digest presented as right). Pipes are read as `-` (stdin), sequentially.
+ */
+function refuseUnsized(path: string, st: Stats): void {
+  const what = st.isFIFO()
+    ? 'a FIFO'
+    : st.isSocket()
+      ? 'a socket'
+      : st.isCharacterDevice()
+        ? 'a character device'
+        : undefined;
+  if (what === undefined) return;
+  throw new UsageError(
+    `cannot open ${path}: it is ${what}, not an image file or a block device (to read a pipe, give it on stdin as '-')`,
+  );
+}
+
 export class LocalFile implements ByteSource {
   /** Try preadv2(RWF_NOWAIT) first (off once the filesystem says it cannot). */
   private cachedReads = true;
@@ -71,12 +89,16 @@ export class LocalFile implements ByteSource {
   static async open(path: string, mode: 'r' | 'r+' | 'w+' = 'r'): Promise<LocalFile> {
     let handle: FileHandle;
     try {
+      // Looked at before opening too: opening a FIFO with no writer would wait forever.
+      const before = await stat(path).catch(() => undefined); // 'w+' may create it
+      if (before) refuseUnsized(path, before);
       handle = await open(path, mode);
     } catch (err) {
       throw ioError(err, `cannot open ${path}`);
     }
     try {
       const st = await handle.stat();
+      refuseUnsized(path, st);
       if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
       const device = st.isBlockDevice();
       const size = device ? deviceSize(handle, st.rdev) : st.size;

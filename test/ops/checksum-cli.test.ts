@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,6 +120,31 @@ test('a sparse 8 GiB image is hashed without reading its hole', async () => {
   } finally {
     await image.close();
   }
+});
+
+test('a FIFO or a character device is refused, not hashed as an empty image (and a FIFO without a writer does not hang)', () => {
+  const { bytes, digest } = vectorFile('mix');
+  const fifo = join(dir, 'pipe');
+  execFileSync('mkfifo', [fifo]);
+  for (const [path, what] of [
+    ['/dev/zero', 'a character device'],
+    ['/dev/null', 'a character device'],
+    [fifo, 'a FIFO'],
+  ] as const) {
+    for (const command of [['checksum'], ['info'], ['convert', '-O', 'raw']]) {
+      const args = [...command, path];
+      if (command[0] === 'convert') args.push(join(dir, 'from-pipe.raw'));
+      const r = diskpipe(args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}`);
+      assert.equal(
+        r.stderr,
+        `diskpipe: cannot open ${path}: it is ${what}, not an image file or a block device (to read a pipe, give it on stdin as '-')\n`,
+      );
+    }
+  }
+  // The way that works: the pipe on stdin.
+  const r = diskpipe(['checksum', '-'], { input: bytes });
+  assert.equal(r.stdout, `${digest}  -\n`);
 });
 
 test('errors: one line, exit status 2', () => {

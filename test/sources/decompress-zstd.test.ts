@@ -66,6 +66,23 @@ test('.zst: two frames and a skippable frame decode to the concatenation, in ≤
   });
 });
 
+test('.zst: a frame whose output ends exactly on a 1 MiB step boundary decodes (no false "truncated")', async () => {
+  // 8 MiB of mostly zeroes in one small input chunk: the last step fills its 1 MiB buffer
+  // exactly as the frame ends; one more step on the used-up input must not count as "inside
+  // a frame".
+  const data = Buffer.alloc(8 * MiB);
+  data.fill(0x55, MiB, 4 * MiB);
+  const packed = zstd(data, '--check');
+  await onBothPaths(async (native) => {
+    const parts: Uint8Array[] = [];
+    for await (const c of decompress('zstd', pieces(packed, packed.length), 'test.zst', {
+      accelerate: false,
+    }))
+      parts.push(Buffer.from(c));
+    assert.ok(Buffer.concat(parts).equals(data), `native=${native}`);
+  });
+});
+
 test('.zst: libzstd is preferred to the zstd tool; with the native switch off the tool runs', async () => {
   assert.equal(decoderFor('zstd', { accelerate: true }), 'libzstd');
   setNativeEnabled(false);

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { setNativeEnabled } from '../../src/io/native.js';
 import { openImage } from '../../src/open.js';
 import { openStream } from '../../src/open-stream.js';
-import { decoderFor } from '../../src/sources/decompress/index.js';
+import { decoderFor, decompress } from '../../src/sources/decompress/index.js';
 import type { SequentialSource } from '../../src/sources/sequential.js';
 import { checkedExtents, readAll } from '../helpers/extents.js';
 import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
@@ -160,6 +160,42 @@ for (const kind of KINDS) {
     }
   });
 }
+
+test('an input that fails (a missing file, a reset connection) is not reported as corrupt data', async () => {
+  const missing = Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), {
+    code: 'ENOENT',
+    syscall: 'open',
+  });
+  const reset = Object.assign(new Error('read ECONNRESET'), {
+    code: 'ECONNRESET',
+    syscall: 'read',
+  });
+  for (const kind of KINDS) {
+    const data = readFileSync(compressed.get(kind)!);
+    // Nothing at all, or half of a good stream, then the input fails.
+    const failing = async function* (err: Error, head: Uint8Array) {
+      if (head.length > 0) yield head;
+      throw err;
+    };
+    const cases: [Error, Uint8Array, string, RegExp][] = [
+      [missing, new Uint8Array(0), 'NOT_FOUND', /^cannot open test\.x: ENOENT: no such file/],
+      [reset, data.subarray(0, data.length >> 1), 'IO', /^read error on test\.x: ECONNRESET/],
+    ];
+    for (const accelerate of [false, true]) {
+      for (const [err, head, code, message] of cases) {
+        const all = async () => {
+          for await (const _ of decompress(kind, failing(err, head), 'test.x', { accelerate })) {
+          }
+        };
+        await assert.rejects(all(), (e: Error & { code?: string }) => {
+          assert.equal(e.code, code, `${kind} accelerate=${accelerate}: ${e.message}`);
+          assert.match(e.message, message);
+          return true;
+        });
+      }
+    }
+  }
+});
 
 test('detection is by magic: a misleading extension does not matter', async () => {
   const gz = join(dir, 'really-gzip.raw');

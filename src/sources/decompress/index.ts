@@ -7,7 +7,12 @@
  */
 
 import { zstdLib } from '../../codec/zstd-lib.js';
-import { CorruptImageError, DiskpipeError, UnsupportedFeatureError } from '../../errors.js';
+import {
+  CorruptImageError,
+  DiskpipeError,
+  ioError,
+  UnsupportedFeatureError,
+} from '../../errors.js';
 import { gunzip, unbzip2, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
@@ -64,14 +69,25 @@ export async function* decompress(
 ): AsyncGenerator<Uint8Array> {
   const lib = library(kind, opts);
   const tool = lib ? undefined : accelerator(kind, opts);
+  // The decoders rethrow their input's errors; remember which error came from the input, so
+  // a missing file or a network error is not reported as corrupt data.
+  let inputFailure: { err: unknown } | undefined;
+  const watched = (async function* () {
+    try {
+      yield* input;
+    } catch (err) {
+      inputFailure = { err };
+      throw err;
+    }
+  })();
   const output =
     lib && (kind === 'xz' || kind === 'bzip2')
-      ? decodeNative(kind, input, {
+      ? decodeNative(kind, watched, {
           ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
         })
       : tool
-        ? spawnDecompressor(tool, ownedChunks(input))
-        : DECODERS[kind](ownedChunks(input));
+        ? spawnDecompressor(tool, ownedChunks(watched))
+        : DECODERS[kind](ownedChunks(watched));
   let produced = 0;
   try {
     for await (const chunk of output) {
@@ -79,6 +95,7 @@ export async function* decompress(
       yield chunk;
     }
   } catch (err) {
+    if (inputFailure) throw inputError(inputFailure.err, label);
     if (err instanceof UnsupportedFeatureError)
       throw new UnsupportedFeatureError(`${label}: ${err.message}`);
     if (err instanceof DiskpipeError && !(err instanceof CorruptImageError)) throw err;
@@ -87,6 +104,12 @@ export async function* decompress(
       `${label}: ${kind} data is corrupt or truncated (after ${produced} bytes): ${why}`,
     );
   }
+}
+
+/** An error of the input stream: a DiskpipeError as it is, a system error naming `label`. */
+function inputError(err: unknown, label: string): DiskpipeError {
+  const syscall = (err as NodeJS.ErrnoException)?.syscall;
+  return ioError(err, syscall === 'open' ? `cannot open ${label}` : `read error on ${label}`);
 }
 
 /** The built-in decoder of each compression (a system tool, when found, runs instead). */

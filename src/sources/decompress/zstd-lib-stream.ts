@@ -37,6 +37,9 @@ export async function* unzstdLib(
           yield out;
           out = new Uint8Array(STEP_BYTES);
           outPos = 0;
+          // A frame that ended exactly as the buffer filled is done: another step on the
+          // used-up input would only replace hint 0 with "send the next frame header".
+          if (hint === 0 && inPos === chunk.length) break;
           continue;
         }
         if (inPos === chunk.length) break;
