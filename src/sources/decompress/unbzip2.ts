@@ -85,7 +85,8 @@ export async function* unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator
         continue;
       }
       await fill(blockInput(level));
-      if (unread() === 0) throw new CorruptImageError('input ended before the end-of-stream marker');
+      if (unread() === 0)
+        throw new CorruptImageError('input ended before the end-of-stream marker');
       const next = bz2.decompress(bits as Bits, sink, work, work.length, crc);
       if (next === null) level = 0;
       else crc = next;
