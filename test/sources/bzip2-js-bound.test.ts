@@ -22,7 +22,13 @@ const lib = require('unbzip2-stream/lib/bzip2.js') as { decompress: Decode };
 /** Counts the bytes the package's block decoder produces, in total and per block. */
 function countBlocks() {
   const original = lib.decompress;
-  const count = { produced: 0, largestBlock: 0, restore: () => void (lib.decompress = original) };
+  const count = {
+    produced: 0,
+    largestBlock: 0,
+    restore: () => {
+      lib.decompress = original;
+    },
+  };
   lib.decompress = function (this: unknown, bits, sink, ...rest) {
     let n = 0;
     const result = original.call(
