@@ -1,10 +1,8 @@
-/** The JS/WASM decoders: always available, no system tool needed. */
+/** The JS/WASM decoders: always available, no system tool needed (bzip2: unbzip2.ts). */
 import { createRequire } from 'node:module';
 import { createGunzip } from 'node:zlib';
 import { UnsupportedFeatureError } from '../../errors.js';
 import { throughStream } from './streams.js';
-
-export { unbzip2 } from './unbzip2.js';
 
 const require = createRequire(import.meta.url);
 
