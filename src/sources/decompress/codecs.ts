@@ -1,6 +1,5 @@
-/** The JS/WASM decoders: always available, no system tool needed. */
+/** The JS/WASM decoders: always available, no system tool needed (bzip2: unbzip2.ts). */
 import { createRequire } from 'node:module';
-import { Readable, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { UnsupportedFeatureError } from '../../errors.js';
 import { throughStream } from './streams.js';
@@ -33,34 +32,4 @@ export async function* unxz(input: AsyncIterable<Uint8Array>): AsyncGenerator<Ui
       `xz data uses a dictionary larger than the built-in decoder's memory limit of ${XZ_JS_DICT_LIMIT / 2 ** 20} MiB (xz -9 uses 64 MiB); install the xz tool, which diskpipe then uses, or recompress with a smaller dictionary`,
     );
   }
-}
-
-/** bzip2 through unbzip2-stream (pure JS; slow, so `bzip2 -dc` is preferred when present). */
-export function unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const legacy = (require('unbzip2-stream') as () => LegacyStream)();
-  // It is an old-style ("through") stream. Readable.wrap would tear the output down on its
-  // 'close', which comes before queued output is read; adapt it by hand instead.
-  const out = new Readable({
-    highWaterMark: 4 << 20,
-    read: () => legacy.resume(),
-  });
-  legacy.on('data', (chunk: Buffer) => {
-    if (!out.push(chunk)) legacy.pause();
-  });
-  legacy.on('end', () => out.push(null));
-  // pipe() waits for 'drain' on the stream it writes to.
-  legacy.on('drain', () => out.emit('drain'));
-  legacy.on('error', (err: Error) => out.destroy(err));
-  const duplex = Object.assign(out, {
-    write: (chunk: Uint8Array) => legacy.write(chunk),
-    end: () => legacy.end(),
-  });
-  return throughStream(input, duplex as unknown as Transform);
-}
-
-interface LegacyStream extends NodeJS.EventEmitter {
-  write(chunk: Uint8Array): boolean;
-  end(): void;
-  pause(): void;
-  resume(): void;
 }

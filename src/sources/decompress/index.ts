@@ -13,10 +13,11 @@ import {
   ioError,
   UnsupportedFeatureError,
 } from '../../errors.js';
-import { gunzip, unbzip2, unxz } from './codecs.js';
+import { gunzip, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
 import { findOnPath, ownedChunks, spawnDecompressor, ToolError } from './streams.js';
+import { unbzip2 } from './unbzip2.js';
 import { unzstd } from './zstd.js';
 
 export { type Compression, DETECT_BYTES, detectCompression, SUFFIX } from './detect.js';

@@ -15,10 +15,14 @@ import { unzstdLib } from './zstd-lib-stream.js';
 
 const require = createRequire(import.meta.url);
 
+interface FzstdDecompress {
+  push(chunk: Uint8Array, final?: boolean): void;
+  /** Input held back until a block is complete, and its length (fzstd internals). */
+  c?: Uint8Array[];
+  l?: number;
+}
 interface Fzstd {
-  Decompress: new (
-    ondata: (data: Uint8Array, final?: boolean) => void,
-  ) => { push(chunk: Uint8Array, final?: boolean): void };
+  Decompress: new (ondata: (data: Uint8Array, final?: boolean) => void) => FzstdDecompress;
 }
 interface NativeZstd {
   decompress(data: Buffer): Promise<Buffer>;
@@ -165,6 +169,10 @@ async function* streamedFrame(q: ByteQueue, header: FrameHeader): AsyncGenerator
   const push = (bytes: Uint8Array, final = false): Uint8Array[] => {
     try {
       dec.push(bytes, final);
+      // fzstd 0.1.1 keeps an empty view of each chunk that ends exactly at a block boundary
+      // (every chunk here) and, holding no bytes, never clears that list: every input
+      // buffer stayed alive. Nothing is held back when l is 0.
+      if (dec.l === 0 && dec.c && dec.c.length > 0) dec.c = [];
     } catch (err) {
       throw new CorruptImageError(`zstd data is corrupt: ${(err as Error).message}`, {
         cause: err,
