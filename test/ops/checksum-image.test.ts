@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { openImage } from '../../src/open.js';
@@ -8,21 +7,20 @@ import { BlkHash } from '../../src/ops/checksum/blkhash.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
 import { qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
 import { CountingImage } from './checksum-images.js';
-import { referenceBlkhash, totalLength, VECTORS, vector } from './checksum-vectors.js';
+import {
+  referenceBlkhash,
+  totalLength,
+  VECTORS,
+  vector,
+  writeSparse,
+  writeVectorFile,
+} from './checksum-vectors.js';
 
 const dir = tempDir();
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
 /** Writes pieces at offsets into a sparse file of `size` bytes. */
-function writeSparse(path: string, size: number, pieces: [number, Uint8Array][]): string {
-  sparseFile(path, size);
-  const fd = openSync(path, 'r+');
-  for (const [offset, data] of pieces) writeSync(fd, data, 0, data.length, offset);
-  closeSync(fd);
-  return path;
-}
-
 async function fileChecksum(path: string, opts: Parameters<typeof checksumImage>[1] = {}) {
   const image = new CountingImage(await openImage(path));
   try {
@@ -36,16 +34,10 @@ async function fileChecksum(path: string, opts: Parameters<typeof checksumImage>
 describe('raw files: test vectors (zero ranges left as holes)', () => {
   for (const v of VECTORS.filter((x) => totalLength(x.segments) <= 4 * MiB)) {
     test(v.name, async () => {
-      const pieces: [number, Uint8Array][] = [];
-      let pos = 0;
-      for (const s of v.segments) {
-        if (!s.zero) pieces.push([pos, Buffer.alloc(s.length, s.byte)]);
-        pos += s.length;
-      }
-      const path = writeSparse(join(dir, `${v.name}.raw`), pos, pieces);
+      const path = writeVectorFile(join(dir, `${v.name}.raw`), v);
       const r = await fileChecksum(path, { digest: v.algorithm ?? 'sha256' });
       assert.equal(r.digest, v.digest);
-      assert.equal(r.size, pos);
+      assert.equal(r.size, totalLength(v.segments));
     });
   }
 

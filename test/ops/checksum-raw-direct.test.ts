@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { RawImage } from '../../src/formats/raw.js';
@@ -14,21 +14,20 @@ import { BlockDigester } from '../../src/ops/checksum/blkhash.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
 import { OrderedBlkHash } from '../../src/ops/checksum/ordered.js';
 import { HashPool, InlineHasher } from '../../src/ops/checksum/pool.js';
-import { sparseFile, tempDir } from '../helpers/peers.js';
-import { prng, referenceBlkhash, totalLength, VECTORS } from './checksum-vectors.js';
+import { tempDir } from '../helpers/peers.js';
+import {
+  prng,
+  referenceBlkhash,
+  totalLength,
+  VECTORS,
+  writeSparse,
+  writeVectorFile,
+} from './checksum-vectors.js';
 
 const dir = tempDir();
 const MiB = 1024 * 1024;
 const pool = new HashPool(2);
 after(() => pool.close());
-
-function writeSparse(path: string, size: number, pieces: [number, Uint8Array][]): string {
-  sparseFile(path, size);
-  const fd = openSync(path, 'r+');
-  for (const [offset, data] of pieces) writeSync(fd, data, 0, data.length, offset);
-  closeSync(fd);
-  return path;
-}
 
 async function sum(path: string, opts: Parameters<typeof checksumImage>[1]) {
   const image = await openImage(path);
@@ -43,13 +42,7 @@ async function sum(path: string, opts: Parameters<typeof checksumImage>[1]) {
 describe('raw file read by the hasher: test vectors, zero ranges as holes', () => {
   for (const v of VECTORS.filter((x) => totalLength(x.segments) <= 4 * MiB)) {
     test(v.name, async () => {
-      const pieces: [number, Uint8Array][] = [];
-      let pos = 0;
-      for (const s of v.segments) {
-        if (!s.zero) pieces.push([pos, Buffer.alloc(s.length, s.byte)]);
-        pos += s.length;
-      }
-      const path = writeSparse(join(dir, `${v.name}.raw`), pos, pieces);
+      const path = writeVectorFile(join(dir, `${v.name}.raw`), v);
       const digest = v.algorithm ?? 'sha256';
       for (const hasher of [pool, new InlineHasher()]) {
         const r = await sum(path, { digest, hasher, windowSize: 65536 * 3, inFlight: 2 });

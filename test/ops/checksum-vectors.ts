@@ -3,6 +3,8 @@
  * a plain transcription of the construction, with no zero shortcut and no streaming.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { sparseFile } from '../helpers/peers.js';
 
 /** `length` bytes of `byte`; `zero` ranges are given as zero ranges (no data). */
 export interface Segment {
@@ -160,4 +162,24 @@ export function prng(seed: number): (n: number) => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
   };
+}
+
+/** A sparse file of `size` bytes holding `pieces` (offset, bytes); the rest is holes. */
+export function writeSparse(path: string, size: number, pieces: [number, Uint8Array][]): string {
+  sparseFile(path, size);
+  const fd = openSync(path, 'r+');
+  for (const [offset, data] of pieces) writeSync(fd, data, 0, data.length, offset);
+  closeSync(fd);
+  return path;
+}
+
+/** A raw file with a vector's bytes, its zero segments left as holes. */
+export function writeVectorFile(path: string, v: Vector): string {
+  const pieces: [number, Uint8Array][] = [];
+  let pos = 0;
+  for (const s of v.segments) {
+    if (!s.zero) pieces.push([pos, Buffer.alloc(s.length, s.byte)]);
+    pos += s.length;
+  }
+  return writeSparse(path, pos, pieces);
 }
