@@ -6,6 +6,7 @@
  */
 import type { SystemLib } from '../../io/system-lib.js';
 import {
+  bindOnce,
   loadBound,
   NativeDecodeError,
   type NativeDecoder,
@@ -50,20 +51,14 @@ interface Bz2Functions {
   decompress: Fn;
   end: Fn;
 }
-const functions = new WeakMap<SystemLib, Bz2Functions>();
 
-function bind(sys: SystemLib): Bz2Functions {
-  let f = functions.get(sys);
-  if (f) return f;
-  const { lib } = sys;
-  f = {
+const bind = bindOnce(
+  ({ lib }): Bz2Functions => ({
     init: lib.func('int BZ2_bzDecompressInit(uint64_t strm, int verbosity, int small)') as Fn,
     decompress: lib.func('int BZ2_bzDecompress(uint64_t strm)') as Fn,
     end: lib.func('int BZ2_bzDecompressEnd(uint64_t strm)') as Fn,
-  };
-  functions.set(sys, f);
-  return f;
-}
+  }),
+);
 
 /** libbz2, or why it cannot be used. */
 export function loadBzip2(): SystemLib | string {

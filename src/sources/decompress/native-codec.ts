@@ -47,6 +47,19 @@ export interface StreamStruct {
   address: bigint;
 }
 
+/** `declare` (a library's function bindings) run once per loaded library, then remembered. */
+export function bindOnce<T extends object>(declare: (sys: SystemLib) => T): (sys: SystemLib) => T {
+  const bound = new WeakMap<SystemLib, T>();
+  return (sys) => {
+    let f = bound.get(sys);
+    if (!f) {
+      f = declare(sys);
+      bound.set(sys, f);
+    }
+    return f;
+  };
+}
+
 /** A library from `names` whose functions `bind` finds, or why it cannot be used. */
 export function loadBound(
   names: readonly string[],

@@ -6,6 +6,7 @@
  */
 import type { SystemLib } from '../../io/system-lib.js';
 import {
+  bindOnce,
   loadBound,
   NativeDecodeError,
   type NativeDecoder,
@@ -60,19 +61,14 @@ interface LzmaFunctions {
   decoderMt: Fn | undefined;
 }
 
-const functions = new WeakMap<SystemLib, LzmaFunctions>();
-
-function bind(sys: SystemLib): LzmaFunctions {
-  let f = functions.get(sys);
-  if (f) return f;
-  const { lib } = sys;
+const bind = bindOnce(({ lib }): LzmaFunctions => {
   let decoderMt: Fn | undefined;
   try {
     decoderMt = lib.func('int lzma_stream_decoder_mt(uint64_t strm, uint64_t options)') as Fn;
   } catch {
     decoderMt = undefined; // liblzma < 5.4
   }
-  f = {
+  return {
     code: lib.func('int lzma_code(uint64_t strm, int action)') as Fn,
     end: lib.func('void lzma_end(uint64_t strm)') as Fn,
     memusage: lib.func('uint64_t lzma_memusage(uint64_t strm)') as Fn,
@@ -81,9 +77,7 @@ function bind(sys: SystemLib): LzmaFunctions {
     ) as Fn,
     decoderMt,
   };
-  functions.set(sys, f);
-  return f;
-}
+});
 
 /** liblzma, or why it cannot be used. */
 export function loadLzma(): SystemLib | string {
