@@ -68,6 +68,20 @@ function pipeline(s: RawSession, reqs: { offset: number; length: number; flags?:
 }
 
 /** Reads structured replies until every cookie is done; each request's bytes, holes as 0. */
+/** Pipelines `reqs`, and checks every structured reply is free of errors and equals `file`. */
+async function readAllAndCompare(
+  s: RawSession,
+  reqs: { offset: number; length: number }[],
+  file: Buffer,
+): Promise<void> {
+  pipeline(s, reqs);
+  const { got, errors } = await structuredReplies(s, reqs);
+  assert.equal(errors.size, 0);
+  reqs.forEach((r, i) => {
+    assert.ok(got[i]!.equals(file.subarray(r.offset, r.offset + r.length)), `request ${i}`);
+  });
+}
+
 async function structuredReplies(s: RawSession, reqs: { offset: number; length: number }[]) {
   const got = reqs.map((r) => Buffer.alloc(r.length, 0xee));
   const errors = new Map<number, number>();
@@ -100,12 +114,7 @@ test('adjacent pipelined READs take one image read; replies carry data and holes
   try {
     // 768 KiB .. 3.25 MiB: data, a hole from 1.1 MiB to 3 MiB, data again.
     const reqs = adjacent(768 * KiB, 10, 256 * KiB);
-    pipeline(s, reqs);
-    const { got, errors } = await structuredReplies(s, reqs);
-    assert.equal(errors.size, 0);
-    reqs.forEach((r, i) => {
-      assert.ok(got[i]!.equals(file.subarray(r.offset, r.offset + r.length)), `request ${i}`);
-    });
+    await readAllAndCompare(s, reqs, file);
     // One read per data extent of each group: two groups, one data extent each.
     assert.ok(image.reads <= 2, `${image.reads} image reads`);
     // All data: eight requests, one read.
@@ -228,12 +237,7 @@ test('READs after a BLOCK_STATUS of their range use its extents: no second walk'
     assert.equal(image.walks, 1);
     // Data, the hole after it, and data again: holes come from the remembered extents.
     const reqs = adjacent(768 * KiB, 10, 256 * KiB);
-    pipeline(s, reqs);
-    const { got, errors } = await structuredReplies(s, reqs);
-    assert.equal(errors.size, 0);
-    reqs.forEach((r, i) => {
-      assert.ok(got[i]!.equals(file.subarray(r.offset, r.offset + r.length)), `request ${i}`);
-    });
+    await readAllAndCompare(s, reqs, file);
     assert.equal(image.walks, 1, 'the READs walked the extents again');
   } finally {
     s.close();
