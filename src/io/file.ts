@@ -2,6 +2,7 @@ import { constants, readFileSync, type Stats } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { IoError, ioError, OutOfRangeError, UsageError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
+import { copyRangeAsync } from './copy-range-async.js';
 import { DataRuns } from './data-runs.js';
 import {
   blockDeviceSize,
@@ -292,6 +293,27 @@ export class LocalFile implements ByteSource {
   /** Copies [offset, offset+length) into `dst` at the same offset in the kernel; -1 if it cannot. */
   copyRangeTo(dst: LocalFile, offset: number, length: number): Promise<number> {
     return copyFileRange(this.fd, dst.fd, offset, length);
+  }
+
+  /**
+   * Copies [offset, offset+length) into `dst` at the same offsets in one thread-pool job per
+   * call (copy-range-async.ts), the main thread free meanwhile. False when the kernel cannot
+   * for this pair (a block device, another filesystem): write the bytes then.
+   */
+  async copyDataTo(dst: LocalFile, offset: number, length: number): Promise<boolean> {
+    if (this.blockDevice || dst.blockDevice) return false;
+    let n: number | 'unsupported';
+    try {
+      n = await copyRangeAsync(this.fd, dst.fd, offset, length);
+    } catch (err) {
+      throw ioError(err, `copy error from ${this.path} to ${dst.path} at offset ${offset}`);
+    }
+    if (n === 'unsupported') return false;
+    if (n !== length) {
+      throw new IoError(`${this.path} ended at ${offset + n} while being copied (it changed)`);
+    }
+    if (offset + length > dst.size) dst.size = offset + length;
+    return true;
   }
 
   async allocatedSize(): Promise<number> {

@@ -86,7 +86,10 @@ export const convert = defineCommand({
       'kernel may share blocks) instead of reading them; zero blocks',
       'inside allocated data are then copied, not turned into holes',
     ]),
-    'no-copy-range': flag('read and write data (the default)'),
+    'no-copy-range': flag([
+      'raw to raw: write the data read, never copy_file_range (by default',
+      'data is read for zero blocks, then the rest copied by the kernel)',
+    ]),
     sync: flag([
       'fdatasync DST before it is renamed into place (or, with -n, at',
       'the end); qemu-img convert does not flush by default either',
@@ -133,7 +136,8 @@ export const convert = defineCommand({
       opts.requestSize = parseSize(values['request-size'], 'request size');
     }
     if (values.sparse !== undefined) opts.sparseSize = parseSize(values.sparse, 'sparse size');
-    if (values['copy-range'] && !values['no-copy-range']) opts.copyRange = true;
+    if (values['no-copy-range']) opts.copyRange = false;
+    else if (values['copy-range']) opts.copyRange = true;
     if (values.sync) opts.sync = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = bar.report;

@@ -84,9 +84,12 @@ class CopyJob {
   private readonly turns = new Turns();
   private failure: unknown;
   private done = 0;
-  /** Set while data moves with copy_file_range (cleared if the kernel refuses). */
+  /** Set while data extents move with copy_file_range unread (cleared if the kernel refuses). */
   private srcFile: LocalFile | undefined;
   private dstFile: LocalFile | undefined;
+  /** Set while the data runs just read move file to file in the kernel (cleared likewise). */
+  private runsFrom: LocalFile | undefined;
+  private runsTo: LocalFile | undefined;
   /** inFlight request buffers (twice that with a base image), reused. */
   private readonly buffers: RequestBuffers;
 
@@ -95,9 +98,13 @@ class CopyJob {
     private readonly dst: Image,
     private readonly o: ResolvedCopyOptions,
   ) {
-    const direct = o.copyRange && !o.ordered && !o.base && !o.tap;
+    const fileToFile = !o.ordered && !o.base;
+    const direct = fileToFile && o.copyRange === 'extents' && !o.tap;
     this.srcFile = direct ? localFileOf(src) : undefined;
     this.dstFile = direct && this.srcFile ? localFileOf(dst) : undefined;
+    const runs = fileToFile && o.copyRange === 'runs';
+    this.runsFrom = runs ? localFileOf(src) : undefined;
+    this.runsTo = runs && this.runsFrom ? localFileOf(dst) : undefined;
     this.buffers = new RequestBuffers(o.inFlight * (o.base ? 2 : 1), o.requestSize);
   }
 
@@ -260,7 +267,7 @@ class CopyJob {
       const at = op.offset;
       try {
         if (op.kind === 'write') {
-          await this.dst.write!(op.buf, at);
+          if (!(await this.copyRun(at, op.buf.length))) await this.dst.write!(op.buf, at);
           this.result.bytesWritten += op.buf.length;
         } else {
           await this.dst.zero!(at, op.length, { mayTrim: true });
@@ -272,6 +279,18 @@ class CopyJob {
         throw annotate(err, `write error in ${labelOf(this.dst)} at offset ${at}`);
       }
     }
+  }
+
+  /**
+   * A data run just read (and found not to be zero) copied from the source file rather than
+   * written from the buffer: one thread-pool job per run. False when it must be written.
+   */
+  private async copyRun(offset: number, length: number): Promise<boolean> {
+    if (!this.runsFrom || !this.runsTo) return false;
+    if (await this.runsFrom.copyDataTo(this.runsTo, offset, length)) return true;
+    this.runsFrom = undefined; // the kernel refused for this pair: write from now on
+    this.runsTo = undefined;
+    return false;
   }
 
   /**
