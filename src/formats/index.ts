@@ -1,7 +1,7 @@
 // Every format diskpipe knows, in probe order; raw is last because it accepts anything.
-// Only qcow2 and raw are loaded up front: another format's reader loads when an image of it
-// is opened (its probe is a few small modules), so `info disk.qcow2` never pays for them.
-import { qcow2Driver } from './qcow2/index.js';
+// Only raw is loaded up front: a format's reader loads when an image of it is opened (its
+// probe is a few small modules), so `convert disk.raw` never pays for qcow2's 40 modules.
+import { hasQcowMagic } from './qcow2/header.js';
 import { qedProbe } from './qed/probe.js';
 import { rawDriver } from './raw.js';
 import { refusedDrivers } from './refused.js';
@@ -11,7 +11,12 @@ import { vhdAliasProbe, vpcProbe } from './vhd/probe.js';
 import { vhdxProbe } from './vhdx/probe.js';
 import { vmdkProbe } from './vmdk/probe.js';
 
-registerFormat(qcow2Driver);
+registerFormat(
+  lazyDriver(
+    { name: 'qcow2', probe: (head) => hasQcowMagic(head) },
+    async () => (await import('./qcow2/index.js')).qcow2Driver,
+  ),
+);
 registerFormat(lazyDriver(vpcProbe, async () => (await import('./vhd/index.js')).vpcDriver));
 registerFormat(
   lazyDriver(vhdAliasProbe, async () => (await import('./vhd/index.js')).vhdAliasDriver),

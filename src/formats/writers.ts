@@ -10,10 +10,6 @@ import type { Writable } from 'node:stream';
 import { UsageError } from '../errors.js';
 import type { Image } from '../image/types.js';
 import type { LocalFile } from '../io/file.js';
-import { VdiWriter } from './vdi/writer.js';
-import { VhdDynamicWriter, VhdFixedWriter } from './vhd/writer.js';
-import { VhdxWriter } from './vhdx/writer.js';
-import { StreamSink, VmdkSparseWriter, VmdkStreamWriter } from './vmdk/writer/index.js';
 
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'vdi'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -49,26 +45,31 @@ interface WriterEntry {
 
 const ON_OFF = ['on', 'off'] as const;
 
+/** Each writer's modules load on first use: a raw or qcow2 convert never pays for them. */
 const WRITERS: Record<WriterFormat, WriterEntry> = {
   vmdk: {
     options: { subformat: ['monolithicSparse', 'streamOptimized'] },
     ordered: (o) => o.subformat === 'streamOptimized',
-    create: (file, n) => {
+    create: async (file, n) => {
+      const { VmdkSparseWriter, VmdkStreamWriter } = await import('./vmdk/writer/index.js');
       const opts = { size: n.size, fileName: basename(n.path), sync: n.sync === true };
       return n.options.subformat === 'streamOptimized'
         ? VmdkStreamWriter.create(file, opts)
         : VmdkSparseWriter.create(file, opts);
     },
-    stream: (out, n) =>
-      VmdkStreamWriter.create(new StreamSink(out), {
+    stream: async (out, n) => {
+      const { StreamSink, VmdkStreamWriter } = await import('./vmdk/writer/index.js');
+      return VmdkStreamWriter.create(new StreamSink(out), {
         size: n.size,
         fileName: basename(n.path === '-' ? 'disk.vmdk' : n.path),
-      }),
+      });
+    },
   },
   vpc: {
     options: { subformat: ['dynamic', 'fixed'], force_size: ON_OFF },
     ordered: () => false,
-    create: (file, n) => {
+    create: async (file, n) => {
+      const { VhdDynamicWriter, VhdFixedWriter } = await import('./vhd/writer.js');
       const opts = {
         size: n.size,
         forceSize: n.options.force_size === 'on',
@@ -82,7 +83,8 @@ const WRITERS: Record<WriterFormat, WriterEntry> = {
   vhdx: {
     options: { subformat: ['dynamic'], block_size: 'size' },
     ordered: () => false,
-    create: (file, n) => {
+    create: async (file, n) => {
+      const { VhdxWriter } = await import('./vhdx/writer.js');
       const bs = n.options.block_size;
       return VhdxWriter.create(file, {
         size: n.size,
@@ -94,7 +96,10 @@ const WRITERS: Record<WriterFormat, WriterEntry> = {
   vdi: {
     options: {},
     ordered: () => false,
-    create: (file, n) => VdiWriter.create(file, { size: n.size, sync: n.sync === true }),
+    create: async (file, n) => {
+      const { VdiWriter } = await import('./vdi/writer.js');
+      return VdiWriter.create(file, { size: n.size, sync: n.sync === true });
+    },
   },
 };
 

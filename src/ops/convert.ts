@@ -8,8 +8,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { OutOfRangeError, UsageError } from '../errors.js';
-import type { Compression } from '../formats/qcow2/writer/index.js';
-import { Qcow2Writer } from '../formats/qcow2/writer/index.js';
+import type { Compression, Qcow2Writer } from '../formats/qcow2/writer/index.js';
 import { RawImage } from '../formats/raw.js';
 import {
   canStream,
@@ -307,6 +306,8 @@ async function toQcow2(job: Job, tmp: string): Promise<CopyResult> {
   }
   let writer: Qcow2Writer | undefined;
   try {
+    // Loaded here, not at startup: a raw → raw convert never needs the qcow2 writer's modules.
+    const { Qcow2Writer } = await import('../formats/qcow2/writer/index.js');
     writer = await newWriter(tmp, (file) =>
       Qcow2Writer.create(file, {
         size: src.size,

@@ -1,5 +1,4 @@
 import { UsageError } from '../../errors.js';
-import { sparsify } from '../../filters/sparsify/index.js';
 import { parseFormatOptions } from '../../formats/writers.js';
 import type { Image } from '../../image/types.js';
 import { openImage } from '../../open.js';
@@ -149,7 +148,8 @@ export const convert = defineCommand({
         : {
             kind: 'image' as const,
             image: await openImage(src, noticeUnverified(openOptions(values))).then(
-              (i): Image | Promise<Image> => (values.sparsify ? sparsify(i) : i),
+              async (i): Promise<Image> =>
+                values.sparsify ? (await import('../../filters/sparsify/index.js')).sparsify(i) : i,
             ),
           };
     try {
