@@ -1,0 +1,157 @@
+/**
+ * Raw file → raw file by default: data is read (zero blocks are found, as qemu-img's -S 4k
+ * does), and the runs that are not zero reach the target by copy_file_range, one thread-pool
+ * job per run, never by write(2) from the buffer. The output has the source's bytes and
+ * exactly qemu-img convert's data ranges. Where the kernel refuses (tmpfs source, ext4 target:
+ * EXDEV; native calls off) the runs are written; a full target is a one-line error.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { setNativeEnabled } from '../../src/io/native.js';
+import { openImage } from '../../src/open.js';
+import { copyImage } from '../../src/ops/copy/index.js';
+import { diskpipe, qemuImg, qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
+import { writeBytes, writeRuns } from './util.js';
+
+const dir = tempDir();
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+/** Data runs, 2 MiB of allocated zeroes, a zero 4 KiB block inside data, holes, an odd tail. */
+function mixedSource(path: string): string {
+  sparseFile(path, 24 * MiB + 1000);
+  writeRuns(path, [
+    [0, 64 * KiB],
+    [MiB + 512, 3 * MiB],
+    [12 * MiB, 5 * MiB],
+    [24 * MiB, 1000],
+  ]);
+  writeBytes(path, Buffer.alloc(2 * MiB), 6 * MiB);
+  writeBytes(path, Buffer.alloc(4 * KiB), 14 * MiB);
+  return path;
+}
+
+/** Merged data ranges as qemu-img map reports them. */
+async function dataRanges(path: string): Promise<[number, number][]> {
+  const out: [number, number][] = [];
+  for (const e of await qemuMap(path, 'raw')) {
+    if (e.zero) continue;
+    const last = out.at(-1);
+    if (last && last[1] === e.start) last[1] += e.length;
+    else out.push([e.start, e.start + e.length]);
+  }
+  return out;
+}
+
+/** Counts write(2) calls made through any FileHandle while `fn` runs. */
+async function countingWrites<T>(fn: () => Promise<T>): Promise<{ result: T; writes: number }> {
+  const probe = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => unknown };
+  await probe.close();
+  const original = proto.write;
+  let writes = 0;
+  proto.write = function (this: unknown, ...args: unknown[]) {
+    writes++;
+    return original.apply(this, args);
+  };
+  try {
+    return { result: await fn(), writes };
+  } finally {
+    proto.write = original;
+  }
+}
+
+async function copyFile(srcPath: string, dstPath: string, copyRange?: boolean) {
+  const src = await openImage(srcPath, { format: 'raw' });
+  sparseFile(dstPath, src.size);
+  const dst = await openImage(dstPath, { writable: true, format: 'raw' });
+  try {
+    return await copyImage(src, dst, { targetIsZero: true, copyRange });
+  } finally {
+    await dst.close();
+    await src.close();
+  }
+}
+
+/** A tmpfs of `size` under `dir`, unmounted when the test ends (tests run as root in CI). */
+function mountTmpfs(t: TestContext, name: string, size: string): string {
+  const mnt = join(dir, name);
+  mkdirSync(mnt);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt]);
+  assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+  t.after(() => spawnSync('umount', [mnt]));
+  return mnt;
+}
+
+test('raw to raw: data runs move by copy_file_range, not write; bytes and holes as qemu-img', async () => {
+  const srcPath = mixedSource(join(dir, 'mixed.raw'));
+  const out = join(dir, 'out.raw');
+  const { result, writes } = await countingWrites(() => copyFile(srcPath, out));
+  assert.equal(writes, 0, 'no write(2) from the buffer');
+  assert.ok(result.bytesRead > 0, 'data is still read, for its zero blocks');
+  assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
+  const peer = join(dir, 'peer.raw');
+  await qemuImg('convert', '-f', 'raw', '-O', 'raw', srcPath, peer);
+  const ranges = await dataRanges(out);
+  // qemu-img rounds a raw output's size up to 512 bytes; diskpipe keeps the exact size.
+  const size = statSync(srcPath).size;
+  const peerRanges = (await dataRanges(peer)).map(([a, b]) => [a, Math.min(b, size)]);
+  assert.deepEqual(ranges, peerRanges);
+  // The allocated zeroes (6 MiB) and the zero block (14 MiB) are holes in the copy.
+  assert.ok(!ranges.some(([a, b]) => a < 8 * MiB && b > 6 * MiB), JSON.stringify(ranges));
+  assert.ok(!ranges.some(([a, b]) => a <= 14 * MiB && b >= 14 * MiB + 4 * KiB));
+  assert.equal(
+    result.bytesWritten,
+    ranges.reduce((n, [a, b]) => n + (b - a), 0),
+  );
+  assert.equal(statSync(out).blocks, statSync(peer).blocks);
+});
+
+test('copyRange false: the same output, written from the buffer', async () => {
+  const srcPath = mixedSource(join(dir, 'mixed2.raw'));
+  const out = join(dir, 'out2.raw');
+  const { writes } = await countingWrites(() => copyFile(srcPath, out, false));
+  assert.ok(writes > 0);
+  assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
+  assert.deepEqual(await dataRanges(out), await dataRanges(join(dir, 'out.raw')));
+});
+
+test('the kernel refuses (tmpfs source, ext4 target: EXDEV): runs are written instead', async (t) => {
+  const mnt = mountTmpfs(t, 'src-fs', '32m');
+  const srcPath = mixedSource(join(mnt, 'mixed.raw'));
+  const out = join(dir, 'out3.raw');
+  const { result, writes } = await countingWrites(() => copyFile(srcPath, out));
+  assert.ok(writes > 0, 'fell back to write(2)');
+  assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
+  assert.deepEqual(await dataRanges(out), await dataRanges(join(dir, 'out.raw')));
+  assert.ok(result.bytesWritten > 0);
+});
+
+test('native calls off: runs are written, same output', async () => {
+  const srcPath = mixedSource(join(dir, 'mixed4.raw'));
+  const out = join(dir, 'out4.raw');
+  setNativeEnabled(false);
+  try {
+    const { writes } = await countingWrites(() => copyFile(srcPath, out));
+    assert.ok(writes > 0);
+  } finally {
+    setNativeEnabled(true);
+  }
+  assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
+});
+
+test('copy_file_range into a full filesystem: one-line ENOSPC error, no temporary left', async (t) => {
+  // Source and target on one 12 MiB tmpfs, so the kernel copies (same filesystem) until full.
+  const mnt = mountTmpfs(t, 'full-fs', '12m');
+  const srcPath = sparseFile(join(mnt, 'eight.raw'), 16 * MiB);
+  writeRuns(srcPath, [[0, 8 * MiB]]);
+  const r = diskpipe(['convert', '-O', 'raw', srcPath, join(mnt, 'out.raw')]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^diskpipe: .*no space left on device/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.deepEqual(readdirSync(mnt), ['eight.raw']);
+});
