@@ -1,5 +1,6 @@
-import { constants, readFileSync, type Stats } from 'node:fs';
+import { constants, readFileSync, type Stats, writeSync } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { IoError, ioError, OutOfRangeError, UsageError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { copyRangeAsync } from './copy-range-async.js';
@@ -182,6 +183,28 @@ export class LocalFile implements ByteSource {
       throw ioError(err, `write error on ${this.path} at offset ${offset}`);
     }
     if (offset + buf.length > this.size) this.size = offset + buf.length;
+  }
+
+  /**
+   * write() on this thread, in the same WRITE_PIECE calls, then one turn of the event loop.
+   * For the copy engine's writes into a regular file, where each thread-pool round trip of
+   * write() costs more than the call (a 2 MiB request is 8 of them). Measured converting the
+   * rootfs qcow2 (728 MB of data) to raw, medians of 5: wall 1.05 → 0.89 s, user 0.49 → 0.38 s,
+   * voluntary context switches 4,060 → 1,301; perf zstd qcow2: 2.57 → 1.97 s. The event loop
+   * waits for at most one request's writes (≤ 8 MiB, a few ms into the page cache).
+   */
+  async writeBlocking(buf: Uint8Array, offset: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const len = Math.min(buf.length - done, WRITE_PIECE);
+        done += writeSync(this.fd, buf, done, len, offset + done);
+      }
+    } catch (err) {
+      throw ioError(err, `write error on ${this.path} at offset ${offset + done}`);
+    }
+    if (offset + buf.length > this.size) this.size = offset + buf.length;
+    await yieldToEventLoop();
   }
 
   async truncate(size: number): Promise<void> {

@@ -3,12 +3,15 @@
  * does), and the runs that are not zero reach the target by copy_file_range, one thread-pool
  * job per run, never by write(2) from the buffer. The output has the source's bytes and
  * exactly qemu-img convert's data ranges. Where the kernel refuses (tmpfs source, ext4 target:
- * EXDEV; native calls off) the runs are written; a full target is a one-line error.
+ * EXDEV; native calls off), and from any other source (qcow2), data is written by write(2) on
+ * the calling thread (blockingWrites), not a thread-pool job per 256 KiB piece; a full target
+ * is a one-line error.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import fs, { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setNativeEnabled } from '../../src/io/native.js';
@@ -47,30 +50,51 @@ async function dataRanges(path: string): Promise<[number, number][]> {
   return out;
 }
 
-/** Counts write(2) calls made through any FileHandle while `fn` runs. */
-async function countingWrites<T>(fn: () => Promise<T>): Promise<{ result: T; writes: number }> {
+interface Writes {
+  /** write(2) through a FileHandle: a thread-pool job each. */
+  pooled: number;
+  /** fs.writeSync: on the calling thread. */
+  blocking: number;
+}
+
+/** Counts the write calls made while `fn` runs, by kind. */
+async function countingWrites<T>(fn: () => Promise<T>): Promise<{ result: T } & Writes> {
   const probe = await open(join(dir, 'probe'), 'w');
   const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => unknown };
   await probe.close();
   const original = proto.write;
-  let writes = 0;
+  const originalSync = fs.writeSync;
+  const n: Writes = { pooled: 0, blocking: 0 };
   proto.write = function (this: unknown, ...args: unknown[]) {
-    writes++;
+    n.pooled++;
     return original.apply(this, args);
   };
+  // Seen by `import { writeSync } from 'node:fs'` too once the ESM exports are synced.
+  fs.writeSync = ((...args: Parameters<typeof originalSync>) => {
+    n.blocking++;
+    return originalSync(...args);
+  }) as typeof originalSync;
+  syncBuiltinESMExports();
   try {
-    return { result: await fn(), writes };
+    return { result: await fn(), ...n };
   } finally {
     proto.write = original;
+    fs.writeSync = originalSync;
+    syncBuiltinESMExports();
   }
 }
 
-async function copyFile(srcPath: string, dstPath: string, copyRange?: boolean) {
-  const src = await openImage(srcPath, { format: 'raw' });
+async function copyFile(
+  srcPath: string,
+  dstPath: string,
+  opts: { copyRange?: boolean; blockingWrites?: boolean; format?: string } = {},
+) {
+  const src = await openImage(srcPath, { format: opts.format ?? 'raw' });
   sparseFile(dstPath, src.size);
   const dst = await openImage(dstPath, { writable: true, format: 'raw' });
   try {
-    return await copyImage(src, dst, { targetIsZero: true, copyRange });
+    const { copyRange, blockingWrites } = opts;
+    return await copyImage(src, dst, { targetIsZero: true, copyRange, blockingWrites });
   } finally {
     await dst.close();
     await src.close();
@@ -90,8 +114,8 @@ function mountTmpfs(t: TestContext, name: string, size: string): string {
 test('raw to raw: data runs move by copy_file_range, not write; bytes and holes as qemu-img', async () => {
   const srcPath = mixedSource(join(dir, 'mixed.raw'));
   const out = join(dir, 'out.raw');
-  const { result, writes } = await countingWrites(() => copyFile(srcPath, out));
-  assert.equal(writes, 0, 'no write(2) from the buffer');
+  const { result, pooled, blocking } = await countingWrites(() => copyFile(srcPath, out));
+  assert.equal(pooled + blocking, 0, 'no write(2) from the buffer');
   assert.ok(result.bytesRead > 0, 'data is still read, for its zero blocks');
   assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
   const peer = join(dir, 'peer.raw');
@@ -111,21 +135,44 @@ test('raw to raw: data runs move by copy_file_range, not write; bytes and holes 
   assert.equal(statSync(out).blocks, statSync(peer).blocks);
 });
 
-test('copyRange false: the same output, written from the buffer', async () => {
+test('copyRange false: the same output, written from the buffer on this thread', async () => {
   const srcPath = mixedSource(join(dir, 'mixed2.raw'));
   const out = join(dir, 'out2.raw');
-  const { writes } = await countingWrites(() => copyFile(srcPath, out, false));
-  assert.ok(writes > 0);
+  const w = await countingWrites(() => copyFile(srcPath, out, { copyRange: false }));
+  assert.equal(w.pooled, 0);
+  // Pieces of at most 256 KiB: 3 MiB + 64 KiB + 5 MiB - 4 KiB + 1000 bytes need 34 or more.
+  assert.ok(w.blocking >= 34, `${w.blocking} write calls`);
   assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
   assert.deepEqual(await dataRanges(out), await dataRanges(join(dir, 'out.raw')));
+  const pooled = await countingWrites(() =>
+    copyFile(srcPath, join(dir, 'out2b.raw'), { copyRange: false, blockingWrites: false }),
+  );
+  assert.equal(pooled.blocking, 0);
+  assert.ok(pooled.pooled >= 34);
+  assert.ok(readFileSync(join(dir, 'out2b.raw')).equals(readFileSync(srcPath)));
+});
+
+test('qcow2 to a raw file: data written on this thread, bytes and holes as qemu-img', async () => {
+  const srcPath = mixedSource(join(dir, 'mixed5.raw'));
+  const qcow2 = join(dir, 'mixed5.qcow2');
+  await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', srcPath, qcow2);
+  const out = join(dir, 'out5.raw');
+  const w = await countingWrites(() => copyFile(qcow2, out, { format: 'qcow2' }));
+  assert.equal(w.pooled, 0);
+  assert.ok(w.blocking > 0);
+  assert.ok(readFileSync(out).subarray(0, statSync(srcPath).size).equals(readFileSync(srcPath)));
+  assert.equal(
+    await qemuImg('compare', '-f', 'qcow2', '-F', 'raw', qcow2, out),
+    'Images are identical.\n',
+  );
 });
 
 test('the kernel refuses (tmpfs source, ext4 target: EXDEV): runs are written instead', async (t) => {
   const mnt = mountTmpfs(t, 'src-fs', '32m');
   const srcPath = mixedSource(join(mnt, 'mixed.raw'));
   const out = join(dir, 'out3.raw');
-  const { result, writes } = await countingWrites(() => copyFile(srcPath, out));
-  assert.ok(writes > 0, 'fell back to write(2)');
+  const { result, blocking } = await countingWrites(() => copyFile(srcPath, out));
+  assert.ok(blocking > 0, 'fell back to write(2)');
   assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
   assert.deepEqual(await dataRanges(out), await dataRanges(join(dir, 'out.raw')));
   assert.ok(result.bytesWritten > 0);
@@ -136,8 +183,8 @@ test('native calls off: runs are written, same output', async () => {
   const out = join(dir, 'out4.raw');
   setNativeEnabled(false);
   try {
-    const { writes } = await countingWrites(() => copyFile(srcPath, out));
-    assert.ok(writes > 0);
+    const { blocking } = await countingWrites(() => copyFile(srcPath, out));
+    assert.ok(blocking > 0);
   } finally {
     setNativeEnabled(true);
   }

@@ -87,6 +87,8 @@ class CopyJob {
   /** Set while data extents move with copy_file_range unread (cleared if the kernel refuses). */
   private srcFile: LocalFile | undefined;
   private dstFile: LocalFile | undefined;
+  /** A regular local file target: written on this thread (LocalFile.writeBlocking). */
+  private readonly fileTarget: LocalFile | undefined;
   /** Set while the data runs just read move file to file in the kernel (cleared likewise). */
   private runsFrom: LocalFile | undefined;
   private runsTo: LocalFile | undefined;
@@ -105,6 +107,8 @@ class CopyJob {
     const runs = fileToFile && o.copyRange === 'runs';
     this.runsFrom = runs ? localFileOf(src) : undefined;
     this.runsTo = runs && this.runsFrom ? localFileOf(dst) : undefined;
+    const target = o.blockingWrites && !o.ordered ? localFileOf(dst) : undefined;
+    this.fileTarget = target?.blockDevice ? undefined : target;
     this.buffers = new RequestBuffers(o.inFlight * (o.base ? 2 : 1), o.requestSize);
   }
 
@@ -267,7 +271,7 @@ class CopyJob {
       const at = op.offset;
       try {
         if (op.kind === 'write') {
-          if (!(await this.copyRun(at, op.buf.length))) await this.dst.write!(op.buf, at);
+          if (!(await this.copyRun(at, op.buf.length))) await this.writeData(op.buf, at);
           this.result.bytesWritten += op.buf.length;
         } else {
           await this.dst.zero!(at, op.length, { mayTrim: true });
@@ -279,6 +283,12 @@ class CopyJob {
         throw annotate(err, `write error in ${labelOf(this.dst)} at offset ${at}`);
       }
     }
+  }
+
+  private writeData(buf: Buffer, offset: number): Promise<void> {
+    return this.fileTarget
+      ? this.fileTarget.writeBlocking(buf, offset)
+      : this.dst.write!(buf, offset);
   }
 
   /**

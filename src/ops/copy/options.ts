@@ -47,6 +47,13 @@ export interface CopyOptions {
    * - `false`: data is read and written, never copy_file_range.
    */
   copyRange?: boolean;
+  /**
+   * Into a regular local raw file, data the kernel does not copy is written by write(2) on
+   * the calling thread, a request at a time (default true): faster than a thread-pool round
+   * trip per 256 KiB piece, at the price of the event loop waiting for each request's writes
+   * (a few ms). `false` writes through the thread pool.
+   */
+  blockingWrites?: boolean;
   /** Phases `copy` (bytes of the source handled, zero ranges too) and `finish`. */
   onProgress?: ProgressListener;
   /**
@@ -74,6 +81,7 @@ export interface ResolvedCopyOptions {
   ordered: boolean;
   /** 'extents': data extents unread; 'runs': read, then non-zero runs copied; 'off'. */
   copyRange: 'extents' | 'runs' | 'off';
+  blockingWrites: boolean;
   onProgress: ProgressListener | undefined;
   tap: CopyTap | undefined;
   signal: AbortSignal | undefined;
@@ -151,6 +159,7 @@ export function resolveCopyOptions(o: CopyOptions): ResolvedCopyOptions {
     base: o.base,
     ordered: o.ordered === true,
     copyRange: o.copyRange === true ? 'extents' : o.copyRange === false ? 'off' : 'runs',
+    blockingWrites: o.blockingWrites !== false,
     onProgress: o.onProgress,
     tap: o.tap,
     signal: o.signal,
