@@ -41,7 +41,13 @@ export type { OutputFormat } from '../formats/writers.js';
 export interface ConvertOptions
   extends Pick<
     CopyOptions,
-    'requestSize' | 'inFlight' | 'sparseSize' | 'copyRange' | 'onProgress' | 'signal'
+    | 'requestSize'
+    | 'inFlight'
+    | 'sparseSize'
+    | 'copyRange'
+    | 'blockingWrites'
+    | 'onProgress'
+    | 'signal'
   > {
   /** Output format (-O), default raw. */
   format?: OutputFormat;
@@ -123,6 +129,7 @@ function tuning(o: ConvertOptions): CopyOptions {
   if (o.inFlight !== undefined) c.inFlight = o.inFlight;
   if (o.sparseSize !== undefined) c.sparseSize = o.sparseSize;
   if (o.copyRange !== undefined) c.copyRange = o.copyRange;
+  if (o.blockingWrites !== undefined) c.blockingWrites = o.blockingWrites;
   if (o.onProgress) c.onProgress = o.onProgress;
   if (o.signal) c.signal = o.signal;
   return c;

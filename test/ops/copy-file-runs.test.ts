@@ -17,6 +17,7 @@ import { type TestContext, test } from 'node:test';
 import { setNativeEnabled } from '../../src/io/native.js';
 import { openImage } from '../../src/open.js';
 import { copyImage } from '../../src/ops/copy/index.js';
+import { resolveCopyOptions } from '../../src/ops/copy/options.js';
 import { diskpipe, qemuImg, qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
 import { writeBytes, writeRuns } from './util.js';
 
@@ -93,7 +94,8 @@ async function copyFile(
   sparseFile(dstPath, src.size);
   const dst = await openImage(dstPath, { writable: true, format: 'raw' });
   try {
-    const { copyRange, blockingWrites } = opts;
+    // As the CLI's convert asks; the library's default (false) is checked on its own.
+    const { copyRange, blockingWrites = true } = opts;
     return await copyImage(src, dst, { targetIsZero: true, copyRange, blockingWrites });
   } finally {
     await dst.close();
@@ -149,6 +151,7 @@ test('copyRange false: the same output, written from the buffer on this thread',
   );
   assert.equal(pooled.blocking, 0);
   assert.ok(pooled.pooled >= 34);
+  assert.equal(resolveCopyOptions({}).blockingWrites, false, 'the library default');
   assert.ok(readFileSync(join(dir, 'out2b.raw')).equals(readFileSync(srcPath)));
 });
 

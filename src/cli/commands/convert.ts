@@ -138,6 +138,8 @@ export const convert = defineCommand({
     if (values['no-copy-range']) opts.copyRange = false;
     else if (values['copy-range']) opts.copyRange = true;
     if (values.sync) opts.sync = true;
+    // A command has no other work for its event loop: write without thread-pool round trips.
+    opts.blockingWrites = true;
     const bar = new ProgressBar({ enabled: values.progress === true });
     opts.onProgress = bar.report;
     // Raw content inside a compressed wrapper streams into a new raw file in one pass;
