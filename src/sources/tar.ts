@@ -7,7 +7,7 @@
 import { CorruptImageError, NotFoundError, UnsupportedFeatureError } from '../errors.js';
 import { probeFormat } from '../formats/registry.js';
 import type { ByteSource } from '../image/types.js';
-import { detectCompression } from './decompress/index.js';
+import { detectCompression } from './decompress/detect.js';
 import { ovfDiskFiles } from './ovf.js';
 
 const BLOCK = 512;

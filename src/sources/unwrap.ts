@@ -12,13 +12,8 @@ import { CorruptImageError, UsageError } from '../errors.js';
 import { PROBE_BYTES, probeFormat } from '../formats/registry.js';
 import type { ByteSource } from '../image/types.js';
 import type { LocalFile } from '../io/file.js';
-import {
-  type Compression,
-  type DecompressOptions,
-  decompress,
-  detectCompression,
-  SUFFIX,
-} from './decompress/index.js';
+import { type Compression, detectCompression, SUFFIX } from './decompress/detect.js';
+import type { DecompressOptions } from './decompress/index.js';
 import { type OpenedSource, openSource, type SourceOptions } from './index.js';
 import { Peekable, readSequential, readStdin, type SequentialSource } from './sequential.js';
 import { type StageOptions, stageToFile } from './stage.js';
@@ -215,4 +210,19 @@ function innerName(name: string, kind: Compression): string {
 /** What opening the outermost source needs of the options. */
 function sourceOptions(opts: UnwrapOptions & SourceOptions): SourceOptions {
   return { http: opts.http, ...(opts.signal && { signal: opts.signal }) };
+}
+
+/**
+ * decompress() with the decoders (≈ 20 modules, 50 ms to load here) loaded on first use: an
+ * image that is not compressed never loads them. Nothing runs before the first chunk is asked
+ * for, as with the generator it stands for.
+ */
+async function* decompress(
+  kind: Compression,
+  input: AsyncIterable<Uint8Array>,
+  label: string,
+  opts?: DecompressOptions,
+): AsyncGenerator<Uint8Array> {
+  const decoders = await import('./decompress/index.js');
+  yield* decoders.decompress(kind, input, label, opts);
 }
