@@ -8,6 +8,7 @@ import { RawImage } from '../../formats/raw.js';
 import type { Extent, Image, ProgressListener } from '../../image/types.js';
 import { throwIfAborted } from '../../io/abort.js';
 import { LocalFile } from '../../io/file.js';
+import { isNativeEnabled } from '../../io/native.js';
 import { isZeroChunk } from '../../sources/sequential.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
@@ -313,7 +314,8 @@ class ExtentWalker {
     if (this.file && cur.reads.length > 0) {
       for (const [, n] of cur.reads) this.bytesRead += n;
       const { fd, name } = this.file;
-      await this.sink.submitFile({ fd, position: cur.start, name }, length);
+      const mapped = isNativeEnabled();
+      await this.sink.submitFile({ fd, position: cur.start, name, mapped }, length);
       return;
     }
     const buf = await this.sink.acquire();
