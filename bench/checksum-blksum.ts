@@ -8,6 +8,7 @@
  * and peak RSS; BENCH_REPS pairs, default 5). blksum reads qcow2 through qemu-nbd, which it
  * spawns itself; its CPU includes qemu-nbd's.
  *   node dist/bench/checksum-blksum.js     or  BENCH_ONLY=checksum npm run bench
+ * CHECKSUM_CASES=raw,zstd (substrings of the case names) runs only those cases.
  * Run it under the shared bench lock on a quiet machine; quote medians.
  * Measured 2026-12-07 under the lock (load ~15 from niced peers), blksum 0.11.0 built from
  * source: raw 2.27 s vs 3.32 s (0.68×), deflate qcow2 2.71 s vs 6.85 s (0.41×), zstd qcow2
@@ -99,7 +100,9 @@ export function benchChecksumVsBlksum(runs = Number(process.env.BENCH_REPS ?? 5)
     ['deflate qcow2', set.deflate],
     ['zstd qcow2', set.zstd],
   ];
+  const only = process.env.CHECKSUM_CASES?.split(',').filter(Boolean);
   for (const [name, path] of inputs) {
+    if (only && !only.some((o) => name.includes(o))) continue;
     const a = `${quote(process.execPath)} ${quote(CLI)} checksum ${quote(path)}`;
     const b = `${quote(blksum)} ${quote(path)}`;
     const ours = digestOf(a);
