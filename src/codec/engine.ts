@@ -8,7 +8,6 @@
  * inline instead (a worker round trip costs more than one cluster's decode).
  */
 import { UsageError } from '../errors.js';
-import { isNativeEnabled } from '../io/native.js';
 import {
   type BatchFailure,
   type BatchItem,
@@ -100,7 +99,6 @@ export async function readAndDecode(
     fd: file.fd,
     position,
     name: file.name,
-    mapped: isNativeEnabled(),
   });
   return { bytesRead: r.bytesRead ?? 0, failure: r.failure };
 }

@@ -5,10 +5,9 @@
  */
 import { readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { withMappedRange } from '../io/mapped-file.js';
 import { type BatchFailure, decodeDeflateBatch } from './batch.js';
 import { decodeZstdBatch, decodeZstdBatchSync, hasZstd } from './zstd-batch.js';
-import { type ZstdLib, zstdLib, zstdLibStatus } from './zstd-lib.js';
+import { zstdLib, zstdLibStatus } from './zstd-lib.js';
 
 /** Where the worker reads the span itself: a file descriptor of this process. */
 export interface HostRead {
@@ -16,11 +15,6 @@ export interface HostRead {
   position: number;
   /** The file's name, for errors. */
   name: string;
-  /**
-   * Decode straight from a mapping of the file (io/mapped-file.ts) when the batch decodes
-   * synchronously, instead of reading the span: set by a caller that may use native calls.
-   */
-  mapped?: boolean | undefined;
 }
 
 export interface DecodeRequest {
@@ -64,39 +58,17 @@ function first(a: BatchFailure | undefined, b: BatchFailure | undefined) {
   return a ?? b;
 }
 
-/** The first failing item of a batch decoded synchronously (deflate, and zstd with libzstd). */
-function decodeSync(lib: ZstdLib | undefined, span: Uint8Array, req: DecodeRequest) {
-  const z = lib ? decodeZstdBatchSync(lib, span, req.items, req.dst) : undefined;
-  return first(decodeDeflateBatch(span, req.items, req.dst), z);
-}
-
 parentPort?.on('message', (req: DecodeRequest) => {
   const reply = (r: DecodeReply) => parentPort!.postMessage(r);
-  const lib = req.zstd === 'lib' ? zstdLib() : undefined;
-  if (lib === null) {
-    reply({ id: req.id, fatal: `zstd data: ${zstdLibStatus()} in a decode worker` });
-    return;
-  }
-  const sync = lib !== undefined || !hasZstd(req.items);
   let bytesRead: number | undefined;
   if (req.read) {
-    const read = req.read;
     try {
-      if (sync && read.mapped) {
-        // The compressed bytes are decoded where they lie in the page cache: no span copy.
-        const done = withMappedRange(read.fd, read.position, req.span.length, (bytes) => ({
-          failure: decodeSync(lib, bytes, req),
-        }));
-        if (done) {
-          reply({ id: req.id, failure: done.failure, bytesRead: req.span.length });
-          return;
-        }
-      }
-      bytesRead = fill(req.span, read);
+      bytesRead = fill(req.span, req.read);
     } catch (err) {
+      const at = req.read.position;
       reply({
         id: req.id,
-        readError: `read error on ${read.name} at offset ${read.position}: ${(err as Error).message}`,
+        readError: `read error on ${req.read.name} at offset ${at}: ${(err as Error).message}`,
       });
       return;
     }
@@ -105,14 +77,28 @@ parentPort?.on('message', (req: DecodeRequest) => {
       return;
     }
   }
-  if (sync) {
-    reply({ id: req.id, failure: decodeSync(lib, req.span, req), bytesRead });
+  const lib = req.zstd === 'lib' ? zstdLib() : undefined;
+  if (lib === null) {
+    reply({ id: req.id, fatal: `zstd data: ${zstdLibStatus()} in a decode worker` });
     return;
   }
-  const zstd = decodeZstdBatch(req.span, req.items, req.dst);
+  if (lib) {
+    const z = decodeZstdBatchSync(lib, req.span, req.items, req.dst);
+    reply({
+      id: req.id,
+      failure: first(decodeDeflateBatch(req.span, req.items, req.dst), z),
+      bytesRead,
+    });
+    return;
+  }
+  const zstd = hasZstd(req.items) ? decodeZstdBatch(req.span, req.items, req.dst) : undefined;
   // The zstd promise settles only after the deflate pass: no unhandled rejection meanwhile.
-  zstd.catch(() => {});
+  zstd?.catch(() => {});
   const deflate = decodeDeflateBatch(req.span, req.items, req.dst);
+  if (!zstd) {
+    reply({ id: req.id, failure: deflate, bytesRead });
+    return;
+  }
   zstd.then(
     (z) => reply({ id: req.id, failure: first(deflate, z), bytesRead }),
     (err: unknown) => reply({ id: req.id, fatal: (err as Error).message }),
