@@ -9,6 +9,8 @@ import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { RawImage } from '../../src/formats/raw.js';
+import { mappedStats } from '../../src/io/mapped-file.js';
+import { setNativeEnabled } from '../../src/io/native.js';
 import { openImage } from '../../src/open.js';
 import { BlockDigester } from '../../src/ops/checksum/blkhash.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
@@ -100,6 +102,59 @@ describe('a file that ends inside a range', () => {
           assert.match(err.message, /short\.raw: file ended at 100000/);
           return true;
         });
+        await sink.settle();
+      } finally {
+        closeSync(fd);
+      }
+    });
+  }
+});
+
+describe('raw file hashed through a mapping (mapped-range.ts)', () => {
+  test('unaligned windows and small blocks: same digest as the construction, mapped', async () => {
+    const r = prng(23);
+    const size = 3 * MiB + 12345;
+    const data = randomBytes(size);
+    data.fill(0, MiB, MiB + 300_000);
+    const path = writeSparse(join(dir, 'mapped.raw'), size, [[0, data]]);
+    for (const blockSize of [512, 4096, 65536]) {
+      const before = mappedStats.ranges;
+      const windowSize = blockSize * (1 + r(37));
+      const res = await sum(path, { blockSize, windowSize, hasher: new InlineHasher() });
+      assert.equal(res.digest, referenceBlkhash(data, 'sha256', blockSize), `${blockSize}`);
+      assert.ok(mappedStats.ranges > before, 'the windows were mapped, not read');
+    }
+  });
+
+  test('without native calls the ranges are read, with the same digest', async () => {
+    const data = randomBytes(MiB + 777);
+    const path = writeSparse(join(dir, 'unmapped.raw'), data.length, [[0, data]]);
+    setNativeEnabled(false);
+    try {
+      const before = mappedStats.ranges;
+      const res = await sum(path, { hasher: new InlineHasher(), windowSize: 3 * 65536 });
+      assert.equal(res.digest, referenceBlkhash(data));
+      assert.equal(mappedStats.ranges, before);
+    } finally {
+      setNativeEnabled(true);
+    }
+  });
+
+  for (const [name, hasher] of [
+    ['worker pool', pool],
+    ['inline hasher', new InlineHasher()],
+  ] as const) {
+    test(`${name}: a range past the end of the file is not mapped: CorruptImageError`, async () => {
+      const path = join(dir, 'short-mapped.raw');
+      writeFileSync(path, Buffer.alloc(100_000, 7));
+      const fd = openSync(path, 'r');
+      try {
+        const sink = new OrderedBlkHash(new BlockDigester(), hasher, {
+          windowSize: 4 * 65536,
+          inFlight: 2,
+        });
+        await sink.submitFile({ fd, position: 0, name: path, mapped: true }, 4 * 65536);
+        await assert.rejects(sink.digest(), /short-mapped\.raw: file ended at 100000/);
         await sink.settle();
       } finally {
         closeSync(fd);

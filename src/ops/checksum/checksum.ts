@@ -4,13 +4,13 @@
  * in flight while the worker pool hashes earlier ones.
  */
 import { CorruptImageError, UsageError } from '../../errors.js';
-import { RawImage } from '../../formats/raw.js';
 import type { Extent, Image, ProgressListener } from '../../image/types.js';
 import { throwIfAborted } from '../../io/abort.js';
-import { LocalFile } from '../../io/file.js';
+import { isNativeEnabled } from '../../io/native.js';
 import { isZeroChunk } from '../../sources/sequential.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
+import { type DirectRun, type DirectSource, directSource } from './direct-runs.js';
 import { OrderedBlkHash } from './ordered.js';
 import {
   type BlockHasher,
@@ -121,19 +121,21 @@ export async function checksumImage(
 ): Promise<ChecksumResult> {
   const { sink, release } = setup(opts, image.size);
   try {
-    const walker = new ExtentWalker(image, sink, opts.signal, directFile(image, sink));
-    let run: { start: number; end: number; zero: boolean } | undefined;
+    const direct = sink.readsFiles ? await directSource(image) : undefined;
+    const walker = new ExtentWalker(image, sink, opts.signal, direct);
+    let run: Run | undefined;
+    const runs = direct?.runs ?? (image.extents(0, image.size) as AsyncIterable<DirectRun>);
     // Adjacent extents that read the same way are one run (hole or not does not matter here).
-    for await (const e of image.extents(0, image.size) as AsyncIterable<Extent>) {
+    for await (const e of runs) {
       checkExtent(e, run?.end ?? 0, image);
-      if (run && run.zero === e.zero && run.end === e.offset) {
+      if (run && run.zero === e.zero && run.end === e.offset && continues(run, e)) {
         run.end = e.offset + e.length;
         continue;
       }
-      if (run) await walker.run(run.start, run.end, run.zero);
-      run = { start: e.offset, end: e.offset + e.length, zero: e.zero };
+      if (run) await walker.run(run);
+      run = { start: e.offset, end: e.offset + e.length, zero: e.zero, host: e.host };
     }
-    if (run) await walker.run(run.start, run.end, run.zero);
+    if (run) await walker.run(run);
     if (walker.position !== image.size) {
       throw new CorruptImageError(
         `${image.format}: extents cover ${walker.position} of ${image.size} bytes`,
@@ -147,13 +149,19 @@ export async function checksumImage(
   }
 }
 
-/**
- * A raw image on a local file is hashed by the workers reading the file themselves (its
- * holes read as zeroes, so a window is one range of the file); other images are read here.
- */
-function directFile(image: Image, sink: OrderedBlkHash): LocalFile | undefined {
-  if (!sink.readsFiles) return undefined;
-  return image instanceof RawImage && image.source instanceof LocalFile ? image.source : undefined;
+/** A run of extents that read the same way; data at file offset `host` when that is set. */
+interface Run {
+  start: number;
+  end: number;
+  zero: boolean;
+  host?: number | undefined;
+}
+
+/** Whether `e` continues `run` in the file too (zeroes and read-through data always do). */
+function continues(run: Run, e: DirectRun): boolean {
+  if (run.zero) return true;
+  if (run.host === undefined || e.host === undefined) return run.host === e.host;
+  return e.host === run.host + (run.end - run.start);
 }
 
 /** Extents come from formats that may be hostile: each must continue where the last ended. */
@@ -224,16 +232,24 @@ export async function checksumStream(
   }
 }
 
+/** A range of a window to read: [offset, offset + length), at file offset `host` if set. */
+interface WindowRead {
+  offset: number;
+  length: number;
+  host: number | undefined;
+}
+
 /**
  * Turns runs of data and zeroes into windows and zero blocks. A window starts on a block
  * boundary and ends on one (or at the image end); zero bytes inside a window that also holds
  * data are zero-filled in the buffer, not read. Only whole blocks inside zero runs become Z.
+ * A window that is one range of a local file (direct-runs.ts) is read by the hasher itself.
  */
 class ExtentWalker {
   private readonly bs: number;
   private readonly w: number;
   /** The window being planned: [start, end) with the ranges to read; the rest is zeroes. */
-  private cur: { start: number; end: number; reads: [number, number][] } | undefined;
+  private cur: { start: number; end: number; reads: WindowRead[] } | undefined;
   position = 0;
   bytesRead = 0;
 
@@ -241,37 +257,37 @@ class ExtentWalker {
     private readonly image: Image,
     private readonly sink: OrderedBlkHash,
     private readonly signal: AbortSignal | undefined,
-    /** The raw image's file, read by the hasher itself (see directFile). */
-    private readonly file: LocalFile | undefined,
+    private readonly direct: DirectSource | undefined,
   ) {
     this.bs = sink.digester.blockSize;
     this.w = sink.windowSize;
   }
 
-  async run(start: number, end: number, zero: boolean): Promise<void> {
-    if (start !== this.position) {
-      throw new CorruptImageError(`${this.image.format}: extents skip to ${start}`);
+  async run(r: Run): Promise<void> {
+    if (r.start !== this.position) {
+      throw new CorruptImageError(`${this.image.format}: extents skip to ${r.start}`);
     }
-    if (zero) await this.zeroRun(start, end);
-    else await this.dataRun(start, end);
-    this.position = end;
+    if (r.zero) await this.zeroRun(r.start, r.end);
+    else await this.dataRun(r.start, r.end, r.host);
+    this.position = r.end;
   }
 
-  private async dataRun(from: number, to: number): Promise<void> {
+  private async dataRun(from: number, to: number, host: number | undefined): Promise<void> {
     let pos = from;
     while (pos < to) {
       const cur = this.window(pos);
       const limit = cur.start + this.w;
       const end = Math.min(to, limit);
+      const at = host === undefined ? undefined : host + (pos - from);
       const last = cur.reads.at(-1);
-      if (last && last[0] + last[1] === pos) last[1] += end - pos;
-      else cur.reads.push([pos, end - pos]);
+      if (last && last.offset + last.length === pos && sameFileRun(last, at)) {
+        last.length += end - pos;
+      } else cur.reads.push({ offset: pos, length: end - pos, host: at });
       cur.end = end;
       pos = end;
       if (end === limit) await this.flush();
     }
   }
-
   private async zeroRun(from: number, to: number): Promise<void> {
     const bs = this.bs;
     let pos = from;
@@ -293,7 +309,7 @@ class ExtentWalker {
   }
 
   /** The window that continues at `pos` (a new one must start on a block boundary). */
-  private window(pos: number): { start: number; end: number; reads: [number, number][] } {
+  private window(pos: number): { start: number; end: number; reads: WindowRead[] } {
     if (this.cur) {
       if (this.cur.end !== pos) throw new Error(`checksum walker: window gap at ${pos}`);
       return this.cur;
@@ -310,29 +326,55 @@ class ExtentWalker {
     this.cur = undefined;
     checkAborted(this.signal);
     const length = cur.end - cur.start;
-    if (this.file && cur.reads.length > 0) {
-      for (const [, n] of cur.reads) this.bytesRead += n;
-      const { fd, name } = this.file;
-      await this.sink.submitFile({ fd, position: cur.start, name }, length);
+    const position = this.fileOffset(cur);
+    if (this.direct && position !== undefined) {
+      for (const r of cur.reads) this.bytesRead += r.length;
+      const { fd, name } = this.direct.file;
+      const mapped = isNativeEnabled();
+      await this.sink.submitFile({ fd, position, name, mapped }, length);
       return;
     }
     const buf = await this.sink.acquire();
     let filled = 0;
-    for (const [offset, length] of cur.reads) {
-      const at = offset - cur.start;
+    for (const r of cur.reads) {
+      const at = r.offset - cur.start;
       if (at > filled) buf.fill(0, filled, at);
-      this.bytesRead += length;
-      filled = at + length;
+      this.bytesRead += r.length;
+      filled = at + r.length;
     }
     if (length > filled) buf.fill(0, filled, length);
     const ready = cur.reads.length ? this.readAll(buf, cur.start, cur.reads) : undefined;
     this.sink.submit(buf, length, ready);
   }
 
+  /**
+   * Where the window starts in the local file, when the whole window is one range of it: its
+   * data all verbatim in the file at one distance, and its zeroes either read from the file
+   * too (a raw file's holes) or absent (the data covers the window).
+   */
+  private fileOffset(cur: { start: number; end: number; reads: WindowRead[] }): number | undefined {
+    const first = cur.reads[0];
+    if (!this.direct || first?.host === undefined) return undefined;
+    const delta = first.host - first.offset;
+    if (!this.direct.zeroesInFile) {
+      const whole = cur.reads.length === 1 && first.length === cur.end - cur.start;
+      return whole ? first.host : undefined;
+    }
+    for (const r of cur.reads)
+      if (r.host === undefined || r.host - r.offset !== delta) return undefined;
+    return cur.start + delta;
+  }
+
   /** A window's reads, one after another: windows overlap, so reads stay bounded. */
-  private async readAll(buf: Uint8Array, start: number, reads: [number, number][]): Promise<void> {
-    for (const [offset, length] of reads) {
-      await this.image.read(buf.subarray(offset - start, offset - start + length), offset);
+  private async readAll(buf: Uint8Array, start: number, reads: WindowRead[]): Promise<void> {
+    for (const r of reads) {
+      await this.image.read(buf.subarray(r.offset - start, r.offset - start + r.length), r.offset);
     }
   }
+}
+
+/** Whether data at file offset `host` continues `last` in the file (or neither is in it). */
+function sameFileRun(last: WindowRead, host: number | undefined): boolean {
+  if (last.host === undefined || host === undefined) return last.host === host;
+  return host === last.host + last.length;
 }

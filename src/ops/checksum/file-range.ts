@@ -5,6 +5,7 @@
  */
 import { readSync } from 'node:fs';
 import type { BlockDigester } from './blkhash.js';
+import { hashMappedRange } from './mapped-range.js';
 
 /**
  * A range of a local file that a worker reads and hashes itself, a cache-sized piece at a
@@ -17,6 +18,11 @@ export interface FileRange {
   position: number;
   /** The file's name, for errors. */
   name: string;
+  /**
+   * Hash the range through a mapping of the file (mapped-range.ts) when it can be mapped,
+   * instead of reading it: set by a caller that may use native calls.
+   */
+  mapped?: boolean | undefined;
 }
 
 /** Bytes read per piece: a quarter of a core's 1 MiB L2 here, a whole number of blocks. */
@@ -38,6 +44,10 @@ export function hashFileRange(
   length: number,
   scratch: Uint8Array,
 ): FileRangeResult {
+  if (file.mapped) {
+    const mapped = hashMappedRange(digester, file.fd, file.position, length);
+    if (mapped) return mapped;
+  }
   const bs = digester.blockSize;
   const piece = Math.max(bs, Math.floor(scratch.length / bs) * bs);
   const buf = scratch.length >= piece ? scratch : new Uint8Array(piece);
