@@ -39,7 +39,7 @@ async function check(path: string, windowSize = 64 * KiB): Promise<number> {
     const image = await openImage(path);
     try {
       const before = mappedStats.ranges;
-      const r = await checksumImage(image, { hasher, windowSize, inFlight: 3 });
+      const r = await checksumImage(image, { hasher, windowSize, inFlight: 3, mapFiles: true });
       assert.equal(r.digest, want, `${path} with ${hasher.threads} threads`);
       assert.equal(r.size, image.size);
       if (hasher.threads === 0) mapped = mappedStats.ranges - before;

@@ -35,7 +35,7 @@ async function sum(path: string, opts: Parameters<typeof checksumImage>[1]) {
   const image = await openImage(path);
   try {
     assert.ok(image instanceof RawImage, 'the direct path is for a raw image on a file');
-    return await checksumImage(image, opts);
+    return await checksumImage(image, { mapFiles: true, ...opts });
   } finally {
     await image.close();
   }
@@ -123,6 +123,20 @@ describe('raw file hashed through a mapping (mapped-range.ts)', () => {
       const res = await sum(path, { blockSize, windowSize, hasher: new InlineHasher() });
       assert.equal(res.digest, referenceBlkhash(data, 'sha256', blockSize), `${blockSize}`);
       assert.ok(mappedStats.ranges > before, 'the windows were mapped, not read');
+    }
+  });
+
+  test('the library maps nothing unless asked (mapFiles): a truncation cannot kill its caller', async () => {
+    const data = randomBytes(MiB + 777);
+    const path = writeSparse(join(dir, 'default-unmapped.raw'), data.length, [[0, data]]);
+    const image = await openImage(path);
+    try {
+      const before = mappedStats.ranges;
+      const res = await checksumImage(image, { hasher: new InlineHasher(), windowSize: 3 * 65536 });
+      assert.equal(res.digest, referenceBlkhash(data));
+      assert.equal(mappedStats.ranges, before);
+    } finally {
+      await image.close();
     }
   });
 

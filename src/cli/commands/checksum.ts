@@ -72,6 +72,8 @@ export const checksum = defineCommand({
         digest: algorithm,
         blockSize,
         onProgress: bar.report,
+        // A one-shot command may risk SIGBUS on a file truncated under it (see mapFiles).
+        mapFiles: true,
       };
       let r: ChecksumResult;
       try {

@@ -40,6 +40,13 @@ export interface ChecksumOptions extends BlkHashOptions {
   /** Phase `checksum`: bytes accounted for, in order (total undefined for streams). */
   onProgress?: ProgressListener;
   signal?: AbortSignal;
+  /**
+   * Hash local file ranges through a mapping of the file instead of reading them (no read copy;
+   * about a quarter less CPU). Off by default: a file truncated by another program while it is
+   * mapped, or an I/O error under the mapping, ends the whole process with SIGBUS, which an
+   * embedding program (a VM manager's daemon) must not risk. The CLI's checksum turns it on.
+   */
+  mapFiles?: boolean;
 }
 
 export interface ChecksumResult {
@@ -122,7 +129,7 @@ export async function checksumImage(
   const { sink, release } = setup(opts, image.size);
   try {
     const direct = sink.readsFiles ? await directSource(image) : undefined;
-    const walker = new ExtentWalker(image, sink, opts.signal, direct);
+    const walker = new ExtentWalker(image, sink, opts.signal, direct, opts.mapFiles === true);
     let run: Run | undefined;
     const runs = direct?.runs ?? (image.extents(0, image.size) as AsyncIterable<DirectRun>);
     // Adjacent extents that read the same way are one run (hole or not does not matter here).
@@ -258,6 +265,7 @@ class ExtentWalker {
     private readonly sink: OrderedBlkHash,
     private readonly signal: AbortSignal | undefined,
     private readonly direct: DirectSource | undefined,
+    private readonly mapFiles: boolean,
   ) {
     this.bs = sink.digester.blockSize;
     this.w = sink.windowSize;
@@ -330,7 +338,7 @@ class ExtentWalker {
     if (this.direct && position !== undefined) {
       for (const r of cur.reads) this.bytesRead += r.length;
       const { fd, name } = this.direct.file;
-      const mapped = isNativeEnabled();
+      const mapped = this.mapFiles && isNativeEnabled();
       await this.sink.submitFile({ fd, position, name, mapped }, length);
       return;
     }
