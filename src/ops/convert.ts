@@ -32,6 +32,7 @@ import { type DestinationKind, destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 import type { SequentialSource } from '../sources/sequential.js';
+import { refuseReplacingBacking } from './backing-target.js';
 import { copyStreamToFile } from './copy/from-stream.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
 import { resolveCopyOptions } from './copy/options.js';
@@ -307,6 +308,7 @@ async function toQcow2(job: Job, tmp: string): Promise<CopyResult> {
   }
   let writer: Qcow2Writer | undefined;
   try {
+    if (base) await refuseReplacingBacking(dst, base, opts.backing!);
     writer = await newWriter(tmp, (file) =>
       Qcow2Writer.create(file, {
         size: src.size,
