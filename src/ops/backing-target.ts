@@ -13,17 +13,35 @@ export async function refuseReplacingBacking(
   backing: Image,
   backingName: string,
 ): Promise<void> {
-  const target = await stat(dest).catch(() => undefined);
-  if (!target) return; // a new file cannot be in any chain
-  for (let layer: Image | undefined = backing; layer; layer = layer.backing) {
-    const path = layer.source?.path;
-    if (path === undefined) continue;
-    const st = await stat(path).catch(() => undefined);
-    if (st && st.dev === target.dev && st.ino === target.ino) {
-      const which = layer === backing ? 'the backing file' : 'in the chain of backing file';
-      throw new UsageError(
-        `${dest} is ${which} ${backingName}: replacing it would destroy the data the new image reads through it`,
-      );
-    }
+  const layer = await layerAt(dest, backing);
+  if (layer === undefined) return;
+  const which = layer === backing ? 'the backing file' : 'in the chain of backing file';
+  throw new UsageError(
+    `${dest} is ${which} ${backingName}: replacing it would destroy the data the new image reads through it`,
+  );
+}
+
+/** The layer of `chain` that is the file `path` names (by device and inode), if any. */
+export async function layerAt(path: string, chain: Image): Promise<Image | undefined> {
+  const target = await stat(path).catch(() => undefined);
+  if (!target) return undefined; // a new file cannot be in any chain
+  for (let layer: Image | undefined = chain; layer; layer = layer.backing) {
+    const p = layer.source?.path;
+    if (p === undefined) continue;
+    const st = await stat(p).catch(() => undefined);
+    if (st && st.dev === target.dev && st.ino === target.ino) return layer;
   }
+  return undefined;
+}
+
+/** Refuses to point `path` at `backing` when that chain already holds `path`: a loop. */
+export async function refuseBackingLoop(
+  path: string,
+  backing: Image,
+  backingName: string,
+): Promise<void> {
+  if ((await layerAt(path, backing)) === undefined) return;
+  throw new UsageError(
+    `${path} is in the backing chain of ${backingName}: it cannot become its own backing file`,
+  );
 }
