@@ -12,6 +12,7 @@ import { type TrustOptions, TrustPolicy } from '../image/trust.js';
 import type { Image } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
 import { lockForInPlaceEdit } from '../io/qemu-locks.js';
+import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import { openImage } from '../open.js';
 import { refuseBackingLoop } from './backing-target.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
@@ -37,6 +38,7 @@ export async function rebaseUnsafe(
   }
   const file = await LocalFile.open(path, 'r+');
   try {
+    refuseReadOnlyImage(file.fd, path);
     lockForInPlaceEdit(file.fd, path);
     const probe = await readZeroFilled(file, 0, Math.min(8, file.size));
     if (!hasQcowMagic(probe)) {
