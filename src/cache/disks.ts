@@ -9,8 +9,8 @@
  * leaves an unverified pin, never an unpinned overlay) and removed again if creating fails.
  */
 import { createHash } from 'node:crypto';
-import { chmod, lstat, stat, truncate } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { chmod, lstat, realpath, stat, truncate } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { CacheError, IoError, oneOf, UsageError } from '../errors.js';
 import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
@@ -80,6 +80,22 @@ async function checkDestination(path: string, force: boolean | undefined): Promi
   await refuseReplacingInUse(path); // a running VM would keep writing into a deleted file
 }
 
+/**
+ * A VM's disk may not live in the cache: with --force it would replace a cached blob (or a
+ * record, a lock) that every later disk is made from.
+ */
+async function refuseInsideCache(path: string, root: string): Promise<void> {
+  const real = async (p: string) => realpath(p).catch(() => p);
+  const dir = await real(dirname(path));
+  const cache = await real(root);
+  const where = join(dir, basename(path));
+  if (where === cache || where.startsWith(cache + sep)) {
+    throw new UsageError(
+      `${path} is inside the diskpipe cache (${root}); disks are made outside it`,
+    );
+  }
+}
+
 export async function createDisk(
   from: string,
   dest: string,
@@ -90,6 +106,7 @@ export async function createDisk(
   await layout.ensure();
   const index = new CacheIndex(layout);
   const path = resolve(dest);
+  await refuseInsideCache(path, layout.root);
   await checkDestination(path, opts.force); // before any download
   const destKey = createHash('sha256').update(path).digest('hex');
   const destLock = await acquireLock(layout.lockPath(`disk-${destKey}`), {

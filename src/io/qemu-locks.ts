@@ -44,6 +44,27 @@ export function lockForInPlaceEdit(fd: number, name: string): void {
 }
 
 /**
+ * Marks `fd` as read by us and not shared for writing or resizing, as qemu-nbd -r does, so
+ * that in-place editors (qemu-img commit/resize, diskpipe resize/rebase/commit) refuse while
+ * it is held; other readers still share the image. Refuses an image another program is writing
+ * or resizing. Without the native layer there is no check.
+ */
+export function lockForSharedRead(fd: number, name: string): void {
+  let busy = false;
+  for (const byte of [PERM_BASE + READ, SHARED_BASE + WRITE, SHARED_BASE + RESIZE]) {
+    const took = ofdShareByte(fd, byte);
+    if (took === 'unsupported') return;
+    if (!took) busy = true;
+  }
+  const writers = [PERM_BASE + WRITE, PERM_BASE + RESIZE];
+  if (busy || writers.some((byte) => ofdByteLocked(fd, byte) === true)) {
+    throw new IoError(
+      `${name}: the image is in use by another program (a VM, qemu-nbd or diskpipe is writing it); stop it first`,
+    );
+  }
+}
+
+/**
  * Refuses to replace a file that a VM or qemu-nbd is writing: renaming a new file over it
  * would leave that program writing into a deleted file, and its writes would be lost.
  */

@@ -5,7 +5,7 @@
  * kernel cannot), skipping zero blocks found in data. Written under a temporary name; a block
  * device DST is written in place instead (every byte of the file: holes are zeroed there).
  */
-import { IoError, NotCapableError, OutOfRangeError, oneOf } from '../errors.js';
+import { IoError, ioError, NotCapableError, OutOfRangeError, oneOf } from '../errors.js';
 import type { ProgressListener } from '../image/types.js';
 import { throwIfAborted } from '../io/abort.js';
 import { writeAtomically } from '../io/atomic.js';
@@ -67,7 +67,7 @@ export async function cloneFile(
       async (tmp) => {
         const to = await LocalFile.open(tmp, 'w+');
         try {
-          if (strategy !== 'sparse-copy' && ficlone(to.fd, from.fd)) {
+          if (strategy !== 'sparse-copy' && reflink(from, to)) {
             pace.progress(from.size);
             return { strategy: 'reflink', bytesWritten: 0, size: from.size } as const;
           }
@@ -129,6 +129,15 @@ async function cloneOntoDevice(from: LocalFile, dst: string, pace: Pace): Promis
   }
 }
 
+/** FICLONE; false where the filesystem cannot share blocks (the caller copies instead). */
+function reflink(from: LocalFile, to: LocalFile): boolean {
+  try {
+    return ficlone(to.fd, from.fd);
+  } catch (err) {
+    throw ioError(err, `cannot clone ${from.path} to ${to.path}`);
+  }
+}
+
 /** Data extents of a file as [start, end) (the whole file when holes cannot be found). */
 function* dataExtents(file: LocalFile): Generator<[number, number]> {
   for (const r of file.runs(0, file.size)) if (!r.hole) yield [r.offset, r.offset + r.length];
@@ -145,7 +154,11 @@ async function sparseCopy(from: LocalFile, to: LocalFile, pace: Pace): Promise<n
       throwIfAborted(pace.signal, 'clone');
       pace.progress(off);
       const len = Math.min(KERNEL_PIECE, end - off);
-      const n = await from.copyRangeTo(to, off, len);
+      const n = await from.copyRangeTo(to, off, len).catch((err: unknown) => {
+        // The kernel's errno (ENOSPC on a full disk) names neither file; the user's DST is
+        // named in place of the temporary file by writeAtomically.
+        throw ioError(err, `cannot copy ${from.path} to ${to.path} at offset ${off}`);
+      });
       if (n === len) {
         written += n;
         off += n;

@@ -31,6 +31,7 @@ import { type DestinationKind, destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
 import type { SequentialSource } from '../sources/sequential.js';
+import { refuseReplacingBacking } from './backing-target.js';
 import { copyStreamToFile } from './copy/from-stream.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
 import { resolveCopyOptions } from './copy/options.js';
@@ -313,6 +314,7 @@ async function toQcow2(job: Job, tmp: string): Promise<CopyResult> {
   }
   let writer: Qcow2Writer | undefined;
   try {
+    if (base) await refuseReplacingBacking(dst, base, opts.backing!);
     // Loaded here, not at startup: a raw → raw convert never needs the qcow2 writer's modules.
     const { Qcow2Writer } = await import('../formats/qcow2/writer/index.js');
     writer = await newWriter(tmp, (file) =>

@@ -19,6 +19,7 @@ import { writeAtomically } from '../io/atomic.js';
 import { destinationKind } from '../io/destination.js';
 import { LocalFile } from '../io/file.js';
 import { openImage } from '../open.js';
+import { refuseReplacingBacking } from './backing-target.js';
 
 export interface CreateOptions {
   /** Default qcow2 when a backing file is given, else raw. */
@@ -58,6 +59,7 @@ export async function createImage(path: string, opts: CreateOptions = {}): Promi
       : resolve(dirname(resolve(path)), opts.backing);
     const image = await openImage(where, { ...opts.trust, format: opts.backingFormat });
     try {
+      await refuseReplacingBacking(path, image, opts.backing);
       size ??= image.size;
       backing = { file: opts.backing, format: image.format };
     } finally {

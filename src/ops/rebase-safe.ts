@@ -13,6 +13,7 @@ import { type TrustOptions, TrustPolicy } from '../image/trust.js';
 import type { Image } from '../image/types.js';
 import { isZero } from '../io/bytes.js';
 import { openImage } from '../open.js';
+import { refuseBackingLoop } from './backing-target.js';
 import type { Range } from './copy-ranges.js';
 import { rebaseUnsafe } from './rebase.js';
 
@@ -68,6 +69,7 @@ export async function rebaseSafe(
             format: opts.backingFormat === 'vpc' ? 'vhd' : opts.backingFormat,
           });
     try {
+      if (next) await refuseBackingLoop(path, next, backing);
       result = await copyDifferences(image, next);
       await image.flush?.();
     } finally {

@@ -9,8 +9,12 @@ import { hasQcowMagic } from '../formats/qcow2/header.js';
 import { formatDriver } from '../formats/registry.js';
 import '../formats/index.js';
 import { type TrustOptions, TrustPolicy } from '../image/trust.js';
+import type { Image } from '../image/types.js';
 import { LocalFile } from '../io/file.js';
 import { lockForInPlaceEdit } from '../io/qemu-locks.js';
+import { refuseReadOnlyImage } from '../io/read-only-image.js';
+import { openImage } from '../open.js';
+import { refuseBackingLoop } from './backing-target.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 
 const EXT_BACKING_FORMAT = 0xe2792aca;
@@ -34,6 +38,7 @@ export async function rebaseUnsafe(
   }
   const file = await LocalFile.open(path, 'r+');
   try {
+    refuseReadOnlyImage(file.fd, path);
     lockForInPlaceEdit(file.fd, path);
     const probe = await readZeroFilled(file, 0, Math.min(8, file.size));
     if (!hasQcowMagic(probe)) {
@@ -49,6 +54,7 @@ export async function rebaseUnsafe(
       if (target === realpathSync(path)) {
         throw new UsageError(`${path} cannot be its own backing file`);
       }
+      await refuseLoopThrough(path, target, format, opts.trust ?? {}, backing);
     }
     const cs = h.clusterSize;
     const head = await readZeroFilled(file, 0, Math.min(cs, file.size));
@@ -79,6 +85,30 @@ export async function rebaseUnsafe(
     await file.sync();
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * A chain that already holds IMAGE would loop once IMAGE points at it. A backing file that
+ * cannot be opened is not checked further: -u is for fixing references, and stores it anyway.
+ */
+async function refuseLoopThrough(
+  path: string,
+  target: string,
+  format: string | undefined,
+  trust: TrustOptions,
+  name: string,
+): Promise<void> {
+  let image: Image;
+  try {
+    image = await openImage(target, { ...trust, format: format === 'vpc' ? 'vhd' : format });
+  } catch {
+    return;
+  }
+  try {
+    await refuseBackingLoop(path, image, name);
+  } finally {
+    await image.close();
   }
 }
 

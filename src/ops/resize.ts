@@ -16,6 +16,7 @@ import '../formats/index.js';
 import type { TrustOptions } from '../image/trust.js';
 import { LocalFile } from '../io/file.js';
 import { lockForInPlaceEdit } from '../io/qemu-locks.js';
+import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import { openImage } from '../open.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 import { StoredRefcounts } from './qcow2/refcounts.js';
@@ -56,6 +57,7 @@ export async function resizeImage(
   if (!st.isFile()) throw new UsageError(`${path}: only regular files can be resized`);
   const file = await LocalFile.open(path, 'r+');
   try {
+    refuseReadOnlyImage(file.fd, path);
     lockForInPlaceEdit(file.fd, path);
     const format = await formatOf(file, opts.format);
     const oldSize = format === 'raw' ? file.size : (await readHeader(file)).size;

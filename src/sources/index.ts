@@ -1,6 +1,7 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import { LocalFile } from '../io/file.js';
 import { lockForInPlaceEdit } from '../io/qemu-locks.js';
+import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import type { OpenedSource, SourceOptions } from './opened.js';
 
 export type { OpenedSource, SourceOptions };
@@ -28,6 +29,7 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
     if (opts.writable) {
       // Writing into an image a VM or qemu-nbd has open corrupts it (qemu refuses too).
       try {
+        refuseReadOnlyImage(file.fd, path);
         lockForInPlaceEdit(file.fd, path);
       } catch (err) {
         await file.close();

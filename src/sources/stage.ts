@@ -2,10 +2,12 @@
  * Staging: a sequential stream written once to a temporary sparse file so a format that needs
  * random access (qcow2 inside .xz, a tar inside .gz) can be opened. All-zero blocks are not
  * written, so the file stays sparse. The file is unlinked as soon as it is reopened for
- * reading: it disappears when closed, and even if the process is killed.
+ * reading: it disappears when closed, and even if the process is killed then. A process
+ * killed while it stages (kill -9) leaves its directory, named with its pid: the next staging
+ * removes it once that pid is gone.
  */
 import { mkdtempSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -17,6 +19,7 @@ import {
 import { throwIfAborted } from '../io/abort.js';
 import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
+import { pidIsAlive } from '../io/json-file.js';
 import { isZeroChunk } from './sequential.js';
 import type { StageLimit, StageLimitOptions } from './stage-limit.js';
 
@@ -46,11 +49,12 @@ export async function stageToFile(
   let dir: string;
   try {
     // Synchronous, so the directory is registered for removal before any signal handler runs.
-    dir = mkdtempSync(join(base, 'diskpipe-stage-'));
+    dir = mkdtempSync(join(base, `${PREFIX}${process.pid}-`));
     registerTemporary(dir);
   } catch (err) {
     throw ioError(err, `cannot create a staging directory in ${base}`);
   }
+  await removeOrphans(base);
   const path = join(dir, safeName(name));
   try {
     const out = await LocalFile.open(path, 'w+');
@@ -63,6 +67,22 @@ export async function stageToFile(
   } finally {
     await rm(dir, { recursive: true, force: true });
     unregisterTemporary(dir);
+  }
+}
+
+const PREFIX = 'diskpipe-stage-';
+
+/** Removes staging directories whose owner (the pid in the name) is gone; ours only. */
+async function removeOrphans(base: string): Promise<void> {
+  const names = await readdir(base).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(PREFIX.length));
+    if (!name.startsWith(PREFIX) || !m || pidIsAlive(Number(m[1]))) continue;
+    const path = join(base, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isDirectory() && st.uid === process.getuid?.()) {
+      await rm(path, { recursive: true, force: true }).catch(() => {});
+    }
   }
 }
 

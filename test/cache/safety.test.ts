@@ -148,6 +148,38 @@ test('disk create: refuses an existing DEST unless --force, and a non-regular DE
   assert.deepEqual((await ls(cacheDir))[0].pins, []);
 });
 
+test('disk create --force refuses a DEST inside the cache (the cached blob itself included)', async () => {
+  const cacheDir = freshCache();
+  await ok(cli(cacheDir, 'pull', url));
+  const blob = join(cacheDir, 'blobs', `${digest}.raw`);
+  const before = readFileSync(blob);
+  const dests = [blob, join(cacheDir, 'blobs', '..', 'blobs', `${digest}.raw`)];
+  dests.push(join(cacheDir, 'tmp', 'vm.raw'));
+  for (const dest of dests) {
+    for (const format of ['raw', 'qcow2']) {
+      const r = await cli(
+        cacheDir,
+        'disk',
+        'create',
+        '--from',
+        url,
+        '--format',
+        format,
+        '--force',
+        dest,
+      );
+      assert.equal(r.status, 2, `${dest} ${format}: ${r.stderr}`);
+      assert.match(r.stderr, /^diskpipe: .*inside the diskpipe cache/);
+    }
+  }
+  assert.deepEqual(readFileSync(blob), before);
+  assert.equal(statSync(blob).mode & 0o777, 0o444);
+  assert.equal(existsSync(join(cacheDir, 'tmp', 'vm.raw')), false);
+  const [entry] = await ls(cacheDir);
+  assert.deepEqual(entry.pins, []);
+  assert.equal(entry.bad, null);
+});
+
 test('disk create: a failed create leaves no DEST and no pin; a raw disk replacing an overlay drops its pin', async () => {
   const cacheDir = freshCache();
   const missingDir = join(dir, 'no-such-dir', 'vm.qcow2');

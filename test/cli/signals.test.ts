@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../helpers/http-server.js';
@@ -111,6 +111,33 @@ test('a signal during staging of a .qcow2.xz from stdin removes the staging dire
     assert.deepEqual(readdirSync(stage), [], 'staging directory removed');
     assert.deepEqual(readdirSync(out), []);
   }
+});
+
+test('kill -9 during staging: the next run that stages removes the orphaned directory', async () => {
+  const raw = join(dir, 'killed.raw');
+  writeFileSync(raw, randomBytes(8 * MiB));
+  const qcow2 = join(dir, 'killed.qcow2');
+  await qemuImg('convert', '-O', 'qcow2', raw, qcow2);
+  await run('xz', ['-k', '-0', '-T1', qcow2]);
+  const xz = readFileSync(`${qcow2}.xz`);
+  const stage = fresh('killed-stage');
+  const out = fresh('killed-out');
+  const c = start(['convert', '-', join(out, 'x.raw')], { DISKPIPE_TMPDIR: stage });
+  c.child.stdin!.write(xz.subarray(0, xz.length >> 1));
+  await waitFor(c, 'staging began', () => readdirSync(stage).length > 0);
+  const [orphan] = readdirSync(stage);
+  c.child.kill('SIGKILL');
+  await c.done;
+  assert.deepEqual(readdirSync(stage), [orphan], 'kill -9 cannot clean up');
+  // A live owner's directory is left alone.
+  const live = join(stage, `diskpipe-stage-${process.pid}-AbC123`);
+  mkdirSync(live);
+  const next = start(['convert', '-', join(out, 'y.raw')], { DISKPIPE_TMPDIR: stage });
+  next.child.stdin!.end(xz);
+  const r = await next.done;
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(readdirSync(stage), [basename(live)]);
+  assert.deepEqual(readdirSync(out), ['y.raw']);
 });
 
 test('a signal during a slow convert removes the temporary output; DST untouched', async () => {

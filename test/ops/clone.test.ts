@@ -5,6 +5,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   statfsSync,
@@ -121,4 +122,20 @@ test('clone: a missing source is an error and creates nothing', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^diskpipe: .*missing\.raw.*no such file/);
   assert.equal(existsSync(dst), false);
+});
+
+test('clone onto a full filesystem: a clean error naming DST, nothing left behind', (t) => {
+  // Source and DST on one 4 MiB tmpfs, so the kernel copy (copy_file_range) is what fails.
+  const mnt = join(dir, 'full-fs');
+  mkdirSync(mnt);
+  runChecked('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+  t.after(() => spawnSync('umount', [mnt]));
+  const src = sparseFile(join(mnt, 'src.raw'), 8 * MiB);
+  writeRuns(src, [[0, 3 * MiB]]);
+  const dst = join(mnt, 'vm.raw');
+  const r = diskpipe(['clone', src, dst]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^diskpipe: .*vm\.raw.*no space left on device\n$/);
+  assert.doesNotMatch(r.stderr, /internal error|diskpipe-\d+/);
+  assert.deepEqual(readdirSync(mnt), ['src.raw']);
 });

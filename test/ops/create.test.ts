@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import '../../src/formats/index.js';
@@ -113,4 +121,36 @@ test('create -b on a qcow2 backing file records its format', async () => {
   assert.equal((await info(top))['backing-filename-format'], 'qcow2');
   await qemuIo(top, ['write -P 0x22 512k 64k'], 'qcow2');
   await qemuImg('check', '-q', top);
+});
+
+test('create -b / convert -B refuse a DEST that is the backing file or in its chain', async () => {
+  const d = join(dir, 'self-backing');
+  mkdirSync(d);
+  const base = join(d, 'base.qcow2');
+  const mid = join(d, 'mid.qcow2');
+  await qemuImg('create', '-f', 'qcow2', base, '4M');
+  await qemuIo(base, ['write -P 0x5a 0 1M']);
+  await qemuImg('create', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', mid);
+  symlinkSync('base.qcow2', join(d, 'link.qcow2'));
+  linkSync(base, join(d, 'hard.qcow2'));
+  const src = sparseFile(join(dir, 'self-src.raw'), 4 * MiB);
+  const before = readFileSync(base);
+  for (const [backing, dest] of [
+    ['base.qcow2', base], // the same name
+    [base, base], // absolute
+    ['./base.qcow2', join(d, 'link.qcow2')], // through a symlink
+    ['hard.qcow2', base], // a hard link
+    ['mid.qcow2', base], // deeper in the chain
+  ] as const) {
+    for (const args of [
+      ['create', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', dest],
+      ['convert', '-O', 'qcow2', '-B', backing, '-F', 'qcow2', src, dest],
+    ]) {
+      const r = diskpipe(args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^diskpipe: .*backing file.*\n$/);
+      assert.deepEqual(readFileSync(base), before, args.join(' '));
+    }
+  }
+  assert.deepEqual(readdirSync(d).sort(), ['base.qcow2', 'hard.qcow2', 'link.qcow2', 'mid.qcow2']);
 });

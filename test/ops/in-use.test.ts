@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openImage } from '../../src/open.js';
-import { diskpipe, qemuImg, tempDir } from '../helpers/peers.js';
-import { withNbdPeer } from '../nbd/helpers.js';
+import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+import { startServe, withNbdPeer } from '../nbd/helpers.js';
 
 const dir = tempDir();
 
@@ -80,4 +80,51 @@ test('disk create --force refuses to replace a disk qemu-nbd is writing', async 
   const args = ['disk', 'create', '--cache-dir', cache, '--from', src, '--force', img];
   await refusedWhileServed(img, 'raw', args, false);
   assert.equal(diskpipe(args).status, 0);
+});
+
+test('an image diskpipe serves (read-only, --overlay) is not edited under its clients', async () => {
+  const base = join(dir, 'served-base.qcow2');
+  const top = join(dir, 'served-top.qcow2');
+  await qemuImg('create', '-f', 'qcow2', base, '64M');
+  await qemuImg('create', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
+  await qemuIo(top, ['write -P 0x77 0 1M']);
+  for (const mode of [[], ['--overlay']]) {
+    const served = await startServe([...mode, '--socket', join(dir, 'ro.sock'), top]);
+    try {
+      const before = [readFileSync(base), readFileSync(top)];
+      // Writing BASE (the backing file) or resizing TOP would change what clients read.
+      await assert.rejects(qemuImg('commit', top), /lock/);
+      for (const args of [
+        ['commit', top],
+        ['resize', top, '128M'],
+        ['rebase', '-u', '-b', '', top],
+      ]) {
+        const r = diskpipe(args);
+        assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, /^diskpipe: .*in use by another program.*\n$/);
+      }
+      // Readers share it, as with qemu-nbd -r.
+      await qemuImg('info', top);
+      assert.deepEqual([readFileSync(base), readFileSync(top)], before);
+    } finally {
+      await served.stop();
+    }
+  }
+  const r = diskpipe(['commit', top]);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('serve refuses an image another program is writing', async () => {
+  const img = join(dir, 'vm-running.qcow2');
+  await qemuImg('create', '-f', 'qcow2', img, '64M');
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', img], async () => {
+    const started = await startServe(['--socket', join(dir, 'busy.sock'), img]).then(
+      async (served) => {
+        await served.stop(); // listening on an image qemu-nbd writes: the defect
+        return 'listening';
+      },
+      (err: Error) => err.message,
+    );
+    assert.match(started, /serve exited 2: diskpipe: .*in use by another program/);
+  });
 });

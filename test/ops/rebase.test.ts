@@ -109,3 +109,20 @@ test('rebase refuses what it cannot do, leaving the image unchanged', async () =
   }
   assert.ok(readFileSync(top).equals(before));
 });
+
+test('rebase (-u and safe) refuses a backing file whose chain holds IMAGE: no loop', async () => {
+  const { base, top } = await overlay('loop');
+  const outer = join(dir, 'loop-outer.qcow2');
+  await qemuImg('create', '-f', 'qcow2', '-b', 'loop.qcow2', '-F', 'qcow2', outer);
+  const before = readFileSync(base);
+  for (const backing of ['loop.qcow2', 'loop-outer.qcow2', './loop.qcow2']) {
+    for (const unsafe of [['-u'], []]) {
+      const args = ['rebase', ...unsafe, '-b', backing, '-F', 'qcow2', base];
+      const r = diskpipe(args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^diskpipe: .*in the backing chain of .*loop.*\n$/);
+      assert.deepEqual(readFileSync(base), before, args.join(' '));
+    }
+  }
+  await run('qemu-img', ['check', top]);
+});

@@ -5,6 +5,7 @@ import { NotCapableError, UsageError } from '../../errors.js';
 import { CowImage } from '../../filters/cow.js';
 import { SparsifyImage } from '../../filters/sparsify/index.js';
 import type { Image } from '../../image/types.js';
+import { lockChainForReading } from '../../io/chain-read-locks.js';
 import { setSignalCloser } from '../../io/cleanup.js';
 import { startNbdServer } from '../../nbd/server/index.js';
 import { openImage } from '../../open.js';
@@ -84,6 +85,8 @@ export const serve = defineCommand({
           `${spec} (${image.format}) cannot be written in place; use --overlay`,
         );
       }
+      // Clients must not see the files change under them (qemu-nbd -r locks them the same way).
+      lockChainForReading(image, writable ? 1 : 0);
       if (values.overlay) served = new CowImage(image);
       if (values.sparsify) served = await SparsifyImage.open(image);
       const bind = values.bind ?? '127.0.0.1';
