@@ -226,7 +226,8 @@ async function receive(
   try {
     await hash.hashPrefix(opts.partPath, start);
     const handle = await openPart(opts.partPath, start);
-    const writer = new SparseWriter(handle, start, 'the download');
+    // The digest worker reads the write stages where they are (no second copy of the stream).
+    const writer = new SparseWriter(handle, start, 'the download', (bytes) => hash.take(bytes));
     writer.onFlushed = opts.onPersisted;
     let position = start;
     let overLimit = false;
@@ -236,9 +237,8 @@ async function receive(
           overLimit = true;
           throw tooLarge(place, max, limits);
         }
-        await writer.write(chunk);
-        const hashing = hash.update(chunk);
-        if (hashing) await hashing;
+        const waiting = writer.write(chunk);
+        if (waiting) await waiting;
         position += chunk.length;
         opts.onProgress?.(position, total);
       }
