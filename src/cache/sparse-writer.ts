@@ -48,7 +48,10 @@ export class SparseWriter {
   private extended = 0;
   /** Bytes written to the file (zero blocks not counted: they were never written). */
   written = 0;
-  /** Told each time the file holds every byte before `position` (readers may follow). */
+  /**
+   * Told each time the file holds every byte before `position` (readers may follow): its size
+   * covers them, skipped zeroes included.
+   */
   onFlushed: ((position: number) => void) | undefined;
 
   constructor(
@@ -201,11 +204,16 @@ export class SparseWriter {
       pos = next;
     }
     if (run >= 0) await this.put(stage, from, run, end);
+    // The end of the stream: finish() sets the final size, then tells readers.
+    if (last) return;
     const upTo = from + end;
     // The size says how far the file is complete (a resume starts there), even when it
     // ends in skipped zeroes: extending writes no data and costs one call per stage, so a
     // killed download resumes at most one stage (plus what was in flight) before its end.
-    if (!last && run < 0 && upTo - this.extended >= EXTEND_EVERY) await this.extend(upTo);
+    // A reader is told only of bytes within the size: skipped zeroes past the file's end
+    // would read as missing (a short read), not as zeroes.
+    if (upTo > this.extended && (this.onFlushed || upTo - this.extended >= EXTEND_EVERY))
+      await this.extend(upTo);
     this.onFlushed?.(upTo);
   }
 

@@ -136,3 +136,28 @@ test('sparse writer: a reader sees every byte once, in order, from shared stages
   const holes = Math.floor((zeroFrom + 2 * MiB) / 4096) * 4096 - Math.ceil(zeroFrom / 4096) * 4096;
   assert.equal(w.written, data.length - holes, 'zero blocks skipped');
 });
+
+test('sparse writer: a reader is told only of bytes the file size covers, skipped zeroes included', async () => {
+  // Data, zeroes, data, then zeroes to the end (a tar's end blocks after its member).
+  const data = Buffer.concat([
+    randomBytes(MiB),
+    Buffer.alloc(3 * MiB),
+    randomBytes(MiB + 512),
+    Buffer.alloc(2 * MiB + 3584),
+  ]);
+  const f = memoryHandle();
+  const w = new SparseWriter(f.handle, 0, 'test');
+  const told: number[] = [];
+  w.onFlushed = (position) => {
+    // A reader woken now reads [0, position): past the file's end it would get a short read.
+    assert.ok(position <= f.file().length, `told ${position}, file holds ${f.file().length}`);
+    told.push(position);
+  };
+  for (let pos = 0; pos < data.length; pos += 65_536) {
+    const waiting = w.write(data.subarray(pos, pos + 65_536));
+    if (waiting) await waiting;
+  }
+  await w.finish();
+  assert.equal(told.at(-1), data.length);
+  assert.ok(f.file().equals(data));
+});
