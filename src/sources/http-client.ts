@@ -200,11 +200,8 @@ export class HttpClient {
     const refused = this.refusal(label);
     if (refused) throw refused;
     const signal = this.opts.signal;
-    // From the request on: a server dripping its headers or body is as stuck as a silent one.
-    const watch = new RateWatch(this.opts, () =>
-      get.cut(new HttpError(`${label}: ${slowTransferMessage(this.opts)}`, false)),
-    );
-    const onAbort = () => get.cut(aborted(label));
+    // The socket's events come later: the watch and the abort listener exist by then (and
+    // none is left behind when the request cannot even be sent).
     const get = directGet({
       url,
       headers: this.headersFor(url, ro),
@@ -216,6 +213,11 @@ export class HttpClient {
         signal?.removeEventListener('abort', onAbort);
       },
     });
+    // From the request on: a server dripping its headers or body is as stuck as a silent one.
+    const watch = new RateWatch(this.opts, () =>
+      get.cut(new HttpError(`${label}: ${slowTransferMessage(this.opts)}`, false)),
+    );
+    const onAbort = () => get.cut(aborted(label));
     signal?.addEventListener('abort', onAbort, { once: true });
     const head = await get.head;
     return { ...head, url, body: get, watch };

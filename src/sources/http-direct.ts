@@ -85,8 +85,11 @@ class DirectExchange implements DirectGet {
   private early: Buffer | undefined;
   private consumer: BodyConsumer | undefined;
   private settle: { resolve(): void; reject(err: unknown): void } | undefined;
-  /** A consumer's promise is pending: the socket is paused and the read buffer is lent. */
+  /** Delivering: the socket is paused or the read buffer is lent to the consumer. */
   private busy = false;
+  /** The consumer's pending promise: the pump settles only after it (the consumer is not
+   * re-entered, e.g. a writer finished while its last write still waits). */
+  private waiting: Promise<void> | undefined;
   private ended = false;
   private finished = false;
   private succeeded = false;
@@ -151,8 +154,15 @@ class DirectExchange implements DirectGet {
     this.finished = true;
     this.failure = err;
     this.socket.destroy();
-    if (this.headDone) this.settle?.reject(err);
-    else if (err === CLOSED_EARLY)
+    if (this.headDone) {
+      const reject = () => this.settle?.reject(err);
+      // After the current call: a consumer that cut the exchange itself (an abort from its
+      // progress callback) has returned its promise by then.
+      queueMicrotask(() => {
+        if (this.waiting) this.waiting.then(reject, reject);
+        else reject();
+      });
+    } else if (err === CLOSED_EARLY)
       this.rejectHead(
         new HttpError(`${this.req.label}: connection closed before the answer`, true),
       );
@@ -245,8 +255,14 @@ class DirectExchange implements DirectGet {
       pos = next;
       if (waiting) {
         waiting.then(
-          () => this.continueWith(buf, pos, to) && this.resumeReading(),
-          (err: unknown) => this.fail(new ConsumerFailure(err)),
+          () => {
+            this.waiting = undefined;
+            if (this.continueWith(buf, pos, to)) this.resumeReading();
+          },
+          (err: unknown) => {
+            this.waiting = undefined;
+            this.fail(new ConsumerFailure(err));
+          },
         );
         return false;
       }
@@ -284,7 +300,9 @@ class DirectExchange implements DirectGet {
     const consumer = this.consumer!;
     const give = (end: number): [number, Promise<void> | undefined] | undefined => {
       try {
-        return [end, consumer(buf.subarray(pos, end))];
+        const waiting = consumer(buf.subarray(pos, end));
+        if (waiting) this.waiting = waiting;
+        return [end, waiting];
       } catch (err) {
         this.fail(new ConsumerFailure(err));
         return undefined;

@@ -195,3 +195,44 @@ test("http direct: a consumer's own error comes out as it is; 204 has no body", 
     client.close();
   }
 });
+
+test('http direct: an abort while the consumer waits settles the body only after the consumer', async () => {
+  script = ['HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n', Buffer.alloc(500_000, 1)];
+  closeAfter = false;
+  const ac = new AbortController();
+  const client = new HttpClient(url(), { retries: 0, signal: ac.signal });
+  try {
+    const res = await client.download();
+    let release: () => void = () => {};
+    let consumerDone = false;
+    let calls = 0;
+    const pumping = pumpBody(res, 'test', 0, undefined, () => {
+      calls++;
+      // As a download's progress callback may: abort, and give a write still in flight.
+      ac.abort();
+      return new Promise<void>((r) => {
+        release = () => {
+          consumerDone = true;
+          r();
+        };
+      });
+    });
+    let settled = false;
+    const outcome = pumping.then(
+      () => 'resolved',
+      (err: { code?: string }) => err.code,
+    );
+    void outcome.then(() => {
+      settled = true;
+    });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(settled, false, 'the body settled while its consumer still held a chunk');
+    release();
+    assert.equal(await outcome, 'ABORTED');
+    assert.ok(consumerDone);
+    assert.equal(calls, 1);
+  } finally {
+    closeAfter = true;
+    client.close();
+  }
+});
