@@ -2,8 +2,8 @@
  * The digests of a download (sha256 always, plus the algorithm of an expected digest) and,
  * when its first bytes could be a raw image, its blkhash: then the downloaded file is the
  * cache's raw file and nothing is converted or read again. `update` is the one place download
- * bytes are hashed; one worker thread hashes them all (stream-digest.ts), so hashing overlaps
- * the download and each byte is handed over once.
+ * bytes are hashed (`update` copies, `take` lends shared memory); one worker thread hashes them
+ * all (stream-digest.ts), so hashing overlaps the download and each byte is handed over once.
  */
 import { createReadStream } from 'node:fs';
 import { PROBE_BYTES } from '../formats/registry.js';
@@ -36,6 +36,15 @@ export class DownloadHash {
     // Decided before the chunk is handed over: blkhash must start at byte 0.
     if (this.head) this.look(chunk);
     return this.streams.update(chunk);
+  }
+
+  /**
+   * The next bytes of the download, lent in shared memory (the write stages): resolves when the
+   * worker has hashed them and they may be reused.
+   */
+  take(bytes: Uint8Array): Promise<void> {
+    if (this.head) this.look(bytes);
+    return this.streams.take(bytes);
   }
 
   /** Feeds the first `length` bytes of a partial file (kept from an earlier attempt). */

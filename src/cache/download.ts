@@ -10,8 +10,8 @@ import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { ChecksumMismatchError, HttpError, ioError, UsageError } from '../errors.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
 import { type DownloadLimits, downloadBound, tooLarge } from '../sources/download-limits.js';
-import { bodyChunks, discard } from '../sources/http-body.js';
-import { HttpClient, type HttpClientOptions, type HttpResponse } from '../sources/http-client.js';
+import { discard, pumpBody } from '../sources/http-body.js';
+import { type AnyResponse, HttpClient, type HttpClientOptions } from '../sources/http-client.js';
 import { statusError } from '../sources/http-errors.js';
 import {
   conditionalHeaders,
@@ -140,7 +140,7 @@ async function attempt(
   // only: a 206 proves the validator still matches, and nothing else is fetched.
   const complete = have > 0 && meta?.total === have;
   const from = complete ? have - 1 : have;
-  const res = await client.request(
+  const res = await client.download(
     have > 0
       ? { range: [from], headers: { 'if-range': validator! } }
       : { headers: conditionalHeaders(opts.revalidate) },
@@ -197,7 +197,7 @@ async function attempt(
 
 /** Writes and hashes the body of a 200/206 answer from `start` on. */
 async function receive(
-  res: HttpResponse,
+  res: AnyResponse,
   opts: DownloadOptions,
   totals: Totals,
   at: { label: string; start: number; total: number | undefined; validators: Validators },
@@ -226,22 +226,23 @@ async function receive(
   try {
     await hash.hashPrefix(opts.partPath, start);
     const handle = await openPart(opts.partPath, start);
-    const writer = new SparseWriter(handle, start, 'the download');
+    // The digest worker reads the write stages where they are (no second copy of the stream).
+    const writer = new SparseWriter(handle, start, 'the download', (bytes) => hash.take(bytes));
     writer.onFlushed = opts.onPersisted;
     let position = start;
     let overLimit = false;
     try {
-      for await (const chunk of bodyChunks(res, label, start, total)) {
+      await pumpBody(res, label, start, total, (chunk) => {
         if (position + chunk.length > max) {
           overLimit = true;
           throw tooLarge(place, max, limits);
         }
-        await writer.write(chunk);
-        const hashing = hash.update(chunk);
-        if (hashing) await hashing;
+        // The writer copies the chunk before the promise it may return settles.
+        const waiting = writer.write(chunk);
         position += chunk.length;
         opts.onProgress?.(position, total);
-      }
+        return waiting;
+      });
       await writer.finish();
       await handle.sync();
     } catch (err) {

@@ -2,7 +2,8 @@
  * Writes a byte stream to a file at increasing offsets, skipping every 4 KiB block (aligned to
  * the file, as qemu-img -S 4k) that is all zeroes: those stay holes. Bytes are staged until a
  * block is complete. `finish` writes the tail and sets the file size to the stream's end, so a
- * file that ends in zeroes still has its full length.
+ * file that ends in zeroes still has its full length. A reader (the download's digests) may see
+ * every byte from the same stages, in shared memory: the stream is copied once, into a stage.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { ioError } from '../errors.js';
@@ -19,8 +20,19 @@ const ZERO = Buffer.alloc(SPARSE_BLOCK);
  */
 const EXTEND_EVERY = 8 * STAGE;
 
+/**
+ * Reads a stage's new bytes by reference (the download's digests, on a worker); the stage is
+ * reused only once the returned promise settles.
+ */
+export type StageReader = (bytes: Uint8Array) => Promise<void>;
+
+/** Stages live in shared memory, so a worker can read them where they are. */
+function newStage(): Buffer {
+  return Buffer.from(new SharedArrayBuffer(STAGE + SPARSE_BLOCK));
+}
+
 export class SparseWriter {
-  private stage: Buffer = Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
+  private stage: Buffer = newStage();
   private readonly free: Buffer[] = [];
   private stages = 1;
   /** The stages' writes, chained in file order: one at a time, so the size only grows. */
@@ -28,19 +40,26 @@ export class SparseWriter {
   private failure: unknown;
   private stageReturned: (() => void) | undefined;
   private fill = 0;
+  /** stage[0, lent) was given to the reader with the previous stage (an incomplete block). */
+  private lent = 0;
   /** File offset of stage[0]. */
   private stageStart: number;
   /** The file size last set by extend(). */
   private extended = 0;
   /** Bytes written to the file (zero blocks not counted: they were never written). */
   written = 0;
-  /** Told each time the file holds every byte before `position` (readers may follow). */
+  /**
+   * Told each time the file holds every byte before `position` (readers may follow): its size
+   * covers them, skipped zeroes included.
+   */
   onFlushed: ((position: number) => void) | undefined;
 
   constructor(
     private readonly handle: FileHandle,
     start: number,
     private readonly name: string,
+    /** Sees every byte given, once and in order, from the stages (no copy). */
+    private readonly reader?: StageReader,
   ) {
     this.stageStart = start;
   }
@@ -50,49 +69,78 @@ export class SparseWriter {
     return this.stageStart + this.fill;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  /**
+   * Takes a chunk (copied into the stage). Returns a promise only when the caller must wait:
+   * every stage is still being written or read.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined {
     for (let pos = 0; pos < chunk.length; ) {
       const n = Math.min(STAGE - this.fill, chunk.length - pos);
       this.stage.set(chunk.subarray(pos, pos + n), this.fill);
       this.fill += n;
       pos += n;
-      if (this.fill === STAGE) await this.flushBehind();
+      if (this.fill === STAGE) {
+        this.check();
+        const next = this.freeStage();
+        if (!next) return this.writeAfterWait(chunk.subarray(pos));
+        this.flushBehind(next);
+      }
     }
+    return undefined;
+  }
+
+  /** The full stage waits for a free one; then the rest of the chunk goes in. */
+  private async writeAfterWait(rest: Uint8Array): Promise<void> {
+    this.flushBehind(await this.nextStage());
+    await this.write(rest);
   }
 
   /**
-   * Queues the full stage for writing and goes on filling another, so the stream is received
-   * while earlier megabytes are written; waits only when MAX_STAGES are queued (a slow disk
-   * slows the stream instead of growing memory, and one slow write does not stall it).
+   * Queues the full stage for writing and goes on filling `next`, so the stream is received
+   * while earlier megabytes are written; a writer waits only when MAX_STAGES are busy (a slow
+   * disk or hash slows the stream instead of growing memory, and one slow write does not
+   * stall it).
    */
-  private async flushBehind(): Promise<void> {
-    this.check();
+  private flushBehind(next: Buffer): void {
     const full = this.stage;
-    const next = await this.nextStage();
     this.stage = next;
     const from = this.stageStart;
     const fill = this.fill;
     // An incomplete last block moves to the new stage (it is written with what follows).
     const end = Math.floor((from + fill) / SPARSE_BLOCK) * SPARSE_BLOCK - from;
     full.copy(next, 0, end, fill);
+    const reading = this.lend(full, this.lent, fill);
+    this.lent = fill - end;
     this.fill = fill - end;
     this.stageStart = from + end;
     this.chain = this.chain
       .then(() => (this.failure === undefined ? this.writeStage(full, from, end) : undefined))
       .catch((err: unknown) => {
         this.failure ??= err;
-      })
-      .finally(() => this.returnStage(full));
+      });
+    void Promise.all([this.chain, reading]).finally(() => this.returnStage(full));
+  }
+
+  /** Gives stage[from, to) to the reader; its failure is the writer's. */
+  private lend(stage: Buffer, from: number, to: number): Promise<void> | undefined {
+    if (!this.reader || to <= from) return undefined;
+    return this.reader(stage.subarray(from, to)).catch((err: unknown) => {
+      this.failure ??= err;
+    });
+  }
+
+  private freeStage(): Buffer | undefined {
+    const b = this.free.pop();
+    if (b) return b;
+    if (this.stages >= MAX_STAGES) return undefined;
+    this.stages++;
+    return newStage();
   }
 
   private async nextStage(): Promise<Buffer> {
     for (;;) {
-      const b = this.free.pop();
+      const b = this.freeStage();
       if (b) return b;
-      if (this.stages < MAX_STAGES) {
-        this.stages++;
-        return Buffer.allocUnsafe(STAGE + SPARSE_BLOCK);
-      }
       await new Promise<void>((resolve) => {
         this.stageReturned = resolve;
       });
@@ -129,6 +177,8 @@ export class SparseWriter {
   private async flushAll(): Promise<void> {
     const from = this.stageStart;
     const end = this.fill;
+    void this.lend(this.stage, this.lent, end);
+    this.lent = 0;
     this.fill = 0;
     this.stageStart = from + end;
     await this.writeStage(this.stage, from, end, true);
@@ -154,11 +204,16 @@ export class SparseWriter {
       pos = next;
     }
     if (run >= 0) await this.put(stage, from, run, end);
+    // The end of the stream: finish() sets the final size, then tells readers.
+    if (last) return;
     const upTo = from + end;
     // The size says how far the file is complete (a resume starts there), even when it
     // ends in skipped zeroes: extending writes no data and costs one call per stage, so a
     // killed download resumes at most one stage (plus what was in flight) before its end.
-    if (!last && run < 0 && upTo - this.extended >= EXTEND_EVERY) await this.extend(upTo);
+    // A reader is told only of bytes within the size: skipped zeroes past the file's end
+    // would read as missing (a short read), not as zeroes.
+    if (upTo > this.extended && (this.onFlushed || upTo - this.extended >= EXTEND_EVERY))
+      await this.extend(upTo);
     this.onFlushed?.(upTo);
   }
 

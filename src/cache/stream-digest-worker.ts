@@ -1,6 +1,7 @@
 /**
  * Worker side of stream-digest.ts: hashes the batches of a byte stream in order (sha256,
- * sha512 and/or blkhash) and hands each batch buffer back for reuse.
+ * sha512 and/or blkhash) and hands each batch buffer back for reuse, or says when it is done
+ * with bytes it was lent in shared memory.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -20,6 +21,12 @@ parentPort?.on('message', (req: StreamDigestRequest) => {
       parentPort!.postMessage({ kind: 'ack', buffer: req.buffer } satisfies StreamDigestReply, [
         req.buffer,
       ]);
+      return;
+    }
+    if (req.kind === 'shared') {
+      const data = new Uint8Array(req.buffer, req.offset, req.length);
+      for (const h of hashes.values()) h.update(data);
+      parentPort!.postMessage({ kind: 'taken' } satisfies StreamDigestReply);
       return;
     }
     const hex: Partial<Record<StreamAlgorithm, string>> = {};

@@ -1,9 +1,11 @@
 /**
  * Digests of a byte stream computed on a worker thread, so that hashing a download overlaps
- * receiving, writing and converting it (two cores instead of one). Chunks are copied into
+ * receiving, writing and converting it (two cores instead of one). `update` copies chunks into
  * 1 MiB batches whose buffers are transferred to the worker and back (no copy on the way);
  * at most MAX_IN_FLIGHT batches exist, and `update` makes the caller wait beyond that, so a
- * slow hash slows the stream instead of growing memory.
+ * slow hash slows the stream instead of growing memory. `take` hands over bytes that already
+ * sit in shared memory (the download's write stages) by reference: no copy at all, and the
+ * caller keeps the memory until the worker is done with it.
  */
 import { Worker } from 'node:worker_threads';
 import { AbortError, IoError } from '../errors.js';
@@ -14,10 +16,18 @@ export type StreamAlgorithm = 'sha256' | 'sha512' | 'blkhash';
 /** The first request names the algorithms (they may be added to until then). */
 export type StreamDigestRequest =
   | { kind: 'data'; buffer: ArrayBuffer; length: number; algorithms?: StreamAlgorithm[] }
+  | {
+      kind: 'shared';
+      buffer: SharedArrayBuffer;
+      offset: number;
+      length: number;
+      algorithms?: StreamAlgorithm[];
+    }
   | { kind: 'finish'; algorithms?: StreamAlgorithm[] };
 
 export type StreamDigestReply =
   | { kind: 'ack'; buffer: ArrayBuffer }
+  | { kind: 'taken' }
   | { kind: 'digests'; hex: Partial<Record<StreamAlgorithm, string>> }
   | { kind: 'error'; message: string };
 
@@ -33,6 +43,8 @@ export class StreamDigests {
   private buffers = 0;
   private failure: Error | undefined;
   private wakeUp: (() => void) | undefined;
+  /** Callers of `take`, in the order the worker answers them. */
+  private readonly taken: { resolve(): void; reject(err: Error): void }[] = [];
   private finishing:
     | { resolve(hex: Partial<Record<StreamAlgorithm, string>>): void; reject(err: Error): void }
     | undefined;
@@ -90,6 +102,29 @@ export class StreamDigests {
     return this.free.length === 0 && this.buffers >= MAX_IN_FLIGHT ? this.room() : undefined;
   }
 
+  /**
+   * Adds `bytes`, which must be a view of a SharedArrayBuffer, by reference; resolves when the
+   * worker no longer reads them (the caller must not change them before).
+   */
+  take(bytes: Uint8Array): Promise<void> {
+    this.check();
+    if (bytes.length === 0) return Promise.resolve();
+    // Bytes given by `update` and not yet posted come first.
+    if (this.fill > 0) this.post();
+    this.length += bytes.length;
+    const request: StreamDigestRequest = {
+      kind: 'shared',
+      buffer: bytes.buffer as SharedArrayBuffer,
+      offset: bytes.byteOffset,
+      length: bytes.length,
+      ...this.start(),
+    };
+    const done = new Promise<void>((resolve, reject) => this.taken.push({ resolve, reject }));
+    if (this.inFlight++ === 0) this.worker.ref();
+    this.worker.postMessage(request);
+    return done;
+  }
+
   /** The hex digests of everything given; the worker stops afterwards. */
   async finish(): Promise<Partial<Record<StreamAlgorithm, string>>> {
     this.check();
@@ -111,6 +146,8 @@ export class StreamDigests {
     if (this.closed) return;
     this.closed = true;
     this.failure ??= new AbortError('digest stream closed');
+    // Lent bytes go back to their owner: the worker reads nothing more.
+    this.wake();
     void this.worker.terminate();
   }
 
@@ -147,8 +184,9 @@ export class StreamDigests {
   }
 
   private receive(reply: StreamDigestReply): void {
-    if (reply.kind === 'ack') {
-      this.free.push(reply.buffer);
+    if (reply.kind === 'ack' || reply.kind === 'taken') {
+      if (reply.kind === 'ack') this.free.push(reply.buffer);
+      else this.taken.shift()?.resolve();
       // Idle workers must not keep the process alive, but one owing the digests must.
       if (--this.inFlight === 0 && !this.finishing) this.worker.unref();
     } else if (reply.kind === 'digests') {
@@ -167,7 +205,10 @@ export class StreamDigests {
   }
 
   private wake(): void {
-    if (this.failure) this.finishing?.reject(this.failure);
+    if (this.failure) {
+      this.finishing?.reject(this.failure);
+      for (const t of this.taken.splice(0)) t.reject(this.failure);
+    }
     const w = this.wakeUp;
     this.wakeUp = undefined;
     w?.();

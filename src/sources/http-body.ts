@@ -3,16 +3,52 @@
  * backpressure (a download). A body cut short, too slow or aborted is an error that says so.
  */
 import { DiskpipeError, HttpError } from '../errors.js';
-import type { HttpResponse } from './http-client.js';
+import type { AnyResponse, HttpResponse } from './http-client.js';
+import { type BodyConsumer, CLOSED_EARLY, ConsumerFailure } from './http-direct.js';
 import { networkError } from './http-errors.js';
 
 /**
  * Drops an answer we do not want. The connection is closed rather than drained: the body of
  * an unwanted answer may be the whole (huge) resource.
  */
-export function discard(res: HttpResponse): void {
+export function discard(res: AnyResponse): void {
   res.watch.stop();
-  res.message.destroy();
+  if ('body' in res) res.body.discard();
+  else res.message.destroy();
+}
+
+/**
+ * Feeds a download's body to `consumer`, which may keep the view it is given only until the
+ * promise it returns (if any) settles; the body waits for it meanwhile. A consumer's own error
+ * is rethrown as it is.
+ */
+export async function pumpBody(
+  res: AnyResponse,
+  label: string,
+  from: number,
+  total: number | undefined,
+  consumer: BodyConsumer,
+): Promise<void> {
+  if (!('body' in res)) {
+    for await (const chunk of bodyChunks(res, label, from, total)) {
+      const waiting = consumer(chunk);
+      if (waiting) await waiting;
+    }
+    return;
+  }
+  let got = 0;
+  try {
+    await res.body.pump((chunk) => {
+      got += chunk.length;
+      return consumer(chunk);
+    });
+  } catch (err) {
+    if (err instanceof ConsumerFailure) throw err.error;
+    throw cutShort(err === CLOSED_EARLY ? undefined : err, label, from + got, total);
+  } finally {
+    res.watch.stop();
+    res.body.discard();
+  }
 }
 
 /** Reads a body of exactly `length` bytes into a new buffer. */

@@ -2,7 +2,8 @@
  * diskpipe's one HTTP(S) client, on node:http/https: range reads (sources/http.ts) and downloads
  * (cache/download.ts) share its retry policy, redirect and credential rule, timeouts, minimum
  * transfer rate, CA options, keep-alive pool and AbortSignal. Bodies are read with
- * http-body.ts; what identifies a version of a resource is in http-validators.ts.
+ * http-body.ts; what identifies a version of a resource is in http-validators.ts. A download
+ * (`download`) over plain http reads its body through http-direct.ts instead of node:http.
  * Why not undici (the engine of Node's fetch): it would be a new dependency for what this
  * file does in ~250 lines, and the per-request rules diskpipe needs (credentials by origin,
  * rate and idle limits that cut a stalled body, certificate errors that are final) sit on top
@@ -14,6 +15,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { AbortError, DiskpipeError, HttpError, UsageError } from '../errors.js';
 import { basicAuthorization, displayUrl, mayKeepCredentials } from './credentials.js';
+import { type DirectBody, directGet } from './http-direct.js';
 import { finalError, networkError } from './http-errors.js';
 import { RATE_DEFAULTS, RateWatch, slowTransferMessage } from './min-rate.js';
 
@@ -60,16 +62,26 @@ export interface RequestOptions {
   headers?: Record<string, string> | undefined;
 }
 
-/** An answer whose headers are in; its body is read with http-body.ts. */
-export interface HttpResponse {
+interface ResponseHead {
   status: number;
   headers: IncomingHttpHeaders;
   /** The URL that answered (after redirects), without credentials. */
   url: URL;
-  message: IncomingMessage;
   /** Counts body bytes against the minimum rate; stopped when the body is done. */
   watch: RateWatch;
 }
+
+/** An answer whose headers are in; its body is read with http-body.ts. */
+export interface HttpResponse extends ResponseHead {
+  message: IncomingMessage;
+}
+
+/** An answer whose body comes straight from its own socket (http-direct.ts). */
+export interface DirectResponse extends ResponseHead {
+  body: DirectBody;
+}
+
+export type AnyResponse = HttpResponse | DirectResponse;
 
 export class HttpClient {
   readonly opts: ResolvedClientOptions;
@@ -99,14 +111,32 @@ export class HttpClient {
    * MAX_REDIRECTS redirects. Credentials (user:password of the URL, extra headers) go only to
    * the URL's own origin: not across a redirect to another host, nor from https down to http.
    */
-  async request(ro: RequestOptions = {}, url: URL = this.url): Promise<HttpResponse> {
+  request(ro: RequestOptions = {}, url: URL = this.url): Promise<HttpResponse> {
+    return this.follow(url, (target) => this.send(target, ro));
+  }
+
+  /**
+   * `request` for a whole-resource download: an http: answer's body is read by http-direct.ts
+   * (one reused buffer, no stream events), an https: one by node:https.
+   */
+  download(ro: RequestOptions = {}): Promise<AnyResponse> {
+    return this.follow<AnyResponse>(this.url, (target) =>
+      target.protocol === 'http:' ? this.sendDirect(target, ro) : this.send(target, ro),
+    );
+  }
+
+  private async follow<R extends AnyResponse>(
+    url: URL,
+    send: (target: URL) => Promise<R>,
+  ): Promise<R> {
     let target = url;
     for (let hops = 0; ; hops++) {
-      const res = await this.send(target, ro);
+      const res = await send(target);
       const location = res.headers.location;
       if (!REDIRECTS.has(res.status) || !location) return res;
       res.watch.stop();
-      res.message.destroy();
+      if ('body' in res) res.body.discard();
+      else res.message.destroy();
       const label = displayUrl(target);
       if (hops >= MAX_REDIRECTS) throw new HttpError(`${label}: too many redirects`, false);
       let next: URL;
@@ -143,12 +173,8 @@ export class HttpClient {
     for (const agent of this.agents.values()) agent.destroy();
   }
 
-  private send(url: URL, ro: RequestOptions): Promise<HttpResponse> {
-    const label = displayUrl(url);
-    if (this.closed) return Promise.reject(new HttpError(`${label}: source is closed`, false));
-    const signal = this.opts.signal;
-    if (signal?.aborted) return Promise.reject(aborted(label));
-    const mod = url.protocol === 'https:' ? https : http;
+  /** The request's header fields: credentials only for the URL's own origin. */
+  private headersFor(url: URL, ro: RequestOptions): Record<string, string> {
     const own = mayKeepCredentials(this.url, url);
     const headers: Record<string, string> = {
       'accept-encoding': 'identity',
@@ -159,6 +185,51 @@ export class HttpClient {
     };
     if (ro.range)
       headers.range = `bytes=${ro.range[0]}-${ro.range[1] === undefined ? '' : ro.range[1] - 1}`;
+    return headers;
+  }
+
+  /** Why a request cannot be sent at all (closed client, aborted signal). */
+  private refusal(label: string): Error | undefined {
+    if (this.closed) return new HttpError(`${label}: source is closed`, false);
+    if (this.opts.signal?.aborted) return aborted(label);
+    return undefined;
+  }
+
+  private async sendDirect(url: URL, ro: RequestOptions): Promise<DirectResponse> {
+    const label = displayUrl(url);
+    const refused = this.refusal(label);
+    if (refused) throw refused;
+    const signal = this.opts.signal;
+    // The socket's events come later: the watch and the abort listener exist by then (and
+    // none is left behind when the request cannot even be sent).
+    const get = directGet({
+      url,
+      headers: this.headersFor(url, ro),
+      label,
+      timeoutMs: this.opts.timeoutMs,
+      onBytes: (n) => watch.add(n),
+      onClose: () => {
+        watch.stop();
+        signal?.removeEventListener('abort', onAbort);
+      },
+    });
+    // From the request on: a server dripping its headers or body is as stuck as a silent one.
+    const watch = new RateWatch(this.opts, () =>
+      get.cut(new HttpError(`${label}: ${slowTransferMessage(this.opts)}`, false)),
+    );
+    const onAbort = () => get.cut(aborted(label));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const head = await get.head;
+    return { ...head, url, body: get, watch };
+  }
+
+  private send(url: URL, ro: RequestOptions): Promise<HttpResponse> {
+    const label = displayUrl(url);
+    const refused = this.refusal(label);
+    if (refused) return Promise.reject(refused);
+    const signal = this.opts.signal;
+    const mod = url.protocol === 'https:' ? https : http;
+    const headers = this.headersFor(url, ro);
     return new Promise((resolve, reject) => {
       // From the request on: a server dripping its headers or body is as stuck as a silent one.
       let answer: IncomingMessage | undefined;

@@ -37,7 +37,7 @@ test('sparse writer: a slow disk does not stall the stream until 8 stages wait; 
   let accepted = 0;
   // Writes that the disk does not answer: how many MiB go in before write() waits?
   for (;;) {
-    const p = w.write(chunk);
+    const p = w.write(chunk) ?? Promise.resolve();
     const done = await Promise.race([
       p.then(() => true),
       new Promise((r) => setImmediate(r, false)),
@@ -74,4 +74,90 @@ test('sparse writer: a slow disk does not stall the stream until 8 stages wait; 
     written += buf.length;
   }
   assert.equal(written, (accepted + 1) * MiB);
+});
+
+/** A file handle that keeps what was written, at once. */
+function memoryHandle() {
+  let file = Buffer.alloc(0);
+  const handle = {
+    write: async (buf: Buffer, offset: number, length: number, position: number) => {
+      if (file.length < position + length)
+        file = Buffer.concat([file, Buffer.alloc(position + length - file.length)]);
+      buf.copy(file, position, offset, offset + length);
+      return { bytesWritten: length, buffer: buf };
+    },
+    truncate: async (n: number) => {
+      file =
+        n <= file.length
+          ? file.subarray(0, n)
+          : Buffer.concat([file, Buffer.alloc(n - file.length)]);
+    },
+  } as unknown as FileHandle;
+  return { handle, file: () => file };
+}
+
+test('sparse writer: a reader sees every byte once, in order, from shared stages it holds until done', async () => {
+  const start = 1000; // a resumed download: blocks follow file offsets, the first one is short
+  const data = Buffer.concat([
+    randomBytes(3 * MiB + 77),
+    Buffer.alloc(2 * MiB),
+    randomBytes(12_345),
+  ]);
+  const f = memoryHandle();
+  const seen: Buffer[] = [];
+  const held: (() => void)[] = [];
+  let lent = 0;
+  const w = new SparseWriter(f.handle, start, 'test', async (bytes) => {
+    assert.ok(bytes.buffer instanceof SharedArrayBuffer, 'lent, not copied');
+    lent++;
+    const copy = Buffer.from(bytes);
+    // Held a while: the stage must not change under the reader meanwhile.
+    await new Promise<void>((r) => held.push(r));
+    assert.ok(Buffer.from(bytes).equals(copy), 'a stage changed while its reader held it');
+    seen.push(copy);
+  });
+  const pump = setInterval(() => {
+    for (const r of held.splice(0)) r();
+  }, 2);
+  try {
+    for (let pos = 0; pos < data.length; pos += 65_521) {
+      const waiting = w.write(data.subarray(pos, pos + 65_521));
+      if (waiting) await waiting;
+    }
+    await w.finish();
+    while (seen.length < lent) await new Promise((r) => setTimeout(r, 2));
+  } finally {
+    clearInterval(pump);
+  }
+  assert.ok(Buffer.concat(seen).equals(data), 'the reader saw the stream exactly');
+  assert.ok(f.file().subarray(start).equals(data), 'the file holds the stream');
+  // Only the 4 KiB blocks (aligned to the file) wholly inside the zeroes are holes.
+  const zeroFrom = start + 3 * MiB + 77;
+  const holes = Math.floor((zeroFrom + 2 * MiB) / 4096) * 4096 - Math.ceil(zeroFrom / 4096) * 4096;
+  assert.equal(w.written, data.length - holes, 'zero blocks skipped');
+});
+
+test('sparse writer: a reader is told only of bytes the file size covers, skipped zeroes included', async () => {
+  // Data, zeroes, data, then zeroes to the end (a tar's end blocks after its member).
+  const data = Buffer.concat([
+    randomBytes(MiB),
+    Buffer.alloc(3 * MiB),
+    randomBytes(MiB + 512),
+    Buffer.alloc(2 * MiB + 3584),
+  ]);
+  const f = memoryHandle();
+  const w = new SparseWriter(f.handle, 0, 'test');
+  const told: number[] = [];
+  w.onFlushed = (position) => {
+    // A reader woken now reads [0, position): past the file's end it would get a short read.
+    assert.ok(position <= f.file().length, `told ${position}, file holds ${f.file().length}`);
+    told.push(position);
+  };
+  for (let pos = 0; pos < data.length; pos += 65_536) {
+    const waiting = w.write(data.subarray(pos, pos + 65_536));
+    if (waiting) await waiting;
+  }
+  await w.finish();
+  assert.equal(told.at(-1), data.length);
+  assert.ok(f.file().equals(data));
 });

@@ -54,3 +54,23 @@ test('stream digests: a closed stream refuses more data with a clear error', asy
   d.close();
   assert.throws(() => d.update(new Uint8Array(10)), { code: 'ABORTED' });
 });
+
+test('stream digests: bytes lent in shared memory hash in order with copied ones', async () => {
+  const data = Buffer.concat([randomBytes(MiB + 3), Buffer.alloc(MiB), randomBytes(300_001)]);
+  const d = new StreamDigests(['sha256', 'blkhash']);
+  // A resumed prefix is copied (update); the rest is lent from shared stages (take).
+  const prefix = 500_000;
+  const behind = d.update(data.subarray(0, prefix));
+  if (behind) await behind;
+  const lent: Promise<void>[] = [];
+  for (let pos = prefix; pos < data.length; pos += MiB) {
+    const stage = Buffer.from(new SharedArrayBuffer(MiB));
+    const n = data.copy(stage, 0, pos, pos + MiB);
+    lent.push(d.take(stage.subarray(0, n)));
+  }
+  await Promise.all(lent);
+  const hex = await d.finish();
+  assert.equal(d.length, data.length);
+  assert.equal(hex.sha256, createHash('sha256').update(data).digest('hex'));
+  assert.equal(hex.blkhash, new BlkHash().update(data).digest('hex'));
+});
