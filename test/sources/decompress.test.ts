@@ -78,9 +78,9 @@ async function using<T>(how: How, body: (accelerate: boolean) => Promise<T>): Pr
 }
 
 function expectedDecoder(kind: Kind, how: How): RegExp {
-  // zstd: the system's libzstd in process whenever native calls are on, in preference to the
-  // tool (decompress-zstd.test.ts covers the fallbacks with the native switch off).
-  if (kind === 'zstd' && how !== 'tool') return /^libzstd$/;
+  // zstd: the system's libzstd (in a worker) whenever native calls are on, in preference to
+  // the tool (decompress-zstd.test.ts covers the fallbacks with the native switch off).
+  if (kind === 'zstd' && how !== 'tool') return /^lib:libzstd\.so/;
   if (how === 'js' || kind === 'gzip') return /^js$/;
   if (how === 'lib' && kind !== 'zstd') return /^lib:lib(lzma|bz2)\.so/;
   return /^tool:/;

@@ -3,10 +3,11 @@
  * work. Accelerators, when present, run instead (`accelerate: false` turns them all off; the
  * CLI: DISKPIPE_NO_ACCEL=1): first the system's liblzma/libbz2 in a worker thread (no extra
  * process, no pipe copy, zero runs found on the worker; off with the native switch,
- * DISKPIPE_NO_NATIVE=1), else the system's `xz`/`zstd`/`bzip2` tool.
+ * DISKPIPE_NO_NATIVE=1), else the system's `xz`/`zstd`/`bzip2` tool. .zst streams decode on
+ * libzstd in the same kind of worker whenever native calls are on (measured: half the CPU
+ * of the `zstd` tool behind a pipe), whatever `accelerate` says.
  */
 
-import { zstdLib } from '../../codec/zstd-lib.js';
 import {
   CorruptImageError,
   DiskpipeError,
@@ -35,24 +36,24 @@ export interface DecompressOptions {
 
 const TOOLS: Partial<Record<Compression, string>> = { xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
 
-/** Which decoder `decompress` uses ('lib:liblzma.so.5', 'tool:/usr/bin/xz', 'libzstd' or 'js'). */
+/** Which decoder `decompress` uses ('lib:liblzma.so.5', 'lib:libzstd.so.1', 'tool:/usr/bin/xz' or 'js'). */
 export function decoderFor(kind: Compression, opts: DecompressOptions = {}): string {
   const lib = library(kind, opts);
   if (lib) return `lib:${lib}`;
   const tool = accelerator(kind, opts);
   if (tool) return `tool:${tool}`;
-  return kind === 'zstd' && zstdLib() ? 'libzstd' : 'js';
+  return 'js';
 }
 
 function library(kind: Compression, opts: DecompressOptions): string | undefined {
+  // libzstd runs whenever native calls are on: the built-in alternative (the npm binding and
+  // fzstd) is slower and, unlike liblzma against WASM xz, not the one to measure against.
+  if (kind === 'zstd') return nativeLibrary(kind);
   if (opts.accelerate === false || (kind !== 'xz' && kind !== 'bzip2')) return undefined;
   return nativeLibrary(kind);
 }
 
 function accelerator(kind: Compression, opts: DecompressOptions): string | undefined {
-  // The system's libzstd in this process beats the zstd tool behind a pipe (measured: about
-  // half the CPU time: no pipe copy, no second process).
-  if (kind === 'zstd' && zstdLib()) return undefined;
   const wanted = opts.accelerate ?? true;
   const name = TOOLS[kind];
   return wanted && name ? findOnPath(name) : undefined;
@@ -82,7 +83,7 @@ export async function* decompress(
     }
   })();
   const output =
-    lib && (kind === 'xz' || kind === 'bzip2')
+    lib && kind !== 'gzip'
       ? decodeNative(kind, watched, {
           ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
         })

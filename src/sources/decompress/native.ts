@@ -1,5 +1,6 @@
 /**
- * Decoding on a system library in a worker thread (liblzma for .xz, libbz2 for .bz2): the
+ * Decoding on a system library in a worker thread (liblzma for .xz, libbz2 for .bz2, libzstd
+ * for .zst): the
  * main thread only moves compressed input in and hands the output slots on. Output comes in
  * 1 MiB chunks that are views of a shared ring (reused once the consumer has moved two chunks
  * further, as SequentialSource allows); all-zero chunks are the shared zero chunk, never
@@ -13,6 +14,7 @@ import { zeroChunk } from '../sequential.js';
 import { loadBzip2 } from './native-bzip2.js';
 import { loadLzma } from './native-lzma.js';
 import type { FromWorker, NativeKind, ToWorker, WorkerSetup } from './native-worker.js';
+import { loadZstd } from './native-zstd.js';
 
 /** Default memory limit of the xz decoder (xz -9 needs 65 MiB; hostile headers ask for GiBs). */
 export const DEFAULT_XZ_MEMORY_LIMIT = 256 * 1024 * 1024;
@@ -36,7 +38,15 @@ export interface NativeOptions {
 /** The library that decodes `kind` here ("liblzma.so.5"), or undefined. */
 export function nativeLibrary(kind: string): string | undefined {
   if (!isNativeEnabled()) return undefined;
-  const sys = kind === 'xz' ? loadLzma() : kind === 'bzip2' ? loadBzip2() : 'none';
+  const load =
+    kind === 'xz'
+      ? loadLzma
+      : kind === 'bzip2'
+        ? loadBzip2
+        : kind === 'zstd'
+          ? loadZstd
+          : undefined;
+  const sys = load ? load() : 'none';
   return typeof sys === 'string' ? undefined : sys.name;
 }
 
