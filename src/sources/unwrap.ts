@@ -20,7 +20,7 @@ import {
   SUFFIX,
 } from './decompress/index.js';
 import { type OpenedSource, openSource, type SourceOptions } from './index.js';
-import { Peekable, readSequential, readStdin, type SequentialSource } from './sequential.js';
+import { Peekable, readStdin, type SequentialSource } from './sequential.js';
 import { type StageOptions, stageToFile } from './stage.js';
 import { stageLimit } from './stage-limit.js';
 import { looksLikeTar, openTarMember } from './tar.js';
@@ -59,7 +59,7 @@ export async function unwrapSource(opened: OpenedSource, opts: UnwrapOptions): P
       const kind = detectCompression(head);
       if (kind) {
         const outer = source;
-        const chunks = decompress(kind, readSequential(outer), outer.name, opts);
+        const chunks = decompress(kind, outer, outer.name, opts);
         layers.push(kind);
         const settled = await settle(chunks, innerName(outer.name, kind), layers, {
           ...opts,

@@ -14,6 +14,8 @@ import {
   ioError,
   UnsupportedFeatureError,
 } from '../../errors.js';
+import type { ByteSource } from '../../image/types.js';
+import { readSequential } from '../sequential.js';
 import { gunzip, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
@@ -60,12 +62,14 @@ function accelerator(kind: Compression, opts: DecompressOptions): string | undef
 }
 
 /**
- * The plain bytes of a compressed stream. Failures of the decoder become CorruptImageError
- * naming `label`; failures of the input (a network error...) pass through unchanged.
+ * The plain bytes of a compressed stream: chunks, or a random-access source read from start
+ * to end (the library decoders then read it straight into their transfer buffers). Failures
+ * of the decoder become CorruptImageError naming `label`; failures of the input (a network
+ * error...) pass through unchanged.
  */
 export async function* decompress(
   kind: Compression,
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | ByteSource,
   label: string,
   opts: DecompressOptions = {},
 ): AsyncGenerator<Uint8Array> {
@@ -74,17 +78,30 @@ export async function* decompress(
   // The decoders rethrow their input's errors; remember which error came from the input, so
   // a missing file or a network error is not reported as corrupt data.
   let inputFailure: { err: unknown } | undefined;
+  const inputFailed = (err: unknown) => {
+    inputFailure = { err };
+    return err;
+  };
+  const source: ByteSource | undefined =
+    Symbol.asyncIterator in input
+      ? undefined
+      : {
+          name: input.name,
+          size: input.size,
+          read: (buf, offset) =>
+            input.read(buf, offset).catch((err) => Promise.reject(inputFailed(err))),
+          close: () => input.close(),
+        };
   const watched = (async function* () {
     try {
-      yield* input;
+      yield* source ? readSequential(source) : (input as AsyncIterable<Uint8Array>);
     } catch (err) {
-      inputFailure = { err };
-      throw err;
+      throw inputFailed(err);
     }
   })();
   const output =
     lib && kind !== 'gzip'
-      ? decodeNative(kind, watched, {
+      ? decodeNative(kind, source ?? watched, {
           ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
         })
       : tool
