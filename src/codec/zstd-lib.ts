@@ -5,34 +5,15 @@
  * per call and returns a fresh buffer). Loaded once per thread; each decode worker keeps one
  * decompression context. libzstd verifies a frame's checksum when the frame carries one.
  * `zstdLib()` is null when the library, koffi or the native switch says no: callers then use
- * the npm binding (zstd-native.ts).
+ * the npm binding (zstd-native.ts). .zst streams decode in a worker (sources/decompress/native-zstd.ts).
  */
 import { isNativeEnabled } from '../io/native.js';
 import { loadSystemLib } from '../io/system-lib.js';
 
-/** ZSTD_d_windowLogMax (ZSTD_dParameter 100). */
-const D_WINDOW_LOG_MAX = 100;
 /** libzstd's error codes that callers tell apart (ZSTD_ErrorCode, zstd_errors.h). */
 export const ZstdErrorCode = {
-  WindowTooLarge: 16,
-  ChecksumWrong: 22,
   DstSizeTooSmall: 70,
 } as const;
-
-/** One streaming decoder (ZSTD_DStream): call `free` when done with it. */
-export interface ZstdStream {
-  /**
-   * Decodes from src[inPos..] into dst[outPos..]; returns the new positions and libzstd's
-   * hint: 0 when a frame has just ended (and everything was flushed).
-   */
-  step(
-    src: Uint8Array,
-    inPos: number,
-    dst: Uint8Array,
-    outPos: number,
-  ): { inPos: number; outPos: number; hint: number };
-  free(): void;
-}
 
 export interface ZstdLib {
   /** libzstd's version, e.g. "1.5.4". */
@@ -44,8 +25,6 @@ export interface ZstdLib {
   frameSize(src: Uint8Array): number;
   /** Decodes the single frame `src` into `dst`; returns the bytes written or throws ZstdError. */
   decompressInto(src: Uint8Array, dst: Uint8Array): number;
-  /** A streaming decoder accepting windows up to 2^windowLogMax bytes. */
-  stream(windowLogMax: number): ZstdStream;
 }
 
 /** A libzstd error: its message (ZSTD_getErrorName) and code (ZSTD_getErrorCode). */
@@ -84,7 +63,7 @@ function bind(): ZstdLib | null {
     why = loaded;
     return null;
   }
-  const { koffi, lib: so } = loaded;
+  const { lib: so } = loaded;
   try {
     // size_t results above 2^53 (libzstd's error codes are -1..-120) come back as BigInt;
     // only ZSTD_isError needs to tell them apart, so they pass back into it unchanged.
@@ -94,8 +73,6 @@ function bind(): ZstdLib | null {
     const errorCode = f('int ZSTD_getErrorCode(size_t code)');
     const versionString = f('const char *ZSTD_versionString(void)');
     const createDCtx = f('void *ZSTD_createDCtx(void)');
-    const freeDCtx = f('size_t ZSTD_freeDCtx(void *dctx)');
-    const setParameter = f('size_t ZSTD_DCtx_setParameter(void *dctx, int param, int value)');
     const findFrameSize = so.func('ZSTD_findFrameCompressedSize', 'size_t', [
       'void *',
       'size_t',
@@ -107,11 +84,6 @@ function bind(): ZstdLib | null {
       'void *',
       'size_t',
     ]) as Fn;
-    koffi.struct('diskpipe_zstd_in', { src: 'void *', size: 'size_t', pos: 'size_t' });
-    koffi.struct('diskpipe_zstd_out', { dst: 'void *', size: 'size_t', pos: 'size_t' });
-    const decompressStream = f(
-      'size_t ZSTD_decompressStream(void *zds, _Inout_ diskpipe_zstd_out *output, _Inout_ diskpipe_zstd_in *input)',
-    );
 
     const check = (r: unknown): number => {
       if (isError(r)) throw new ZstdError(String(errorName(r)), Number(errorCode(r)));
@@ -123,24 +95,6 @@ function bind(): ZstdLib | null {
       version: String(versionString()),
       frameSize: (src) => check(findFrameSize(src, src.length)),
       decompressInto: (src, dst) => check(decompressDCtx(dctx, dst, dst.length, src, src.length)),
-      stream(windowLogMax) {
-        let ctx: unknown = createDCtx();
-        if (!ctx) throw new Error('ZSTD_createDCtx failed');
-        check(setParameter(ctx, D_WINDOW_LOG_MAX, windowLogMax));
-        return {
-          step(src, inPos, dst, outPos) {
-            if (!ctx) throw new Error('zstd stream used after free');
-            const input = { src, size: src.length, pos: inPos };
-            const output = { dst, size: dst.length, pos: outPos };
-            const hint = check(decompressStream(ctx, output, input));
-            return { inPos: Number(input.pos), outPos: Number(output.pos), hint };
-          },
-          free() {
-            if (ctx) freeDCtx(ctx);
-            ctx = undefined;
-          },
-        };
-      },
     };
     why = '';
     return binding;

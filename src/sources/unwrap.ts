@@ -15,7 +15,7 @@ import type { LocalFile } from '../io/file.js';
 import { type Compression, detectCompression, SUFFIX } from './decompress/detect.js';
 import type { DecompressOptions } from './decompress/index.js';
 import { type OpenedSource, openSource, type SourceOptions } from './index.js';
-import { Peekable, readSequential, readStdin, type SequentialSource } from './sequential.js';
+import { Peekable, readStdin, type SequentialSource } from './sequential.js';
 import { type StageOptions, stageToFile } from './stage.js';
 import { stageLimit } from './stage-limit.js';
 import { looksLikeTar, openTarMember } from './tar.js';
@@ -54,7 +54,7 @@ export async function unwrapSource(opened: OpenedSource, opts: UnwrapOptions): P
       const kind = detectCompression(head);
       if (kind) {
         const outer = source;
-        const chunks = decompress(kind, readSequential(outer), outer.name, opts);
+        const chunks = decompress(kind, outer, outer.name, opts);
         layers.push(kind);
         const settled = await settle(chunks, innerName(outer.name, kind), layers, {
           ...opts,

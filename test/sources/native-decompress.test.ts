@@ -1,5 +1,5 @@
 /**
- * The liblzma/libbz2 decode worker: output equal to the system tool's, zero slots handed on as
+ * The liblzma/libbz2/libzstd decode worker: output equal to the system tool's, zero slots handed on as
  * the shared zero chunk (never copied across threads), concatenated streams, and consumers that
  * take the zero-chunk shortcut (checksum) giving the same digest as for plain bytes.
  */
@@ -26,8 +26,12 @@ randomBytes(200_000).copy(raw, 3 * MiB - 7);
 raw.fill('tail', 8 * MiB);
 writeFileSync(join(dir, 'disk.raw'), raw);
 
-function pack(tool: 'xz' | 'bzip2', data: Buffer, extra: string[] = []): Buffer {
-  return execFileSync(tool, ['-c', ...extra], { input: data, maxBuffer: 1 << 26 });
+type Tool = 'xz' | 'bzip2' | 'zstd';
+const SUFFIX: Record<Tool, string> = { xz: '.xz', bzip2: '.bz2', zstd: '.zst' };
+
+function pack(tool: Tool, data: Buffer, extra: string[] = []): Buffer {
+  const quiet = tool === 'zstd' ? ['-q'] : [];
+  return execFileSync(tool, [...quiet, '-c', ...extra], { input: data, maxBuffer: 1 << 26 });
 }
 
 async function chunksOf(path: string, accelerate = true) {
@@ -59,9 +63,10 @@ function zeroSlots(data: Buffer): number {
 
 writeFileSync(join(dir, 'disk.raw.xz'), pack('xz', raw, ['-T1', '-3']));
 writeFileSync(join(dir, 'disk.raw.bz2'), pack('bzip2', raw));
+writeFileSync(join(dir, 'disk.raw.zst'), pack('zstd', raw, ['--check']));
 
-for (const tool of ['xz', 'bzip2'] as const) {
-  const suffix = tool === 'xz' ? '.xz' : '.bz2';
+for (const tool of ['xz', 'bzip2', 'zstd'] as const) {
+  const suffix = SUFFIX[tool];
 
   test(`${tool} (library): bytes equal the tool's, zero slots come as the shared zero chunk`, async () => {
     assert.match(decoderFor(tool), /^lib:/);
@@ -84,7 +89,8 @@ for (const tool of ['xz', 'bzip2'] as const) {
     const byTool = execFileSync(tool, ['-dc', packed], { maxBuffer: 1 << 26 });
     assert.ok(byTool.equals(Buffer.concat([a, b])));
     for (const how of ['lib', 'tool', 'js'] as const) {
-      setNativeEnabled(how !== 'tool');
+      // zstd takes libzstd whenever native calls are on: only the switch reaches its JS path.
+      setNativeEnabled(how === 'lib' || (how === 'js' && tool !== 'zstd'));
       try {
         const { bytes } = await chunksOf(packed, how !== 'js');
         assert.ok(bytes.equals(byTool), `${tool} ${how}`);
@@ -142,13 +148,20 @@ test('checksumStream: zero chunks anywhere (block-aligned or not) hash like the 
   assert.ok(a.hashedBytes <= b.hashedBytes);
 });
 
-test('checksum of raw.xz and raw.bz2 equals the raw file digest with every decoder (CLI)', () => {
+test('checksum of raw.xz, raw.bz2 and raw.zst equals the raw file digest with every decoder (CLI)', () => {
   const want = diskpipe(['checksum', join(dir, 'disk.raw')]);
   assert.equal(want.status, 0, want.stderr);
   const digest = want.stdout.split(' ')[0];
-  for (const suffix of ['.xz', '.bz2']) {
+  for (const suffix of ['.xz', '.bz2', '.zst']) {
     const packed = join(dir, `disk.raw${suffix}`);
-    for (const env of [{}, { DISKPIPE_NO_NATIVE: '1' }, { DISKPIPE_NO_ACCEL: '1' }]) {
+    const envs: Record<string, string>[] = [
+      {},
+      { DISKPIPE_NO_NATIVE: '1' },
+      { DISKPIPE_NO_ACCEL: '1' },
+    ];
+    // zstd's built-in decoder (npm binding, fzstd) runs only with both switches.
+    if (suffix === '.zst') envs.push({ DISKPIPE_NO_NATIVE: '1', DISKPIPE_NO_ACCEL: '1' });
+    for (const env of envs) {
       const r = diskpipe(['checksum', packed], { env });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout.split(' ')[0], digest, `${suffix} ${JSON.stringify(env)}`);

@@ -3,16 +3,19 @@
  * work. Accelerators, when present, run instead (`accelerate: false` turns them all off; the
  * CLI: DISKPIPE_NO_ACCEL=1): first the system's liblzma/libbz2 in a worker thread (no extra
  * process, no pipe copy, zero runs found on the worker; off with the native switch,
- * DISKPIPE_NO_NATIVE=1), else the system's `xz`/`zstd`/`bzip2` tool.
+ * DISKPIPE_NO_NATIVE=1), else the system's `xz`/`zstd`/`bzip2` tool. .zst streams decode on
+ * libzstd in the same kind of worker whenever native calls are on (measured: half the CPU
+ * of the `zstd` tool behind a pipe), whatever `accelerate` says.
  */
 
-import { zstdLib } from '../../codec/zstd-lib.js';
 import {
   CorruptImageError,
   DiskpipeError,
   ioError,
   UnsupportedFeatureError,
 } from '../../errors.js';
+import type { ByteSource } from '../../image/types.js';
+import { readSequential } from '../sequential.js';
 import { gunzip, unxz } from './codecs.js';
 import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
@@ -35,36 +38,38 @@ export interface DecompressOptions {
 
 const TOOLS: Partial<Record<Compression, string>> = { xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
 
-/** Which decoder `decompress` uses ('lib:liblzma.so.5', 'tool:/usr/bin/xz', 'libzstd' or 'js'). */
+/** Which decoder `decompress` uses ('lib:liblzma.so.5', 'lib:libzstd.so.1', 'tool:/usr/bin/xz' or 'js'). */
 export function decoderFor(kind: Compression, opts: DecompressOptions = {}): string {
   const lib = library(kind, opts);
   if (lib) return `lib:${lib}`;
   const tool = accelerator(kind, opts);
   if (tool) return `tool:${tool}`;
-  return kind === 'zstd' && zstdLib() ? 'libzstd' : 'js';
+  return 'js';
 }
 
 function library(kind: Compression, opts: DecompressOptions): string | undefined {
+  // libzstd runs whenever native calls are on: the built-in alternative (the npm binding and
+  // fzstd) is slower and, unlike liblzma against WASM xz, not the one to measure against.
+  if (kind === 'zstd') return nativeLibrary(kind);
   if (opts.accelerate === false || (kind !== 'xz' && kind !== 'bzip2')) return undefined;
   return nativeLibrary(kind);
 }
 
 function accelerator(kind: Compression, opts: DecompressOptions): string | undefined {
-  // The system's libzstd in this process beats the zstd tool behind a pipe (measured: about
-  // half the CPU time: no pipe copy, no second process).
-  if (kind === 'zstd' && zstdLib()) return undefined;
   const wanted = opts.accelerate ?? true;
   const name = TOOLS[kind];
   return wanted && name ? findOnPath(name) : undefined;
 }
 
 /**
- * The plain bytes of a compressed stream. Failures of the decoder become CorruptImageError
- * naming `label`; failures of the input (a network error...) pass through unchanged.
+ * The plain bytes of a compressed stream: chunks, or a random-access source read from start
+ * to end (the library decoders then read it straight into their transfer buffers). Failures
+ * of the decoder become CorruptImageError naming `label`; failures of the input (a network
+ * error...) pass through unchanged.
  */
 export async function* decompress(
   kind: Compression,
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | ByteSource,
   label: string,
   opts: DecompressOptions = {},
 ): AsyncGenerator<Uint8Array> {
@@ -73,17 +78,30 @@ export async function* decompress(
   // The decoders rethrow their input's errors; remember which error came from the input, so
   // a missing file or a network error is not reported as corrupt data.
   let inputFailure: { err: unknown } | undefined;
+  const inputFailed = (err: unknown) => {
+    inputFailure = { err };
+    return err;
+  };
+  const source: ByteSource | undefined =
+    Symbol.asyncIterator in input
+      ? undefined
+      : {
+          name: input.name,
+          size: input.size,
+          read: (buf, offset) =>
+            input.read(buf, offset).catch((err) => Promise.reject(inputFailed(err))),
+          close: () => input.close(),
+        };
   const watched = (async function* () {
     try {
-      yield* input;
+      yield* source ? readSequential(source) : (input as AsyncIterable<Uint8Array>);
     } catch (err) {
-      inputFailure = { err };
-      throw err;
+      throw inputFailed(err);
     }
   })();
   const output =
-    lib && (kind === 'xz' || kind === 'bzip2')
-      ? decodeNative(kind, watched, {
+    lib && kind !== 'gzip'
+      ? decodeNative(kind, source ?? watched, {
           ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
         })
       : tool

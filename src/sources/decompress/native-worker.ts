@@ -1,6 +1,6 @@
 /**
  * The decode worker: one per compressed stream. It runs a system library's decoder (liblzma,
- * libbz2) synchronously, writing straight into slots of a ring shared with the main thread,
+ * libbz2, libzstd) synchronously, writing straight into slots of a ring shared with the main thread,
  * and tells the main thread which slot holds output. A slot that decoded to all zeroes is
  * reported by its length only (the slot is reused at once): zero runs never cross threads.
  * Compressed input arrives in transferred buffers, which go back once consumed.
@@ -10,8 +10,9 @@ import { addressOf, type SystemLib } from '../../io/system-lib.js';
 import { Bzip2Decoder, loadBzip2 } from './native-bzip2.js';
 import { NativeDecodeError, type NativeDecoder } from './native-codec.js';
 import { LzmaDecoder, loadLzma } from './native-lzma.js';
+import { loadZstd, ZstdDecoder } from './native-zstd.js';
 
-export type NativeKind = 'xz' | 'bzip2';
+export type NativeKind = 'xz' | 'bzip2' | 'zstd';
 
 export interface WorkerSetup {
   kind: NativeKind;
@@ -40,6 +41,12 @@ interface Input {
   used: number;
 }
 
+const LOADERS: Record<NativeKind, () => SystemLib | string> = {
+  xz: loadLzma,
+  bzip2: loadBzip2,
+  zstd: loadZstd,
+};
+
 /** Library calls between two looks at the message queue (each fills a slot at most). */
 const STEPS_PER_TURN = 16;
 
@@ -48,13 +55,15 @@ function main(port: NonNullable<typeof parentPort>, setup: WorkerSetup): void {
   let sys: SystemLib;
   let decoder: NativeDecoder;
   try {
-    const lib = setup.kind === 'xz' ? loadLzma() : loadBzip2();
+    const lib = LOADERS[setup.kind]();
     if (typeof lib === 'string') throw new NativeDecodeError('internal', lib);
     sys = lib;
     decoder =
       setup.kind === 'xz'
         ? new LzmaDecoder(sys, setup.memoryLimit, setup.threads)
-        : new Bzip2Decoder(sys);
+        : setup.kind === 'zstd'
+          ? new ZstdDecoder(sys)
+          : new Bzip2Decoder(sys);
   } catch (err) {
     fail(err);
     return;

@@ -1,5 +1,6 @@
 /**
- * Decoding on a system library in a worker thread (liblzma for .xz, libbz2 for .bz2): the
+ * Decoding on a system library in a worker thread (liblzma for .xz, libbz2 for .bz2, libzstd
+ * for .zst): the
  * main thread only moves compressed input in and hands the output slots on. Output comes in
  * 1 MiB chunks that are views of a shared ring (reused once the consumer has moved two chunks
  * further, as SequentialSource allows); all-zero chunks are the shared zero chunk, never
@@ -7,12 +8,14 @@
  */
 import { Worker } from 'node:worker_threads';
 import { CorruptImageError, IoError, UnsupportedFeatureError } from '../../errors.js';
+import type { ByteSource } from '../../image/types.js';
 import { isNativeEnabled } from '../../io/native.js';
 import { workerScriptOverride } from '../../io/worker-scripts.js';
 import { zeroChunk } from '../sequential.js';
 import { loadBzip2 } from './native-bzip2.js';
 import { loadLzma } from './native-lzma.js';
 import type { FromWorker, NativeKind, ToWorker, WorkerSetup } from './native-worker.js';
+import { loadZstd } from './native-zstd.js';
 
 /** Default memory limit of the xz decoder (xz -9 needs 65 MiB; hostile headers ask for GiBs). */
 export const DEFAULT_XZ_MEMORY_LIMIT = 256 * 1024 * 1024;
@@ -22,6 +25,8 @@ const SLOTS = 8;
 const HELD = 2;
 /** Compressed input buffers on their way to the worker or in its queue. */
 const INPUT_IN_FLIGHT = 4;
+/** Bytes read from a random-access source at a time, straight into a transfer buffer. */
+const READ_BYTES = 1024 * 1024;
 
 export interface NativeOptions {
   /** Bytes the xz decoder may allocate (its dictionary, and per thread when threaded). */
@@ -36,13 +41,25 @@ export interface NativeOptions {
 /** The library that decodes `kind` here ("liblzma.so.5"), or undefined. */
 export function nativeLibrary(kind: string): string | undefined {
   if (!isNativeEnabled()) return undefined;
-  const sys = kind === 'xz' ? loadLzma() : kind === 'bzip2' ? loadBzip2() : 'none';
+  const load =
+    kind === 'xz'
+      ? loadLzma
+      : kind === 'bzip2'
+        ? loadBzip2
+        : kind === 'zstd'
+          ? loadZstd
+          : undefined;
+  const sys = load ? load() : 'none';
   return typeof sys === 'string' ? undefined : sys.name;
 }
 
+/**
+ * `input`: chunks (copied into transfer buffers), or a source read from start to end straight
+ * into the buffers that go to the worker and come back (no allocation or copy per chunk).
+ */
 export async function* decodeNative(
   kind: NativeKind,
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | ByteSource,
   opts: NativeOptions = {},
 ): AsyncGenerator<Uint8Array> {
   const ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
@@ -130,7 +147,8 @@ class Inbox {
  * ahead. An error of the input goes to the inbox unchanged (a network error stays one).
  */
 class Feeder {
-  private readonly it: AsyncIterator<Uint8Array>;
+  private readonly it: AsyncIterator<Uint8Array> | undefined;
+  private readonly source: ByteSource | undefined;
   private readonly spare: ArrayBuffer[] = [];
   private inFlight = 0;
   private stopped = false;
@@ -138,11 +156,12 @@ class Feeder {
   private readonly running: Promise<void>;
 
   constructor(
-    input: AsyncIterable<Uint8Array>,
+    input: AsyncIterable<Uint8Array> | ByteSource,
     private readonly send: (m: ToWorker, transfer?: ArrayBuffer[]) => void,
     private readonly inbox: Inbox,
   ) {
-    this.it = input[Symbol.asyncIterator]();
+    if (Symbol.asyncIterator in input) this.it = input[Symbol.asyncIterator]();
+    else this.source = input;
     this.running = this.run();
   }
 
@@ -156,27 +175,54 @@ class Feeder {
 
   private async run(): Promise<void> {
     try {
-      for (;;) {
-        const r = await this.it.next();
-        if (this.stopped) return;
-        if (r.done) break;
-        const chunk = r.value;
-        if (chunk.length === 0) continue;
-        while (this.inFlight >= INPUT_IN_FLIGHT && !this.stopped) {
-          await new Promise<void>((w) => (this.wake = w));
-        }
-        if (this.stopped) return;
-        // Copied: the producer may reuse its chunk, and the copy can be transferred.
-        let buffer = this.spare.pop();
-        if (!buffer || buffer.byteLength < chunk.length) buffer = new ArrayBuffer(chunk.length);
-        new Uint8Array(buffer).set(chunk);
-        this.inFlight++;
-        this.send({ kind: 'input', buffer, length: chunk.length }, [buffer]);
-      }
-      this.send({ kind: 'end' });
+      if (this.source) await this.readSource(this.source);
+      else await this.copyChunks(this.it!);
+      if (!this.stopped) this.send({ kind: 'end' });
     } catch (err) {
       if (!this.stopped) this.inbox.push(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  private async copyChunks(it: AsyncIterator<Uint8Array>): Promise<void> {
+    for (;;) {
+      const r = await it.next();
+      if (this.stopped || r.done) return;
+      const chunk = r.value;
+      if (chunk.length === 0) continue;
+      if (!(await this.room())) return;
+      // Copied: the producer may reuse its chunk, and the copy can be transferred.
+      let buffer = this.spare.pop();
+      if (!buffer || buffer.byteLength < chunk.length) buffer = new ArrayBuffer(chunk.length);
+      new Uint8Array(buffer).set(chunk);
+      this.post(buffer, chunk.length);
+    }
+  }
+
+  private async readSource(source: ByteSource): Promise<void> {
+    for (let pos = 0; pos < source.size; ) {
+      if (!(await this.room())) return;
+      const buffer = this.spare.pop() ?? new ArrayBuffer(READ_BYTES);
+      const n = await source.read(
+        new Uint8Array(buffer, 0, Math.min(READ_BYTES, source.size - pos)),
+        pos,
+      );
+      if (this.stopped || n === 0) return;
+      pos += n;
+      this.post(buffer, n);
+    }
+  }
+
+  /** Waits until fewer than INPUT_IN_FLIGHT buffers are out; false once stopped. */
+  private async room(): Promise<boolean> {
+    while (this.inFlight >= INPUT_IN_FLIGHT && !this.stopped) {
+      await new Promise<void>((w) => (this.wake = w));
+    }
+    return !this.stopped;
+  }
+
+  private post(buffer: ArrayBuffer, length: number): void {
+    this.inFlight++;
+    this.send({ kind: 'input', buffer, length }, [buffer]);
   }
 
   /** Stops reading and closes the input (its finally blocks run). */
@@ -184,6 +230,6 @@ class Feeder {
     this.stopped = true;
     this.wake?.();
     await this.running;
-    await this.it.return?.();
+    await this.it?.return?.();
   }
 }

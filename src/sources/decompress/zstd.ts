@@ -1,6 +1,6 @@
 /**
- * zstd without the zstd tool. The system's libzstd, when it loads, streams every frame
- * (zstd-lib-stream.ts). Otherwise: @mongodb-js/zstd (native, fast) only decompresses whole
+ * zstd without libzstd (which, when it loads, decodes in a worker: native-zstd.ts) and without
+ * the zstd tool: @mongodb-js/zstd (native, fast) only decompresses whole
  * buffers, so the stream is split into frames here: a frame that declares a small content
  * size is decompressed by it in one call; any other frame (a plain `zstd FILE` makes one frame
  * for the whole file) goes through fzstd's streaming decoder, whose memory is the frame's
@@ -8,10 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { Xxh64 } from '../../codec/xxhash64.js';
-import { zstdLib } from '../../codec/zstd-lib.js';
 import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
-import { runAhead } from './run-ahead.js';
-import { unzstdLib } from './zstd-lib-stream.js';
 
 const require = createRequire(import.meta.url);
 
@@ -28,8 +25,6 @@ interface NativeZstd {
   decompress(data: Buffer): Promise<Buffer>;
 }
 
-/** How far libzstd decodes ahead of the consumer (it decodes while the consumer writes). */
-const AHEAD_BYTES = 4 * 1024 * 1024;
 /** Frames up to this content size are decompressed whole by the native binding. */
 const SMALL_FRAME = 32 * 1024 * 1024;
 /** Largest window (decoder memory) accepted, like zstd's own default limit of 2^27 ×2. */
@@ -38,11 +33,6 @@ const MAX_BLOCK = 128 * 1024;
 const FRAME_MAGIC = 0xfd2fb528;
 
 export async function* unzstd(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const lib = zstdLib();
-  if (lib) {
-    yield* runAhead(unzstdLib(lib, input), AHEAD_BYTES);
-    return;
-  }
   const q = new ByteQueue(input);
   try {
     yield* frames(q);
