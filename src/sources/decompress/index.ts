@@ -18,6 +18,7 @@ import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
 import { findOnPath, ownedChunks, spawnDecompressor, ToolError } from './streams.js';
 import { unbzip2 } from './unbzip2.js';
+import { watchInput } from './watched-input.js';
 import { unzstd } from './zstd.js';
 
 export { type Compression, DETECT_BYTES, detectCompression, SUFFIX } from './detect.js';
@@ -72,15 +73,8 @@ export async function* decompress(
   const tool = lib ? undefined : accelerator(kind, opts);
   // The decoders rethrow their input's errors; remember which error came from the input, so
   // a missing file or a network error is not reported as corrupt data.
-  let inputFailure: { err: unknown } | undefined;
-  const watched = (async function* () {
-    try {
-      yield* input;
-    } catch (err) {
-      inputFailure = { err };
-      throw err;
-    }
-  })();
+  const source = watchInput(input);
+  const watched = source.chunks;
   const output =
     lib && (kind === 'xz' || kind === 'bzip2')
       ? decodeNative(kind, watched, {
@@ -96,6 +90,7 @@ export async function* decompress(
       yield chunk;
     }
   } catch (err) {
+    const inputFailure = source.failure();
     if (inputFailure) throw inputError(inputFailure.err, label);
     if (err instanceof UnsupportedFeatureError)
       throw new UnsupportedFeatureError(`${label}: ${err.message}`);
@@ -104,6 +99,8 @@ export async function* decompress(
     throw new CorruptImageError(
       `${label}: ${kind} data is corrupt or truncated (after ${produced} bytes): ${why}`,
     );
+  } finally {
+    source.close();
   }
 }
 
