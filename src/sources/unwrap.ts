@@ -214,5 +214,9 @@ function innerName(name: string, kind: Compression): string {
 
 /** What opening the outermost source needs of the options. */
 function sourceOptions(opts: UnwrapOptions & SourceOptions): SourceOptions {
-  return { http: opts.http, ...(opts.signal && { signal: opts.signal }) };
+  return {
+    http: opts.http,
+    ...(opts.signal && { signal: opts.signal }),
+    ...(opts.refuseWritten && { refuseWritten: true }),
+  };
 }
