@@ -20,10 +20,16 @@ export async function openStream(spec: string, opts: OpenOptions = {}): Promise<
   const r =
     spec === '-'
       ? await unwrapStdin({ ...opts, preferStream: true })
-      : await unwrapSource(await openSource(spec, { http: opts.http }), {
-          ...opts,
-          preferStream: true,
-        });
+      : await unwrapSource(
+          await openSource(spec, {
+            http: opts.http,
+            ...(opts.refuseWritten && { refuseWritten: true }),
+          }),
+          {
+            ...opts,
+            preferStream: true,
+          },
+        );
   if (r.kind === 'stream') return r;
   return { kind: 'image', image: await openOnSource(r.source, r.untrusted, opts) };
 }

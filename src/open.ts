@@ -24,6 +24,12 @@ export interface OpenOptions extends TrustOptions, UnwrapOptions {
   /** Settings for http(s):// sources. */
   http?: HttpOptions;
   /**
+   * Refuse a local image that another program writes (a VM, qemu-nbd: qemu's write lock is
+   * held), as qemu-img does without -U. Default false; the CLI's reading commands set it unless
+   * -U/--force-share is given.
+   */
+  refuseWritten?: boolean;
+  /**
    * Open only to describe the image (`info`): a backing file the trust rule refuses becomes a
    * RefusedBacking that names the refusal, instead of failing the open.
    */
@@ -69,6 +75,7 @@ export async function openUnwrapped(spec: string, opts: OpenOptions = {}): Promi
   const opened = await openSource(spec, {
     writable,
     http: opts.http,
+    ...(opts.refuseWritten && { refuseWritten: true }),
     ...(opts.signal && { signal: opts.signal }),
   });
   // -f turns probing and unwrapping off; an explicit --member still picks a tar member.

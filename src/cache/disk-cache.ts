@@ -54,6 +54,8 @@ export interface DiskCacheOptions {
   maxStaged?: number | undefined;
   /** Use the system's xz/zstd/bzip2 to decompress when present (default true). */
   accelerate?: boolean | undefined;
+  /** Memory the liblzma decoder may use for a .xz download (default 256 MiB). */
+  xzMemoryLimit?: number | undefined;
   /** Told when a call waits for another process's lock (the CLI prints a line). */
   onEvent?: CacheEventListener | undefined;
 }
@@ -179,6 +181,7 @@ export class DiskCache {
       ...(this.opts.tempDir !== undefined ? { tempDir: this.opts.tempDir } : {}),
       ...(this.opts.maxStaged !== undefined ? { maxStaged: this.opts.maxStaged } : {}),
       ...(this.opts.accelerate !== undefined ? { accelerate: this.opts.accelerate } : {}),
+      ...(this.opts.xzMemoryLimit !== undefined ? { xzMemoryLimit: this.opts.xzMemoryLimit } : {}),
     };
     return {
       cacheDir: this.dir,

@@ -12,7 +12,7 @@ import { openImageOn } from '../open.js';
 import { detectCompression } from '../sources/decompress/index.js';
 import { DownloadGoneError, type GrowingFile } from '../sources/growing-file.js';
 import { looksLikeTar } from '../sources/tar.js';
-import { unwrapSource } from '../sources/unwrap.js';
+import { type UnwrapOptions, unwrapSource } from '../sources/unwrap.js';
 import { startHashWorkers } from './copy-pass-hash.js';
 import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
 
@@ -30,6 +30,8 @@ export async function convertAlongside(
   wrap: (image: Image) => Promise<Image> = async (image) => image,
   /** Unwrap compressed/archived downloads while they arrive (not for --sparsify). */
   unwrap = true,
+  /** How they are unwrapped (decoder choice and memory, staging), as after a download. */
+  stage: UnwrapOptions = {},
 ): Promise<Converted | undefined> {
   try {
     await growing.waitFor(PROBE_BYTES);
@@ -41,7 +43,7 @@ export async function convertAlongside(
   const head = new Uint8Array(Math.min(PROBE_BYTES, growing.size));
   await growing.read(head, 0);
   if (detectCompression(head) || looksLikeTar(head)) {
-    return unwrap ? await unwrapAlongside(growing, tmp, onProgress, wrap) : undefined;
+    return unwrap ? await unwrapAlongside(growing, tmp, onProgress, wrap, stage) : undefined;
   }
   const format = probeFormat(head, growing.size).name;
   if (format === 'raw') return undefined;
@@ -69,6 +71,7 @@ async function unwrapAlongside(
   tmp: string,
   onProgress: StoreProgress | undefined,
   wrap: (image: Image) => Promise<Image>,
+  stage: UnwrapOptions,
 ): Promise<Converted> {
   // The growing file stays open for pull.ts to close: unwrapping closes what it is given.
   const source: ByteSource = {
@@ -77,7 +80,10 @@ async function unwrapAlongside(
     read: (buf, offset) => growing.read(buf, offset),
     close: async () => {},
   };
-  const unwrapped = await unwrapSource({ source, untrusted: true }, { preferStream: true });
+  const unwrapped = await unwrapSource(
+    { source, untrusted: true },
+    { ...stage, preferStream: true },
+  );
   if (unwrapped.kind === 'stream') {
     try {
       const stored = await storeStream(unwrapped.stream, tmp, onProgress);

@@ -219,6 +219,7 @@ async function pullLocked(
       storeProgress(opts),
       wrapFor(opts),
       !opts.sparsify,
+      opts.stage,
     );
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();

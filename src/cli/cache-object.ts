@@ -25,6 +25,7 @@ export function openCache(dir: string | undefined, opts: CliCacheOptions = {}): 
     ...(env.tempDir !== undefined ? { tempDir: env.tempDir } : {}),
     ...(env.maxStaged !== undefined ? { maxStaged: env.maxStaged } : {}),
     ...(env.accelerate !== undefined ? { accelerate: env.accelerate } : {}),
+    ...(env.xzMemoryLimit !== undefined ? { xzMemoryLimit: env.xzMemoryLimit } : {}),
     onEvent: (event) => onEvent(event, opts.announceWaits === true),
   });
 }

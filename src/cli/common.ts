@@ -37,8 +37,11 @@ export function openOptions(values: {
   'min-rate-window'?: string | undefined;
   insecure?: boolean | undefined;
   'ca-cert'?: string | undefined;
+  'force-share'?: boolean | undefined;
 }): OpenOptions {
   const opts: OpenOptions = environmentDefaults(values['cache-dir']);
+  // A local image that a VM or qemu-nbd writes is refused, as by qemu-img (-U reads it anyway).
+  if (values['force-share'] !== true) opts.refuseWritten = true;
   if (values.format !== undefined) opts.format = values.format;
   if (values.untrusted) opts.untrusted = true;
   if (values['allow-backing'])

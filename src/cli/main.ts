@@ -32,4 +32,10 @@ function onSignal(signal: NodeJS.Signals): void {
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
 
-await import('./run.js');
+// The version line needs nothing else (a script's `diskpipe --version` stays instant).
+const version = await import('./version.js');
+if (version.onlyVersion(process.argv.slice(2))) {
+  process.stdout.write(await version.versionLine(false));
+} else {
+  await import('./run.js');
+}

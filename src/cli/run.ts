@@ -1,14 +1,10 @@
 /** The CLI proper, loaded by main.ts once its signal handlers are installed. */
-import { readFileSync } from 'node:fs';
 import { DiskpipeError, UsageError } from '../errors.js';
 import { splitCommand } from './argv.js';
 import { type Command, subcommandOf } from './command.js';
 import { allCommands, loadCommand } from './commands/index.js';
 import { applyProcessEnvironment } from './env.js';
-
-const VERSION: string = JSON.parse(
-  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-).version;
+import { versionLine } from './version.js';
 
 async function usage(): Promise<string> {
   const lines = (await allCommands()).map((c: Command) => `  ${c.synopsis}`);
@@ -18,7 +14,8 @@ async function usage(): Promise<string> {
     ...lines,
     '',
     'common (before or after the command): --untrusted, --allow-backing DIR, --cache-dir DIR,',
-    '        -q/--quiet (no output but errors), -h/--help, --version; --output=json means --json',
+    '        -q/--quiet (no output but errors), -h/--help, --version [--verbose] (with the',
+    '        system-call layer in use); --output=json means --json',
     'sources: --max-staged SIZE, --min-rate SIZE, --min-rate-window SECONDS, --ca-cert FILE,',
     '        --insecure',
     "Run 'diskpipe COMMAND --help' (or 'diskpipe help COMMAND') for a command's options.",
@@ -35,10 +32,7 @@ async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
-    const native = (await import('../io/native.js')).nativeStatus();
-    process.stdout.write(
-      `diskpipe ${VERSION} (node ${process.versions.node}; system calls: ${native.native ? native.reason : `portable fallbacks, ${native.reason}`})\n`,
-    );
+    process.stdout.write(await versionLine(args.includes('--verbose')));
     return 0;
   }
   const command = await loadCommand(name);

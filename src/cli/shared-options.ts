@@ -38,8 +38,23 @@ export const SOURCE_OPTIONS = grouped(
   },
 );
 
+/** -U: read an image even while another program writes it (qemu-img's --force-share). */
+export const FORCE_SHARE_OPTION = {
+  'force-share': flag(
+    [
+      'read IMAGE even while a VM or qemu-nbd writes it (what is read may then',
+      'be inconsistent); without it such an image is refused, as by qemu-img',
+    ],
+    { short: 'U', label: '-U, --force-share' },
+  ),
+} as const satisfies OptionTable;
+
 /** What every image-reading command takes besides -f: the trust rule and source options. */
-export const READ_OPTIONS = { ...trustOptions(), ...SOURCE_OPTIONS } as const;
+export const READ_OPTIONS = {
+  ...trustOptions(),
+  ...SOURCE_OPTIONS,
+  ...FORCE_SHARE_OPTION,
+} as const;
 
 /** -p: a progress bar (copy, compare, checksum). */
 export const PROGRESS_OPTION = {

@@ -7,6 +7,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { IoError } from '../errors.js';
 import { ofdByteLocked, ofdShareByte } from './native.js';
+import { lockedRanges } from './proc-locks.js';
 
 const PERM_BASE = 100;
 const SHARED_BASE = 200;
@@ -60,6 +61,26 @@ export function lockForSharedRead(fd: number, name: string): void {
   if (busy || writers.some((byte) => ofdByteLocked(fd, byte) === true)) {
     throw new IoError(
       `${name}: the image is in use by another program (a VM, qemu-nbd or diskpipe is writing it); stop it first`,
+    );
+  }
+}
+
+/**
+ * Refuses to read an image that another program writes or resizes (a running VM, qemu-nbd,
+ * `diskpipe serve --writable`): what is read would mix old and new metadata and data. qemu-img
+ * refuses the same without -U (--force-share). Nothing is locked by this check; without the
+ * native layer there is no check.
+ */
+export function refuseWritten(fd: number, name: string): void {
+  const writers = [PERM_BASE + WRITE, PERM_BASE + RESIZE];
+  // /proc/locks first: asking fcntl would load the native layer for every `info`.
+  const held = lockedRanges(fd);
+  const written = held
+    ? held.some((r) => writers.some((byte) => r.start <= byte && byte <= r.end))
+    : writers.some((byte) => ofdByteLocked(fd, byte) === true);
+  if (written) {
+    throw new IoError(
+      `${name}: the image is being written by another program (a VM, qemu-nbd or diskpipe holds its write lock), so what it holds can change while it is read; stop that program, or read anyway with -U (--force-share)`,
     );
   }
 }

@@ -85,7 +85,8 @@ export async function resizeImage(
  * through in the new range; qemu writes zero clusters there, which diskpipe cannot do yet.
  */
 async function refuseExposingBacking(path: string, oldSize: number, trust: TrustOptions) {
-  const image = await openImage(path, { ...trust, format: 'qcow2' });
+  // Our own lock for the edit is held on the image: not another program writing it.
+  const image = await openImage(path, { ...trust, format: 'qcow2', refuseWritten: false });
   try {
     const backing = image.backing;
     if (backing && backing.size > oldSize) {

@@ -1,6 +1,6 @@
 import { UnsupportedFeatureError } from '../errors.js';
 import { LocalFile } from '../io/file.js';
-import { lockForInPlaceEdit } from '../io/qemu-locks.js';
+import { lockForInPlaceEdit, refuseWritten } from '../io/qemu-locks.js';
 import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import type { OpenedSource, SourceOptions } from './opened.js';
 
@@ -26,15 +26,15 @@ export async function openSource(spec: string, opts: SourceOptions = {}): Promis
   if (scheme === undefined || scheme === 'file') {
     const path = scheme === 'file' ? decodeURIComponent(new URL(spec).pathname) : spec;
     const file = await LocalFile.open(path, opts.writable ? 'r+' : 'r');
-    if (opts.writable) {
+    try {
       // Writing into an image a VM or qemu-nbd has open corrupts it (qemu refuses too).
-      try {
+      if (opts.writable) {
         refuseReadOnlyImage(file.fd, path);
         lockForInPlaceEdit(file.fd, path);
-      } catch (err) {
-        await file.close();
-        throw err;
-      }
+      } else if (opts.refuseWritten) refuseWritten(file.fd, path);
+    } catch (err) {
+      await file.close();
+      throw err;
     }
     return { source: file, untrusted: false };
   }

@@ -10,6 +10,11 @@ export interface OpenedSource {
 
 export interface SourceOptions {
   writable?: boolean;
+  /**
+   * A local file opened read-only is refused while another program writes it (qemu's write
+   * or resize lock is held), as qemu-img does without -U (--force-share). Default: no check.
+   */
+  refuseWritten?: boolean;
   /** Cache, readahead, retry and timeout settings for http(s):// sources. */
   http?: HttpOptions;
   /** Cancels opening (an NBD handshake, HTTP requests) with an AbortError. */

@@ -209,7 +209,11 @@ function innerName(name: string, kind: Compression): string {
 
 /** What opening the outermost source needs of the options. */
 function sourceOptions(opts: UnwrapOptions & SourceOptions): SourceOptions {
-  return { http: opts.http, ...(opts.signal && { signal: opts.signal }) };
+  return {
+    http: opts.http,
+    ...(opts.signal && { signal: opts.signal }),
+    ...(opts.refuseWritten && { refuseWritten: true }),
+  };
 }
 
 /**
@@ -219,7 +223,7 @@ function sourceOptions(opts: UnwrapOptions & SourceOptions): SourceOptions {
  */
 async function* decompress(
   kind: Compression,
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | ByteSource,
   label: string,
   opts?: DecompressOptions,
 ): AsyncGenerator<Uint8Array> {

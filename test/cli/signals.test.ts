@@ -82,7 +82,7 @@ test('handlers exist before the commands are loaded', async () => {
     `file://${hooks}`,
   )})`;
   for (const [signal, code] of SIGNALS) {
-    const c = start(['--version'], { SIGNAL_ON_LOAD: signal }, ['--import', register]);
+    const c = start(['--help'], { SIGNAL_ON_LOAD: signal }, ['--import', register]);
     const r = await c.done;
     assert.equal(r.signal, null, `${signal} killed the process before its handlers existed`);
     assert.equal(r.status, code, r.stderr);

@@ -1,9 +1,11 @@
 /**
  * Startup: a command on a local image loads only what it uses. `info` and `map` of a small
  * qcow2 load neither the native layer (koffi) nor the HTTP client; flags that need more
- * (--sparsify) still load it on demand, and errors stay one line.
+ * (--sparsify) still load it on demand, and errors stay one line. `--version` loads nothing
+ * but what prints it.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
@@ -53,10 +55,67 @@ test('info and map of a local qcow2 load neither koffi nor the HTTP client', asy
   assert.match(mapSparsify.stdout, /sparsify: /);
 });
 
-test('--version still reports the system-call layer; errors stay one line', () => {
-  const v = diskpipe(['--version']);
-  assert.equal(v.status, 0);
-  assert.match(v.stdout, /^diskpipe \S+ \(node \S+; system calls: .+\)\n$/);
+/**
+ * The CLI's own modules (ESM, through a resolve hook appending each URL to a file) and the
+ * packages it requires (CJS: koffi loads through createRequire), for one run.
+ */
+function modulesOf(args: string[]) {
+  const log = join(dir, `modules-${Math.random().toString(36).slice(2)}.log`);
+  writeFileSync(log, '');
+  const hooks = join(dir, 'record-resolve.mjs');
+  writeFileSync(
+    hooks,
+    [
+      "import { appendFileSync } from 'node:fs';",
+      'export async function resolve(specifier, context, next) {',
+      '  const r = await next(specifier, context);',
+      "  appendFileSync(process.env.DISKPIPE_TEST_MODULE_LOG, r.url + '\\n');",
+      '  return r;',
+      '}',
+    ].join('\n'),
+  );
+  const register = join(dir, 'register-resolve.mjs');
+  writeFileSync(
+    register,
+    `import { register } from 'node:module';\nregister(${JSON.stringify(`file://${hooks}`)});\n`,
+  );
+  const r = diskpipe(args, {
+    env: {
+      NODE_OPTIONS: `--import=${register} --import=${PRELOAD}`,
+      DISKPIPE_TEST_MODULE_LOG: log,
+    },
+  });
+  const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));
+  assert.ok(line, `no module report: ${r.stderr}`);
+  const src = new URL('../../src/', import.meta.url).href;
+  const own = [
+    ...new Set(
+      readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((u) => u.startsWith(src))
+        .map((u) => u.slice(src.length)),
+    ),
+  ].sort();
+  const { required } = JSON.parse(line.slice(7)) as { required: string[] };
+  return { ...r, own, required };
+}
+
+test('--version loads only what prints the version: no koffi, no format driver', () => {
+  for (const args of [['--version'], ['-V']]) {
+    const v = modulesOf(args);
+    assert.equal(v.status, 0, v.stderr);
+    assert.match(v.stdout, /^diskpipe \d+\.\d+\.\d+\S* \(node \S+\)\n$/);
+    assert.deepEqual(v.required, [], `${args[0]} required packages`);
+    assert.deepEqual(v.own, ['cli/main.js', 'cli/version.js', 'io/cleanup.js']);
+  }
+  // --verbose names the system-call layer, and loads it for that.
+  const verbose = modulesOf(['--version', '--verbose']);
+  assert.equal(verbose.status, 0, verbose.stderr);
+  assert.match(verbose.stdout, /^diskpipe \S+ \(node \S+; system calls: .+\)\n$/);
+  assert.ok(verbose.required.includes('koffi'));
+});
+
+test('errors stay one line', () => {
   const e = diskpipe(['info', join(dir, 'missing.qcow2')]);
   assert.equal(e.status, 2);
   assert.match(e.stderr, /^diskpipe: [^\n]+\n$/);

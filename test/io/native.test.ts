@@ -53,7 +53,7 @@ test('native: the syscall layer runs on Linux and finds data and holes', async (
 test('native: without the native layer everything still works (zeroes found by reading)', () => {
   const env = { DISKPIPE_NO_NATIVE: '1' };
   const src = withData('fallback.raw');
-  assert.match(diskpipe(['--version'], { env }).stdout, /portable fallbacks/);
+  assert.match(diskpipe(['--version', '--verbose'], { env }).stdout, /portable fallbacks/);
   const map = JSON.parse(diskpipe(['map', '--json', src], { env }).stdout);
   assert.deepEqual(
     map.map((e: { data: boolean }) => e.data),

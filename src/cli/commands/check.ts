@@ -1,8 +1,9 @@
 import { DiskpipeError, UsageError } from '../../errors.js';
 import { type CheckResult, checkImage } from '../../ops/check.js';
 import { type Command, defineCommand } from '../command.js';
-import { print } from '../common.js';
+import { openOptions, print } from '../common.js';
 import { flag, value } from '../options.js';
+import { READ_OPTIONS } from '../shared-options.js';
 
 /** qemu-img check's exit statuses (an exception to diskpipe's usual 0/1/2). */
 const CLEAN = 0;
@@ -21,6 +22,8 @@ const checkCommand = defineCommand({
     'Exit status, exactly as qemu-img check (not the usual 0/1/2): 0 no errors, 1 the',
     'check could not run (usage errors included), 2 corruptions, 3 leaked clusters only,',
     '63 the format has no check (every format but qcow2).',
+    'A tar/OVA member or a .xz/.gz/.zst/.bz2 file is checked as the image inside it',
+    '(a compressed one is staged to a temporary file first); -f turns that off.',
   ],
   options: {
     json: flag('print qemu-img check --output=json fields', { label: '--json, --output=json' }),
@@ -30,6 +33,7 @@ const checkCommand = defineCommand({
       'repairs (qemu-img check -r) are not implemented yet; they may come later',
       { short: 'r' },
     ),
+    ...READ_OPTIONS,
   },
   column: 26,
   operandCount: [1, 1],
@@ -54,12 +58,15 @@ export const check: Command = {
 
 async function runCheck(
   spec: string,
-  values: { format?: string | undefined; json?: boolean | undefined; repair?: string | undefined },
+  values: Parameters<typeof openOptions>[0] & {
+    json?: boolean | undefined;
+    repair?: string | undefined;
+  },
 ): Promise<number> {
   if (values.repair !== undefined) {
     throw new UsageError('check -r (repair) is not implemented yet; use qemu-img check -r');
   }
-  const outcome = await checkImage(spec, values.format);
+  const outcome = await checkImage(spec, values.format, openOptions(values));
   if (!outcome.result) {
     process.stderr.write(`diskpipe: ${outcome.format} images have no check (only qcow2 has)\n`);
     return NO_CHECK;

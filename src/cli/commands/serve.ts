@@ -85,8 +85,9 @@ export const serve = defineCommand({
           `${spec} (${image.format}) cannot be written in place; use --overlay`,
         );
       }
-      // Clients must not see the files change under them (qemu-nbd -r locks them the same way).
-      lockChainForReading(image, writable ? 1 : 0);
+      // Clients must not see the files change under them (qemu-nbd -r locks them the same way);
+      // -U shares them as qemu-nbd -U does.
+      if (values['force-share'] !== true) lockChainForReading(image, writable ? 1 : 0);
       if (values.overlay) served = new CowImage(image);
       if (values.sparsify) served = await SparsifyImage.open(image);
       const bind = values.bind ?? '127.0.0.1';

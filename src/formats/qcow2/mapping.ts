@@ -196,6 +196,14 @@ export class Qcow2Map {
     }
     const r = run(a, b - a, Kind.Compressed, host);
     r.compressedSize = sectors * 512 - (host % 512);
+    // Cut off by a truncation: found here, in guest order, before a later cluster that lies
+    // wholly past the end (qemu counts whole sectors; only the last may run past the end).
+    if (host + r.compressedSize - this.fileSize() >= 512) {
+      // The reader's words for the same finding (compressed-reader.ts).
+      throw new CorruptImageError(
+        `${this.who}: compressed cluster for guest offset ${start} (${r.compressedSize} bytes at ${host}) runs past the end of the file`,
+      );
+    }
     return r;
   }
 

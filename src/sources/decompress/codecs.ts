@@ -1,14 +1,27 @@
 /** The JS/WASM decoders: always available, no system tool needed (bzip2: unbzip2.ts). */
 import { createRequire } from 'node:module';
 import { createGunzip } from 'node:zlib';
-import { UnsupportedFeatureError } from '../../errors.js';
+import { CorruptImageError, UnsupportedFeatureError } from '../../errors.js';
 import { throughStream } from './streams.js';
 
 const require = createRequire(import.meta.url);
 
-/** gzip through Node's zlib (faster than `gzip -dc`); concatenated members are read too. */
-export function gunzip(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  return throughStream(input, createGunzip({ chunkSize: 1 << 20 }));
+/**
+ * gzip through Node's zlib (faster than `gzip -dc`); concatenated members are read too, and
+ * zero padding after the last one is ignored. Other bytes there are an error: `gzip -dc` also
+ * exits non-zero for them (2, "trailing garbage ignored").
+ */
+export async function* gunzip(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  try {
+    yield* throughStream(input, createGunzip({ chunkSize: 1 << 20 }));
+  } catch (err) {
+    // Detection checked the first member's header: a bad magic can only follow a member.
+    if ((err as { code?: string })?.code !== 'Z_DATA_ERROR') throw err;
+    if ((err as Error).message !== 'incorrect header check') throw err;
+    throw new CorruptImageError(
+      'bytes after the last gzip member are not gzip data (trailing garbage; gzip -dc exits with status 2 for it too)',
+    );
+  }
 }
 
 interface XzModule {

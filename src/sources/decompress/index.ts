@@ -21,6 +21,7 @@ import type { Compression } from './detect.js';
 import { decodeNative, nativeLibrary } from './native.js';
 import { findOnPath, ownedChunks, spawnDecompressor, ToolError } from './streams.js';
 import { unbzip2 } from './unbzip2.js';
+import { type WatchedInput, watchInput } from './watched-input.js';
 import { unzstd } from './zstd.js';
 
 export { type Compression, DETECT_BYTES, detectCompression, SUFFIX } from './detect.js';
@@ -78,10 +79,6 @@ export async function* decompress(
   // The decoders rethrow their input's errors; remember which error came from the input, so
   // a missing file or a network error is not reported as corrupt data.
   let inputFailure: { err: unknown } | undefined;
-  const inputFailed = (err: unknown) => {
-    inputFailure = { err };
-    return err;
-  };
   const source: ByteSource | undefined =
     Symbol.asyncIterator in input
       ? undefined
@@ -89,24 +86,25 @@ export async function* decompress(
           name: input.name,
           size: input.size,
           read: (buf, offset) =>
-            input.read(buf, offset).catch((err) => Promise.reject(inputFailed(err))),
+            input.read(buf, offset).catch((err) => {
+              inputFailure = { err };
+              return Promise.reject(err);
+            }),
           close: () => input.close(),
         };
-  const watched = (async function* () {
-    try {
-      yield* source ? readSequential(source) : (input as AsyncIterable<Uint8Array>);
-    } catch (err) {
-      throw inputFailed(err);
-    }
-  })();
-  const output =
-    lib && kind !== 'gzip'
-      ? decodeNative(kind, source ?? watched, {
-          ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
-        })
-      : tool
-        ? spawnDecompressor(tool, ownedChunks(watched))
-        : DECODERS[kind](ownedChunks(watched));
+  const native = lib && kind !== 'gzip';
+  // A library decoder reads a source itself; every other path reads chunks, watched.
+  const watched =
+    native && source
+      ? undefined
+      : watchInput(source ? readSequential(source) : (input as AsyncIterable<Uint8Array>));
+  const output = native
+    ? decodeNative(kind, source ?? (watched as WatchedInput).chunks, {
+        ...(opts.xzMemoryLimit !== undefined && { memoryLimit: opts.xzMemoryLimit }),
+      })
+    : tool
+      ? spawnDecompressor(tool, ownedChunks((watched as WatchedInput).chunks))
+      : DECODERS[kind](ownedChunks((watched as WatchedInput).chunks));
   let produced = 0;
   try {
     for await (const chunk of output) {
@@ -114,7 +112,8 @@ export async function* decompress(
       yield chunk;
     }
   } catch (err) {
-    if (inputFailure) throw inputError(inputFailure.err, label);
+    const failure = inputFailure ?? watched?.failure();
+    if (failure) throw inputError(failure.err, label);
     if (err instanceof UnsupportedFeatureError)
       throw new UnsupportedFeatureError(`${label}: ${err.message}`);
     if (err instanceof DiskpipeError && !(err instanceof CorruptImageError)) throw err;
@@ -122,6 +121,8 @@ export async function* decompress(
     throw new CorruptImageError(
       `${label}: ${kind} data is corrupt or truncated (after ${produced} bytes): ${why}`,
     );
+  } finally {
+    watched?.close();
   }
 }
 

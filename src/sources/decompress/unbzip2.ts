@@ -4,6 +4,8 @@
  * 46 MiB of output per 900k block of zero runs), ignores pause, and collects each block in a
  * JS array (8 bytes per byte): its memory grew with the image. Here at most one block's output
  * is held ahead of the consumer, in typed pieces, and compressed input is read only as needed.
+ * Several concatenated streams are read; bytes after the last one that cannot start a stream
+ * are ignored, as bzip2 -dc and the libbz2 path do.
  */
 import { createRequire } from 'node:module';
 import { CorruptImageError } from '../../errors.js';
@@ -29,6 +31,18 @@ interface Bzip2Lib {
 const blockInput = (level: number) => 25_000 + 100_000 * level;
 /** Output is handed on in pieces of this size. */
 const PIECE = 1 << 20;
+/** A stream starts "BZh" and a block size digit 1-9. */
+const STREAM_MAGIC = [0x42, 0x5a, 0x68] as const;
+
+/** Whether the bytes received so far (up to 4) may start a stream. */
+function startsStream(byte: (i: number) => number | undefined): boolean {
+  for (let i = 0; i < 4; i++) {
+    const b = byte(i);
+    if (b === undefined) return true; // cut short: the header read fails as truncated
+    if (i < 3 ? b !== STREAM_MAGIC[i] : b < 0x31 || b > 0x39) return false;
+  }
+  return true;
+}
 
 export async function* unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const bz2 = require('unbzip2-stream/lib/bzip2.js') as Bzip2Lib;
@@ -41,10 +55,24 @@ export async function* unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator
   let ended = false;
   let bits: Bits | undefined;
   const unread = () => received - (bits?.bytesRead ?? 0);
+  // The buffer the bit reader works in, and the stream offset of its first byte.
+  let current: Uint8Array | undefined;
+  let currentStart = 0;
   const nextInput = () => {
     const next = queue.shift();
     if (!next) throw new CorruptImageError('input ended in the middle of a block');
+    currentStart += current?.length ?? 0;
+    current = next;
     return next;
+  };
+  /** The `i`th byte the bit reader has not started on (at a byte boundary), if received. */
+  const unreadByte = (i: number): number | undefined => {
+    let at = (bits?.bytesRead ?? 0) + i - currentStart;
+    for (const buf of current ? [current, ...queue] : queue) {
+      if (at < buf.length) return buf[at];
+      at -= buf.length;
+    }
+    return undefined;
   };
   /** Reads input until `want` unread bytes are buffered or it ends. */
   const fill = async (want: number) => {
@@ -71,6 +99,7 @@ export async function* unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator
   };
 
   let level = 0; // 0: a stream header comes next (several streams may be concatenated)
+  let streams = 0;
   let crc = 0;
   let work = new Int32Array(0);
   try {
@@ -78,6 +107,9 @@ export async function* unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator
       if (level === 0) {
         await fill(4);
         if (unread() === 0) return;
+        // After a stream, bytes that cannot start another are ignored, as bzip2 -dc (and
+        // libbz2's BZ_DATA_ERROR_MAGIC) do; a stream header cut short is still an error.
+        if (streams > 0 && !startsStream(unreadByte)) return;
         bits ??= bitIterator(nextInput);
         level = bz2.header(bits);
         if (work.length !== 100_000 * level) work = new Int32Array(100_000 * level);
@@ -88,8 +120,10 @@ export async function* unbzip2(input: AsyncIterable<Uint8Array>): AsyncGenerator
       if (unread() === 0)
         throw new CorruptImageError('input ended before the end-of-stream marker');
       const next = bz2.decompress(bits as Bits, sink, work, work.length, crc);
-      if (next === null) level = 0;
-      else crc = next;
+      if (next === null) {
+        level = 0;
+        streams++;
+      } else crc = next;
       if (used > 0) {
         pieces.push(piece.subarray(0, used));
         piece = new Uint8Array(PIECE);

@@ -1,0 +1,61 @@
+/**
+ * Reading commands refuse a local image that another program is writing (qemu-nbd here, as a
+ * running VM would: qemu's write lock is held), as qemu-img does; -U (--force-share) reads it
+ * anyway. A read-only holder (qemu-nbd -r) does not stop them.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { IoError, openImage } from '../../src/index.js';
+import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+import { withNbdPeer } from '../nbd/helpers.js';
+
+const dir = tempDir();
+const image = join(dir, 'vm.qcow2');
+await qemuImg('create', '-q', '-f', 'qcow2', image, '16M');
+await qemuIo(image, ['write -P 0x5a 1M 256k'], 'qcow2');
+
+const READERS: [string[], number][] = [
+  [['info', image], 2],
+  [['map', image], 2],
+  [['checksum', image], 2],
+  [['compare', image, image], 2],
+  [['convert', image, join(dir, 'out.raw')], 2],
+  [['measure', '-O', 'qcow2', image], 2],
+  [['check', image], 1], // qemu-img check's "could not run"
+];
+const REFUSED =
+  /^diskpipe: \S+: the image is being written by another program.*-U \(--force-share\)\n$/;
+
+test('reading commands refuse an image qemu-nbd has open for writing; -U reads it', async () => {
+  const before = diskpipe(['checksum', image]);
+  assert.equal(before.status, 0, before.stderr);
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', image], async () => {
+    for (const [args, status] of READERS) {
+      const r = diskpipe(args);
+      assert.equal(r.status, status, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, REFUSED, args[0]);
+      assert.equal(r.stdout, '', args[0]);
+      const forced = diskpipe([args[0]!, '-U', ...args.slice(1)]);
+      assert.equal(forced.status, 0, `${args[0]} -U: ${forced.stderr}`);
+    }
+    const long = diskpipe(['checksum', '--force-share', image]);
+    assert.equal(long.stdout, before.stdout);
+    // The library refuses only when asked (the CLI asks unless -U).
+    await assert.rejects(openImage(image, { refuseWritten: true }), (e: Error) => {
+      assert.ok(e instanceof IoError);
+      assert.match(e.message, /being written by another program/);
+      return true;
+    });
+    await (await openImage(image)).close();
+  });
+});
+
+test('a read-only holder (qemu-nbd -r) does not stop reading commands', async () => {
+  await withNbdPeer('qemu-nbd', ['-r', '-f', 'qcow2', image], async () => {
+    for (const [args] of READERS) {
+      const r = diskpipe(args);
+      assert.equal(r.status, 0, `${args[0]}: ${r.stderr}`);
+    }
+  });
+});
