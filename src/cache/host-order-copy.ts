@@ -39,7 +39,13 @@ export async function copyInHostOrder(
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
 ): Promise<{ bytesWritten: number }> {
-  const pool = new SharedArrayBuffer(REQUEST * IN_FLIGHT);
+  // Whole blocks at block-aligned places in shared memory: the hash reads them in place.
+  const hashInPlace = 'dataShared' in tap ? tap.dataShared?.bind(tap) : undefined;
+  const align = (hashInPlace && 'blockSize' in tap && tap.blockSize) || 1;
+  const slots = Array.from(
+    { length: IN_FLIGHT },
+    () => new Uint8Array(new SharedArrayBuffer(REQUEST + align)),
+  );
   let bytesWritten = 0;
   let done = 0;
   for (let win = 0; win < image.size; win += WINDOW) {
@@ -55,17 +61,20 @@ export async function copyInHostOrder(
     let next = 0;
     let failed = false;
     const worker = async (slot: number) => {
-      const buf = Buffer.from(pool, slot * REQUEST, REQUEST);
+      const buf = slots[slot]!;
       try {
         for (let i = next++; i < pieces.length && !failed; i = next++) {
           const p = pieces[i]!;
           // The hash keeps up or the copy waits: its memory stays bounded.
           if ('room' in tap) await tap.room();
-          const view = buf.subarray(0, p.length);
+          const at = p.offset % align;
+          const view = buf.subarray(at, at + p.length);
           await image.read(view, p.offset);
-          tap.data(view, p.offset);
+          // Hashed in place while it is written; the slot is reused once both are done.
+          const hashed = hashInPlace ? hashInPlace(view, p.offset) : tap.data(view, p.offset);
           // Not `+= await`: that would add to a total read before the other workers' writes.
           const written = await writeSparse(file, view, p.offset);
+          await hashed;
           bytesWritten += written;
           done += p.length;
           onProgress?.(done, image.size);
