@@ -154,7 +154,8 @@ export async function benchPull(o: PullBenchOptions): Promise<void> {
   const cloud = join(dir, `cloud-${cloudMiB}.raw`);
   const only = o.only ?? [];
   const wanted = (name: string) => only.length === 0 || only.some((w) => name.includes(w));
-  if (wanted('cloud')) {
+  // Cloud files when a cloud case runs (PULL_ONLY=qcow2 names them without the word 'cloud').
+  if (['cloud deflate qcow2', 'cloud zstd qcow2'].some(wanted)) {
     makeCloudRaw(cloud, dir, cloudMiB);
     files['cloud-deflate.qcow2'] = `${cloud}.deflate.qcow2`;
     compressedQcow2(cloud, files['cloud-deflate.qcow2'], 'zlib');

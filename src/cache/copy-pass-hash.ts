@@ -34,11 +34,16 @@ export interface CopyPassHashOptions {
 /** A tap that may ask the copy to wait before it reads more (bounded hashing memory). */
 export interface PacedTap extends CopyTap {
   room(): Promise<void> | undefined;
+  /** Optional: hashes bytes in shared memory where they are (see CopyPassHash.dataShared). */
+  dataShared?(buf: Uint8Array, offset: number): Promise<void> | undefined;
+  /** The block size dataShared aligns to. */
+  readonly blockSize?: number;
 }
 
 export class CopyPassHash implements PacedTap {
   readonly digester = new BlockDigester();
-  private readonly bs = this.digester.blockSize;
+  readonly blockSize = this.digester.blockSize;
+  private readonly bs = this.blockSize;
   private readonly hasher: BlockHasher;
   private readonly batchBytes: number;
   private readonly inFlight: number;
@@ -65,6 +70,31 @@ export class CopyPassHash implements PacedTap {
   /** The image's bytes at `offset` (a data item the engine read; copied, not kept). */
   data(buf: Uint8Array, offset: number): void {
     this.cover(offset, buf.length, buf);
+  }
+
+  /**
+   * Like data(), for bytes in a SharedArrayBuffer whose byte 0 is a block boundary of the
+   * image (`offset - buf.byteOffset` is a multiple of the block size): the pool's workers
+   * hash the whole blocks where they are, so this thread copies only a cut block at either
+   * end. The bytes must stay unchanged until the returned promise settles (it never
+   * rejects: a failure surfaces at digest()); undefined when everything was copied.
+   */
+  dataShared(buf: Uint8Array, offset: number): Promise<void> | undefined {
+    const bs = this.bs;
+    const base = offset - buf.byteOffset;
+    const first = Math.ceil(offset / bs);
+    const end = Math.floor((offset + buf.length) / bs);
+    if (!(buf.buffer instanceof SharedArrayBuffer) || base % bs !== 0 || end <= first) {
+      this.data(buf, offset);
+      return undefined;
+    }
+    const head = first * bs - offset;
+    const tail = end * bs - offset;
+    if (head > 0) this.cover(offset, head, buf.subarray(0, head));
+    if (tail < buf.length) this.cover(end * bs, buf.length - tail, buf.subarray(tail));
+    // Blocks before `first` in the shared buffer are not this item's: their digests are dropped.
+    const skip = first - base / bs;
+    return this.run(buf.buffer, end * bs - base, (digests) => this.keepFrom(first, skip, digests));
   }
 
   /** A range the engine knows reads as zeroes (never read). */
@@ -184,22 +214,43 @@ export class CopyPassHash implements PacedTap {
       this.free.push(buffer);
       return;
     }
+    void this.run(buffer, length, (digests, returned) => {
+      this.keep(b.blocks, digests);
+      if (this.free.length < this.inFlight) this.free.push(returned as ArrayBuffer);
+    });
+  }
+
+  /** One job for the hasher, counted in `pending` until it has settled. */
+  private run(
+    buffer: ArrayBufferLike,
+    length: number,
+    done: (digests: Uint8Array, buffer: ArrayBufferLike) => void,
+  ): Promise<void> {
     const job: Promise<void> = this.hasher.hash(this.digester, buffer, length).then(
       (r) => {
         this.hashedBytes += r.hashedBytes;
-        this.keep(b.blocks, r.digests);
-        if (this.free.length < this.inFlight) this.free.push(r.buffer as ArrayBuffer);
+        done(r.digests, r.buffer);
       },
       (err: Error) => {
         this.failure ??= err;
       },
     );
     this.pending.add(job);
-    void job.finally(() => {
+    return job.finally(() => {
       this.pending.delete(job);
       const w = this.waiters.shift();
       w?.();
     });
+  }
+
+  /** Keeps digests[skip..] as those of blocks first, first + 1, ... */
+  private keepFrom(first: number, skip: number, digests: Uint8Array): void {
+    const dl = this.digester.digestLength;
+    const z = this.digester.zeroDigest;
+    for (let k = skip; k * dl < digests.length; k++) {
+      const d = digests.subarray(k * dl, (k + 1) * dl);
+      if (!z.equals(d)) this.digests.set(first + k - skip, d);
+    }
   }
 
   /** Keeps the digests of data blocks; Z (a zero block) is implied by absence. */

@@ -60,6 +60,12 @@ export interface DownloadOptions {
   onAttempt?: ((start: number, total: number | undefined) => void) | undefined;
   /** The partial file holds every byte before `position` (a reader may follow it). */
   onPersisted?: ((position: number) => void) | undefined;
+  /**
+   * Make the complete partial file durable before returning (default true). false: the
+   * caller does it if it keeps the file (pull, when the file was converted alongside, only
+   * deletes it).
+   */
+  syncPart?: boolean | undefined;
 }
 
 export interface DownloadResult {
@@ -244,7 +250,7 @@ async function receive(
         return waiting;
       });
       await writer.finish();
-      await handle.sync();
+      if (opts.syncPart !== false) await handle.sync();
     } catch (err) {
       // What arrived is kept (its size tells the next attempt where to resume).
       const kept = await writer.finish().then(

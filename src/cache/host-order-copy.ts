@@ -17,7 +17,13 @@ import { writeSparse } from './sparse-write.js';
 /** Guest bytes planned at once: the metadata (L2 tables) of one window is read up front. */
 const WINDOW = 256 * 1024 * 1024;
 const REQUEST = 2 * 1024 * 1024;
-const IN_FLIGHT = 4;
+/** Pieces being read, hashed and written at once (as many as the copy engine's requests). */
+const IN_FLIGHT = 8;
+
+interface Range {
+  offset: number;
+  length: number;
+}
 
 interface Piece {
   offset: number;
@@ -39,58 +45,80 @@ export async function copyInHostOrder(
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
 ): Promise<{ bytesWritten: number }> {
-  const pool = new SharedArrayBuffer(REQUEST * IN_FLIGHT);
+  // Whole blocks at block-aligned places in shared memory: the hash reads them in place.
+  const hashInPlace = 'dataShared' in tap ? tap.dataShared?.bind(tap) : undefined;
+  const align = (hashInPlace && 'blockSize' in tap && tap.blockSize) || 1;
+  const slots = Array.from(
+    { length: IN_FLIGHT },
+    () => new Uint8Array(new SharedArrayBuffer(REQUEST + align)),
+  );
   let bytesWritten = 0;
   let done = 0;
-  for (let win = 0; win < image.size; win += WINDOW) {
-    throwIfAborted(signal, 'pull');
-    const length = Math.min(WINDOW, image.size - win);
-    const pieces = await plan(image, win, length);
-    for await (const e of image.extents(win, length)) {
-      if (!e.zero) continue;
-      tap.zero(e.offset, e.length);
-      done += e.length;
-    }
-    onProgress?.(done, image.size);
-    let next = 0;
-    let failed = false;
-    const worker = async (slot: number) => {
-      const buf = Buffer.from(pool, slot * REQUEST, REQUEST);
-      try {
-        for (let i = next++; i < pieces.length && !failed; i = next++) {
-          const p = pieces[i]!;
-          // The hash keeps up or the copy waits: its memory stays bounded.
-          if ('room' in tap) await tap.room();
-          const view = buf.subarray(0, p.length);
-          await image.read(view, p.offset);
-          tap.data(view, p.offset);
-          // Not `+= await`: that would add to a total read before the other workers' writes.
-          const written = await writeSparse(file, view, p.offset);
-          bytesWritten += written;
-          done += p.length;
-          onProgress?.(done, image.size);
-        }
-      } catch (err) {
-        failed = true; // the others stop at their next piece
-        throw err;
+  let failed = false;
+  // One plan for all workers, a window at a time: the next window is planned when a worker
+  // asks for it, while the others still copy the last pieces of this one (no drain between
+  // windows). An async generator answers concurrent next() calls in order.
+  async function* windows(): AsyncGenerator<Piece> {
+    for (let win = 0; win < image.size && !failed; win += WINDOW) {
+      throwIfAborted(signal, 'pull');
+      const { pieces, zeros } = await plan(image, win, Math.min(WINDOW, image.size - win));
+      for (const z of zeros) {
+        tap.zero(z.offset, z.length);
+        done += z.length;
       }
-    };
-    await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => worker(i)));
+      onProgress?.(done, image.size);
+      yield* pieces;
+    }
   }
+  const planned = windows();
+  const worker = async (slot: number) => {
+    const buf = slots[slot]!;
+    try {
+      for (let r = await planned.next(); !r.done && !failed; r = await planned.next()) {
+        const p = r.value;
+        // The hash keeps up or the copy waits: its memory stays bounded.
+        if ('room' in tap) await tap.room();
+        const at = p.offset % align;
+        const view = buf.subarray(at, at + p.length);
+        await image.read(view, p.offset);
+        // Hashed in place while it is written; the slot is reused once both are done.
+        const hashed = hashInPlace ? hashInPlace(view, p.offset) : tap.data(view, p.offset);
+        // Not `+= await`: that would add to a total read before the other workers' writes.
+        const written = await writeSparse(file, view, p.offset);
+        await hashed;
+        bytesWritten += written;
+        done += p.length;
+        onProgress?.(done, image.size);
+      }
+    } catch (err) {
+      failed = true; // the others stop at their next piece
+      throw err;
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => worker(i)));
   return { bytesWritten };
 }
 
 /**
- * The data pieces of [start, start+length), at most REQUEST bytes each, in host order. Guest
+ * The data pieces of [start, start+length), at most REQUEST bytes each, in host order, and
+ * its zero ranges. Guest
  * neighbours that are host neighbours too (or both without a host offset, as compressed
  * clusters are, one map entry each) share a piece: one read then spans many clusters, which
  * the format decodes as one batch (off the calling thread) instead of one cluster at a time.
  */
-async function plan(image: MappedImage, start: number, length: number): Promise<Piece[]> {
-  const data: { offset: number; length: number }[] = [];
+async function plan(
+  image: MappedImage,
+  start: number,
+  length: number,
+): Promise<{ pieces: Piece[]; zeros: Range[] }> {
+  const data: Range[] = [];
+  const zeros: Range[] = [];
   for await (const e of image.extents(start, length)) {
+    if (e.zero) {
+      zeros.push({ offset: e.offset, length: e.length });
+      continue;
+    }
     const last = data.at(-1);
-    if (e.zero) continue;
     if (last && last.offset + last.length === e.offset) last.length += e.length;
     else data.push({ offset: e.offset, length: e.length });
   }
@@ -141,7 +169,8 @@ async function plan(image: MappedImage, start: number, length: number): Promise<
     if (hostOffset !== undefined) lastKey = hostOffset + m.length;
   }
   // Stable: pieces with equal keys keep their guest order.
-  return pieces
+  const sorted = pieces
     .map(({ offset, length, key }) => ({ offset, length, key }))
     .sort((a, b) => a.key - b.key);
+  return { pieces: sorted, zeros };
 }

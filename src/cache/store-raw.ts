@@ -48,6 +48,11 @@ export async function storeImage(
       hash.data(buf, offset);
       writeback.wrote(buf.length);
     },
+    dataShared: (buf, offset) => {
+      writeback.wrote(buf.length);
+      return hash.dataShared(buf, offset);
+    },
+    blockSize: hash.blockSize,
     zero: (offset, length) => hash.zero(offset, length),
     room: () => hash.room(),
   };

@@ -100,6 +100,13 @@ export class GrowingFile implements ByteSource {
         if (bytesRead === 0) break;
         done += bytesRead;
       }
+      // The download skips zero blocks and moves the file's size past them only now and
+      // then: bytes it has passed but the file does not hold yet are such zeroes.
+      const passed = Math.min(end, this.available);
+      if (offset + done < passed) {
+        buf.fill(0, done, passed - offset);
+        done = passed - offset;
+      }
       return done;
     } catch (err) {
       throw ioError(err, `cannot read ${this.path}`);

@@ -55,6 +55,40 @@ test('copy pass hash: the BLKHASH vectors, fed in random order and random pieces
   }
 });
 
+test('copy pass hash: dataShared hashes shared memory in place, any cut, mixed with data()', async () => {
+  const rand = prng(5);
+  const hasher = new HashPool(2);
+  try {
+    for (const v of VECTORS) {
+      if ((v.algorithm ?? 'sha256') !== 'sha256') continue;
+      const size = totalLength(v.segments);
+      if (size > 64 * 1024 * 1024) continue;
+      const bytes = materialize(v.segments);
+      const hash = new CopyPassHash(size, { hasher });
+      const bs = hash.blockSize;
+      const jobs: Promise<void>[] = [];
+      for (let offset = 0; offset < size; ) {
+        const n = Math.min(size - offset, 1 + rand(300_000));
+        const piece = bytes.subarray(offset, offset + n);
+        if (rand(4) === 0) hash.data(piece, offset);
+        else {
+          // As the host-order copy places it: byte 0 of the shared buffer is a block start.
+          const at = offset % bs;
+          const shared = new Uint8Array(new SharedArrayBuffer(at + n)).subarray(at);
+          shared.set(piece);
+          const job = hash.dataShared(shared, offset);
+          if (job) jobs.push(job);
+        }
+        offset += n;
+      }
+      await Promise.all(jobs);
+      assert.equal(await hash.digest(), v.digest, v.name);
+    }
+  } finally {
+    await hasher.close();
+  }
+});
+
 test('copy pass hash: storeImage gives checksum of the result and never reads it back', async () => {
   // qcow2 with 4 KiB clusters (extents cut blkhash blocks anywhere), compressed clusters,
   // zero pages inside data, and a raw source whose size is not a multiple of the block size.

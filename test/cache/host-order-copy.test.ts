@@ -44,3 +44,44 @@ test('host-order copy: compressed clusters are read many per request, not one pe
   assert.match(await qemuImg('compare', raw, out), /identical/);
   assert.equal(await hash.digest(), diskpipe(['checksum', raw]).stdout.split(' ')[0]);
 });
+
+test('host-order copy: the hash reads whole blocks in place; only blocks cut by a piece are copied', async () => {
+  // 4 KiB clusters with data runs that start and end inside 64 KiB hash blocks.
+  const qcow2 = join(dir, 'cut.qcow2');
+  await qemuImg('create', '-f', 'qcow2', '-o', 'cluster_size=4096', qcow2, '48M');
+  await qemuIo(qcow2, [
+    'write -P 0x11 4096 5M',
+    'write -P 0x22 12292k 4M',
+    'write -z 13M 64k',
+    'write -P 0x33 40956k 3M',
+  ]);
+  const image = await openImage(qcow2);
+  const out = join(dir, 'cut.raw');
+  const file = await LocalFile.open(out, 'w+');
+  const hash = new CopyPassHash(image.size);
+  let copied = 0;
+  let shared = 0;
+  const data = hash.data.bind(hash);
+  hash.data = (buf, offset) => {
+    copied += buf.length;
+    data(buf, offset);
+  };
+  const dataShared = hash.dataShared.bind(hash);
+  hash.dataShared = (buf, offset) => {
+    shared += buf.length;
+    return dataShared(buf, offset);
+  };
+  try {
+    await file.truncate(image.size);
+    assert.ok(hasMapping(image));
+    await copyInHostOrder(image, file, hash);
+  } finally {
+    await file.close();
+    await image.close();
+  }
+  assert.equal(shared, 12 * MiB - 65536, 'every data byte is offered in place');
+  // Copied: the cut blocks at both ends of each 2 MiB piece (at most 2 × 64 KiB each).
+  assert.ok(copied <= 8 * 2 * 65536, `${copied} bytes copied by the calling thread`);
+  assert.match(await qemuImg('compare', qcow2, out), /identical/);
+  assert.equal(await hash.digest(), diskpipe(['checksum', qcow2]).stdout.split(' ')[0]);
+});
