@@ -15,7 +15,11 @@ import { networkError } from './http-errors.js';
 
 /** Bytes one socket read may return. */
 const READ_BUFFER = 1024 * 1024;
-/** A response head longer than this is refused (node:http's default limit is 16 KiB). */
+/**
+ * A response head longer than this is refused (node:http's default limit is 16 KiB); so are
+ * 1xx heads and chunked trailers adding up to more: a server sending them forever would
+ * otherwise keep the transfer alive (and the rate watch fed) without a body byte.
+ */
 const MAX_HEAD = 64 * 1024;
 /** A chunk-size line (with extensions) or trailer line longer than this is refused. */
 const MAX_LINE = 4096;
@@ -96,6 +100,8 @@ class DirectExchange implements DirectGet {
   private failure: unknown;
   /** The line being read (chunk size or trailer). */
   private line = '';
+  /** Bytes of 1xx heads skipped, then of trailer fields read (both bounded by MAX_HEAD). */
+  private extraHeadBytes = 0;
 
   constructor(private readonly req: DirectRequest) {
     this.head = new Promise<DirectHead>((resolve, reject) => {
@@ -229,6 +235,11 @@ class DirectExchange implements DirectGet {
       }
       // 1xx answers (100 Continue, 103 Early Hints) come before the real one.
       if (parsed.status < 200) {
+        this.extraHeadBytes += end + 4;
+        if (this.extraHeadBytes > MAX_HEAD) {
+          this.fail(this.protocolError('too many 1xx answers'));
+          return false;
+        }
         this.headBytes = Buffer.from(rest);
         continue;
       }

@@ -236,3 +236,14 @@ test('http direct: an abort while the consumer waits settles the body only after
     client.close();
   }
 });
+
+test('http direct: 1xx answers adding up past the head limit are refused (a server sending them forever)', async () => {
+  // 70 KiB of 100 Continue, then a real answer: each head is small, together they are not.
+  const hundred = 'HTTP/1.1 100 Continue\r\n\r\n';
+  const many = hundred.repeat(Math.ceil((70 * 1024) / hundred.length));
+  script = [many, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'];
+  await assert.rejects(fetchAll(), { code: 'HTTP', message: /too many 1xx answers/ });
+  // A few are fine.
+  script = [hundred.repeat(3), 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'];
+  assert.equal((await fetchAll()).body.toString(), 'hello');
+});
