@@ -358,6 +358,12 @@ class DirectExchange implements DirectGet {
       f.state = f.left === 0 ? 'trailer' : 'data';
     } else if (line === '') {
       f.state = 'done';
+    } else {
+      this.extraHeadBytes += line.length;
+      if (this.extraHeadBytes > MAX_HEAD) {
+        this.fail(this.protocolError('trailer section too large'));
+        return undefined;
+      }
     }
     return [stop, undefined];
   }

@@ -247,3 +247,13 @@ test('http direct: 1xx answers adding up past the head limit are refused (a serv
   script = [hundred.repeat(3), 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'];
   assert.equal((await fetchAll()).body.toString(), 'hello');
 });
+
+test('http direct: chunked trailers adding up past the head limit are refused (endless trailers)', async () => {
+  const field = `X-Pad: ${'a'.repeat(1000)}\r\n`;
+  script = [
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n',
+    field.repeat(70),
+    '\r\n',
+  ];
+  await assert.rejects(fetchAll(), { code: 'HTTP', message: /trailer section too large/ });
+});
