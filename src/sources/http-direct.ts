@@ -420,6 +420,13 @@ function framingOf(status: number, headers: IncomingHttpHeaders, label: string):
   if (typeof te === 'string') {
     if (te.toLowerCase() !== 'chunked')
       throw new HttpError(`${label}: unsupported Transfer-Encoding ${te}`, false);
+    // RFC 9112 6.3: the coding overrides the length, and such an answer ought to be an error
+    // (node:http refuses it too); accepting it left callers a Content-Length that is not the body's.
+    if (headers['content-length'] !== undefined)
+      throw new HttpError(
+        `${label}: invalid HTTP response (both Transfer-Encoding and Content-Length)`,
+        true,
+      );
     return { kind: 'chunked', state: 'size', left: 0 };
   }
   const cl = headers['content-length'];

@@ -257,3 +257,15 @@ test('http direct: chunked trailers adding up past the head limit are refused (e
   ];
   await assert.rejects(fetchAll(), { code: 'HTTP', message: /trailer section too large/ });
 });
+
+test('http direct: an answer with both Transfer-Encoding and Content-Length is refused', async () => {
+  // The body is chunked; a caller would have taken 10 for its length.
+  script = [
+    'HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n',
+    '14\r\n01234567890123456789\r\n0\r\n\r\n',
+  ];
+  await assert.rejects(fetchAll(), {
+    code: 'HTTP',
+    message: /both Transfer-Encoding and Content-Length/,
+  });
+});
