@@ -240,7 +240,8 @@ class DirectExchange implements DirectGet {
           this.fail(this.protocolError('too many 1xx answers'));
           return false;
         }
-        this.headBytes = Buffer.from(rest);
+        // A view: headBytes is our own copy (concat), and a copy per 1xx would cost O(n²).
+        this.headBytes = rest;
         continue;
       }
       this.headDone = true;
