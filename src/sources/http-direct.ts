@@ -15,7 +15,11 @@ import { networkError } from './http-errors.js';
 
 /** Bytes one socket read may return. */
 const READ_BUFFER = 1024 * 1024;
-/** A response head longer than this is refused (node:http's default limit is 16 KiB). */
+/**
+ * A response head longer than this is refused (node:http's default limit is 16 KiB); so are
+ * 1xx heads and chunked trailers adding up to more: a server sending them forever would
+ * otherwise keep the transfer alive (and the rate watch fed) without a body byte.
+ */
 const MAX_HEAD = 64 * 1024;
 /** A chunk-size line (with extensions) or trailer line longer than this is refused. */
 const MAX_LINE = 4096;
@@ -96,6 +100,8 @@ class DirectExchange implements DirectGet {
   private failure: unknown;
   /** The line being read (chunk size or trailer). */
   private line = '';
+  /** Bytes of 1xx heads skipped, then of trailer fields read (both bounded by MAX_HEAD). */
+  private extraHeadBytes = 0;
 
   constructor(private readonly req: DirectRequest) {
     this.head = new Promise<DirectHead>((resolve, reject) => {
@@ -229,7 +235,13 @@ class DirectExchange implements DirectGet {
       }
       // 1xx answers (100 Continue, 103 Early Hints) come before the real one.
       if (parsed.status < 200) {
-        this.headBytes = Buffer.from(rest);
+        this.extraHeadBytes += end + 4;
+        if (this.extraHeadBytes > MAX_HEAD) {
+          this.fail(this.protocolError('too many 1xx answers'));
+          return false;
+        }
+        // A view: headBytes is our own copy (concat), and a copy per 1xx would cost O(n²).
+        this.headBytes = rest;
         continue;
       }
       this.headDone = true;
@@ -347,6 +359,12 @@ class DirectExchange implements DirectGet {
       f.state = f.left === 0 ? 'trailer' : 'data';
     } else if (line === '') {
       f.state = 'done';
+    } else {
+      this.extraHeadBytes += line.length;
+      if (this.extraHeadBytes > MAX_HEAD) {
+        this.fail(this.protocolError('trailer section too large'));
+        return undefined;
+      }
     }
     return [stop, undefined];
   }
@@ -403,6 +421,13 @@ function framingOf(status: number, headers: IncomingHttpHeaders, label: string):
   if (typeof te === 'string') {
     if (te.toLowerCase() !== 'chunked')
       throw new HttpError(`${label}: unsupported Transfer-Encoding ${te}`, false);
+    // RFC 9112 6.3: the coding overrides the length, and such an answer ought to be an error
+    // (node:http refuses it too); accepting it left callers a Content-Length that is not the body's.
+    if (headers['content-length'] !== undefined)
+      throw new HttpError(
+        `${label}: invalid HTTP response (both Transfer-Encoding and Content-Length)`,
+        true,
+      );
     return { kind: 'chunked', state: 'size', left: 0 };
   }
   const cl = headers['content-length'];

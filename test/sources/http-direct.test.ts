@@ -236,3 +236,36 @@ test('http direct: an abort while the consumer waits settles the body only after
     client.close();
   }
 });
+
+test('http direct: 1xx answers adding up past the head limit are refused (a server sending them forever)', async () => {
+  // 70 KiB of 100 Continue, then a real answer: each head is small, together they are not.
+  const hundred = 'HTTP/1.1 100 Continue\r\n\r\n';
+  const many = hundred.repeat(Math.ceil((70 * 1024) / hundred.length));
+  script = [many, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'];
+  await assert.rejects(fetchAll(), { code: 'HTTP', message: /too many 1xx answers/ });
+  // A few are fine.
+  script = [hundred.repeat(3), 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'];
+  assert.equal((await fetchAll()).body.toString(), 'hello');
+});
+
+test('http direct: chunked trailers adding up past the head limit are refused (endless trailers)', async () => {
+  const field = `X-Pad: ${'a'.repeat(1000)}\r\n`;
+  script = [
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n',
+    field.repeat(70),
+    '\r\n',
+  ];
+  await assert.rejects(fetchAll(), { code: 'HTTP', message: /trailer section too large/ });
+});
+
+test('http direct: an answer with both Transfer-Encoding and Content-Length is refused', async () => {
+  // The body is chunked; a caller would have taken 10 for its length.
+  script = [
+    'HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n',
+    '14\r\n01234567890123456789\r\n0\r\n\r\n',
+  ];
+  await assert.rejects(fetchAll(), {
+    code: 'HTTP',
+    message: /both Transfer-Encoding and Content-Length/,
+  });
+});
