@@ -8,7 +8,7 @@
  * the npm binding (zstd-native.ts). .zst streams decode in a worker (sources/decompress/native-zstd.ts).
  */
 import { isNativeEnabled } from '../io/native.js';
-import { loadSystemLib } from '../io/system-lib.js';
+import { loadSystemLib, type NativeFunction } from '../io/system-lib.js';
 
 /** libzstd's error codes that callers tell apart (ZSTD_ErrorCode, zstd_errors.h). */
 export const ZstdErrorCode = {
@@ -36,8 +36,6 @@ export class ZstdError extends Error {
     super(message);
   }
 }
-
-type Fn = (...args: unknown[]) => unknown;
 
 let lib: ZstdLib | null | undefined;
 let why = '';
@@ -67,7 +65,7 @@ function bind(): ZstdLib | null {
   try {
     // size_t results above 2^53 (libzstd's error codes are -1..-120) come back as BigInt;
     // only ZSTD_isError needs to tell them apart, so they pass back into it unchanged.
-    const f = (decl: string) => so.func(decl) as Fn;
+    const f = (decl: string) => so.func(decl) as NativeFunction;
     const isError = f('unsigned int ZSTD_isError(size_t code)');
     const errorName = f('const char *ZSTD_getErrorName(size_t code)');
     const errorCode = f('int ZSTD_getErrorCode(size_t code)');
@@ -76,14 +74,14 @@ function bind(): ZstdLib | null {
     const findFrameSize = so.func('ZSTD_findFrameCompressedSize', 'size_t', [
       'void *',
       'size_t',
-    ]) as Fn;
+    ]) as NativeFunction;
     const decompressDCtx = so.func('ZSTD_decompressDCtx', 'size_t', [
       'void *',
       'void *',
       'size_t',
       'void *',
       'size_t',
-    ]) as Fn;
+    ]) as NativeFunction;
 
     const check = (r: unknown): number => {
       if (isError(r)) throw new ZstdError(String(errorName(r)), Number(errorCode(r)));

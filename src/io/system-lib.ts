@@ -10,6 +10,9 @@ import { isNativeEnabled } from './native.js';
 export type Koffi = typeof KoffiModule;
 export type LibraryHandle = ReturnType<Koffi['load']>;
 
+/** A bound library function as koffi returns it (arguments and result checked by the caller). */
+export type NativeFunction = (...args: unknown[]) => unknown;
+
 export interface SystemLib {
   koffi: Koffi;
   lib: LibraryHandle;

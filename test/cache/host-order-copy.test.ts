@@ -5,12 +5,26 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CopyPassHash } from '../../src/cache/copy-pass-hash.js';
 import { copyInHostOrder, hasMapping } from '../../src/cache/host-order-copy.js';
+import type { Image } from '../../src/image/types.js';
 import { LocalFile } from '../../src/io/file.js';
 import { openImage } from '../../src/open.js';
 import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
 
 const MiB = 1024 * 1024;
 const dir = tempDir('diskpipe-hostorder-');
+
+/** Copies a mapped image to a new file at `out` in host order, feeding `hash`; closes both. */
+async function copyToFile(image: Image, out: string, hash: CopyPassHash): Promise<void> {
+  const file = await LocalFile.open(out, 'w+');
+  try {
+    await file.truncate(image.size);
+    assert.ok(hasMapping(image));
+    await copyInHostOrder(image, file, hash);
+  } finally {
+    await file.close();
+    await image.close();
+  }
+}
 
 test('host-order copy: compressed clusters are read many per request, not one per read', async () => {
   // 24 MiB of text in three runs of a 64 MiB disk: every cluster compresses (one map entry each).
@@ -23,7 +37,6 @@ test('host-order copy: compressed clusters are read many per request, not one pe
   await qemuImg('convert', '-c', '-O', 'qcow2', raw, qcow2);
   const image = await openImage(qcow2);
   const out = join(dir, 'out.raw');
-  const file = await LocalFile.open(out, 'w+');
   let reads = 0;
   const read = image.read.bind(image);
   image.read = (buf, offset) => {
@@ -31,14 +44,7 @@ test('host-order copy: compressed clusters are read many per request, not one pe
     return read(buf, offset);
   };
   const hash = new CopyPassHash(image.size);
-  try {
-    await file.truncate(image.size);
-    assert.ok(hasMapping(image));
-    await copyInHostOrder(image, file, hash);
-  } finally {
-    await file.close();
-    await image.close();
-  }
+  await copyToFile(image, out, hash);
   // 384 clusters of 64 KiB: 2 MiB requests need 12 reads (a few more where runs are cut).
   assert.ok(reads <= 16, `${reads} reads for 24 MiB`);
   assert.match(await qemuImg('compare', raw, out), /identical/);
@@ -57,7 +63,6 @@ test('host-order copy: the hash reads whole blocks in place; only blocks cut by 
   ]);
   const image = await openImage(qcow2);
   const out = join(dir, 'cut.raw');
-  const file = await LocalFile.open(out, 'w+');
   const hash = new CopyPassHash(image.size);
   let copied = 0;
   let shared = 0;
@@ -71,14 +76,7 @@ test('host-order copy: the hash reads whole blocks in place; only blocks cut by 
     shared += buf.length;
     return dataShared(buf, offset);
   };
-  try {
-    await file.truncate(image.size);
-    assert.ok(hasMapping(image));
-    await copyInHostOrder(image, file, hash);
-  } finally {
-    await file.close();
-    await image.close();
-  }
+  await copyToFile(image, out, hash);
   assert.equal(shared, 12 * MiB - 65536, 'every data byte is offered in place');
   // Copied: the cut blocks at both ends of each 2 MiB piece (at most 2 × 64 KiB each).
   assert.ok(copied <= 8 * 2 * 65536, `${copied} bytes copied by the calling thread`);

@@ -120,6 +120,18 @@ export async function qemuMap(image: string, format?: string): Promise<QemuMapEn
   return JSON.parse(await qemuImg(...args)) as QemuMapEntry[];
 }
 
+/** A file's data ranges as qemu-img map reports them, adjacent ones merged: [start, end). */
+export async function qemuDataRanges(path: string): Promise<[number, number][]> {
+  const out: [number, number][] = [];
+  for (const e of await qemuMap(path, 'raw')) {
+    if (e.zero) continue;
+    const last = out.at(-1);
+    if (last && last[1] === e.start) last[1] += e.length;
+    else out.push([e.start, e.start + e.length]);
+  }
+  return out;
+}
+
 /** A temporary directory removed when the process exits. */
 export function tempDir(prefix = 'diskpipe-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));

@@ -10,7 +10,7 @@ import type { Progress } from '../../src/image/types.js';
 import { openImage } from '../../src/open.js';
 import { copyImage, StreamTarget } from '../../src/ops/copy/index.js';
 import { planWork } from '../../src/ops/copy/plan.js';
-import { qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
+import { qemuDataRanges, sparseFile, tempDir } from '../helpers/peers.js';
 import { CountingImage, FailingImage, writeBytes, writeRuns } from './util.js';
 
 const dir = tempDir();
@@ -29,18 +29,6 @@ function mixedSource(name: string): string {
   // Allocated zeroes: data to SEEK_DATA, but must become a hole in the copy.
   writeBytes(path, Buffer.alloc(2 * MiB), 10 * MiB);
   return path;
-}
-
-/** Data ranges of a file as qemu-img map reports them (merged). */
-async function dataRanges(path: string): Promise<[number, number][]> {
-  const out: [number, number][] = [];
-  for (const e of await qemuMap(path, 'raw')) {
-    if (e.zero) continue;
-    const last = out.at(-1);
-    if (last && last[1] === e.start) last[1] += e.length;
-    else out.push([e.start, e.start + e.length]);
-  }
-  return out;
 }
 
 async function newRawTarget(name: string, size: number) {
@@ -77,7 +65,7 @@ test('raw to raw: same bytes, exact size, holes for zero extents and zero blocks
   assert.ok(readFileSync(path).equals(readFileSync(srcPath)));
   assert.equal(statSync(path).size, 40 * MiB + 1000);
   // The 2 MiB of written zeroes at 10 MiB is not data in the copy; the rest is.
-  const ranges = await dataRanges(path);
+  const ranges = await qemuDataRanges(path);
   assert.ok(
     ranges.every(([a, b]) => b <= 10 * MiB || a >= 12 * MiB),
     JSON.stringify(ranges),
@@ -102,7 +90,7 @@ test('existing target (no --target-is-zero): old data is overwritten and zero ra
   assert.ok(readFileSync(path).equals(readFileSync(srcPath)));
   assert.ok(r.bytesZeroed > 30 * MiB);
   // Zeroing punches holes: the big zero ranges are no longer data.
-  const data = (await dataRanges(path)).reduce((n, [a, b]) => n + (b - a), 0);
+  const data = (await qemuDataRanges(path)).reduce((n, [a, b]) => n + (b - a), 0);
   assert.ok(data < 8 * MiB, `data ${data}`);
 });
 
@@ -128,7 +116,7 @@ test('local raw to raw: copy_file_range when asked; by default data is read', as
   assert.ok(readFileSync(path).equals(readFileSync(srcPath)));
   assert.equal(r.bytesRead, 0, 'data moved in the kernel, not read');
   // The allocated zeroes at 10 MiB are data in the source and stay data in the copy.
-  assert.ok((await dataRanges(path)).some(([a, b]) => a <= 10 * MiB && b >= 12 * MiB));
+  assert.ok((await qemuDataRanges(path)).some(([a, b]) => a <= 10 * MiB && b >= 12 * MiB));
   const second = await newRawTarget('cfr2.raw', src.size);
   const r2 = await copyImage(src, second.image, { targetIsZero: true });
   await second.image.close();
@@ -136,7 +124,7 @@ test('local raw to raw: copy_file_range when asked; by default data is read', as
   assert.ok(r2.bytesRead > 0);
   assert.ok(readFileSync(second.path).equals(readFileSync(srcPath)));
   // Read by default, the allocated zeroes at 10 MiB become a hole, as with qemu-img convert.
-  assert.ok(!(await dataRanges(second.path)).some(([a, b]) => a <= 10 * MiB && b >= 12 * MiB));
+  assert.ok(!(await qemuDataRanges(second.path)).some(([a, b]) => a <= 10 * MiB && b >= 12 * MiB));
 });
 
 test('8 GiB image with 1 MiB of data: reads and writes stay under 16 MiB', async () => {

@@ -18,7 +18,7 @@ import { setNativeEnabled } from '../../src/io/native.js';
 import { openImage } from '../../src/open.js';
 import { copyImage } from '../../src/ops/copy/index.js';
 import { resolveCopyOptions } from '../../src/ops/copy/options.js';
-import { diskpipe, qemuImg, qemuMap, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, qemuDataRanges, qemuImg, sparseFile, tempDir } from '../helpers/peers.js';
 import { writeBytes, writeRuns } from './util.js';
 
 const dir = tempDir();
@@ -37,18 +37,6 @@ function mixedSource(path: string): string {
   writeBytes(path, Buffer.alloc(2 * MiB), 6 * MiB);
   writeBytes(path, Buffer.alloc(4 * KiB), 14 * MiB);
   return path;
-}
-
-/** Merged data ranges as qemu-img map reports them. */
-async function dataRanges(path: string): Promise<[number, number][]> {
-  const out: [number, number][] = [];
-  for (const e of await qemuMap(path, 'raw')) {
-    if (e.zero) continue;
-    const last = out.at(-1);
-    if (last && last[1] === e.start) last[1] += e.length;
-    else out.push([e.start, e.start + e.length]);
-  }
-  return out;
 }
 
 interface Writes {
@@ -122,10 +110,10 @@ test('raw to raw: data runs move by copy_file_range, not write; bytes and holes 
   assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
   const peer = join(dir, 'peer.raw');
   await qemuImg('convert', '-f', 'raw', '-O', 'raw', srcPath, peer);
-  const ranges = await dataRanges(out);
+  const ranges = await qemuDataRanges(out);
   // qemu-img rounds a raw output's size up to 512 bytes; diskpipe keeps the exact size.
   const size = statSync(srcPath).size;
-  const peerRanges = (await dataRanges(peer)).map(([a, b]) => [a, Math.min(b, size)]);
+  const peerRanges = (await qemuDataRanges(peer)).map(([a, b]) => [a, Math.min(b, size)]);
   assert.deepEqual(ranges, peerRanges);
   // The allocated zeroes (6 MiB) and the zero block (14 MiB) are holes in the copy.
   assert.ok(!ranges.some(([a, b]) => a < 8 * MiB && b > 6 * MiB), JSON.stringify(ranges));
@@ -145,7 +133,7 @@ test('copyRange false: the same output, written from the buffer on this thread',
   // Pieces of at most 256 KiB: 3 MiB + 64 KiB + 5 MiB - 4 KiB + 1000 bytes need 34 or more.
   assert.ok(w.blocking >= 34, `${w.blocking} write calls`);
   assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
-  assert.deepEqual(await dataRanges(out), await dataRanges(join(dir, 'out.raw')));
+  assert.deepEqual(await qemuDataRanges(out), await qemuDataRanges(join(dir, 'out.raw')));
   const pooled = await countingWrites(() =>
     copyFile(srcPath, join(dir, 'out2b.raw'), { copyRange: false, blockingWrites: false }),
   );
@@ -177,7 +165,7 @@ test('the kernel refuses (tmpfs source, ext4 target: EXDEV): runs are written in
   const { result, blocking } = await countingWrites(() => copyFile(srcPath, out));
   assert.ok(blocking > 0, 'fell back to write(2)');
   assert.ok(readFileSync(out).equals(readFileSync(srcPath)));
-  assert.deepEqual(await dataRanges(out), await dataRanges(join(dir, 'out.raw')));
+  assert.deepEqual(await qemuDataRanges(out), await qemuDataRanges(join(dir, 'out.raw')));
   assert.ok(result.bytesWritten > 0);
 });
 

@@ -4,7 +4,7 @@
  * bytes that follow. Bytes after the last stream that are not a stream ("trailing garbage")
  * are ignored, as `bzip2 -dc` does. libbz2 needs at most ~4 MiB per stream (900k blocks).
  */
-import type { SystemLib } from '../../io/system-lib.js';
+import type { NativeFunction, SystemLib } from '../../io/system-lib.js';
 import {
   bindOnce,
   loadBound,
@@ -45,18 +45,19 @@ const AVAIL_IN = 8;
 const NEXT_OUT = 24;
 const AVAIL_OUT = 32;
 
-type Fn = (...args: unknown[]) => unknown;
 interface Bz2Functions {
-  init: Fn;
-  decompress: Fn;
-  end: Fn;
+  init: NativeFunction;
+  decompress: NativeFunction;
+  end: NativeFunction;
 }
 
 const bind = bindOnce(
   ({ lib }): Bz2Functions => ({
-    init: lib.func('int BZ2_bzDecompressInit(uint64_t strm, int verbosity, int small)') as Fn,
-    decompress: lib.func('int BZ2_bzDecompress(uint64_t strm)') as Fn,
-    end: lib.func('int BZ2_bzDecompressEnd(uint64_t strm)') as Fn,
+    init: lib.func(
+      'int BZ2_bzDecompressInit(uint64_t strm, int verbosity, int small)',
+    ) as NativeFunction,
+    decompress: lib.func('int BZ2_bzDecompress(uint64_t strm)') as NativeFunction,
+    end: lib.func('int BZ2_bzDecompressEnd(uint64_t strm)') as NativeFunction,
   }),
 );
 

@@ -4,7 +4,7 @@
  * concatenated .xz streams decode like `xz -dc`. Memory is bounded by a memlimit: a stream
  * that needs more (a hostile or huge dictionary) fails cleanly instead of allocating.
  */
-import type { SystemLib } from '../../io/system-lib.js';
+import type { NativeFunction, SystemLib } from '../../io/system-lib.js';
 import {
   bindOnce,
   loadBound,
@@ -51,30 +51,30 @@ const MT_THREADS = 4;
 const MT_MEMLIMIT_THREADING = 64;
 const MT_MEMLIMIT_STOP = 72;
 
-type Fn = (...args: unknown[]) => unknown;
-
 interface LzmaFunctions {
-  code: Fn;
-  end: Fn;
-  memusage: Fn;
-  decoder: Fn;
-  decoderMt: Fn | undefined;
+  code: NativeFunction;
+  end: NativeFunction;
+  memusage: NativeFunction;
+  decoder: NativeFunction;
+  decoderMt: NativeFunction | undefined;
 }
 
 const bind = bindOnce(({ lib }): LzmaFunctions => {
-  let decoderMt: Fn | undefined;
+  let decoderMt: NativeFunction | undefined;
   try {
-    decoderMt = lib.func('int lzma_stream_decoder_mt(uint64_t strm, uint64_t options)') as Fn;
+    decoderMt = lib.func(
+      'int lzma_stream_decoder_mt(uint64_t strm, uint64_t options)',
+    ) as NativeFunction;
   } catch {
     decoderMt = undefined; // liblzma < 5.4
   }
   return {
-    code: lib.func('int lzma_code(uint64_t strm, int action)') as Fn,
-    end: lib.func('void lzma_end(uint64_t strm)') as Fn,
-    memusage: lib.func('uint64_t lzma_memusage(uint64_t strm)') as Fn,
+    code: lib.func('int lzma_code(uint64_t strm, int action)') as NativeFunction,
+    end: lib.func('void lzma_end(uint64_t strm)') as NativeFunction,
+    memusage: lib.func('uint64_t lzma_memusage(uint64_t strm)') as NativeFunction,
     decoder: lib.func(
       'int lzma_stream_decoder(uint64_t strm, uint64_t memlimit, uint32_t flags)',
-    ) as Fn,
+    ) as NativeFunction,
     decoderMt,
   };
 });

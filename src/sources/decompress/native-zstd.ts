@@ -4,7 +4,7 @@
  * (decoder memory) is bounded by ZSTD_d_windowLogMax, so a hostile header fails cleanly
  * instead of allocating. The input must end exactly at the end of a frame.
  */
-import type { SystemLib } from '../../io/system-lib.js';
+import type { NativeFunction, SystemLib } from '../../io/system-lib.js';
 import {
   bindOnce,
   loadBound,
@@ -33,29 +33,29 @@ const IN = 0;
 const OUT = 24;
 const BUFFERS_BYTES = 48;
 
-type Fn = (...args: unknown[]) => unknown;
-
 interface ZstdFunctions {
-  createDCtx: Fn;
-  freeDCtx: Fn;
-  setParameter: Fn;
-  decompressStream: Fn;
-  isError: Fn;
-  errorName: Fn;
-  errorCode: Fn;
+  createDCtx: NativeFunction;
+  freeDCtx: NativeFunction;
+  setParameter: NativeFunction;
+  decompressStream: NativeFunction;
+  isError: NativeFunction;
+  errorName: NativeFunction;
+  errorCode: NativeFunction;
 }
 
 const bind = bindOnce(
   ({ lib }): ZstdFunctions => ({
-    createDCtx: lib.func('void *ZSTD_createDCtx(void)') as Fn,
-    freeDCtx: lib.func('size_t ZSTD_freeDCtx(void *dctx)') as Fn,
-    setParameter: lib.func('size_t ZSTD_DCtx_setParameter(void *dctx, int param, int value)') as Fn,
+    createDCtx: lib.func('void *ZSTD_createDCtx(void)') as NativeFunction,
+    freeDCtx: lib.func('size_t ZSTD_freeDCtx(void *dctx)') as NativeFunction,
+    setParameter: lib.func(
+      'size_t ZSTD_DCtx_setParameter(void *dctx, int param, int value)',
+    ) as NativeFunction,
     decompressStream: lib.func(
       'size_t ZSTD_decompressStream(void *zds, uint64_t output, uint64_t input)',
-    ) as Fn,
-    isError: lib.func('unsigned int ZSTD_isError(size_t code)') as Fn,
-    errorName: lib.func('const char *ZSTD_getErrorName(size_t code)') as Fn,
-    errorCode: lib.func('int ZSTD_getErrorCode(size_t code)') as Fn,
+    ) as NativeFunction,
+    isError: lib.func('unsigned int ZSTD_isError(size_t code)') as NativeFunction,
+    errorName: lib.func('const char *ZSTD_getErrorName(size_t code)') as NativeFunction,
+    errorCode: lib.func('int ZSTD_getErrorCode(size_t code)') as NativeFunction,
   }),
 );
 
