@@ -59,3 +59,31 @@ test('a read-only holder (qemu-nbd -r) does not stop reading commands', async ()
     }
   });
 });
+
+test('a backing file qemu-nbd has open for writing is refused as the top image is; -U reads', async () => {
+  const base = join(dir, 'base.qcow2');
+  const overlay = join(dir, 'overlay.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  await qemuIo(base, ['write -P 0x33 0 512k'], 'qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+  const readers: [string[], number][] = [
+    [['map', overlay], 2],
+    [['checksum', overlay], 2],
+    [['convert', overlay, join(dir, 'overlay.raw')], 2],
+    [['measure', '-O', 'qcow2', overlay], 2],
+  ];
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', base], async () => {
+    for (const [args, status] of readers) {
+      const r = diskpipe(args);
+      assert.equal(r.status, status, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, REFUSED, args[0]);
+      assert.match(r.stderr, /base\.qcow2/, args[0]);
+      const forced = diskpipe([args[0]!, '-U', ...args.slice(1)]);
+      assert.equal(forced.status, 0, `${args[0]} -U: ${forced.stderr}`);
+    }
+    // info and check look at the top image only (qemu-img info does too).
+    assert.equal(diskpipe(['info', overlay]).status, 0);
+    assert.equal(diskpipe(['check', overlay]).status, 0);
+    await assert.rejects(openImage(overlay, { refuseWritten: true }), IoError);
+  });
+});
