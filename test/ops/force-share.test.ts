@@ -4,6 +4,8 @@
  * anyway. A read-only holder (qemu-nbd -r) does not stop them.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { IoError, openImage } from '../../src/index.js';
@@ -86,4 +88,22 @@ test('a backing file qemu-nbd has open for writing is refused as the top image i
     assert.equal(diskpipe(['check', overlay]).status, 0);
     await assert.rejects(openImage(overlay, { refuseWritten: true }), IoError);
   });
+});
+
+test('a whole-file flock (not a qemu lock) does not stop reading commands', async () => {
+  // flock(1) holds the lock until its shell reads a line: `info` runs while it is held.
+  const holder = spawn('flock', [image, '-c', 'echo locked; read x'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(holder.stdout!, 'data')) as [Buffer];
+  assert.equal(line.toString(), 'locked\n');
+  try {
+    for (const [args] of READERS) {
+      const r = diskpipe(args);
+      assert.equal(r.status, 0, `${args[0]}: ${r.stderr}`);
+    }
+  } finally {
+    holder.stdin!.end('\n');
+    await once(holder, 'exit');
+  }
 });
