@@ -107,3 +107,21 @@ test('a whole-file flock (not a qemu lock) does not stop reading commands', asyn
     await once(holder, 'exit');
   }
 });
+
+test('rebase (safe) refuses an old backing file qemu-nbd writes, as qemu-img rebase; -U reads it', async () => {
+  const base = join(dir, 'rebase-base.qcow2');
+  const overlay = join(dir, 'rebase-overlay.qcow2');
+  const other = join(dir, 'rebase-new.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  await qemuIo(base, ['write -P 0x44 0 256k'], 'qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+  await qemuImg('create', '-q', '-f', 'qcow2', other, '16M');
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', base], async () => {
+    const args = ['-b', other, '-F', 'qcow2', overlay];
+    const r = diskpipe(['rebase', ...args]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, REFUSED);
+    const forced = diskpipe(['rebase', '-U', ...args]);
+    assert.equal(forced.status, 0, forced.stderr);
+  });
+});
