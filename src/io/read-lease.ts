@@ -7,9 +7,11 @@
  * lease; the truncation then goes ahead, and plain reads see the file end and fail cleanly.
  * Linux takes the lease back by itself after /proc/sys/fs/lease-break-time (45 s by default).
  *
- * A lease needs the file's owner (or CAP_LEASE), and no writer may have the file open; without
- * one, the caller does not map.
+ * A lease needs the file's owner (or CAP_LEASE), no writer may have the file open, and it is
+ * taken on the main thread only (workers cannot listen for SIGIO); without one, the caller
+ * does not map.
  */
+import { isMainThread } from 'node:worker_threads';
 import { loadSystemLib } from './system-lib.js';
 
 const F_SETLEASE = 1024;
@@ -70,6 +72,8 @@ function onSigio(): void {
  * it must stop new mapped reads and release the lease once those in flight are done.
  */
 export function takeReadLease(fd: number, onBreak: () => void): ReadLease | undefined {
+  // A worker thread cannot listen for signals: the lease's SIGIO would end the process.
+  if (!isMainThread) return undefined;
   const f = bind();
   if (!f) return undefined;
   // Listening first: SIGIO's default action ends the process. The listener stays for the
