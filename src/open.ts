@@ -13,6 +13,7 @@ import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
 import { abortError, asAbortError, throwIfAborted } from './io/abort.js';
 import { LocalFile } from './io/file.js';
+import { refuseWritten } from './io/qemu-locks.js';
 import type { HttpOptions } from './sources/http.js';
 import { type OpenedSource, openSource } from './sources/index.js';
 import { openMemberOf, type UnwrapOptions, unwrapToSource } from './sources/unwrap.js';
@@ -99,6 +100,7 @@ export async function openOnSource(
       new Set(),
       opts.writable ?? false,
       opts.describeOnly ?? false,
+      opts.refuseWritten ?? false,
     );
   } catch (err) {
     await source.close().catch(() => {});
@@ -112,7 +114,16 @@ export async function openImageOn(
   opts: OpenOptions & { untrusted?: boolean } = {},
 ): Promise<Image> {
   const trust = TrustPolicy.forImage(opts, source.path, opts.untrusted ?? false);
-  return openOn(source, opts.format, trust, 0, new Set(), opts.writable ?? false);
+  return openOn(
+    source,
+    opts.format,
+    trust,
+    0,
+    new Set(),
+    opts.writable ?? false,
+    false,
+    opts.refuseWritten ?? false,
+  );
 }
 
 export function driverFor(format: string): FormatDriver {
@@ -133,6 +144,7 @@ async function openOn(
   chain: Set<string>,
   writable: boolean,
   describeOnly = false,
+  refuseWrittenFiles = false,
 ): Promise<Image> {
   if (depth > MAX_CHAIN_DEPTH) {
     throw new CorruptImageError(`backing chain is longer than ${MAX_CHAIN_DEPTH} images`);
@@ -159,7 +171,18 @@ async function openOn(
       if (chain.has(path)) throw new CorruptImageError(`backing chain loops back to ${path}`);
       const file = await LocalFile.open(path, 'r');
       try {
-        return await openOn(file, backingFormat, trust, depth + 1, chain, false, describeOnly);
+        // A VM writing the backing file changes what the overlay reads as much as the top's.
+        if (refuseWrittenFiles && !describeOnly) refuseWritten(file.fd, path);
+        return await openOn(
+          file,
+          backingFormat,
+          trust,
+          depth + 1,
+          chain,
+          false,
+          describeOnly,
+          refuseWrittenFiles,
+        );
       } catch (err) {
         await file.close().catch(() => {});
         throw err;
@@ -167,7 +190,16 @@ async function openOn(
     },
     async openReferencedFile(ref, referrer, kind, wantWrite) {
       const path = trust.resolve(ref, referrer.path, kind);
-      return LocalFile.open(path, wantWrite ? 'r+' : 'r');
+      const file = await LocalFile.open(path, wantWrite ? 'r+' : 'r');
+      if (!wantWrite && refuseWrittenFiles && !describeOnly) {
+        try {
+          refuseWritten(file.fd, path); // a vmdk extent a VM writes
+        } catch (err) {
+          await file.close().catch(() => {});
+          throw err;
+        }
+      }
+      return file;
     },
   };
   return driver.open(source, ctx);

@@ -9,6 +9,7 @@
  * rootfs bench (728 MB of data, medians of 5): 2,791 write jobs → 360 copy calls, voluntary
  * context switches 3,764 → 1,986.
  */
+import { getSystemErrorName } from 'node:util';
 import { isNativeEnabled } from './native.js';
 import { type LibraryHandle, loadSystemLib } from './system-lib.js';
 
@@ -53,11 +54,17 @@ function once(b: Binding, src: number, dst: number, offset: number, len: number)
   });
 }
 
-/** An error like Node's fs errors (code, errno), so ioError() names it. */
+/** An error like Node's fs errors (code, errno), so ioError() names it (EFBIG, not E27). */
 function errnoError(errno: number): NodeJS.ErrnoException {
   const err: NodeJS.ErrnoException = new Error(`copy_file_range failed: errno ${errno}`);
   err.errno = errno;
-  err.code = errno === 5 ? 'EIO' : errno === 28 ? 'ENOSPC' : `E${errno}`;
+  let code: string;
+  try {
+    code = getSystemErrorName(-errno);
+  } catch {
+    code = `E${errno}`; // not an errno libuv knows
+  }
+  err.code = code.startsWith('E') ? code : `E${errno}`;
   return err;
 }
 

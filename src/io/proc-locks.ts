@@ -28,6 +28,9 @@ export function lockedRanges(fd: number): LockedRange[] | undefined {
     // "6: OFDLCK ADVISORY  READ -1 fe:00:2146357 100 101"; "6: -> ..." only waits for a lock.
     const f = line.trim().split(/\s+/);
     if (f.length < 8 || f[1] === '->') continue;
+    // Only byte-range locks (fcntl: OFD as qemu takes them, or POSIX) are what F_OFD_GETLK
+    // would see; a whole-file flock(1) or a lease says nothing about qemu's bytes.
+    if (f[1] !== 'OFDLCK' && f[1] !== 'POSIX') continue;
     const id = /^([0-9a-f]+):([0-9a-f]+):(\d+)$/i.exec(f[5]!);
     if (!id || BigInt(`0x${id[1]}`) !== major || BigInt(`0x${id[2]}`) !== minor) continue;
     if (BigInt(id[3]!) !== st.ino) continue;

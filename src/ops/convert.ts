@@ -36,6 +36,7 @@ import { copyStreamToFile } from './copy/from-stream.js';
 import { type CopyOptions, type CopyResult, copyImage } from './copy/index.js';
 import { resolveCopyOptions } from './copy/options.js';
 import { StreamTarget } from './copy/stream-target.js';
+import { refuseWritingSource } from './source-target.js';
 
 export type { OutputFormat } from '../formats/writers.js';
 
@@ -148,6 +149,9 @@ export async function convertImage(
   const copy = tuning(opts);
   resolveCopyOptions(copy); // bad tuning is refused before anything is created
   const job: Job = { src, dst, opts, copy };
+  if (kind === 'block-device' || (opts.existing && kind !== 'stream')) {
+    await refuseWritingSource(dst, src);
+  }
   if (kind === 'block-device') return { ...(await ontoDevice(job)), format, output: dst };
   if (dst === '-' && isWriterFormat(format)) {
     return { ...(await toStream(job, format)), format, output: dst };

@@ -15,7 +15,7 @@ import { isZero } from '../io/bytes.js';
 import { openImage } from '../open.js';
 import { refuseBackingLoop } from './backing-target.js';
 import type { Range } from './copy-ranges.js';
-import { rebaseUnsafe } from './rebase.js';
+import { rebaseUnsafe, refuseLoopThrough } from './rebase.js';
 
 export interface RebaseSafeOptions {
   /** Format of NEW (-F); required unless NEW is '' (as rebase -u). */
@@ -55,6 +55,9 @@ export async function rebaseSafe(
     newPath = TrustPolicy.forImage(trust, path).resolve(backing, path, 'backing file');
     if (newPath === realpathSync(path))
       throw new UsageError(`${path} cannot be its own backing file`);
+    // Before IMAGE is locked for the edit: a chain that holds IMAGE is a loop, not a file
+    // another program writes.
+    await refuseLoopThrough(path, newPath, opts.backingFormat, trust, backing);
   }
   const image = await openImage(path, { ...trust, format: 'qcow2', writable: true });
   let result: RebaseSafeResult;

@@ -91,8 +91,11 @@ export async function rebaseUnsafe(
 /**
  * A chain that already holds IMAGE would loop once IMAGE points at it. A backing file that
  * cannot be opened is not checked further: -u is for fixing references, and stores it anyway.
+ * The chain is opened only to walk it (no data is read), so qemu's write locks are not
+ * checked: IMAGE itself, locked for this edit, would otherwise look written by another
+ * program, and the loop would go unseen.
  */
-async function refuseLoopThrough(
+export async function refuseLoopThrough(
   path: string,
   target: string,
   format: string | undefined,
@@ -101,7 +104,11 @@ async function refuseLoopThrough(
 ): Promise<void> {
   let image: Image;
   try {
-    image = await openImage(target, { ...trust, format: format === 'vpc' ? 'vhd' : format });
+    image = await openImage(target, {
+      ...trust,
+      refuseWritten: false,
+      format: format === 'vpc' ? 'vhd' : format,
+    });
   } catch {
     return;
   }

@@ -138,6 +138,9 @@ async function firstRange(client: HttpClient, blockSize: number): Promise<First>
     const r = contentRange(res, label);
     if (r.start !== 0 || r.end > blockSize)
       fail(res, `${label}: server answered bytes ${r.start}-${r.end} for 0`);
+    const given = res.headers['content-length'];
+    if (given !== undefined && contentLength(res.headers) !== r.end)
+      fail(res, `${label}: server sent Content-Length ${given} for a range of ${r.end} bytes`);
     return { url, size: r.total, body: await readBody(res, r.end, label), validators };
   }
   if (res.status === 200) {

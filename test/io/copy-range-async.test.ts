@@ -3,6 +3,7 @@
  * moved) where the kernel cannot, e.g. into a character device; stops at the source's end.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,4 +49,22 @@ test('into a character device (EINVAL) or a read-only file (EBADF): unsupported'
     closeSync(readOnly);
   }
   assert.ok(readFileSync(join(dir, 'ro.bin')).equals(Buffer.alloc(8192)));
+});
+
+test('a real error is named by its errno (EFBIG past the file size limit, not "E27")', () => {
+  // ulimit -f is in 1 KiB units; the target exists, so only the copy passes the limit.
+  const srcPath = join(dir, 'big-src.bin');
+  writeFileSync(srcPath, randomBytes(4 * 1024 * 1024));
+  const dstPath = sparseFile(join(dir, 'big-dst.bin'), 4 * 1024 * 1024);
+  const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
+  const r = spawnSync('/bin/sh', [
+    '-c',
+    `ulimit -f 1024; exec "$0" "$1" convert -n -f raw -O raw "$2" "$3"`,
+    process.execPath,
+    main,
+    srcPath,
+    dstPath,
+  ]);
+  assert.equal(r.status, 2, r.stderr.toString());
+  assert.match(r.stderr.toString(), /^diskpipe: .*EFBIG: file too large\n$/);
 });

@@ -4,6 +4,8 @@
  * anyway. A read-only holder (qemu-nbd -r) does not stop them.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { IoError, openImage } from '../../src/index.js';
@@ -57,5 +59,69 @@ test('a read-only holder (qemu-nbd -r) does not stop reading commands', async ()
       const r = diskpipe(args);
       assert.equal(r.status, 0, `${args[0]}: ${r.stderr}`);
     }
+  });
+});
+
+test('a backing file qemu-nbd has open for writing is refused as the top image is; -U reads', async () => {
+  const base = join(dir, 'base.qcow2');
+  const overlay = join(dir, 'overlay.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  await qemuIo(base, ['write -P 0x33 0 512k'], 'qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+  const readers: [string[], number][] = [
+    [['map', overlay], 2],
+    [['checksum', overlay], 2],
+    [['convert', overlay, join(dir, 'overlay.raw')], 2],
+    [['measure', '-O', 'qcow2', overlay], 2],
+  ];
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', base], async () => {
+    for (const [args, status] of readers) {
+      const r = diskpipe(args);
+      assert.equal(r.status, status, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, REFUSED, args[0]);
+      assert.match(r.stderr, /base\.qcow2/, args[0]);
+      const forced = diskpipe([args[0]!, '-U', ...args.slice(1)]);
+      assert.equal(forced.status, 0, `${args[0]} -U: ${forced.stderr}`);
+    }
+    // info and check look at the top image only (qemu-img info does too).
+    assert.equal(diskpipe(['info', overlay]).status, 0);
+    assert.equal(diskpipe(['check', overlay]).status, 0);
+    await assert.rejects(openImage(overlay, { refuseWritten: true }), IoError);
+  });
+});
+
+test('a whole-file flock (not a qemu lock) does not stop reading commands', async () => {
+  // flock(1) holds the lock until its shell reads a line: `info` runs while it is held.
+  const holder = spawn('flock', [image, '-c', 'echo locked; read x'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(holder.stdout!, 'data')) as [Buffer];
+  assert.equal(line.toString(), 'locked\n');
+  try {
+    for (const [args] of READERS) {
+      const r = diskpipe(args);
+      assert.equal(r.status, 0, `${args[0]}: ${r.stderr}`);
+    }
+  } finally {
+    holder.stdin!.end('\n');
+    await once(holder, 'exit');
+  }
+});
+
+test('rebase (safe) refuses an old backing file qemu-nbd writes, as qemu-img rebase; -U reads it', async () => {
+  const base = join(dir, 'rebase-base.qcow2');
+  const overlay = join(dir, 'rebase-overlay.qcow2');
+  const other = join(dir, 'rebase-new.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  await qemuIo(base, ['write -P 0x44 0 256k'], 'qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+  await qemuImg('create', '-q', '-f', 'qcow2', other, '16M');
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', base], async () => {
+    const args = ['-b', other, '-F', 'qcow2', overlay];
+    const r = diskpipe(['rebase', ...args]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, REFUSED);
+    const forced = diskpipe(['rebase', '-U', ...args]);
+    assert.equal(forced.status, 0, forced.stderr);
   });
 });

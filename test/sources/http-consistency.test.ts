@@ -80,6 +80,16 @@ async function servedThreeWays(): Promise<TestServer> {
 const NOTICE =
   /^diskpipe: note: http:\/\/127\.0\.0\.1:\d+\/none\.raw has no ETag or Last-Modified: consistency across requests cannot be guaranteed$/m;
 
+test('http consistency: the Content-Length of the first answer must match its range too', async () => {
+  // More than the range: the body was read up to the range's end, then the server closed and
+  // the error said 'connection closed after 65536 of 65536 bytes' (after its retries).
+  const url = await serve((n) => ({ total: 1 << 20, ...(n === 1 ? { length: 66_536 } : {}) }));
+  await assert.rejects(HttpSource.open(url, opts), {
+    code: 'HTTP',
+    message: /Content-Length 66536 for a range of 65536 bytes/,
+  });
+});
+
 test('http consistency: a source without ETag/Last-Modified says it is unverified', async () => {
   const server = await servedThreeWays();
   const told: string[] = [];

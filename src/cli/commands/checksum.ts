@@ -72,7 +72,7 @@ export const checksum = defineCommand({
         digest: algorithm,
         blockSize,
         onProgress: bar.report,
-        // A one-shot command may risk SIGBUS on a file truncated under it (see mapFiles).
+        // A one-shot command may risk SIGBUS on an I/O error under a mapping (see mapFiles).
         mapFiles: true,
       };
       let r: ChecksumResult;

@@ -4,9 +4,9 @@ import { rebaseSafe } from '../../ops/rebase-safe.js';
 import { defineCommand } from '../command.js';
 import { openOptions } from '../common.js';
 import { flag, value } from '../options.js';
-import { trustOptions } from '../shared-options.js';
+import { FORCE_SHARE_OPTION, trustOptions } from '../shared-options.js';
 
-const SYNOPSIS = 'diskpipe rebase [-u] -b BACKING [-F FMT] IMAGE';
+const SYNOPSIS = 'diskpipe rebase [-u] [-U] -b BACKING [-F FMT] IMAGE';
 
 export const rebase = defineCommand({
   synopsis: SYNOPSIS,
@@ -34,6 +34,8 @@ export const rebase = defineCommand({
       'format of BACKING, stored in the header (required with a BACKING)',
       { short: 'F' },
     ),
+    // Safe mode reads the old and new backing chains: one a VM writes is refused without it.
+    ...FORCE_SHARE_OPTION,
     ...trustOptions(),
   },
   column: 18,

@@ -7,6 +7,7 @@ import { CorruptImageError, UsageError } from '../../errors.js';
 import type { Extent, Image, ProgressListener } from '../../image/types.js';
 import { throwIfAborted } from '../../io/abort.js';
 import { isNativeEnabled } from '../../io/native.js';
+import { type ReadLease, takeReadLease } from '../../io/read-lease.js';
 import { isZeroChunk } from '../../sources/sequential.js';
 import { intOption } from '../copy/options.js';
 import { type BlkHashOptions, BlockDigester } from './blkhash.js';
@@ -42,9 +43,11 @@ export interface ChecksumOptions extends BlkHashOptions {
   signal?: AbortSignal;
   /**
    * Hash local file ranges through a mapping of the file instead of reading them (no read copy;
-   * about a quarter less CPU). Off by default: a file truncated by another program while it is
-   * mapped, or an I/O error under the mapping, ends the whole process with SIGBUS, which an
-   * embedding program (a VM manager's daemon) must not risk. The CLI's checksum turns it on.
+   * about a quarter less CPU). The file is mapped only under a read lease, so a truncation
+   * by another program waits for the mapped windows and then reads as a clean error; the lease
+   * needs a SIGIO listener for the process's life. Off by default: an I/O error under the
+   * mapping still ends the whole process with SIGBUS, which an embedding program (a VM
+   * manager's daemon) must not risk. The CLI's checksum turns it on.
    */
   mapFiles?: boolean;
 }
@@ -127,9 +130,13 @@ export async function checksumImage(
   opts: ChecksumOptions = {},
 ): Promise<ChecksumResult> {
   const { sink, release } = setup(opts, image.size);
+  let lease: ReadLease | undefined;
   try {
     const direct = sink.readsFiles ? await directSource(image) : undefined;
-    const walker = new ExtentWalker(image, sink, opts.signal, direct, opts.mapFiles === true);
+    const walker = new ExtentWalker(image, sink, opts.signal, direct);
+    if (opts.mapFiles === true && direct && isNativeEnabled()) {
+      lease = leaseForMapping(direct.file.fd, walker, sink);
+    }
     let run: Run | undefined;
     const runs = direct?.runs ?? (image.extents(0, image.size) as AsyncIterable<DirectRun>);
     // Adjacent extents that read the same way are one run (hole or not does not matter here).
@@ -152,8 +159,30 @@ export async function checksumImage(
     return await result(sink, walker.bytesRead);
   } finally {
     await sink.settle();
+    lease?.release();
     await release();
   }
+}
+
+/**
+ * Maps the file only under a read lease (io/read-lease.ts): a program that truncates it waits
+ * until the mapped windows in flight are hashed, so the truncation is a clean read error, not
+ * SIGBUS. No lease, no mapping.
+ */
+function leaseForMapping(
+  fd: number,
+  walker: ExtentWalker,
+  sink: OrderedBlkHash,
+): ReadLease | undefined {
+  const lease = takeReadLease(fd, () => {
+    walker.mapFiles = false;
+    void walker
+      .idle()
+      .then(() => sink.settle())
+      .finally(() => lease?.release());
+  });
+  walker.mapFiles = lease !== undefined;
+  return lease;
 }
 
 /** A run of extents that read the same way; data at file offset `host` when that is set. */
@@ -259,13 +288,16 @@ class ExtentWalker {
   private cur: { start: number; end: number; reads: WindowRead[] } | undefined;
   position = 0;
   bytesRead = 0;
+  /** Hash file windows through a mapping (only while a read lease is held). */
+  mapFiles = false;
+  /** The file window being handed to the hasher, if any. */
+  private submitting: Promise<void> | undefined;
 
   constructor(
     private readonly image: Image,
     private readonly sink: OrderedBlkHash,
     private readonly signal: AbortSignal | undefined,
     private readonly direct: DirectSource | undefined,
-    private readonly mapFiles: boolean,
   ) {
     this.bs = sink.digester.blockSize;
     this.w = sink.windowSize;
@@ -327,6 +359,14 @@ class ExtentWalker {
     return this.cur;
   }
 
+  /** Settles once the window being handed to the hasher (maybe mapped) is queued. */
+  idle(): Promise<void> {
+    return (this.submitting ?? Promise.resolve()).then(
+      () => {},
+      () => {},
+    );
+  }
+
   /** Reads the planned window into a buffer and queues it for hashing. */
   async flush(): Promise<void> {
     const cur = this.cur;
@@ -339,7 +379,12 @@ class ExtentWalker {
       for (const r of cur.reads) this.bytesRead += r.length;
       const { fd, name } = this.direct.file;
       const mapped = this.mapFiles && isNativeEnabled();
-      await this.sink.submitFile({ fd, position, name, mapped }, length);
+      this.submitting = this.sink.submitFile({ fd, position, name, mapped }, length);
+      try {
+        await this.submitting;
+      } finally {
+        this.submitting = undefined;
+      }
       return;
     }
     const buf = await this.sink.acquire();
