@@ -6,9 +6,10 @@
  * first. Only digests of data blocks are kept (32 bytes each); everything else is Z, and a
  * range given as zero is never hashed at all.
  */
+import { availableParallelism } from 'node:os';
 import { CorruptImageError } from '../errors.js';
 import { le64 } from '../ops/checksum/blkhash.js';
-import { BlockDigester, type BlockHasher, sharedHashPool } from '../ops/checksum/index.js';
+import { BlockDigester, type BlockHasher, HashPool } from '../ops/checksum/index.js';
 import type { CopyTap } from '../ops/copy/index.js';
 
 interface PartialBlock {
@@ -61,7 +62,7 @@ export class CopyPassHash implements PacedTap {
     readonly size: number,
     opts: CopyPassHashOptions = {},
   ) {
-    this.hasher = opts.hasher ?? sharedHashPool();
+    this.hasher = opts.hasher ?? copyPassPool();
     const blocks = Math.max(1, Math.floor((opts.batchBytes ?? 2 * 1024 * 1024) / this.bs));
     this.batchBytes = blocks * this.bs;
     this.inFlight = Math.max(1, opts.inFlight ?? 4);
@@ -264,11 +265,24 @@ export class CopyPassHash implements PacedTap {
   }
 }
 
+let copyPool: HashPool | undefined;
+
+/**
+ * The process-wide pool copy passes hash on: half the cores (at least one). A copy pass hashes
+ * each data byte once (~1.2 GB/s per thread with SHA extensions) while the decode pool, one
+ * worker per core, and the copy itself use the others; each worker more costs ~0.1 s of CPU to
+ * boot and ~5 MiB (a pull on 2 cores booted 5 workers, now 4).
+ */
+export function copyPassPool(): HashPool {
+  copyPool ??= new HashPool(Math.max(1, Math.floor(availableParallelism() / 2)));
+  return copyPool;
+}
+
 /**
  * Starts the hasher's workers now (one tiny job each), so that they are up when the first
  * data arrives: a pull calls it as soon as the download's first bytes name an image format.
  */
-export function startHashWorkers(hasher: BlockHasher = sharedHashPool()): void {
+export function startHashWorkers(hasher: BlockHasher = copyPassPool()): void {
   const d = new BlockDigester();
   for (let i = 0; i < hasher.threads; i++) {
     hasher.hash(d, new ArrayBuffer(d.blockSize), d.blockSize).catch(() => {});

@@ -10,7 +10,7 @@ import { asAbortError, throwIfAborted } from '../io/abort.js';
 import { defaultCacheDir } from '../io/cache-dir.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import type { HttpClientOptions } from '../sources/http-client.js';
-import { createDisk, type DiskResult } from './disks.js';
+import type { DiskResult } from './disks.js';
 import type { CacheEventListener } from './events.js';
 import { CacheLayout } from './layout.js';
 import {
@@ -23,7 +23,7 @@ import {
 } from './maintenance.js';
 import { type PullOptions, type PullResult, pull } from './pull.js';
 import { type CacheEntry, CacheIndex } from './records.js';
-import { type VerifyOptions, type VerifyResult, verifyEntry } from './verify.js';
+import type { VerifyOptions, VerifyResult } from './verify.js';
 
 /** How downloads behave (set once per cache). */
 export interface CacheHttpOptions {
@@ -113,6 +113,8 @@ export class DiskCache {
   async createDisk(ref: string, dest: string, opts: CreateDiskOptions = {}): Promise<DiskResult> {
     throwIfAborted(opts.signal, 'createDisk');
     checkByteCount(opts.size, 'size');
+    // Loaded when used: disk creation (and verify) bring modules a pull does not need.
+    const { createDisk } = await import('./disks.js');
     return createDisk(ref, dest, {
       ...this.pullOptions(opts),
       ...(opts.format !== undefined ? { format: opts.format } : {}),
@@ -167,6 +169,7 @@ export class DiskCache {
   async verify(ref: string | CacheEntry, opts: VerifyOptions = {}): Promise<VerifyResult> {
     throwIfAborted(opts.signal, 'cache verify');
     const entry = typeof ref === 'string' ? await this.entry(ref) : ref;
+    const { verifyEntry } = await import('./verify.js');
     return verifyEntry(this.index, entry, opts);
   }
 

@@ -233,7 +233,13 @@ async function receive(
     await hash.hashPrefix(opts.partPath, start);
     const handle = await openPart(opts.partPath, start);
     // The digest worker reads the write stages where they are (no second copy of the stream).
-    const writer = new SparseWriter(handle, start, 'the download', (bytes) => hash.take(bytes));
+    const writer = new SparseWriter(
+      handle,
+      start,
+      'the download',
+      (bytes) => hash.take(bytes),
+      true,
+    );
     writer.onFlushed = opts.onPersisted;
     let position = start;
     let overLimit = false;

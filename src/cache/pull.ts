@@ -10,18 +10,16 @@ import { chmod, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
-import { sparsify } from '../filters/sparsify/index.js';
-import type { Image, ProgressListener } from '../image/types.js';
+import type { ProgressListener } from '../image/types.js';
 import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
-import { openImageOn } from '../open.js';
 import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
 import type { HttpClientOptions } from '../sources/http-client.js';
-import { type UnwrapOptions, unwrapSource } from '../sources/unwrap.js';
+import type { UnwrapOptions } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
 import {
   type DownloadResult,
@@ -33,9 +31,9 @@ import {
 import type { CacheEventListener } from './events.js';
 import { CacheLayout, urlKey } from './layout.js';
 import { blobLockPath } from './maintenance.js';
-import { type Converted, convertAlongside } from './overlap.js';
+import type { Converted } from './pull-convert.js';
 import { CacheIndex, now, type SourceRecord } from './records.js';
-import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';
+import type { StoredRaw } from './store-raw.js';
 import { cacheTemporaryName, sweepTemporaries } from './temp-files.js';
 
 export interface PullOptions {
@@ -216,14 +214,8 @@ async function pullLocked(
       ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
       onProgress: (done, total) => opts.onProgress?.({ phase: 'download', done, total }),
     }).finally(() => growing.end());
-    const converting = convertAlongside(
-      growing,
-      convTmp,
-      storeProgress(opts),
-      wrapFor(opts),
-      !opts.sparsify,
-      opts.stage,
-    );
+    // The converter's modules load while the request goes out and the first bytes arrive.
+    const converting = loadConverter().then((c) => c.convertDownload(growing, convTmp, opts));
     const [d, c] = await Promise.allSettled([downloading, converting]);
     await growing.close();
     if (d.status === 'rejected') {
@@ -257,7 +249,8 @@ async function pullLocked(
 
   // A plain raw download was hashed as it streamed: it is the cache's file as it is.
   const rawDigest = isLocal || opts.sparsify ? undefined : fetched.digests.blkhash;
-  const asIs = rawDigest ? await plainRaw(input, rawDigest, opts.stage) : undefined;
+  const converter = await loadConverter();
+  const asIs = rawDigest ? await converter.plainRaw(input, rawDigest, opts.stage) : undefined;
   const tmp = asIs ? input : convTmp;
   let raw: StoredRaw;
   let sourceFormat: string;
@@ -269,7 +262,7 @@ async function pullLocked(
       stored: raw,
       sourceFormat,
       layers,
-    } = asIs ?? overlapped ?? (await convertToRaw(input, tmp, opts)));
+    } = asIs ?? overlapped ?? (await converter.convertToRaw(input, tmp, opts)));
     converted = raw.written;
   } catch (err) {
     await unlink(tmp).catch(() => {});
@@ -336,6 +329,14 @@ async function hit(index: CacheIndex, record: SourceRecord): Promise<PullResult 
   }
 }
 
+/**
+ * pull-convert.ts and the formats, codecs and copy engine it imports: most of pull's modules,
+ * loaded once the download is under way (they took ~0.3 s before the request went out).
+ */
+function loadConverter(): Promise<typeof import('./pull-convert.js')> {
+  return import('./pull-convert.js');
+}
+
 async function syncPart(path: string): Promise<void> {
   const file = await LocalFile.open(path, 'r');
   try {
@@ -348,78 +349,6 @@ async function syncPart(path: string): Promise<void> {
 function isNoSpace(err: unknown): boolean {
   const cause = (err as { cause?: { code?: string } }).cause;
   return cause?.code === 'ENOSPC' || /ENOSPC/.test(String((err as Error).message));
-}
-
-/**
- * The download as the cache's raw file, when it is one: nothing wraps it and it probes as raw
- * (the stream hash only saw its first bytes; a VHD footer, for one, sits at the end).
- */
-async function plainRaw(part: string, contentDigest: string, stage: UnwrapOptions | undefined) {
-  const unwrapped = await unwrapSource(
-    { source: await LocalFile.open(part, 'r'), untrusted: true },
-    { ...stage, preferStream: true },
-  );
-  if (unwrapped.kind === 'stream') {
-    await unwrapped.stream.close();
-    return undefined;
-  }
-  const image = await openImageOn(unwrapped.source, { untrusted: true });
-  try {
-    if (image.format !== 'raw' || unwrapped.layers.length > 0) return undefined;
-    const file = await LocalFile.open(part, 'r');
-    const allocatedSize = await file.allocatedSize().finally(() => file.close());
-    const stored: StoredRaw = {
-      contentDigest,
-      virtualSize: image.size,
-      allocatedSize,
-      written: 0,
-    };
-    return { stored, sourceFormat: 'raw', layers: [] as string[] };
-  } finally {
-    await image.close();
-  }
-}
-
-function storeProgress(opts: PullOptions): StoreProgress {
-  return (phase, done, total) => opts.onProgress?.({ phase, done, total });
-}
-
-/** Opens the download untrusted, unwraps compression/archives, and writes the raw result. */
-async function convertToRaw(input: string, tmp: string, opts: PullOptions): Promise<Converted> {
-  const progress = storeProgress(opts);
-  // Sparsify reads the filesystems' maps wherever they are: raw content is staged for it.
-  const unwrapped = await unwrapSource(
-    { source: await LocalFile.open(input, 'r'), untrusted: true },
-    {
-      ...opts.stage,
-      ...(opts.signal && { signal: opts.signal }),
-      preferStream: !opts.sparsify,
-    },
-  );
-  if (unwrapped.kind === 'stream') {
-    try {
-      const stored = await storeStream(unwrapped.stream, tmp, progress, opts.signal);
-      return { stored, sourceFormat: 'raw', layers: [...unwrapped.stream.layers] };
-    } finally {
-      await unwrapped.stream.close();
-    }
-  }
-  const opened = await openImageOn(unwrapped.source, { untrusted: true });
-  const image = await wrapFor(opts)(opened).catch(async (err) => {
-    await opened.close();
-    throw err;
-  });
-  try {
-    const stored = await storeImage(image, tmp, progress, opts.signal);
-    return { stored, sourceFormat: opened.format, layers: unwrapped.layers };
-  } finally {
-    await image.close();
-  }
-}
-
-/** How the opened source image is wrapped before it is stored. */
-function wrapFor(opts: PullOptions): (image: Image) => Promise<Image> {
-  return async (image) => (opts.sparsify ? sparsify(image) : image);
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -86,4 +87,28 @@ test('download: HTTP errors are clear', async () => {
     { message: /HTTP 404/ },
   );
   assert.throws(() => parseDigestSpec('md5:abc'), { code: 'USAGE' });
+});
+
+test('download: the part is written on the calling thread, not one thread-pool request per piece', async () => {
+  // 16 MiB of data is 64 writes of WRITE_PIECE: each was a thread-pool round trip that held up
+  // the next stage. What is left are the part's open, metadata, size and close.
+  const big = randomBytes(16 << 20);
+  const path = join(dir, 'big.img');
+  writeFileSync(path, big);
+  server.files.set('big.img', { path });
+  let requests = 0;
+  const hook = createHook({
+    init: (_id, type) => {
+      if (type === 'FSREQPROMISE') requests++;
+    },
+  }).enable();
+  let r: Awaited<ReturnType<typeof download>>;
+  try {
+    r = await download({ url: server.url('big.img'), partPath: join(dir, 'big.part') });
+  } finally {
+    hook.disable();
+  }
+  assert.equal(r.digests.sha256, createHash('sha256').update(big).digest('hex'));
+  assert.deepEqual(readFileSync(join(dir, 'big.part')), big);
+  assert.ok(requests < 32, `${requests} file requests for 16 MiB`);
 });
