@@ -4,6 +4,7 @@
  * itself became raw guest data). qemu-img refuses such a pair through its locks.
  */
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -44,4 +45,22 @@ test('convert -n refuses a destination in the source backing chain', async () =>
   const copy = join(dir, 'copy.raw');
   assert.equal(diskpipe(['convert', '-O', 'raw', overlay, copy]).status, 0);
   assert.equal(diskpipe(['convert', '-O', 'raw', copy, copy]).status, 0);
+});
+
+test('convert refuses a loop device attached to the source image or its backing file', async () => {
+  // The device names another inode, but writing it writes the file being read.
+  const img = join(dir, 'looped.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'preallocation=full', img, '4M');
+  await qemuIo(img, ['write -P 0x5a 0 1M'], 'qcow2');
+  const overlay = join(dir, 'looped-overlay.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', img, '-F', 'qcow2', overlay);
+  const dev = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim();
+  try {
+    refused(['convert', '-O', 'raw', img, dev], [img]);
+    refused(['convert', '-n', '-O', 'raw', img, dev], [img]);
+    refused(['convert', '-O', 'raw', overlay, dev], [img, overlay]);
+  } finally {
+    spawnSync('losetup', ['-d', dev]);
+  }
+  assert.equal(diskpipe(['check', img]).status, 0);
 });
