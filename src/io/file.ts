@@ -5,6 +5,7 @@ import { IoError, ioError, OutOfRangeError, UsageError } from '../errors.js';
 import type { ByteSource } from '../image/types.js';
 import { copyRangeAsync } from './copy-range-async.js';
 import { DataRuns } from './data-runs.js';
+import { sysBlockPath } from './device-number.js';
 import {
   blockDeviceSize,
   blockZeroOut,
@@ -367,10 +368,8 @@ async function writeZeroes(file: LocalFile, offset: number, length: number): Pro
 function deviceSize(handle: FileHandle, rdev: number): number {
   const size = blockDeviceSize(handle.fd);
   if (size !== 'unsupported') return size;
-  const major = Math.floor(rdev / 256) % 4096;
-  const minor = (rdev % 256) + Math.floor(rdev / 1048576) * 256;
   try {
-    const sectors = readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    const sectors = readFileSync(`${sysBlockPath(rdev)}/size`, 'utf8');
     return Number(sectors.trim()) * 512;
   } catch {
     return 0; // unknown: a size check then refuses the device rather than guessing

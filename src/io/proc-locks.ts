@@ -4,6 +4,7 @@
  * loading the native layer (koffi), which `info` and `map` of a small image never pay for.
  */
 import { fstatSync, readFileSync } from 'node:fs';
+import { splitDeviceNumber } from './device-number.js';
 
 export interface LockedRange {
   start: number;
@@ -20,9 +21,8 @@ export function lockedRanges(fd: number): LockedRange[] | undefined {
     return undefined;
   }
   const st = fstatSync(fd, { bigint: true });
-  // glibc's dev_t encoding; /proc/locks prints major and minor in hex, then the inode.
-  const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn);
-  const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn);
+  // /proc/locks prints major and minor in hex, then the inode.
+  const { major, minor } = splitDeviceNumber(st.dev);
   const out: LockedRange[] = [];
   for (const line of text.split('\n')) {
     // "6: OFDLCK ADVISORY  READ -1 fe:00:2146357 100 101"; "6: -> ..." only waits for a lock.
@@ -32,7 +32,8 @@ export function lockedRanges(fd: number): LockedRange[] | undefined {
     // would see; a whole-file flock(1) or a lease says nothing about qemu's bytes.
     if (f[1] !== 'OFDLCK' && f[1] !== 'POSIX') continue;
     const id = /^([0-9a-f]+):([0-9a-f]+):(\d+)$/i.exec(f[5]!);
-    if (!id || BigInt(`0x${id[1]}`) !== major || BigInt(`0x${id[2]}`) !== minor) continue;
+    if (!id || Number.parseInt(id[1]!, 16) !== major || Number.parseInt(id[2]!, 16) !== minor)
+      continue;
     if (BigInt(id[3]!) !== st.ino) continue;
     out.push({
       start: Number(f[6]),

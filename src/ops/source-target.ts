@@ -10,6 +10,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { Image } from '../image/types.js';
+import { sysBlockPath } from '../io/device-number.js';
 
 export async function refuseWritingSource(dst: string, src: Image): Promise<void> {
   const target = await stat(dst).catch(() => undefined);
@@ -41,10 +42,7 @@ async function identities(st: Stats): Promise<string[]> {
 
 /** The file a loop device (or a partition of one) reads, from sysfs; undefined otherwise. */
 async function loopBackingFile(rdev: number): Promise<string | undefined> {
-  // Linux's dev_t encoding: major in bits 8-19 (and 32+), minor in bits 0-7 and 20-31.
-  const major = ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
-  const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-  const dir = await realpath(`/sys/dev/block/${major}:${minor}`).catch(() => undefined);
+  const dir = await realpath(sysBlockPath(rdev)).catch(() => undefined);
   if (!dir) return undefined;
   for (const sysDir of [dir, join(dir, '..')]) {
     const text = await readFile(join(sysDir, 'loop', 'backing_file'), 'utf8').catch(() => '');
