@@ -11,7 +11,7 @@
  */
 import { getSystemErrorName } from 'node:util';
 import { isNativeEnabled } from './native.js';
-import { type LibraryHandle, loadSystemLib } from './system-lib.js';
+import { type LibraryHandle, libcBinding } from './system-lib.js';
 
 /** errno values that mean "this pair of files cannot be copied this way" (nothing moved). */
 const UNSUPPORTED = new Set([95, 38, 22, 18, 1, 9]); // EOPNOTSUPP ENOSYS EINVAL EXDEV EPERM EBADF
@@ -26,24 +26,15 @@ interface Binding {
   errno: () => number;
 }
 
-let binding: Binding | null | undefined;
-
-function bind(): Binding | null {
-  if (binding !== undefined) return binding;
-  binding = null;
-  const sys = loadSystemLib(['libc.so.6']);
-  if (typeof sys === 'string') return binding;
-  try {
+const bind = libcBinding(
+  (sys): Binding => ({
     // Offsets are passed in and not read back: the return value says how far the call got.
-    const call = sys.lib.func(
+    call: sys.lib.func(
       'int64_t copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags)',
-    );
-    binding = { call, errno: () => sys.koffi.errno() };
-  } catch {
-    binding = null;
-  }
-  return binding;
-}
+    ),
+    errno: () => sys.koffi.errno(),
+  }),
+);
 
 function once(b: Binding, src: number, dst: number, offset: number, len: number): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -9,7 +9,7 @@
  * SIGBUS, so callers opt in per call, and DISKPIPE_NO_NATIVE=1 turns it off.
  */
 import { fstatSync } from 'node:fs';
-import { loadSystemLib } from './system-lib.js';
+import { libcBinding } from './system-lib.js';
 
 /** Mappings start on this boundary: a multiple of every page size Linux uses (4 KiB–64 KiB). */
 const MAP_ALIGN = 64 * 1024;
@@ -24,33 +24,21 @@ interface Mmap {
   failed(ptr: unknown): boolean;
 }
 
-let mmap: Mmap | null | undefined;
-
 /** Ranges this thread used in place (for tests: a count, not a time). */
 export const mappedStats = { ranges: 0 };
 
-function load(): Mmap | null {
-  if (mmap !== undefined) return mmap;
-  mmap = null;
-  const sys = loadSystemLib(['libc.so.6']);
-  if (typeof sys === 'string') return null;
-  try {
-    const { koffi, lib } = sys;
-    const map = lib.func(
-      'void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)',
-    );
-    const unmap = lib.func('int munmap(void *addr, size_t len)');
-    mmap = {
-      map: (length, fd, offset) => map(null, length, PROT_READ, MAP_SHARED, fd, offset),
-      unmap: (ptr, length) => unmap(ptr, length),
-      view: (ptr, length) => koffi.view(ptr, length),
-      failed: (ptr) => ptr === null || BigInt(koffi.address(ptr)) === MAP_FAILED,
-    };
-  } catch {
-    mmap = null;
-  }
-  return mmap;
-}
+const load = libcBinding(({ koffi, lib }): Mmap => {
+  const map = lib.func(
+    'void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)',
+  );
+  const unmap = lib.func('int munmap(void *addr, size_t len)');
+  return {
+    map: (length, fd, offset) => map(null, length, PROT_READ, MAP_SHARED, fd, offset),
+    unmap: (ptr, length) => unmap(ptr, length),
+    view: (ptr, length) => koffi.view(ptr, length),
+    failed: (ptr) => ptr === null || BigInt(koffi.address(ptr)) === MAP_FAILED,
+  };
+});
 
 /**
  * Calls `use` with the bytes of fd[position, position + length) mapped read-only, and returns

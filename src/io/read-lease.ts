@@ -12,7 +12,7 @@
  * does not map.
  */
 import { isMainThread } from 'node:worker_threads';
-import { loadSystemLib } from './system-lib.js';
+import { libcBinding } from './system-lib.js';
 
 const F_SETLEASE = 1024;
 const F_GETLEASE = 1025;
@@ -28,22 +28,11 @@ export interface ReadLease {
 
 type Fcntl = (fd: number, cmd: number, arg: number) => number;
 
-let fcntl: Fcntl | null | undefined;
-
-function bind(): Fcntl | null {
-  if (fcntl !== undefined) return fcntl;
-  fcntl = null;
-  const sys = loadSystemLib(['libc.so.6']);
-  if (typeof sys === 'string') return null;
-  try {
-    // fcntl is variadic; an int argument is passed the same way either way on Linux.
-    const f = sys.lib.func('int fcntl(int fd, int cmd, int arg)');
-    fcntl = (fd, cmd, arg) => Number(f(fd, cmd, arg));
-  } catch {
-    fcntl = null;
-  }
-  return fcntl;
-}
+const bind = libcBinding((sys): Fcntl => {
+  // fcntl is variadic; an int argument is passed the same way either way on Linux.
+  const f = sys.lib.func('int fcntl(int fd, int cmd, int arg)');
+  return (fd, cmd, arg) => Number(f(fd, cmd, arg));
+});
 
 interface Held {
   fd: number;

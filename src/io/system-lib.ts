@@ -59,6 +59,27 @@ function tryLoad(names: readonly string[]): SystemLib | string {
 }
 
 /**
+ * A getter for bindings to libc functions that `declare` makes on first use, kept for this
+ * thread; null when they cannot be had (no koffi, native calls off, a missing symbol), and
+ * callers then take their portable path.
+ */
+export function libcBinding<T>(declare: (sys: SystemLib) => T): () => T | null {
+  let bound: T | null | undefined;
+  return () => {
+    if (bound !== undefined) return bound;
+    bound = null;
+    const sys = loadSystemLib(['libc.so.6']);
+    if (typeof sys === 'string') return null;
+    try {
+      bound = declare(sys);
+    } catch {
+      bound = null;
+    }
+    return bound;
+  };
+}
+
+/**
  * The address of a buffer's first byte, for structs that hold pointers (lzma_stream). Only for
  * memory that never moves: a SharedArrayBuffer or a transferred ArrayBuffer's backing store.
  */
