@@ -7,40 +7,16 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { diskpipe, qemuImg, qemuIo, runChecked, tempDir } from '../helpers/peers.js';
+import { cliModules } from '../helpers/module-trace.js';
+import { qemuImg, qemuIo, runChecked, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
-
-/** Registers an ESM resolve hook that prints every module URL it resolves to stderr. */
-const HOOKS = `data:text/javascript,${encodeURIComponent(
-  [
-    "import { writeSync } from 'node:fs';",
-    'export async function resolve(specifier, context, next) {',
-    '  const r = await next(specifier, context);',
-    "  writeSync(2, 'MODULE ' + r.url + '\\n');",
-    '  return r;',
-    '}',
-  ].join('\n'),
-)}`;
-const PRELOAD = `data:text/javascript,${encodeURIComponent(
-  `import { register } from 'node:module'; register(${JSON.stringify(HOOKS)});`,
-)}`;
-
-/** Runs the CLI; returns its status and the diskpipe modules it loaded (paths under src/). */
-function modulesOf(args: string[]): { status: number | null; stderr: string; modules: string[] } {
-  const r = diskpipe(args, { env: { NODE_OPTIONS: `--import=${PRELOAD}` } });
-  const modules = r.stderr
-    .split('\n')
-    .filter((l) => l.startsWith('MODULE ') && l.includes('/src/'))
-    .map((l) => l.slice(l.lastIndexOf('/src/') + 5));
-  return { status: r.status, stderr: r.stderr, modules };
-}
 
 test('convert raw → raw loads no qcow2, writer, sparsify or decoder module; they load on demand', async () => {
   const raw = join(dir, 'small.raw');
   await qemuImg('create', '-f', 'raw', raw, '4M');
   await qemuIo(raw, ['write -P 0x5a 1M 64k'], 'raw');
-  const r = modulesOf(['convert', '-O', 'raw', raw, join(dir, 'out.raw')]);
+  const r = cliModules(['convert', '-O', 'raw', raw, join(dir, 'out.raw')]);
   assert.equal(r.status, 0, r.stderr);
   assert.ok(r.modules.includes('ops/copy/engine.js'), 'the hook sees diskpipe modules');
   const unused = r.modules.filter((m) =>
@@ -50,16 +26,16 @@ test('convert raw → raw loads no qcow2, writer, sparsify or decoder module; th
   );
   assert.deepEqual(unused, []);
 
-  const q = modulesOf(['convert', '-O', 'qcow2', raw, join(dir, 'out.qcow2')]);
+  const q = cliModules(['convert', '-O', 'qcow2', raw, join(dir, 'out.qcow2')]);
   assert.equal(q.status, 0, q.stderr);
   assert.ok(q.modules.some((m) => m.startsWith('formats/qcow2/writer/')));
-  const back = modulesOf(['convert', '-O', 'raw', join(dir, 'out.qcow2'), join(dir, 'back.raw')]);
+  const back = cliModules(['convert', '-O', 'raw', join(dir, 'out.qcow2'), join(dir, 'back.raw')]);
   assert.equal(back.status, 0, back.stderr);
   assert.ok(back.modules.includes('formats/qcow2/index.js'));
   assert.equal(await qemuImg('compare', raw, join(dir, 'back.raw')), 'Images are identical.\n');
 
   runChecked('xz', ['-k', raw]);
-  const xz = modulesOf(['convert', '-O', 'raw', `${raw}.xz`, join(dir, 'from-xz.raw')]);
+  const xz = cliModules(['convert', '-O', 'raw', `${raw}.xz`, join(dir, 'from-xz.raw')]);
   assert.equal(xz.status, 0, xz.stderr);
   assert.ok(xz.modules.includes('sources/decompress/index.js'));
   assert.equal(await qemuImg('compare', raw, join(dir, 'from-xz.raw')), 'Images are identical.\n');

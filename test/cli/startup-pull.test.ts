@@ -8,32 +8,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+import { cliModules, MODULE_TRACE, tracedModules } from '../helpers/module-trace.js';
+import { qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
-
-/** Registers an ESM resolve hook that prints every module URL it resolves to stderr. */
-const HOOKS = `data:text/javascript,${encodeURIComponent(
-  [
-    "import { writeSync } from 'node:fs';",
-    'export async function resolve(specifier, context, next) {',
-    '  const r = await next(specifier, context);',
-    "  writeSync(2, 'MODULE ' + r.url + '\\n');",
-    '  return r;',
-    '}',
-  ].join('\n'),
-)}`;
-const PRELOAD = `data:text/javascript,${encodeURIComponent(
-  `import { register } from 'node:module'; register(${JSON.stringify(HOOKS)});`,
-)}`;
-
-/** The diskpipe modules (paths under src/) named in a run's stderr. */
-function modules(stderr: string): string[] {
-  return stderr
-    .split('\n')
-    .filter((l) => l.startsWith('MODULE ') && l.includes('/src/'))
-    .map((l) => l.slice(l.lastIndexOf('/src/') + 5));
-}
 
 const CONVERTER =
   /^(ops\/copy\/|ops\/create|codec\/(?!xxhash64)|filters\/sparsify\/|cache\/(store-raw|overlap|host-order-copy|copy-pass-hash|disks|verify)\.js|ops\/checksum\/)/;
@@ -42,11 +20,17 @@ test('the pull command loads without the converter, disk or verify modules (they
   const command = new URL('../../src/cli/commands/pull.js', import.meta.url).href;
   const r = spawnSync(
     process.execPath,
-    ['--import', PRELOAD, '--input-type=module', '-e', `await import(${JSON.stringify(command)})`],
+    [
+      '--import',
+      MODULE_TRACE,
+      '--input-type=module',
+      '-e',
+      `await import(${JSON.stringify(command)})`,
+    ],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);
-  const loaded = modules(r.stderr);
+  const loaded = tracedModules(r.stderr);
   assert.ok(loaded.includes('cache/pull.js'), 'the hook sees diskpipe modules');
   assert.ok(loaded.includes('cache/download.js'));
   assert.deepEqual(
@@ -61,17 +45,16 @@ test('pull loads the converter when it converts, and sparsify only with --sparsi
   await qemuIo(raw, ['write -P 0x5a 1M 64k'], 'raw');
   const qcow2 = join(dir, 'small.qcow2');
   await qemuImg('convert', '-O', 'qcow2', raw, qcow2);
-  const env = { NODE_OPTIONS: `--import=${PRELOAD}` };
-  const plain = diskpipe(['pull', '--cache-dir', join(dir, 'cache'), qcow2], { env });
+  const plain = cliModules(['pull', '--cache-dir', join(dir, 'cache'), qcow2]);
   assert.equal(plain.status, 0, plain.stderr);
-  const loaded = modules(plain.stderr);
+  const loaded = plain.modules;
   assert.ok(loaded.includes('cache/store-raw.js'));
   assert.deepEqual(
     loaded.filter((m) => m.startsWith('filters/sparsify/')),
     [],
   );
   const args = ['pull', '--sparsify', '--cache-dir', join(dir, 'cache2'), qcow2];
-  const sparse = diskpipe(args, { env });
+  const sparse = cliModules(args);
   assert.equal(sparse.status, 0, sparse.stderr);
-  assert.ok(modules(sparse.stderr).includes('filters/sparsify/index.js'));
+  assert.ok(sparse.modules.includes('filters/sparsify/index.js'));
 });

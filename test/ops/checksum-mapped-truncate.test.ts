@@ -6,9 +6,8 @@
  * descriptor has open for writing cannot be leased, so it is read, not mapped.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { mappedStats } from '../../src/io/mapped-file.js';
@@ -16,36 +15,16 @@ import { openImage } from '../../src/open.js';
 import { checksumImage } from '../../src/ops/checksum/checksum.js';
 import { HashPool, InlineHasher } from '../../src/ops/checksum/pool.js';
 import { tempDir } from '../helpers/peers.js';
+import { dataFile, truncaterOf } from './util.js';
 
 const dir = tempDir();
 const MiB = 1024 * 1024;
 const pool = new HashPool(2);
 after(() => pool.close());
 
-/** A file of `mib` MiB of non-zero data (every window is hashed, none skipped as zero). */
-function dataFile(name: string, mib: number): string {
-  const path = join(dir, name);
-  const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(MiB);
-  for (let i = 0; i < mib; i++) {
-    chunk.fill((i % 251) + 1);
-    writeSync(fd, chunk);
-  }
-  closeSync(fd);
-  return path;
-}
-
 test('a file truncated while its mapped windows are hashed: a clean error, no SIGBUS', async () => {
-  const path = dataFile('truncated.raw', 512);
-  // Started first and told when to truncate: its truncate(2) is ready to run at once.
-  const truncater = spawn(
-    process.execPath,
-    [
-      '-e',
-      `process.stdin.once('data', () => { require('fs').truncateSync(${JSON.stringify(path)}, ${MiB}); process.stdout.write('truncated\\n'); process.exit(0); })`,
-    ],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
-  );
+  const path = dataFile(join(dir, 'truncated.raw'), 512);
+  const truncater = truncaterOf(path, MiB);
   const image = await openImage(path);
   let told = false;
   try {
@@ -76,7 +55,7 @@ test('a file truncated while its mapped windows are hashed: a clean error, no SI
 });
 
 test('a file open for writing elsewhere cannot be leased: read, not mapped, same digest', async () => {
-  const path = dataFile('written.raw', 4);
+  const path = dataFile(join(dir, 'written.raw'), 4);
   const image = await openImage(path);
   const expected = await checksumImage(image, { hasher: new InlineHasher() });
   const writer = openSync(path, 'r+');

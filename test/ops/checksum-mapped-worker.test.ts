@@ -6,40 +6,19 @@
  * behind that hides this.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { tempDir } from '../helpers/peers.js';
+import { dataFile, truncaterOf } from './util.js';
 
 const dir = tempDir();
 const MiB = 1024 * 1024;
 
-/** A file of `mib` MiB of non-zero data. */
-function dataFile(name: string, mib: number): string {
-  const path = join(dir, name);
-  const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(MiB);
-  for (let i = 0; i < mib; i++) {
-    chunk.fill((i % 251) + 1);
-    writeSync(fd, chunk);
-  }
-  closeSync(fd);
-  return path;
-}
-
 test('in a worker thread (no SIGIO listener there): not leased, not mapped, the process lives', async () => {
-  const path = dataFile('in-worker.raw', 256);
-  const truncater = spawn(
-    process.execPath,
-    [
-      '-e',
-      `process.stdin.once('data', () => { require('fs').truncateSync(${JSON.stringify(path)}, ${MiB}); process.stdout.write('truncated\\n'); process.exit(0); })`,
-    ],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
-  );
+  const path = dataFile(join(dir, 'in-worker.raw'), 256);
+  const truncater = truncaterOf(path, MiB);
   const modules = {
     open: new URL('../../src/open.js', import.meta.url).href,
     checksum: new URL('../../src/ops/checksum/checksum.js', import.meta.url).href,

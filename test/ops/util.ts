@@ -1,4 +1,5 @@
 /** Helpers shared by the copy/convert/compare/clone tests. */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ImageWrapper } from '../../src/image/base.js';
 import type { Image, ZeroOptions } from '../../src/image/types.js';
@@ -73,4 +74,31 @@ export function writeBytes(path: string, buf: Buffer, offset: number): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** A new file of `mib` MiB of non-zero data (every window is hashed, none skipped as zero). */
+export function dataFile(path: string, mib: number): string {
+  const fd = openSync(path, 'w');
+  const chunk = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < mib; i++) {
+    chunk.fill((i % 251) + 1);
+    writeSync(fd, chunk);
+  }
+  closeSync(fd);
+  return path;
+}
+
+/**
+ * A process that truncates `path` to `size` bytes once a line reaches its stdin, then writes
+ * "truncated" to its stdout. Started first, so its truncate(2) is ready to run at once.
+ */
+export function truncaterOf(path: string, size: number): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      '-e',
+      `process.stdin.once('data', () => { require('fs').truncateSync(${JSON.stringify(path)}, ${size}); process.stdout.write('truncated\\n'); process.exit(0); })`,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
 }
