@@ -86,8 +86,8 @@ export const convert = defineCommand({
       'inside allocated data are then copied, not turned into holes',
     ]),
     'no-copy-range': flag([
-      'raw to raw: write the data read, never copy_file_range (by default',
-      'data is read for zero blocks, then the rest copied by the kernel)',
+      'raw to raw: write the data read, never copy_file_range (the',
+      'default: data is read for zero blocks, and the rest written)',
     ]),
     sync: flag([
       'fdatasync DST before it is renamed into place (or, with -n, at',

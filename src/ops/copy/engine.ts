@@ -104,11 +104,14 @@ class CopyJob {
     const direct = fileToFile && o.copyRange === 'extents' && !o.tap;
     this.srcFile = direct ? localFileOf(src) : undefined;
     this.dstFile = direct && this.srcFile ? localFileOf(dst) : undefined;
-    const runs = fileToFile && o.copyRange === 'runs';
-    this.runsFrom = runs ? localFileOf(src) : undefined;
-    this.runsTo = runs && this.runsFrom ? localFileOf(dst) : undefined;
     const target = o.blockingWrites && !o.ordered ? localFileOf(dst) : undefined;
     this.fileTarget = target?.blockDevice ? undefined : target;
+    // Written on this thread from the buffer just read, a run costs less than copying it again
+    // from the source's page cache (copy_file_range splices 64 KiB at a time, each step taking
+    // the target's inode lock): rootfs raw → raw, medians of 7, CPU 1.34 → 1.08 s.
+    const runs = fileToFile && o.copyRange === 'runs' && !this.fileTarget;
+    this.runsFrom = runs ? localFileOf(src) : undefined;
+    this.runsTo = runs && this.runsFrom ? localFileOf(dst) : undefined;
     this.buffers = new RequestBuffers(o.inFlight * (o.base ? 2 : 1), o.requestSize);
   }
 

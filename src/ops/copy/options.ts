@@ -40,7 +40,8 @@ export interface CopyOptions {
    * - default: data is read (zero blocks become holes, as with qemu-img's -S 4k), and the
    *   non-zero runs are copied from the source file by copy_file_range, one thread-pool job
    *   per run instead of one per 256 KiB write piece (falls back to writes where the kernel
-   *   refuses, e.g. across filesystems);
+   *   refuses, e.g. across filesystems); with `blockingWrites` they are written from the
+   *   buffer instead, which costs less CPU than the kernel's second copy;
    * - `true`: whole data extents move with copy_file_range without being read (about 1.6x
    *   faster; the kernel may share blocks on XFS/btrfs), but zero blocks inside allocated
    *   data are copied rather than turned into holes;
