@@ -21,6 +21,7 @@ import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
 import type { HttpClientOptions } from '../sources/http-client.js';
 import type { UnwrapOptions } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
+import { cacheFull, isNoSpace } from './cache-full.js';
 import {
   type DownloadResult,
   discardPart,
@@ -121,6 +122,8 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
     const fetchUrl = /^https?:\/\//i.test(spec) ? new URL(spec).href : url;
     const since = waited ? asked : undefined;
     return await pullLocked(index, url, expected, opts, fetchUrl, convTmp, since);
+  } catch (err) {
+    throw cacheFull(err, layout.root, url);
   } finally {
     unregisterTemporary(convTmp);
     await lock.release();
@@ -344,11 +347,6 @@ async function syncPart(path: string): Promise<void> {
   } finally {
     await file.close();
   }
-}
-
-function isNoSpace(err: unknown): boolean {
-  const cause = (err as { cause?: { code?: string } }).cause;
-  return cause?.code === 'ENOSPC' || /ENOSPC/.test(String((err as Error).message));
 }
 
 /**
