@@ -408,6 +408,28 @@ test('ENOSPC while converting a local image: the message says the cache filesyst
   unlinkSync(local);
 });
 
+test('locks: disk create, disk replacement, rm and prune leave no lock files behind', async () => {
+  const cacheDir = freshCache();
+  const local = join(dir, 'locks.qcow2');
+  await qemuImg('create', '-f', 'qcow2', local, '1M');
+  for (const name of ['a.raw', 'b.raw', 'c.qcow2']) {
+    const dest = join(dir, `locks-${name}`);
+    const format = name.endsWith('.qcow2') ? 'qcow2' : 'raw';
+    await ok(cli(cacheDir, 'disk', 'create', '--from', local, '--format', format, dest));
+    unlinkSync(dest);
+  }
+  // One lock file per disk path ever made, one per blob and URL: they piled up in locks/.
+  const locks = join(cacheDir, 'locks');
+  assert.deepEqual(readdirSync(locks), []);
+  await ok(cli(cacheDir, 'cache', 'prune', '--drop-missing-pins'));
+  await ok(cli(cacheDir, 'cache', 'rm', local));
+  assert.deepEqual(readdirSync(locks), []);
+  // Files an earlier version left: prune removes the ones nobody holds.
+  writeFileSync(join(locks, `disk-${'0'.repeat(64)}.lock`), '');
+  await ok(cli(cacheDir, 'cache', 'prune'));
+  assert.deepEqual(readdirSync(locks), []);
+});
+
 test('cache REF: a pulled local file by its path, show as text or JSON, a too-short prefix', async () => {
   const cacheDir = freshCache();
   const local = join(dir, 'local-ref.qcow2');
