@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { setQuiet } from './common.js';
+import { withForceShareHint } from './force-share-hint.js';
 import { type HelpText, renderEntry, renderHelp } from './help.js';
 import { flag, type Help, helpLines, type OptionTable } from './options.js';
 
@@ -74,7 +75,10 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       const { values, positionals } = parseOptions(spec.rewrite?.(argv) ?? argv, spec.options);
       if (positionals.length < min || positionals.length > max)
         throw new UsageError(`usage: ${spec.synopsis}`);
-      return spec.run(values, positionals);
+      if (!('force-share' in spec.options)) return spec.run(values, positionals);
+      return spec.run(values, positionals).catch((err: unknown) => {
+        throw withForceShareHint(err);
+      });
     },
   };
 }

@@ -79,10 +79,25 @@ export function refuseWritten(fd: number, name: string): void {
     ? held.some((r) => writers.some((byte) => r.start <= byte && byte <= r.end))
     : writers.some((byte) => ofdByteLocked(fd, byte) === true);
   if (written) {
-    throw new IoError(
-      `${name}: the image is being written by another program (a VM, qemu-nbd or diskpipe holds its write lock), so what it holds can change while it is read; stop that program, or read anyway with -U (--force-share)`,
+    const err = new IoError(
+      `${name}: the image is being written by another program (a VM, qemu-nbd or diskpipe holds its write lock), so what it holds can change while it is read; stop that program`,
     );
+    // Copied along when a caller adds context (withContext keeps own enumerable fields).
+    Object.assign(err, { [WRITTEN]: true });
+    throw err;
   }
+}
+
+const WRITTEN = Symbol.for('diskpipe.refusedAsWritten');
+
+/**
+ * Whether `err` is refuseWritten's refusal. Only the command line knows whether the command
+ * at hand takes -U (commit, resize and pull do not), so only it suggests -U.
+ */
+export function isWrittenRefusal(err: unknown): boolean {
+  return (
+    typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[WRITTEN] === true
+  );
 }
 
 /**
