@@ -6,8 +6,8 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { setQuiet } from './common.js';
-import { withForceShareHint } from './force-share-hint.js';
 import { type HelpText, renderEntry, renderHelp } from './help.js';
+import { withOptionAdvice } from './option-hint.js';
 import { flag, type Help, helpLines, type OptionTable } from './options.js';
 
 export interface Command {
@@ -75,9 +75,8 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       const { values, positionals } = parseOptions(spec.rewrite?.(argv) ?? argv, spec.options);
       if (positionals.length < min || positionals.length > max)
         throw new UsageError(`usage: ${spec.synopsis}`);
-      if (!('force-share' in spec.options)) return spec.run(values, positionals);
       return spec.run(values, positionals).catch((err: unknown) => {
-        throw withForceShareHint(err);
+        throw withOptionAdvice(err, spec.options);
       });
     },
   };
