@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, open, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
@@ -15,6 +15,7 @@ import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
+import { refuseWritten } from '../io/qemu-locks.js';
 import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
@@ -188,6 +189,7 @@ async function pullLocked(
       const r = await tryHit();
       if (r) return r;
     }
+    await refuseWrittenLocal(input);
     fetched = await hashLocal(input, expected, validator);
   } else {
     input = partPath;
@@ -389,6 +391,22 @@ async function publishBlob(
     throw err;
   } finally {
     await lock.release();
+  }
+}
+
+/**
+ * A local image a VM or qemu-nbd is writing is refused, as reading commands refuse it: the
+ * stored copy could mix old and new metadata and data, and every later pull and disk create
+ * would hand it out (pull has no -U: a snapshot of a running disk is not an image to cache).
+ */
+async function refuseWrittenLocal(path: string): Promise<void> {
+  const handle = await open(path, 'r').catch((err) => {
+    throw ioError(err, `cannot open ${path}`);
+  });
+  try {
+    refuseWritten(handle.fd, path);
+  } finally {
+    await handle.close();
   }
 }
 

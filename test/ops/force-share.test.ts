@@ -146,3 +146,25 @@ test('commit (no -U, as qemu-img commit) refuses a written base or overlay witho
   const done = diskpipe(['commit', overlay]);
   assert.equal(done.status, 0, done.stderr);
 });
+
+test('pull and disk create refuse a local image qemu-nbd writes (nothing cached), as reading commands do', async () => {
+  const vm = join(dir, 'pull-vm.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', vm, '16M');
+  await qemuIo(vm, ['write -P 0x77 0 64k'], 'qcow2');
+  const cache = join(dir, 'pull-cache');
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', vm], async () => {
+    for (const args of [
+      ['pull', vm],
+      ['disk', 'create', '--from', vm, join(dir, 'pull-vm.raw')],
+    ]) {
+      // It was cached (a snapshot of a disk in use), then handed out by every later pull.
+      const r = diskpipe(['--cache-dir', cache, ...args]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /being written by another program.*; stop that program\n$/);
+    }
+    const ls = diskpipe(['--cache-dir', cache, 'cache', 'ls', '--json']);
+    assert.deepEqual(JSON.parse(ls.stdout), []);
+  });
+  const r = diskpipe(['--cache-dir', cache, 'pull', vm]);
+  assert.equal(r.status, 0, r.stderr);
+});
