@@ -174,6 +174,33 @@ export function withMessage(err: DiskpipeError, message: string): DiskpipeError 
   return copy;
 }
 
+const HINT = Symbol.for('diskpipe.optionHint');
+
+/** Advice that names a command-line option, kept beside a message rather than in it. */
+export interface OptionHint {
+  /** The option's long name, as in the command's option table ('force-share', 'member'). */
+  option: string;
+  /** Appended to the message as it is (with its own leading punctuation). */
+  advice: string;
+}
+
+/**
+ * Marks `err` with advice naming an option. The library cannot know which command (if any)
+ * runs it, so the CLI appends the advice only for commands that take the option: `commit`
+ * was told to use -U and `pull` to use --member, which neither takes.
+ */
+export function withOptionHint<E extends DiskpipeError>(err: E, hint: OptionHint): E {
+  // An own enumerable field: withContext/withMessage copies keep it.
+  Object.assign(err, { [HINT]: hint });
+  return err;
+}
+
+/** The hint withOptionHint attached, if any. */
+export function optionHintOf(err: unknown): OptionHint | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  return (err as Record<symbol, OptionHint | undefined>)[HINT];
+}
+
 /** Wraps a Node system error (ENOENT, EACCES, ENOSPC...) with the path it concerns. */
 export function ioError(err: unknown, what: string): DiskpipeError {
   if (err instanceof DiskpipeError) return err;

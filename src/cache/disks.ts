@@ -105,6 +105,9 @@ export async function createDisk(
   const layout = new CacheLayout(opts.cacheDir);
   await layout.ensure();
   const index = new CacheIndex(layout);
+  // resolve() drops a trailing '/': 'disk create … vms/' made a file named vms.
+  if (/[/\\]$/.test(dest) && dest !== '/')
+    throw new UsageError(`${dest} ends with '/': DEST is the disk file to make, not a directory`);
   const path = resolve(dest);
   await refuseInsideCache(path, layout.root);
   await checkDestination(path, opts.force); // before any download

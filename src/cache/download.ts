@@ -22,6 +22,7 @@ import {
   type Validators,
   validatorsOf,
 } from '../sources/http-validators.js';
+import { isNoSpace } from './cache-full.js';
 import { type DigestAlgorithm, type DownloadDigests, DownloadHash } from './download-hash.js';
 import { SparseWriter } from './sparse-writer.js';
 
@@ -236,7 +237,8 @@ async function receive(
     const writer = new SparseWriter(
       handle,
       start,
-      'the download',
+      // A path in the cache: a full cache filesystem is reported as such (cache-full.ts).
+      `the download to ${opts.partPath}`,
       (bytes) => hash.take(bytes),
       true,
     );
@@ -314,9 +316,4 @@ async function sizeOf(path: string): Promise<number> {
   } catch {
     return 0;
   }
-}
-
-function isNoSpace(err: unknown): boolean {
-  const e = err as { code?: string; cause?: { code?: string } };
-  return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC';
 }

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, open, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CacheError, ChecksumMismatchError, ioError, UsageError } from '../errors.js';
@@ -15,12 +15,14 @@ import { registerTemporary, unregisterTemporary } from '../io/cleanup.js';
 import { LocalFile } from '../io/file.js';
 import { syncDirectory } from '../io/json-file.js';
 import { acquireLock } from '../io/lock.js';
+import { refuseWritten } from '../io/qemu-locks.js';
 import { withoutCredentials } from '../sources/credentials.js';
 import type { DownloadLimits } from '../sources/download-limits.js';
 import { DownloadGoneError, GrowingFile } from '../sources/growing-file.js';
 import type { HttpClientOptions } from '../sources/http-client.js';
 import type { UnwrapOptions } from '../sources/unwrap.js';
 import { blobProblem, checkBlob } from './blob-check.js';
+import { cacheFull, isNoSpace } from './cache-full.js';
 import {
   type DownloadResult,
   discardPart,
@@ -121,6 +123,8 @@ export async function pull(spec: string, opts: PullOptions = {}): Promise<PullRe
     const fetchUrl = /^https?:\/\//i.test(spec) ? new URL(spec).href : url;
     const since = waited ? asked : undefined;
     return await pullLocked(index, url, expected, opts, fetchUrl, convTmp, since);
+  } catch (err) {
+    throw cacheFull(err, layout.root, url);
   } finally {
     unregisterTemporary(convTmp);
     await lock.release();
@@ -185,6 +189,7 @@ async function pullLocked(
       const r = await tryHit();
       if (r) return r;
     }
+    await refuseWrittenLocal(input);
     fetched = await hashLocal(input, expected, validator);
   } else {
     input = partPath;
@@ -346,11 +351,6 @@ async function syncPart(path: string): Promise<void> {
   }
 }
 
-function isNoSpace(err: unknown): boolean {
-  const cause = (err as { cause?: { code?: string } }).cause;
-  return cause?.code === 'ENOSPC' || /ENOSPC/.test(String((err as Error).message));
-}
-
 /**
  * Moves a converted raw file to blobs/<digest>.raw (once per content) and records it and the
  * URL record, all under the blob's lock. A stored blob that fails its checks (corrupt,
@@ -391,6 +391,22 @@ async function publishBlob(
     throw err;
   } finally {
     await lock.release();
+  }
+}
+
+/**
+ * A local image a VM or qemu-nbd is writing is refused, as reading commands refuse it: the
+ * stored copy could mix old and new metadata and data, and every later pull and disk create
+ * would hand it out (pull has no -U: a snapshot of a running disk is not an image to cache).
+ */
+async function refuseWrittenLocal(path: string): Promise<void> {
+  const handle = await open(path, 'r').catch((err) => {
+    throw ioError(err, `cannot open ${path}`);
+  });
+  try {
+    refuseWritten(handle.fd, path);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -71,5 +71,14 @@ export async function sweepTemporaries(
       }
     }
   }
+  // Lock files nobody holds (earlier versions kept one per disk path ever made): taking one
+  // and letting go removes it (io/lock.ts); a held one is skipped.
+  if (opts.parts && !opts.dryRun) {
+    for (const name of await readdir(layout.locksDir).catch(() => [] as string[])) {
+      if (!name.endsWith('.lock')) continue;
+      const lock = await tryLockNow(join(layout.locksDir, name));
+      await lock?.release();
+    }
+  }
   return out;
 }

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { setQuiet } from './common.js';
 import { type HelpText, renderEntry, renderHelp } from './help.js';
+import { withOptionAdvice } from './option-hint.js';
 import { flag, type Help, helpLines, type OptionTable } from './options.js';
 
 export interface Command {
@@ -74,7 +75,9 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       const { values, positionals } = parseOptions(spec.rewrite?.(argv) ?? argv, spec.options);
       if (positionals.length < min || positionals.length > max)
         throw new UsageError(`usage: ${spec.synopsis}`);
-      return spec.run(values, positionals);
+      return spec.run(values, positionals).catch((err: unknown) => {
+        throw withOptionAdvice(err, spec.options);
+      });
     },
   };
 }

@@ -2,9 +2,14 @@
  * Cross-process exclusive locks on a lock file. flock() where the native layer runs (released
  * by the kernel when a process dies, even by kill -9); elsewhere an O_EXCL file holding the
  * owner's pid, taken over when that process no longer exists.
+ *
+ * The rule that lets a holder delete its lock file (one per disk path ever made piled up in
+ * the cache's locks/): a holder unlinks the file before it lets go, and a lock counts only if
+ * the path still names the file that was locked once flock succeeds. A process that opened the
+ * file just before it was unlinked locks a file nobody else can reach, sees that, and retries.
  */
 import { constants } from 'node:fs';
-import { type FileHandle, open, readFile, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readFile, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IoError, ioError } from '../errors.js';
 import { pidIsAlive } from './json-file.js';
@@ -41,17 +46,43 @@ export function tryLockNow(path: string): Promise<Lock | undefined> {
 }
 
 async function tryLock(path: string): Promise<Lock | undefined> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
-  } catch (err) {
-    throw ioError(err, `cannot create lock ${path}`);
+  for (;;) {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    } catch (err) {
+      throw ioError(err, `cannot create lock ${path}`);
+    }
+    const got = tryFlock(handle.fd);
+    if (got === true) {
+      if (await stillNamed(handle, path)) return { release: releaseFile(handle, path) };
+      await handle.close(); // its holder removed it meanwhile: lock the new one
+      continue;
+    }
+    await handle.close();
+    if (got === false) return undefined;
+    return tryPidLock(`${path}.pid`);
   }
-  const got = tryFlock(handle.fd);
-  if (got === true) return { release: () => handle.close() };
-  await handle.close();
-  if (got === false) return undefined;
-  return tryPidLock(`${path}.pid`);
+}
+
+/** Whether `path` is still the file `handle` has open (not unlinked or replaced). */
+async function stillNamed(handle: FileHandle, path: string): Promise<boolean> {
+  const [held, named] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
+  return named !== undefined && named.ino === held.ino && named.dev === held.dev;
+}
+
+/**
+ * Unlinks while still locked (see the rule above), then lets go. Once only: a second unlink
+ * could remove the file the next holder has locked since.
+ */
+function releaseFile(handle: FileHandle, path: string): () => Promise<void> {
+  let released: Promise<void> | undefined;
+  return () => {
+    released ??= unlink(path)
+      .catch(() => {})
+      .then(() => handle.close());
+    return released;
+  };
 }
 
 async function tryPidLock(path: string): Promise<Lock | undefined> {

@@ -5,7 +5,7 @@
  * refuses to share (p: 0 consistent read, 1 write, 3 resize); see docs/devel/locking in qemu.
  */
 import { type FileHandle, open } from 'node:fs/promises';
-import { IoError } from '../errors.js';
+import { IoError, withOptionHint } from '../errors.js';
 import { ofdByteLocked, ofdShareByte } from './native.js';
 import { lockedRanges } from './proc-locks.js';
 
@@ -79,8 +79,11 @@ export function refuseWritten(fd: number, name: string): void {
     ? held.some((r) => writers.some((byte) => r.start <= byte && byte <= r.end))
     : writers.some((byte) => ofdByteLocked(fd, byte) === true);
   if (written) {
-    throw new IoError(
-      `${name}: the image is being written by another program (a VM, qemu-nbd or diskpipe holds its write lock), so what it holds can change while it is read; stop that program, or read anyway with -U (--force-share)`,
+    throw withOptionHint(
+      new IoError(
+        `${name}: the image is being written by another program (a VM, qemu-nbd or diskpipe holds its write lock), so what it holds can change while it is read; stop that program`,
+      ),
+      { option: 'force-share', advice: ', or read anyway with -U (--force-share)' },
     );
   }
 }

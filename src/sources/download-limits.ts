@@ -6,7 +6,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { HttpError } from '../errors.js';
+import { HttpError, withOptionHint } from '../errors.js';
 import type { RateLimits } from './min-rate.js';
 
 export interface DownloadLimits extends RateLimits {
@@ -38,9 +38,9 @@ export async function downloadBound(where: DownloadPlace, limits: DownloadLimits
     (where.total !== undefined ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_DOWNLOAD);
   if (where.total === undefined) return max;
   if (where.total > max)
-    throw refuse(
-      where,
-      `download of ${where.total} bytes exceeds the limit of ${max} bytes${flag(limits)}`,
+    throw raiseWith(
+      limits,
+      refuse(where, `download of ${where.total} bytes exceeds the limit of ${max} bytes`),
     );
   const free = await freeSpace(where.partPath);
   if (free !== undefined && where.total - where.start > free)
@@ -53,11 +53,13 @@ export async function downloadBound(where: DownloadPlace, limits: DownloadLimits
 
 /** The error for a body that went past `max` bytes. */
 export function tooLarge(where: DownloadPlace, max: number, limits: DownloadLimits): HttpError {
-  return refuse(where, `download stopped at the limit of ${max} bytes${flag(limits)}`);
+  return raiseWith(limits, refuse(where, `download stopped at the limit of ${max} bytes`));
 }
 
-function flag(limits: DownloadLimits): string {
-  return limits.maxDownload === undefined ? ' (raise it with --max-download)' : '';
+/** The default limit names its option, for the commands that take it (pull; not disk create). */
+function raiseWith(limits: DownloadLimits, err: HttpError): HttpError {
+  if (limits.maxDownload !== undefined) return err;
+  return withOptionHint(err, { option: 'max-download', advice: ' (raise it with --max-download)' });
 }
 
 function refuse(where: DownloadPlace, why: string): HttpError {

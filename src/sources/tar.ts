@@ -4,7 +4,12 @@
  * base-256 sizes) and pax (path, size) headers are understood; sparse members are listed but
  * refused. Member names are only compared, never used as host paths.
  */
-import { CorruptImageError, NotFoundError, UnsupportedFeatureError } from '../errors.js';
+import {
+  CorruptImageError,
+  NotFoundError,
+  UnsupportedFeatureError,
+  withOptionHint,
+} from '../errors.js';
 import { probeFormat } from '../formats/registry.js';
 import type { ByteSource } from '../image/types.js';
 import { detectCompression } from './decompress/detect.js';
@@ -183,8 +188,11 @@ async function defaultMember(archive: ByteSource, entries: TarEntry[]): Promise<
     await readExact(archive, head, e.offset);
     if (detectCompression(head) || probeFormat(head, e.size).name !== 'raw') return e;
   }
-  throw new NotFoundError(
-    `${archive.name}: no disk image found in the archive; pick one with --member (members: ${memberList(entries)})`,
+  throw withOptionHint(
+    new NotFoundError(
+      `${archive.name}: no disk image found in the archive (members: ${memberList(entries)})`,
+    ),
+    { option: 'member', advice: '; pick one with --member' },
   );
 }
 

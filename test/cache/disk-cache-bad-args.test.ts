@@ -32,3 +32,17 @@ test('DiskCache: createDisk size and prune limits must be whole numbers >= 0', a
   }
   assert.equal((await cache.list()).length, 1, 'nothing was pruned');
 });
+
+test('DiskCache: a DEST with a trailing slash is refused, not made as a file of that name', async () => {
+  const src = join(dir, 'slash.qcow2');
+  await qemuImg('create', '-f', 'qcow2', src, '1M');
+  const cache = new DiskCache({ dir: join(dir, 'cache-slash') });
+  await cache.pull(src);
+  const dest = join(dir, 'vms');
+  // It made the file 'vms' (convert and create fail with ENOTDIR, as qemu-img does).
+  await assert.rejects(cache.createDisk(src, `${dest}/`), {
+    name: 'UsageError',
+    message: `${dest}/ ends with '/': DEST is the disk file to make, not a directory`,
+  });
+  assert.equal(existsSync(dest), false);
+});

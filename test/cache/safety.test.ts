@@ -373,7 +373,8 @@ test('ENOSPC: the part is dropped, so a later small pull still fits', async (t) 
   const cacheDir = join(mnt, 'cache');
   const r = await cli(cacheDir, 'pull', server.url('big.bin'));
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /ENOSPC|no space/);
+  assert.match(r.stderr, /the cache's filesystem is full \(ENOSPC: no space left on device in /);
+  assert.doesNotMatch(r.stderr, /\.part|cache\/tmp/, 'no internal temporary path');
   assert.deepEqual(readdirSync(join(cacheDir, 'tmp')), []);
   const tiny = join(dir, 'tiny.qcow2');
   await qemuImg('create', '-f', 'qcow2', tiny, '1M');
@@ -382,6 +383,51 @@ test('ENOSPC: the part is dropped, so a later small pull still fits', async (t) 
   const index = new CacheIndex(new CacheLayout(cacheDir));
   assert.equal((await index.sources()).length, 1);
   truncateSync(big, 0);
+});
+
+test('ENOSPC while converting a local image: the message says the cache filesystem is full', async (t) => {
+  const mnt = join(dir, 'small-fs-convert');
+  mkdirSync(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4M', 'tmpfs', mnt]);
+  t.after(() => execFileSync('umount', [mnt]));
+  const local = join(dir, 'too-big.qcow2');
+  await qemuImg('create', '-f', 'qcow2', local, '16M');
+  execFileSync('qemu-io', ['-c', 'write -P 0x55 0 8M', local], { stdio: 'ignore' });
+  const cacheDir = join(mnt, 'cache');
+  const r = await cli(cacheDir, 'pull', local);
+  assert.equal(r.status, 2);
+  // It named tmp/.convert.raw.diskpipe-<pid>-<hex>.tmp, an internal file the user never chose.
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^diskpipe: the cache's filesystem is full \\(ENOSPC: no space left on device in ${cacheDir}\\) while pulling file://.*too-big\\.qcow2; .*--cache-dir`,
+    ),
+  );
+  assert.doesNotMatch(r.stderr, /\.tmp|convert\.raw/);
+  assert.deepEqual(readdirSync(join(cacheDir, 'tmp')), []);
+  unlinkSync(local);
+});
+
+test('locks: disk create, disk replacement, rm and prune leave no lock files behind', async () => {
+  const cacheDir = freshCache();
+  const local = join(dir, 'locks.qcow2');
+  await qemuImg('create', '-f', 'qcow2', local, '1M');
+  for (const name of ['a.raw', 'b.raw', 'c.qcow2']) {
+    const dest = join(dir, `locks-${name}`);
+    const format = name.endsWith('.qcow2') ? 'qcow2' : 'raw';
+    await ok(cli(cacheDir, 'disk', 'create', '--from', local, '--format', format, dest));
+    unlinkSync(dest);
+  }
+  // One lock file per disk path ever made, one per blob and URL: they piled up in locks/.
+  const locks = join(cacheDir, 'locks');
+  assert.deepEqual(readdirSync(locks), []);
+  await ok(cli(cacheDir, 'cache', 'prune', '--drop-missing-pins'));
+  await ok(cli(cacheDir, 'cache', 'rm', local));
+  assert.deepEqual(readdirSync(locks), []);
+  // Files an earlier version left: prune removes the ones nobody holds.
+  writeFileSync(join(locks, `disk-${'0'.repeat(64)}.lock`), '');
+  await ok(cli(cacheDir, 'cache', 'prune'));
+  assert.deepEqual(readdirSync(locks), []);
 });
 
 test('cache REF: a pulled local file by its path, show as text or JSON, a too-short prefix', async () => {

@@ -47,6 +47,7 @@ test('reading commands refuse an image qemu-nbd has open for writing; -U reads i
     await assert.rejects(openImage(image, { refuseWritten: true }), (e: Error) => {
       assert.ok(e instanceof IoError);
       assert.match(e.message, /being written by another program/);
+      assert.doesNotMatch(e.message, /-U/, 'a CLI flag means nothing to a library caller');
       return true;
     });
     await (await openImage(image)).close();
@@ -124,4 +125,46 @@ test('rebase (safe) refuses an old backing file qemu-nbd writes, as qemu-img reb
     const forced = diskpipe(['rebase', '-U', ...args]);
     assert.equal(forced.status, 0, forced.stderr);
   });
+});
+
+test('commit (no -U, as qemu-img commit) refuses a written base or overlay without suggesting -U', async () => {
+  const base = join(dir, 'commit-base.qcow2');
+  const overlay = join(dir, 'commit-overlay.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+  await qemuIo(overlay, ['write -P 0x66 0 64k'], 'qcow2');
+  for (const held of [base, overlay]) {
+    await withNbdPeer('qemu-nbd', ['-f', 'qcow2', held], async () => {
+      const r = diskpipe(['commit', overlay]);
+      assert.equal(r.status, 2, r.stderr);
+      // It said 'or read anyway with -U (--force-share)'; 'commit -U' is 'Unknown option'.
+      assert.match(r.stderr, /being written by another program.*; stop that program\n$/);
+      assert.doesNotMatch(r.stderr, /-U|force-share/);
+      assert.match(diskpipe(['commit', '-U', overlay]).stderr, /Unknown option '-U'/);
+    });
+  }
+  const done = diskpipe(['commit', overlay]);
+  assert.equal(done.status, 0, done.stderr);
+});
+
+test('pull and disk create refuse a local image qemu-nbd writes (nothing cached), as reading commands do', async () => {
+  const vm = join(dir, 'pull-vm.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', vm, '16M');
+  await qemuIo(vm, ['write -P 0x77 0 64k'], 'qcow2');
+  const cache = join(dir, 'pull-cache');
+  await withNbdPeer('qemu-nbd', ['-f', 'qcow2', vm], async () => {
+    for (const args of [
+      ['pull', vm],
+      ['disk', 'create', '--from', vm, join(dir, 'pull-vm.raw')],
+    ]) {
+      // It was cached (a snapshot of a disk in use), then handed out by every later pull.
+      const r = diskpipe(['--cache-dir', cache, ...args]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /being written by another program.*; stop that program\n$/);
+    }
+    const ls = diskpipe(['--cache-dir', cache, 'cache', 'ls', '--json']);
+    assert.deepEqual(JSON.parse(ls.stdout), []);
+  });
+  const r = diskpipe(['--cache-dir', cache, 'pull', vm]);
+  assert.equal(r.status, 0, r.stderr);
 });

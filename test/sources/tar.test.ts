@@ -17,7 +17,7 @@ import { openImage } from '../../src/open.js';
 import { ovfDiskFiles } from '../../src/sources/ovf.js';
 import { listTar } from '../../src/sources/tar.js';
 import { readAll } from '../helpers/extents.js';
-import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
 import { serveFiles } from './http-server.js';
 
 const dir = tempDir();
@@ -182,6 +182,27 @@ test('tar: no disk image inside is a clear error', async () => {
   writeFileSync(join(src, 'readme.txt'), 'hello');
   const t = await tar('nodisk.tar', 'ustar', ['readme.txt']);
   await assert.rejects(openImage(t), { code: 'NOT_FOUND', message: /no disk image found/ });
+  // --member is suggested only by commands that take it; pull and disk create do not (they
+  // were told 'pick one with --member' and then said "Unknown option '--member'").
+  const info = diskpipe(['info', t]);
+  assert.match(
+    info.stderr,
+    /no disk image found in the archive \(members: readme\.txt\); pick one with --member\n$/,
+  );
+  const cache = join(dir, 'nodisk-cache');
+  for (const args of [
+    ['pull', t],
+    ['disk', 'create', '--from', t, join(dir, 'nodisk.raw')],
+  ]) {
+    const r = diskpipe(['--cache-dir', cache, ...args]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /no disk image found in the archive \(members: readme\.txt\)\n$/,
+      args[0],
+    );
+    assert.doesNotMatch(r.stderr, /--member/, args[0]);
+  }
 });
 
 test('tar: an OVF naming a disk the archive lacks is an error', async () => {
