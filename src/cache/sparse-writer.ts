@@ -73,13 +73,25 @@ export class SparseWriter {
   }
 
   /**
-   * Takes a chunk (copied into the stage). Returns a promise only when the caller must wait:
-   * every stage is still being written or read.
+   * Where the next bytes may be put directly (a socket read): the free part of the current
+   * stage. A write() of a view that starts there takes the bytes without copying them; the
+   * space is valid until the next write() or finish().
+   */
+  space(): Uint8Array {
+    return this.stage.subarray(this.fill, STAGE);
+  }
+
+  /**
+   * Takes a chunk (copied into the stage, unless it already lies there: see space()). Returns
+   * a promise only when the caller must wait: every stage is still being written or read.
    */
   write(chunk: Uint8Array): Promise<void> | undefined {
+    // Copying into shared memory is a relaxed (slow) copy: 0.35 s of CPU per GiB here.
+    const inPlace =
+      chunk.buffer === this.stage.buffer && chunk.byteOffset === this.stage.byteOffset + this.fill;
     for (let pos = 0; pos < chunk.length; ) {
       const n = Math.min(STAGE - this.fill, chunk.length - pos);
-      this.stage.set(chunk.subarray(pos, pos + n), this.fill);
+      if (!inPlace) this.stage.set(chunk.subarray(pos, pos + n), this.fill);
       this.fill += n;
       pos += n;
       if (this.fill === STAGE) {
