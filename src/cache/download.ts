@@ -246,17 +246,25 @@ async function receive(
     let position = start;
     let overLimit = false;
     try {
-      await pumpBody(res, label, start, total, (chunk) => {
-        if (position + chunk.length > max) {
-          overLimit = true;
-          throw tooLarge(place, max, limits);
-        }
-        // The writer copies the chunk before the promise it may return settles.
-        const waiting = writer.write(chunk);
-        position += chunk.length;
-        opts.onProgress?.(position, total);
-        return waiting;
-      });
+      await pumpBody(
+        res,
+        label,
+        start,
+        total,
+        (chunk) => {
+          if (position + chunk.length > max) {
+            overLimit = true;
+            throw tooLarge(place, max, limits);
+          }
+          // The writer copies the chunk before the promise it may return settles.
+          const waiting = writer.write(chunk);
+          position += chunk.length;
+          opts.onProgress?.(position, total);
+          return waiting;
+        },
+        // The body is read straight into the write stage: no copy.
+        () => writer.space(),
+      );
       await writer.finish();
       if (opts.syncPart !== false) await handle.sync();
     } catch (err) {

@@ -73,13 +73,25 @@ export class SparseWriter {
   }
 
   /**
-   * Takes a chunk (copied into the stage). Returns a promise only when the caller must wait:
-   * every stage is still being written or read.
+   * Where the next bytes may be put directly (a socket read): the free part of the current
+   * stage. A write() of a view that starts there takes the bytes without copying them; the
+   * space is valid until the next write() or finish().
+   */
+  space(): Uint8Array {
+    return this.stage.subarray(this.fill, STAGE);
+  }
+
+  /**
+   * Takes a chunk (copied into the stage, unless it already lies there: see space()). Returns
+   * a promise only when the caller must wait: every stage is still being written or read.
    */
   write(chunk: Uint8Array): Promise<void> | undefined {
+    // Copying into shared memory is a relaxed (slow) copy: 0.35 s of CPU per GiB here.
+    const inPlace =
+      chunk.buffer === this.stage.buffer && chunk.byteOffset === this.stage.byteOffset + this.fill;
     for (let pos = 0; pos < chunk.length; ) {
       const n = Math.min(STAGE - this.fill, chunk.length - pos);
-      this.stage.set(chunk.subarray(pos, pos + n), this.fill);
+      if (!inPlace) this.stage.set(chunk.subarray(pos, pos + n), this.fill);
       this.fill += n;
       pos += n;
       if (this.fill === STAGE) {
@@ -211,13 +223,14 @@ export class SparseWriter {
     if (last) return;
     const upTo = from + end;
     // The size says how far the file is complete (a resume starts there), even when it
-    // ends in skipped zeroes: extending writes no data and costs one call per stage, so a
-    // killed download resumes at most one stage (plus what was in flight) before its end.
+    // ends in skipped zeroes: extending writes no data, but it is a thread-pool round trip
+    // that holds up the next stage's write, so it is done every EXTEND_EVERY of zeroes (a
+    // killed download resumes at most that much, plus what was in flight, before its end;
+    // once per stage, a 1 GiB download with 70% zeroes made 725 ftruncate calls).
+    if (upTo - this.extended >= EXTEND_EVERY) await this.extend(upTo);
     // A reader is told only of bytes within the size: skipped zeroes past the file's end
     // would read as missing (a short read), not as zeroes.
-    if (upTo > this.extended && (this.onFlushed || upTo - this.extended >= EXTEND_EVERY))
-      await this.extend(upTo);
-    this.onFlushed?.(upTo);
+    this.onFlushed?.(Math.min(upTo, this.extended));
   }
 
   private async extend(size: number = this.stageStart): Promise<void> {

@@ -100,7 +100,7 @@ export async function storeStream(
   async function* writeThrough(): AsyncIterable<Uint8Array> {
     for await (const chunk of stream.chunks()) {
       throwIfAborted(signal, 'pull');
-      const n = await writeSparse(file, chunk, position);
+      const n = await writeSparse(file, chunk, position, true);
       written += n;
       writeback.wrote(n);
       position += chunk.length;

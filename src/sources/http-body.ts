@@ -4,7 +4,12 @@
  */
 import { DiskpipeError, HttpError } from '../errors.js';
 import type { AnyResponse, HttpResponse } from './http-client.js';
-import { type BodyConsumer, CLOSED_EARLY, ConsumerFailure } from './http-direct.js';
+import {
+  type BodyConsumer,
+  CLOSED_EARLY,
+  ConsumerFailure,
+  type ReadTarget,
+} from './http-direct.js';
 import { networkError } from './http-errors.js';
 
 /**
@@ -20,7 +25,8 @@ export function discard(res: AnyResponse): void {
 /**
  * Feeds a download's body to `consumer`, which may keep the view it is given only until the
  * promise it returns (if any) settles; the body waits for it meanwhile. A consumer's own error
- * is rethrown as it is.
+ * is rethrown as it is. `target`: where the consumer would like the bytes read (http-direct.ts;
+ * node:http bodies ignore it).
  */
 export async function pumpBody(
   res: AnyResponse,
@@ -28,6 +34,7 @@ export async function pumpBody(
   from: number,
   total: number | undefined,
   consumer: BodyConsumer,
+  target?: ReadTarget,
 ): Promise<void> {
   if (!('body' in res)) {
     for await (const chunk of bodyChunks(res, label, from, total)) {
@@ -41,7 +48,7 @@ export async function pumpBody(
     await res.body.pump((chunk) => {
       got += chunk.length;
       return consumer(chunk);
-    });
+    }, target);
   } catch (err) {
     if (err instanceof ConsumerFailure) throw err.error;
     throw cutShort(err === CLOSED_EARLY ? undefined : err, label, from + got, total);

@@ -16,6 +16,11 @@ import { networkError } from './http-errors.js';
 /** Bytes one socket read may return. */
 const READ_BUFFER = 1024 * 1024;
 /**
+ * A consumer's read target with less room than this is not used (the read goes to our own
+ * buffer and the consumer copies it): reads stay large.
+ */
+const MIN_TARGET = 64 * 1024;
+/**
  * A response head longer than this is refused (node:http's default limit is 16 KiB); so are
  * 1xx heads and chunked trailers adding up to more: a server sending them forever would
  * otherwise keep the transfer alive (and the rate watch fed) without a body byte.
@@ -27,9 +32,19 @@ const MAX_LINE = 4096;
 /** Takes a view of body bytes, valid during the call and until the returned promise settles. */
 export type BodyConsumer = (chunk: Uint8Array) => Promise<void> | undefined;
 
+/**
+ * Where the consumer wants the next socket read to land (e.g. the free part of its write
+ * buffer): a body chunk read there is given to the consumer as a view of it, so the consumer
+ * need not copy it. Asked after every read; too small a target is not used.
+ */
+export type ReadTarget = () => Uint8Array;
+
 export interface DirectBody {
-  /** Delivers the body in order; resolves at its end, rejects as soon as it cannot go on. */
-  pump(consumer: BodyConsumer): Promise<void>;
+  /**
+   * Delivers the body in order; resolves at its end, rejects as soon as it cannot go on.
+   * Length- and close-delimited bodies are read into `target` when given.
+   */
+  pump(consumer: BodyConsumer, target?: ReadTarget): Promise<void>;
   /** Drops the answer (closes the connection). */
   discard(): void;
 }
@@ -88,6 +103,7 @@ class DirectExchange implements DirectGet {
   /** Body bytes that came with the head, delivered first. */
   private early: Buffer | undefined;
   private consumer: BodyConsumer | undefined;
+  private target: ReadTarget | undefined;
   private settle: { resolve(): void; reject(err: unknown): void } | undefined;
   /** Delivering: the socket is paused or the read buffer is lent to the consumer. */
   private busy = false;
@@ -113,7 +129,7 @@ class DirectExchange implements DirectGet {
     this.socket = net.connect({
       host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
       port: Number(url.port || 80),
-      onread: { buffer: this.buffer, callback: (n) => this.onRead(n) },
+      onread: { buffer: () => this.readBuffer(), callback: (n, buf) => this.onRead(n, buf) },
     });
     this.socket.setNoDelay(true);
     this.socket.setTimeout(req.timeoutMs, () => {
@@ -129,9 +145,10 @@ class DirectExchange implements DirectGet {
     });
   }
 
-  pump(consumer: BodyConsumer): Promise<void> {
+  pump(consumer: BodyConsumer, target?: ReadTarget): Promise<void> {
     if (this.consumer) return Promise.reject(new Error('body already read'));
     this.consumer = consumer;
+    this.target = target;
     const done = new Promise<void>((resolve, reject) => {
       this.settle = { resolve, reject };
     });
@@ -141,7 +158,7 @@ class DirectExchange implements DirectGet {
       const early = this.early;
       this.early = undefined;
       this.busy = true;
-      this.continueWith(early ?? Buffer.alloc(0), 0);
+      if (this.continueWith(early ?? Buffer.alloc(0), 0)) this.resumeReading();
     }
     return done;
   }
@@ -205,12 +222,26 @@ class DirectExchange implements DirectGet {
     return (f.kind === 'length' && f.left === 0) || (f.kind === 'chunked' && f.state === 'done');
   }
 
-  private onRead(n: number): boolean {
+  /**
+   * The buffer of the next socket read (asked right after each read): the consumer's target
+   * for a body whose bytes are all its own (no chunk framing in between), else ours. Only
+   * once every byte read so far was delivered: the consumer's state (where its target is)
+   * changes with deliveries only, so the target is still right when the next read lands.
+   * While a delivery waits, the socket is paused and its next read comes into our buffer.
+   */
+  private readBuffer(): Uint8Array {
+    const settled = this.headDone && !this.busy && !this.finished;
+    const target = settled && this.framing.kind !== 'chunked' ? this.target?.() : undefined;
+    return target && target.length >= MIN_TARGET ? target : this.buffer;
+  }
+
+  private onRead(n: number, into: Uint8Array): boolean {
     if (this.finished) return false;
     this.req.onBytes(n);
-    if (!this.headDone) return this.readHead(this.buffer.subarray(0, n));
+    const buf = Buffer.from(into.buffer, into.byteOffset, n);
+    if (!this.headDone) return this.readHead(buf);
     this.busy = true;
-    return this.continueWith(this.buffer, 0, n);
+    return this.continueWith(buf, 0, n);
   }
 
   /** Accumulates the head; the bytes after it are the body's first (kept until pumped). */
@@ -290,7 +321,6 @@ class DirectExchange implements DirectGet {
       this.end();
       return false;
     }
-    if (buf !== this.buffer) this.socket.resume();
     return true;
   }
 

@@ -79,6 +79,7 @@ test('sparse writer: a slow disk does not stall the stream until 8 stages wait; 
 /** A file handle that keeps what was written, at once. */
 function memoryHandle() {
   let file = Buffer.alloc(0);
+  let truncates = 0;
   const handle = {
     write: async (buf: Buffer, offset: number, length: number, position: number) => {
       if (file.length < position + length)
@@ -87,13 +88,14 @@ function memoryHandle() {
       return { bytesWritten: length, buffer: buf };
     },
     truncate: async (n: number) => {
+      truncates++;
       file =
         n <= file.length
           ? file.subarray(0, n)
           : Buffer.concat([file, Buffer.alloc(n - file.length)]);
     },
   } as unknown as FileHandle;
-  return { handle, file: () => file };
+  return { handle, file: () => file, truncates: () => truncates };
 }
 
 test('sparse writer: a reader sees every byte once, in order, from shared stages it holds until done', async () => {
@@ -160,4 +162,26 @@ test('sparse writer: a reader is told only of bytes the file size covers, skippe
   await w.finish();
   assert.equal(told.at(-1), data.length);
   assert.ok(f.file().equals(data));
+});
+
+test('sparse writer: long zero runs move the size forward now and then, not once per stage', async () => {
+  // 1 MiB of data, 40 MiB of zeroes, 1 MiB of data: a raw disk image's sparse middle.
+  const data = Buffer.concat([randomBytes(MiB), Buffer.alloc(40 * MiB), randomBytes(MiB)]);
+  const f = memoryHandle();
+  const w = new SparseWriter(f.handle, 0, 'test');
+  let told = 0;
+  w.onFlushed = (position) => {
+    assert.ok(position <= f.file().length, `told ${position}, file holds ${f.file().length}`);
+    told = position;
+  };
+  for (let pos = 0; pos < data.length; pos += 256 * 1024) {
+    const waiting = w.write(data.subarray(pos, pos + 256 * 1024));
+    if (waiting) await waiting;
+  }
+  await w.finish();
+  assert.equal(told, data.length);
+  assert.ok(f.file().equals(data));
+  // Each extension is a thread-pool round trip holding up the next write (one per 1 MiB
+  // stage was 40 here); one per 8 MiB of zeroes, plus the final size.
+  assert.ok(f.truncates() <= 7, `${f.truncates()} truncate calls`);
 });

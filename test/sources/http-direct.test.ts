@@ -269,3 +269,55 @@ test('http direct: an answer with both Transfer-Encoding and Content-Length is r
     message: /both Transfer-Encoding and Content-Length/,
   });
 });
+
+/**
+ * Downloads into one store the way the download's writer does: the consumer offers the free
+ * part of its store as the read target, takes chunks that landed there as they are, copies any
+ * other, and waits now and then. Returns the store's bytes and how many chunks came in place.
+ */
+async function fetchInto(): Promise<{ body: Buffer; inPlace: number; chunks: number }> {
+  const client = new HttpClient(url(), { retries: 0 });
+  try {
+    const res = await client.download();
+    assert.ok('body' in res);
+    const store = Buffer.alloc(8 * 1024 * 1024);
+    let fill = 0;
+    let inPlace = 0;
+    let chunks = 0;
+    await pumpBody(
+      res,
+      'test',
+      0,
+      undefined,
+      (chunk) => {
+        if (chunk.buffer === store.buffer && chunk.byteOffset === store.byteOffset + fill)
+          inPlace++;
+        else store.set(chunk, fill);
+        fill += chunk.length;
+        return chunks++ % 5 === 0 ? new Promise<void>((r) => setTimeout(r, 1)) : undefined;
+      },
+      () => store.subarray(fill),
+    );
+    return { body: store.subarray(0, fill), inPlace, chunks };
+  } finally {
+    client.close();
+  }
+}
+
+test("http direct: a body is read into the consumer's target, exactly, also while it waits", async () => {
+  const data = randomBytes(3 * 1024 * 1024 + 17);
+  const head = `HTTP/1.1 200 OK\r\nContent-Length: ${data.length}\r\n\r\n`;
+  script = split(Buffer.concat([Buffer.from(head), data]), [40, 70_000, 100_000, 1, 200_000]);
+  const r = await fetchInto();
+  assert.ok(r.body.equals(data), 'the bytes, in order, none overwritten by a later read');
+  assert.ok(r.inPlace > 0, `no chunk of ${r.chunks} was read into the target`);
+  // A chunked body is read into our buffer (its framing is not the consumer's), still exactly.
+  const body = chunked(data.subarray(0, 300_000), [1, 65_536, 100_000, 3]);
+  script = split(
+    Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), body]),
+    [30, 50_000, 7],
+  );
+  const c = await fetchInto();
+  assert.ok(c.body.equals(data.subarray(0, 300_000)));
+  assert.equal(c.inPlace, 0);
+});
