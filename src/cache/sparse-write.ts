@@ -5,11 +5,16 @@ import { isZeroChunk } from '../sources/sequential.js';
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
-/** Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. */
+/**
+ * Writes the non-zero 4 KiB blocks of `chunk`; zero blocks stay holes in the new file. With
+ * `blocking`, on the calling thread (LocalFile.writeBlocking: no thread-pool round trip per
+ * 256 KiB piece).
+ */
 export async function writeSparse(
   file: LocalFile,
   chunk: Uint8Array,
   offset: number,
+  blocking = false,
 ): Promise<number> {
   if (isZeroChunk(chunk)) return 0; // known zero: a hole, not even looked at
   const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -24,7 +29,8 @@ export async function writeSparse(
     if (!zero && runStart < 0) runStart = pos;
     if (zero && runStart >= 0) {
       const run = buf.subarray(runStart, Math.min(pos, buf.length));
-      await file.write(run, offset + runStart);
+      if (blocking) await file.writeBlocking(run, offset + runStart);
+      else await file.write(run, offset + runStart);
       written += run.length;
       runStart = -1;
     }
