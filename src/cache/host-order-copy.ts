@@ -84,7 +84,9 @@ export async function copyInHostOrder(
         // Hashed in place while it is written; the slot is reused once both are done.
         const hashed = hashInPlace ? hashInPlace(view, p.offset) : tap.data(view, p.offset);
         // Not `+= await`: that would add to a total read before the other workers' writes.
-        const written = await writeSparse(file, view, p.offset);
+        // On this thread: a thread-pool round trip per 256 KiB write cost more CPU than the
+        // copy into the page cache (see LocalFile.writeBlocking).
+        const written = await writeSparse(file, view, p.offset, true);
         await hashed;
         bytesWritten += written;
         done += p.length;
@@ -101,32 +103,33 @@ export async function copyInHostOrder(
 
 /**
  * The data pieces of [start, start+length), at most REQUEST bytes each, in host order, and
- * its zero ranges. Guest
- * neighbours that are host neighbours too (or both without a host offset, as compressed
- * clusters are, one map entry each) share a piece: one read then spans many clusters, which
- * the format decodes as one batch (off the calling thread) instead of one cluster at a time.
+ * its zero ranges, from one walk of the image's map (the map's zero flags are its extents': a
+ * second walk for them decoded every L2 entry twice). Guest neighbours that are host
+ * neighbours too (or both without a host offset, as compressed clusters are, one map entry
+ * each) share a piece: one read then spans many clusters, which the format decodes as one
+ * batch (off the calling thread) instead of one cluster at a time.
  */
 async function plan(
   image: MappedImage,
   start: number,
   length: number,
 ): Promise<{ pieces: Piece[]; zeros: Range[] }> {
-  const data: Range[] = [];
-  const zeros: Range[] = [];
-  for await (const e of image.extents(start, length)) {
-    if (e.zero) {
-      zeros.push({ offset: e.offset, length: e.length });
-      continue;
-    }
-    const last = data.at(-1);
-    if (last && last.offset + last.length === e.offset) last.length += e.length;
-    else data.push({ offset: e.offset, length: e.length });
-  }
+  const end = start + length;
   const entries: MapEntry[] = [];
-  for await (const m of image.mapping(start, length)) entries.push(m);
+  const zeros: Range[] = [];
+  for await (const e of image.mapping(start, length)) {
+    const from = Math.max(e.offset, start);
+    const to = Math.min(e.offset + e.length, end);
+    if (to <= from) continue;
+    const m = from === e.offset && to === e.offset + e.length ? e : clip(e, from, to);
+    entries.push(m);
+    if (!m.zero) continue;
+    const last = zeros.at(-1);
+    if (last && last.offset + last.length === m.offset) last.length += m.length;
+    else zeros.push({ offset: m.offset, length: m.length });
+  }
   const pieces: Piece[] = [];
   let lastKey = 0;
-  let d = 0;
   /** The last piece, while the next range may still join it. */
   let open: (Piece & { host: boolean }) | undefined;
   const add = (offset: number, n: number, key: number, host: boolean) => {
@@ -152,25 +155,23 @@ async function plan(
     }
   };
   for (const m of entries) {
-    const hostOffset = m.hostOffset;
-    const mEnd = m.offset + m.length;
-    // Data ranges overlapping this entry, cut at its edges.
-    while (d < data.length && data[d]!.offset < mEnd) {
-      const r = data[d]!;
-      const from = Math.max(r.offset, m.offset);
-      const to = Math.min(r.offset + r.length, mEnd);
-      if (to > from) {
-        if (hostOffset === undefined) add(from, to - from, lastKey, false);
-        else add(from, to - from, hostOffset + (from - m.offset), true);
-      }
-      if (r.offset + r.length > mEnd) break;
-      d++;
+    // Zero entries are never read, but their host offsets still place what follows.
+    if (!m.zero) {
+      if (m.hostOffset === undefined) add(m.offset, m.length, lastKey, false);
+      else add(m.offset, m.length, m.hostOffset, true);
     }
-    if (hostOffset !== undefined) lastKey = hostOffset + m.length;
+    if (m.hostOffset !== undefined) lastKey = m.hostOffset + m.length;
   }
   // Stable: pieces with equal keys keep their guest order.
   const sorted = pieces
     .map(({ offset, length, key }) => ({ offset, length, key }))
     .sort((a, b) => a.key - b.key);
   return { pieces: sorted, zeros };
+}
+
+/** The part [from, to) of a map entry. */
+function clip(e: MapEntry, from: number, to: number): MapEntry {
+  const m = { ...e, offset: from, length: to - from };
+  if (e.hostOffset !== undefined) m.hostOffset = e.hostOffset + (from - e.offset);
+  return m;
 }

@@ -83,3 +83,71 @@ test('host-order copy: the hash reads whole blocks in place; only blocks cut by 
   assert.match(await qemuImg('compare', qcow2, out), /identical/);
   assert.equal(await hash.digest(), diskpipe(['checksum', qcow2]).stdout.split(' ')[0]);
 });
+
+test('host-order copy: the map is walked once per window (its zero flags give the extents)', async () => {
+  // Data, a zeroed cluster, preallocated zeroes and compressed text: every kind of map entry.
+  const qcow2 = join(dir, 'walks.qcow2');
+  await qemuImg('create', '-f', 'qcow2', qcow2, '300M');
+  await qemuIo(qcow2, [
+    'write -P 0x41 0 3M',
+    'write -z 3M 64k',
+    'write -P 0x42 200M 1M',
+    'write -z -u 10M 1M',
+    'write -P 0x43 280M 64k',
+  ]);
+  const image = await openImage(qcow2);
+  let extentWalks = 0;
+  let mapWalks = 0;
+  const extents = image.extents.bind(image);
+  image.extents = (offset, length) => {
+    extentWalks++;
+    return extents(offset, length);
+  };
+  assert.ok(hasMapping(image));
+  const mapping = image.mapping.bind(image);
+  image.mapping = (offset, length) => {
+    mapWalks++;
+    return mapping(offset, length);
+  };
+  const out = join(dir, 'walks.raw');
+  const hash = new CopyPassHash(image.size);
+  await copyToFile(image, out, hash);
+  // 300 MiB: two 256 MiB windows, one map walk each.
+  assert.equal(extentWalks, 0, 'extents walked besides the map');
+  assert.equal(mapWalks, 2);
+  assert.match(await qemuImg('compare', qcow2, out), /identical/);
+  assert.equal(await hash.digest(), diskpipe(['checksum', qcow2]).stdout.split(' ')[0]);
+});
+
+test('host-order copy: data is written on the calling thread, not one thread-pool trip per 256 KiB', async () => {
+  const qcow2 = join(dir, 'blocking.qcow2');
+  await qemuImg('create', '-f', 'qcow2', qcow2, '16M');
+  await qemuIo(qcow2, ['write -P 0x51 0 3M', 'write -P 0x52 8M 1M']);
+  const image = await openImage(qcow2);
+  assert.ok(hasMapping(image));
+  const out = join(dir, 'blocking.raw');
+  const file = await LocalFile.open(out, 'w+');
+  const calls = { write: 0, writeBlocking: 0 };
+  const write = file.write.bind(file);
+  file.write = (buf, offset) => {
+    calls.write++;
+    return write(buf, offset);
+  };
+  const writeBlocking = file.writeBlocking.bind(file);
+  file.writeBlocking = (buf, offset) => {
+    calls.writeBlocking++;
+    return writeBlocking(buf, offset);
+  };
+  const hash = new CopyPassHash(image.size);
+  try {
+    await file.truncate(image.size);
+    await copyInHostOrder(image, file, hash);
+  } finally {
+    await file.close();
+    await image.close();
+  }
+  assert.equal(calls.write, 0);
+  assert.ok(calls.writeBlocking >= 2, `${calls.writeBlocking} blocking writes`);
+  assert.match(await qemuImg('compare', qcow2, out), /identical/);
+  assert.equal(await hash.digest(), diskpipe(['checksum', qcow2]).stdout.split(' ')[0]);
+});
