@@ -124,7 +124,11 @@ test('raw to raw, thread-pool writes: data runs move by copy_file_range; bytes a
     result.bytesWritten,
     ranges.reduce((n, [a, b]) => n + (b - a), 0),
   );
-  assert.equal(statSync(out).blocks, statSync(peer).blocks);
+  // Allocation: the data and no more, give or take the filesystem's own extent-tree blocks
+  // (ext4 allocated one 4 KiB block more than for qemu-img's copy in one run of six).
+  const allocated = statSync(out).blocks * 512;
+  const data = result.bytesWritten;
+  assert.ok(allocated >= data && allocated <= data + 64 * KiB, `${allocated} for ${data}`);
 });
 
 // The kernel's second copy (copy_file_range after the read) cost 25% more CPU than writing
