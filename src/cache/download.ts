@@ -6,8 +6,9 @@
  * next attempt asks only for the missing bytes with Range + If-Range and starts over if the
  * file changed.
  */
-import { type FileHandle, open, stat, unlink } from 'node:fs/promises';
-import { ChecksumMismatchError, HttpError, ioError, UsageError } from '../errors.js';
+import { stat, unlink } from 'node:fs/promises';
+import { ChecksumMismatchError, HttpError, UsageError } from '../errors.js';
+import { LocalFile } from '../io/file.js';
 import { readJson, writeJsonDurably } from '../io/json-file.js';
 import { type DownloadLimits, downloadBound, tooLarge } from '../sources/download-limits.js';
 import { discard, pumpBody } from '../sources/http-body.js';
@@ -232,10 +233,10 @@ async function receive(
   const hash = new DownloadHash(opts.expected?.algorithm, opts.rawContent === true);
   try {
     await hash.hashPrefix(opts.partPath, start);
-    const handle = await openPart(opts.partPath, start);
+    const file = await openPart(opts.partPath, start);
     // The digest worker reads the write stages where they are (no second copy of the stream).
     const writer = new SparseWriter(
-      handle,
+      file,
       start,
       // A path in the cache: a full cache filesystem is reported as such (cache-full.ts).
       `the download to ${opts.partPath}`,
@@ -266,7 +267,7 @@ async function receive(
         () => writer.space(),
       );
       await writer.finish();
-      if (opts.syncPart !== false) await handle.sync();
+      if (opts.syncPart !== false) await file.sync();
     } catch (err) {
       // What arrived is kept (its size tells the next attempt where to resume).
       const kept = await writer.finish().then(
@@ -281,7 +282,7 @@ async function receive(
     } finally {
       totals.fetched += position - start;
       totals.written += writer.written;
-      await handle.close();
+      await file.close();
     }
     if (total !== undefined && position !== total)
       throw new HttpError(`${label}: connection closed after ${position} of ${total} bytes`, true);
@@ -308,13 +309,14 @@ export async function discardPart(partPath: string): Promise<void> {
   await unlink(`${partPath}.json`).catch(() => {});
 }
 
-async function openPart(path: string, start: number): Promise<FileHandle> {
+async function openPart(path: string, start: number): Promise<LocalFile> {
+  const file = await LocalFile.open(path, start > 0 ? 'r+' : 'w+');
   try {
-    const h = await open(path, start > 0 ? 'r+' : 'w');
-    if (start > 0) await h.truncate(start);
-    return h;
+    if (start > 0) await file.truncate(start);
+    return file;
   } catch (err) {
-    throw ioError(err, `cannot write ${path}`);
+    await file.close();
+    throw err;
   }
 }
 

@@ -5,10 +5,8 @@
  * file that ends in zeroes still has its full length. A reader (the download's digests) may see
  * every byte from the same stages, in shared memory: the stream is copied once, into a stage.
  */
-import { writeSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { ioError } from '../errors.js';
-import { WRITE_PIECE } from '../io/file.js';
+import type { LocalFile } from '../io/file.js';
 
 export const SPARSE_BLOCK = 4096;
 const STAGE = 1024 * 1024;
@@ -56,7 +54,7 @@ export class SparseWriter {
   onFlushed: ((position: number) => void) | undefined;
 
   constructor(
-    private readonly handle: FileHandle,
+    private readonly file: LocalFile,
     start: number,
     private readonly name: string,
     /** Sees every byte given, once and in order, from the stages (no copy). */
@@ -236,32 +234,27 @@ export class SparseWriter {
   private async extend(size: number = this.stageStart): Promise<void> {
     this.extended = size;
     try {
-      await this.handle.truncate(size);
+      await this.file.truncate(size);
     } catch (err) {
       throw ioError(err, `cannot write ${this.name}`);
     }
   }
 
   /**
-   * Writes stage[from, to) in pieces of at most WRITE_PIECE (see io/file.ts for why). With
-   * `blocking`, on this thread: a piece is a copy into the page cache, cheaper than a
-   * thread-pool round trip, and stages are written one at a time, so each round trip held up
-   * the next (on a busy 2-core machine a 266 MB download took 1.6-2.0 s that way, 1.1-1.7 s
-   * with blocking writes).
+   * Writes stage[from, to). With `blocking`, on this thread (LocalFile.writeNow): a piece is a
+   * copy into the page cache, cheaper than a thread-pool round trip, and stages are written
+   * one at a time, so each round trip held up the next (on a busy 2-core machine a 266 MB
+   * download took 1.6-2.0 s that way, 1.1-1.7 s with blocking writes).
    */
   private async put(stage: Buffer, base: number, from: number, to: number): Promise<void> {
+    const bytes = stage.subarray(from, to);
     try {
-      for (let done = from; done < to; ) {
-        const length = Math.min(to - done, WRITE_PIECE);
-        const bytesWritten = this.blocking
-          ? writeSync(this.handle.fd, stage, done, length, base + done)
-          : (await this.handle.write(stage, done, length, base + done)).bytesWritten;
-        done += bytesWritten;
-        this.written += bytesWritten;
-      }
-      this.extended = Math.max(this.extended, base + to);
+      if (this.blocking) this.file.writeNow(bytes, base + from);
+      else await this.file.write(bytes, base + from);
     } catch (err) {
       throw ioError(err, `cannot write ${this.name}`);
     }
+    this.written += to - from;
+    this.extended = Math.max(this.extended, base + to);
   }
 }

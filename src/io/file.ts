@@ -196,6 +196,15 @@ export class LocalFile implements ByteSource {
    * only callers that ask for it use this (CopyOptions.blockingWrites).
    */
   async writeBlocking(buf: Uint8Array, offset: number): Promise<void> {
+    this.writeNow(buf, offset);
+    await yieldToEventLoop();
+  }
+
+  /**
+   * writeBlocking() without the turn of the event loop: for a caller that yields anyway
+   * between its writes (the download's sparse writer, between stages).
+   */
+  writeNow(buf: Uint8Array, offset: number): void {
     let done = 0;
     try {
       while (done < buf.length) {
@@ -206,7 +215,6 @@ export class LocalFile implements ByteSource {
       throw ioError(err, `write error on ${this.path} at offset ${offset + done}`);
     }
     if (offset + buf.length > this.size) this.size = offset + buf.length;
-    await yieldToEventLoop();
   }
 
   async truncate(size: number): Promise<void> {

@@ -1,30 +1,28 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
 import { test } from 'node:test';
 import { SparseWriter } from '../../src/cache/sparse-writer.js';
-import { WRITE_PIECE } from '../../src/io/file.js';
+import type { LocalFile } from '../../src/io/file.js';
 
 const MiB = 1024 * 1024;
 
-/** A file handle whose calls finish when the test says so; it keeps what was written. */
+/** A file whose calls finish when the test says so; it keeps what was written. */
 function slowHandle() {
   const held: (() => void)[] = [];
   const data = new Map<number, Buffer>();
   let size = 0;
   const wait = () => new Promise<void>((r) => held.push(r));
   const handle = {
-    write: async (buf: Buffer, offset: number, length: number, position: number) => {
+    write: async (buf: Uint8Array, position: number) => {
       await wait();
-      data.set(position, Buffer.from(buf.subarray(offset, offset + length)));
-      size = Math.max(size, position + length);
-      return { bytesWritten: length, buffer: buf };
+      data.set(position, Buffer.from(buf));
+      size = Math.max(size, position + buf.length);
     },
     truncate: async (n: number) => {
       await wait();
       size = n;
     },
-  } as unknown as FileHandle;
+  } as unknown as LocalFile;
   return { handle, held, data, size: () => size };
 }
 
@@ -65,10 +63,9 @@ test('sparse writer: a slow disk does not stall the stream until 8 stages wait; 
     'flushed in order',
   );
   assert.equal(flushed.at(-1), (accepted + 1) * MiB);
-  // Every stage is written in pieces of at most WRITE_PIECE, each holding its part of the chunk.
+  // Every write holds its part of the chunk (LocalFile splits it into pieces).
   let written = 0;
   for (const [pos, buf] of f.data) {
-    assert.ok(buf.length <= WRITE_PIECE, `a write of ${buf.length} bytes at ${pos}`);
     const at = pos % MiB;
     assert.ok(buf.equals(chunk.subarray(at, at + buf.length)), `the bytes at ${pos}`);
     written += buf.length;
@@ -76,16 +73,15 @@ test('sparse writer: a slow disk does not stall the stream until 8 stages wait; 
   assert.equal(written, (accepted + 1) * MiB);
 });
 
-/** A file handle that keeps what was written, at once. */
+/** A file that keeps what was written, at once. */
 function memoryHandle() {
   let file = Buffer.alloc(0);
   let truncates = 0;
   const handle = {
-    write: async (buf: Buffer, offset: number, length: number, position: number) => {
-      if (file.length < position + length)
-        file = Buffer.concat([file, Buffer.alloc(position + length - file.length)]);
-      buf.copy(file, position, offset, offset + length);
-      return { bytesWritten: length, buffer: buf };
+    write: async (buf: Uint8Array, position: number) => {
+      if (file.length < position + buf.length)
+        file = Buffer.concat([file, Buffer.alloc(position + buf.length - file.length)]);
+      file.set(buf, position);
     },
     truncate: async (n: number) => {
       truncates++;
@@ -94,7 +90,7 @@ function memoryHandle() {
           ? file.subarray(0, n)
           : Buffer.concat([file, Buffer.alloc(n - file.length)]);
     },
-  } as unknown as FileHandle;
+  } as unknown as LocalFile;
   return { handle, file: () => file, truncates: () => truncates };
 }
 
