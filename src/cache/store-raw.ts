@@ -69,6 +69,9 @@ export async function storeImage(
           )
         : await copyImage(image, target, {
             targetIsZero: true,
+            // As convert does: a thread-pool round trip per 256 KiB write cost more CPU than
+            // the copy into the page cache.
+            blockingWrites: true,
             tap,
             onProgress: (p) => onProgress?.('convert', p.done, p.total),
             ...(signal && { signal }),
