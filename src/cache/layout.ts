@@ -11,7 +11,8 @@
  *   locks/                   cross-process lock files
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CacheError, ioError } from '../errors.js';
 import { defaultCacheDir } from '../io/cache-dir.js';
@@ -79,6 +80,13 @@ export class CacheLayout {
       } catch (err) {
         throw ioError(err, `cache directory ${this.root} is not writable`);
       }
+    }
+    // A read-only cache (a bind mount, other owner) failed later, naming an internal lock file
+    // ('cannot create lock <cache>/locks/url-<sha256>.lock: EROFS').
+    try {
+      await access(this.locksDir, constants.W_OK);
+    } catch (err) {
+      throw ioError(err, `cache directory ${this.root} is not writable`);
     }
   }
 }

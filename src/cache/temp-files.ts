@@ -76,7 +76,8 @@ export async function sweepTemporaries(
   if (opts.parts && !opts.dryRun) {
     for (const name of await readdir(layout.locksDir).catch(() => [] as string[])) {
       if (!name.endsWith('.lock')) continue;
-      const lock = await tryLockNow(join(layout.locksDir, name));
+      // One that cannot be opened for writing (a read-only cache) is left as it is.
+      const lock = await tryLockNow(join(layout.locksDir, name)).catch(() => undefined);
       await lock?.release();
     }
   }

@@ -71,7 +71,6 @@ export async function writeAtomically<T>(
  * owner's file (another diskpipe writing this destination) is left alone.
  */
 async function removeOrphans(target: string): Promise<void> {
-  const prefix = `.${basename(target)}.diskpipe-`;
   let names: string[];
   try {
     names = await readdir(dirname(target));
@@ -79,13 +78,29 @@ async function removeOrphans(target: string): Promise<void> {
     return; // a missing or unreadable directory: creating the output says why
   }
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)-[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
-    if (!m || pidIsAlive(Number(m[1]))) continue;
+    const owned = temporaryOf(name);
+    if (owned?.dest !== basename(target) || owned.pids.some(pidIsAlive)) continue;
     const path = join(dirname(target), name);
     const st = await lstat(path).catch(() => undefined);
     if (st?.isFile()) await rm(path, { force: true }).catch(() => {});
   }
+}
+
+/**
+ * The destination a temporary name is for, and the pids in it. Temporaries nest: disk create's
+ * sparse copy writes its own temporary for disk create's (..vm.raw.diskpipe-P-x.tmp.diskpipe-P-y.tmp),
+ * which a match on '.vm.raw.diskpipe-' alone never removed after a kill -9.
+ */
+function temporaryOf(name: string): { dest: string; pids: number[] } | undefined {
+  const pids: number[] = [];
+  let inner = name;
+  for (;;) {
+    const m = /^\.(.+)\.diskpipe-(\d+)-[0-9a-f]{8}\.tmp$/.exec(inner);
+    if (!m) break;
+    pids.push(Number(m[2]));
+    inner = m[1]!;
+  }
+  return pids.length > 0 ? { dest: inner, pids } : undefined;
 }
 
 /**

@@ -430,6 +430,33 @@ test('locks: disk create, disk replacement, rm and prune leave no lock files beh
   assert.deepEqual(readdirSync(locks), []);
 });
 
+test('a read-only cache: pull and disk create say the cache directory is not writable', async (t) => {
+  const cacheDir = freshCache();
+  const local = join(dir, 'ro-cache.qcow2');
+  await qemuImg('create', '-f', 'qcow2', local, '1M');
+  await ok(cli(cacheDir, 'pull', local));
+  writeFileSync(join(cacheDir, 'locks', `disk-${'1'.repeat(64)}.lock`), ''); // an older version's
+  const ro = join(dir, 'ro-cache-mount');
+  mkdirSync(ro);
+  execFileSync('mount', ['--bind', cacheDir, ro]);
+  t.after(() => execFileSync('umount', [ro]));
+  execFileSync('mount', ['-o', 'remount,bind,ro', ro]);
+  for (const args of [
+    ['pull', local],
+    ['disk', 'create', '--from', local, join(dir, 'ro-cache-disk.raw')],
+  ]) {
+    const r = await cli(ro, ...args);
+    assert.equal(r.status, 2, r.stderr);
+    // It named an internal file: 'cannot create lock <cache>/locks/url-<sha256>.lock: EROFS'.
+    assert.equal(
+      r.stderr,
+      `diskpipe: cache directory ${ro} is not writable: EROFS: read-only file system\n`,
+    );
+  }
+  // prune has nothing to remove here; the lock file it cannot take is left alone.
+  await ok(cli(ro, 'cache', 'prune'));
+});
+
 test('cache REF: a pulled local file by its path, show as text or JSON, a too-short prefix', async () => {
   const cacheDir = freshCache();
   const local = join(dir, 'local-ref.qcow2');

@@ -102,6 +102,20 @@ test('table offsets and sizes in the header', async () => {
   await patch(l1Far, 40, be64(2 ** 40));
   await rejects(l1Far, 'CORRUPT', /L1 table .* outside the file/);
 
+  // These said 'L1 table at 0 (8 bytes) lies outside the file (N bytes)'.
+  for (const [field, what] of [
+    [40, 'L1 table'],
+    [48, 'refcount table'],
+  ] as const) {
+    const onHeader = await sample();
+    await patch(onHeader, field, be64(0));
+    await rejects(
+      onHeader,
+      'CORRUPT',
+      new RegExp(`^\\S+: ${what} at offset 0 overlaps the qcow2 header$`),
+    );
+  }
+
   const l1Unaligned = await sample();
   await patch(l1Unaligned, 40, be64(u64At(l1Unaligned, 40) + 8));
   await rejects(l1Unaligned, 'CORRUPT', /L1 table offset \d+ is not cluster aligned/);

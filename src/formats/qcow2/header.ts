@@ -404,7 +404,11 @@ function checkTable(
   if (offset % clusterSize !== 0) {
     throw new CorruptImageError(`${who}: ${what} offset ${offset} is not cluster aligned`);
   }
-  if (offset === 0 || offset + bytes > fileSize) {
+  // Offset 0 was reported as 'lies outside the file': it is the header's own cluster.
+  if (offset === 0) {
+    throw new CorruptImageError(`${who}: ${what} at offset 0 overlaps the qcow2 header`);
+  }
+  if (offset + bytes > fileSize) {
     throw new CorruptImageError(
       `${who}: ${what} at ${offset} (${bytes} bytes) lies outside the file (${fileSize} bytes)`,
     );
