@@ -6,7 +6,7 @@
  *   BENCH_REPS       repetitions per command (default 5; best-of and median reported)
  *   BENCH_ONLY       comma list of convert,compare,clone,formats,outformats,cache,checksum,
  *                    nbd,http,stall (default: all), and perf (issue 11's perf set: convert
- *                    of its deflate and zstd qcow2 and streamOptimized vmdk, and of the
+ *                    of its raw, qcow2, deflate and zstd qcow2 and streamOptimized vmdk, and of the
  *                    ext4 root file system image in all five forms, against qemu-img;
  *                    compare of its raw and deflate qcow2 against qemu-img compare; only
  *                    when named), and
@@ -102,6 +102,8 @@ if (only.has('convert')) {
 if (only.has('perf') && qcow2) {
   const set = perfSet();
   const inputs: [string, string][] = [
+    ['perf set raw', set.raw],
+    ['perf set qcow2', set.qcow2],
     ['perf set deflate', set.deflate],
     ['perf set zstd', set.zstd],
     ['perf set streamOptimized vmdk', set.vmdk],
