@@ -8,6 +8,7 @@ import {
 } from './formats/registry.js';
 import './formats/index.js';
 import { RefusedBacking } from './image/refused-backing.js';
+import { RefusedFile } from './image/refused-file.js';
 import type { TrustOptions } from './image/trust.js';
 import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
@@ -32,7 +33,8 @@ export interface OpenOptions extends TrustOptions, UnwrapOptions {
   refuseWritten?: boolean;
   /**
    * Open only to describe the image (`info`): a backing file the trust rule refuses becomes a
-   * RefusedBacking that names the refusal, instead of failing the open.
+   * RefusedBacking, a data file or vmdk extent a RefusedFile, each naming the refusal, instead
+   * of failing the open.
    */
   describeOnly?: boolean;
 }
@@ -189,7 +191,14 @@ async function openOn(
       }
     },
     async openReferencedFile(ref, referrer, kind, wantWrite) {
-      const path = trust.resolve(ref, referrer.path, kind);
+      let path: string;
+      try {
+        path = trust.resolve(ref, referrer.path, kind);
+      } catch (err) {
+        if (describeOnly && err instanceof UntrustedReferenceError)
+          return new RefusedFile(ref, err.message);
+        throw err;
+      }
       const file = await LocalFile.open(path, wantWrite ? 'r+' : 'r');
       if (!wantWrite && refuseWrittenFiles && !describeOnly) {
         try {

@@ -94,6 +94,8 @@ export interface FormatDetails {
   /** Absolute path the backing reference resolved to. */
   fullBackingFilename?: string;
   dataFile?: string;
+  /** Why referenced files (data file, extents) were not opened: the trust rule refused them. */
+  refusedFiles?: string[];
   snapshots?: SnapshotInfo[];
   /** Format-specific fields (qemu-img's "format-specific" data), JSON-ready. */
   specific?: Record<string, unknown>;

@@ -15,6 +15,8 @@ export interface ImageInfoJson {
   'dirty-flag': boolean;
   /** diskpipe's own: why the backing file was not opened (the trust rule refused it). */
   'backing-refused'?: string;
+  /** diskpipe's own: why referenced files (data file, vmdk extents) were not opened. */
+  'files-refused'?: string[];
   snapshots?: Array<Record<string, unknown>>;
   'format-specific'?: { type: string; data: Record<string, unknown> };
 }
@@ -64,6 +66,7 @@ export function infoJson({ filename, details: d, backingRefused }: LayerInfo): I
   if (d.fullBackingFilename !== undefined) out['full-backing-filename'] = d.fullBackingFilename;
   if (d.backingFormat !== undefined) out['backing-filename-format'] = d.backingFormat;
   if (backingRefused !== undefined) out['backing-refused'] = backingRefused;
+  if (d.refusedFiles !== undefined) out['files-refused'] = d.refusedFiles;
   if (d.snapshots && d.snapshots.length > 0) {
     out.snapshots = d.snapshots.map((s) => ({
       id: s.id,

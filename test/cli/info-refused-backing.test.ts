@@ -1,9 +1,10 @@
 /**
- * `info` of a local image whose backing file lies outside the trusted directories prints the
- * image and names the refused reference (DESIGN, trust rule); commands that read data refuse.
+ * `info` of a local image whose backing file, data file or vmdk extent lies outside the trusted
+ * directories prints the image and names the refused reference (DESIGN, trust rule); commands
+ * that read data refuse.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { diskpipe, qemuImg, tempDir } from '../helpers/peers.js';
@@ -40,4 +41,57 @@ test('info names a backing file outside the trusted directories; convert and map
   const allowed = diskpipe(['info', '--json', '--allow-backing', elsewhere, top]);
   assert.equal(allowed.status, 0, allowed.stderr);
   assert.equal(JSON.parse(allowed.stdout)['backing-refused'], undefined);
+});
+
+// A vmdk extent and a qcow2 data file are references too: info exited 2 ('extent file … is
+// outside …') where a refused backing file was shown.
+test('info names a vmdk extent and a qcow2 data file outside the trusted directories; convert refuses', async () => {
+  const elsewhere = tempDir('diskpipe-elsewhere-');
+  const dir = tempDir();
+  const flat = join(elsewhere, 'flat.raw');
+  writeFileSync(flat, '');
+  truncateSync(flat, 1024 * 1024);
+  const vmdk = join(dir, 'evil.vmdk');
+  writeFileSync(
+    vmdk,
+    [
+      '# Disk DescriptorFile',
+      'version=1',
+      'CID=fffffffe',
+      'parentCID=ffffffff',
+      'createType="monolithicFlat"',
+      `RW 2048 FLAT "${flat}" 0`,
+      '',
+    ].join('\n'),
+  );
+  const qcow2 = join(dir, 'external.qcow2');
+  await qemuImg(
+    'create',
+    '-f',
+    'qcow2',
+    '-o',
+    `data_file=${join(elsewhere, 'data.raw')}`,
+    qcow2,
+    '1M',
+  );
+
+  for (const [image, kind] of [
+    [vmdk, 'extent file'],
+    [qcow2, 'data file'],
+  ] as const) {
+    const human = diskpipe(['info', image]);
+    assert.equal(human.status, 0, human.stderr);
+    assert.match(human.stdout, new RegExp(`\\(not opened: ${kind} '.*' is outside`));
+    const json = diskpipe(['info', '--output=json', image]);
+    assert.equal(json.status, 0, json.stderr);
+    const refused = JSON.parse(json.stdout)['files-refused'] as string[];
+    assert.equal(refused.length, 1);
+    assert.match(refused[0]!, /--allow-backing/);
+    const r = diskpipe(['convert', '-O', 'raw', image, join(dir, 'out.raw')]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, new RegExp(`^diskpipe: ${kind} .* is outside`));
+    const allowed = diskpipe(['info', '--json', '--allow-backing', elsewhere, image]);
+    assert.equal(allowed.status, 0, allowed.stderr);
+    assert.equal(JSON.parse(allowed.stdout)['files-refused'], undefined);
+  }
 });

@@ -94,6 +94,7 @@ function humanInfo({ filename, details: d, backingRefused }: LayerInfo): string 
   }
   if (d.backingFormat !== undefined) lines.push(`backing file format: ${d.backingFormat}`);
   if (d.dataFile !== undefined) lines.push(`data file: ${d.dataFile}`);
+  for (const reason of d.refusedFiles ?? []) lines.push(`  (not opened: ${reason})`);
   if (d.dirty) lines.push('dirty: yes (the image was not closed cleanly)');
   if (d.snapshots && d.snapshots.length > 0) {
     lines.push(

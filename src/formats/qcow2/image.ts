@@ -8,6 +8,7 @@ import { CorruptImageError } from '../../errors.js';
 import { BaseImage, checkRange } from '../../image/base.js';
 import { capabilities } from '../../image/capabilities.js';
 import { entryOf, mergeExtents } from '../../image/extents.js';
+import { RefusedFile } from '../../image/refused-file.js';
 import type {
   ByteSource,
   Extent,
@@ -226,6 +227,7 @@ export class Qcow2Image extends BaseImage {
     }
     if (h.backingFormat !== undefined) d.backingFormat = h.backingFormat;
     if (h.dataFile !== undefined) d.dataFile = h.dataFile;
+    if (this.data instanceof RefusedFile) d.refusedFiles = [this.data.reason];
     if (this.parts.snapshots.length > 0) d.snapshots = this.parts.snapshots;
     return d;
   }

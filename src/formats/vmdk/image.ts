@@ -4,6 +4,7 @@
  */
 import { BaseImage, checkRange } from '../../image/base.js';
 import { capabilities } from '../../image/capabilities.js';
+import { RefusedFile } from '../../image/refused-file.js';
 import type { ByteSource, Extent, FormatDetails, Image, MapEntry } from '../../image/types.js';
 import type { Run, VmdkExtent } from './extent.js';
 
@@ -196,6 +197,10 @@ export class VmdkImage extends BaseImage {
         })),
       },
     };
+    const refused = this.placed.flatMap(({ extent }) =>
+      extent.file instanceof RefusedFile ? [extent.file.reason] : [],
+    );
+    if (refused.length > 0) details.refusedFiles = refused;
     if (first?.clusterSize !== undefined) details.clusterSize = first.clusterSize;
     if (this.info.actualSize !== undefined) details.actualSize = this.info.actualSize;
     if (this.info.parentFileNameHint !== undefined) {

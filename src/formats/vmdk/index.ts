@@ -3,6 +3,7 @@
  * descriptor whose extent files (sparse, flat, zero) are opened through the trust rule.
  */
 import { CorruptImageError, UnsupportedFeatureError, WrongFormatError } from '../../errors.js';
+import { RefusedFile } from '../../image/refused-file.js';
 import type { ByteSource, Image } from '../../image/types.js';
 import { readExact } from '../host-io.js';
 import type { FormatDriver, OpenContext } from '../registry.js';
@@ -21,6 +22,7 @@ import { FlatExtent, ZeroExtent } from './flat.js';
 import { COWD_MAGIC, hasMagic, SECTOR, SESPARSE_MAGIC, SPARSE_MAGIC } from './header.js';
 import { VmdkImage } from './image.js';
 import { vmdkProbe } from './probe.js';
+import { RefusedExtent } from './refused-extent.js';
 import { ExtentBudget, SparseExtent } from './sparse.js';
 
 export { VmdkImage } from './image.js';
@@ -109,6 +111,7 @@ async function openExtent(
   if (line.type === 'ZERO') return new ZeroExtent(size);
   const file = await ctx.openReferencedFile(line.file!, source, 'extent file');
   files.push(file);
+  if (file instanceof RefusedFile) return new RefusedExtent(line.type, size, file);
   if (line.type === 'SPARSE') return SparseExtent.open(file, 'SPARSE', size, budget);
   return FlatExtent.open(line.type, file, size, line.offset * SECTOR);
 }
