@@ -105,10 +105,27 @@ async function tryPidLock(path: string): Promise<Lock | undefined> {
     const { ino, dev } = await stat(mine);
     return { release: () => unlinkIfSame(path, ino, dev) };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
-      throw ioError(err, `cannot create lock ${path}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    // A filesystem without hard links (FAT): create the name itself, pid written after.
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS') return createPidLock(path);
+    if (code !== 'EEXIST') throw ioError(err, `cannot create lock ${path}`);
   } finally {
     await unlink(mine).catch(() => {});
+  }
+  await removeIfStale(path);
+  return undefined;
+}
+
+async function createPidLock(path: string): Promise<Lock | undefined> {
+  try {
+    const h = await open(path, 'wx');
+    await h.writeFile(String(process.pid));
+    const { ino, dev } = await h.stat();
+    await h.close();
+    return { release: () => unlinkIfSame(path, ino, dev) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw ioError(err, `cannot create lock ${path}`);
   }
   await removeIfStale(path);
   return undefined;
