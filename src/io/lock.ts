@@ -8,12 +8,13 @@
  * the path still names the file that was locked once flock succeeds. A process that opened the
  * file just before it was unlinked locks a file nobody else can reach, sees that, and retries.
  */
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, open, readFile, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, link, open, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IoError, ioError } from '../errors.js';
 import { pidIsAlive } from './json-file.js';
-import { tryFlock } from './native.js';
+import { nativeStatus, tryFlock } from './native.js';
 
 export interface Lock {
   release(): Promise<void>;
@@ -46,6 +47,8 @@ export function tryLockNow(path: string): Promise<Lock | undefined> {
 }
 
 async function tryLock(path: string): Promise<Lock | undefined> {
+  // Without flock the lock file would only be made and left behind.
+  if (!nativeStatus().native) return tryPidLock(`${path}.pid`);
   for (;;) {
     let handle: FileHandle;
     try {
@@ -85,18 +88,68 @@ function releaseFile(handle: FileHandle, path: string): () => Promise<void> {
   };
 }
 
+/**
+ * The lock is a file holding its owner's pid. It gets its name only once the pid is in it
+ * (link fails if the name exists): a waiter that read a just-made, still empty lock file took
+ * it for a dead owner's and removed it, and a third process then held the lock too.
+ */
 async function tryPidLock(path: string): Promise<Lock | undefined> {
+  const mine = `${path}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(mine, String(process.pid), { flag: 'wx' });
+  } catch (err) {
+    throw ioError(err, `cannot create lock ${path}`);
+  }
+  try {
+    await link(mine, path);
+    const { ino, dev } = await stat(mine);
+    return { release: () => unlinkIfSame(path, ino, dev) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // A filesystem without hard links (FAT): create the name itself, pid written after.
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS') return createPidLock(path);
+    if (code !== 'EEXIST') throw ioError(err, `cannot create lock ${path}`);
+  } finally {
+    await unlink(mine).catch(() => {});
+  }
+  await removeIfStale(path);
+  return undefined;
+}
+
+async function createPidLock(path: string): Promise<Lock | undefined> {
   try {
     const h = await open(path, 'wx');
     await h.writeFile(String(process.pid));
+    const { ino, dev } = await h.stat();
     await h.close();
-    return { release: () => unlink(path).catch(() => {}) };
+    return { release: () => unlinkIfSame(path, ino, dev) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
       throw ioError(err, `cannot create lock ${path}`);
   }
-  const owner = Number(await readFile(path, 'utf8').catch(() => ''));
-  if (!Number.isInteger(owner) || owner <= 0 || !pidIsAlive(owner))
-    await unlink(path).catch(() => {});
+  await removeIfStale(path);
   return undefined;
+}
+
+/** Removes a lock file whose owner is gone, unless it was replaced meanwhile (a new owner's). */
+async function removeIfStale(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch {
+    return; // released meanwhile: the caller tries again
+  }
+  try {
+    const [text, held] = await Promise.all([handle.readFile('utf8'), handle.stat()]);
+    const owner = Number(text);
+    if (Number.isInteger(owner) && owner > 0 && pidIsAlive(owner)) return;
+    await unlinkIfSame(path, held.ino, held.dev);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function unlinkIfSame(path: string, ino: number, dev: number): Promise<void> {
+  const named = await stat(path).catch(() => undefined);
+  if (named?.ino === ino && named.dev === dev) await unlink(path).catch(() => {});
 }
