@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { diskpipe, qemuImg, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, qemuImg, settleAllocation, sparseFile, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
 
@@ -20,7 +20,7 @@ test('map --json prints exactly what qemu-img map prints for a raw file', async 
 });
 
 test('info --json uses qemu-img field names', async () => {
-  const path = sparseFile(join(dir, 'b.raw'), 1000);
+  const path = settleAllocation(sparseFile(join(dir, 'b.raw'), 1000));
   const ours = JSON.parse(diskpipe(['info', '--json', path]).stdout);
   const theirs = JSON.parse(await qemuImg('info', '--output=json', '-f', 'raw', path));
   assert.equal(ours.format, theirs.format);

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import type { ByteSource } from '../../src/image/types.js';
 import { LocalFile } from '../../src/io/file.js';
 import { openImage, openImageOn } from '../../src/open.js';
-import { qemuImg, qemuIo, run, sparseFile, tempDir } from '../helpers/peers.js';
+import { qemuImg, qemuIo, run, settleAllocation, sparseFile, tempDir } from '../helpers/peers.js';
 import { be64, checkAgainstQemu, patch } from '../helpers/qemu-compare.js';
 
 const dir = tempDir('diskpipe-qcow2-');
@@ -273,6 +273,7 @@ test('qcow2 describe() matches qemu-img info (format-specific, bitmaps, sizes)',
   await qemuImg('bitmap', '--add', path, 'b0');
   await qemuImg('bitmap', '--add', '-g', '128k', '--disable', path, 'b1');
   for (const p of [path, await create('info-ext.qcow2', MiB, 'extended_l2=on')]) {
+    settleAllocation(p); // actual-size is compared
     const info = JSON.parse(await qemuImg('info', '--output=json', p));
     const image = await openImage(p);
     const d = image.describe!();

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { collectExtents } from '../../src/image/extents.js';
 import { openImage } from '../../src/open.js';
 import { readAll } from '../helpers/extents.js';
-import { qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+import { qemuImg, qemuIo, settleAllocation, tempDir } from '../helpers/peers.js';
 import { ourQemuMap } from '../helpers/qemu-compare.js';
 import { checkAgainstQemu, MiB, mixedRaw } from './vmdk-vdi-peer.js';
 
@@ -17,6 +17,7 @@ for (const mode of ['off', 'on']) {
   test(`vdi static=${mode}: content, extents, map and info agree with qemu-img`, async () => {
     const path = join(dir, `static-${mode}.vdi`);
     await qemuImg('convert', '-f', 'raw', '-O', 'vdi', '-o', `static=${mode}`, src, path);
+    settleAllocation(path); // actual-size is compared with qemu-img info's
     const image = await checkAgainstQemu(path, join(dir, `static-${mode}.out`));
     try {
       assert.equal(image.format, 'vdi');

@@ -6,6 +6,7 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  fsyncSync,
   mkdtempSync,
   openSync,
   rmSync,
@@ -148,6 +149,20 @@ export function diskpipe(args: string[], opts: { input?: Buffer; env?: NodeJS.Pr
     maxBuffer: 1 << 28,
   });
   return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/**
+ * Flushes a file just written so its allocation is final: ext4 may add an extent-tree block at
+ * writeback, which moved `actual-size` by 4 KiB between two readers of a busy machine.
+ */
+export function settleAllocation(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return path;
 }
 
 /** Creates (or resets) a sparse file of `size` bytes. */
