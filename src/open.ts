@@ -9,7 +9,7 @@ import {
 import './formats/index.js';
 import { RefusedBacking } from './image/refused-backing.js';
 import { RefusedFile } from './image/refused-file.js';
-import type { TrustOptions } from './image/trust.js';
+import type { ReferenceKind, TrustOptions } from './image/trust.js';
 import { TrustPolicy } from './image/trust.js';
 import type { ByteSource, Image } from './image/types.js';
 import { abortError, asAbortError, throwIfAborted } from './io/abort.js';
@@ -157,19 +157,22 @@ async function openOn(
     chain = new Set(chain).add(source.path);
   }
   const driver = format ? driverFor(format) : await probeSource(source);
+  /** The path the trust rule allows for `ref`; opening only to describe, a refusal's reason. */
+  const resolve = (ref: string, referrer: ByteSource, kind: ReferenceKind) => {
+    try {
+      return trust.resolve(ref, referrer.path, kind);
+    } catch (err) {
+      if (describeOnly && err instanceof UntrustedReferenceError) return { refused: err.message };
+      throw err;
+    }
+  };
   const ctx: OpenContext = {
     trust,
     depth,
     writable,
     async openBacking(ref, referrer, backingFormat) {
-      let path: string;
-      try {
-        path = trust.resolve(ref, referrer.path, 'backing file');
-      } catch (err) {
-        if (describeOnly && err instanceof UntrustedReferenceError)
-          return new RefusedBacking(ref, err.message);
-        throw err;
-      }
+      const path = resolve(ref, referrer, 'backing file');
+      if (typeof path !== 'string') return new RefusedBacking(ref, path.refused);
       if (chain.has(path)) throw new CorruptImageError(`backing chain loops back to ${path}`);
       const file = await LocalFile.open(path, 'r');
       try {
@@ -191,14 +194,8 @@ async function openOn(
       }
     },
     async openReferencedFile(ref, referrer, kind, wantWrite) {
-      let path: string;
-      try {
-        path = trust.resolve(ref, referrer.path, kind);
-      } catch (err) {
-        if (describeOnly && err instanceof UntrustedReferenceError)
-          return new RefusedFile(ref, err.message);
-        throw err;
-      }
+      const path = resolve(ref, referrer, kind);
+      if (typeof path !== 'string') return new RefusedFile(ref, path.refused);
       const file = await LocalFile.open(path, wantWrite ? 'r+' : 'r');
       if (!wantWrite && refuseWrittenFiles && !describeOnly) {
         try {
