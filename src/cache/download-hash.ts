@@ -47,6 +47,11 @@ export class DownloadHash {
     return this.streams.take(bytes);
   }
 
+  /** The download could be a raw image (its blkhash is computed): it may be kept as it is. */
+  get rawCandidate(): boolean {
+    return this.streams.algorithms.includes('blkhash');
+  }
+
   /** Feeds the first `length` bytes of a partial file (kept from an earlier attempt). */
   async hashPrefix(path: string, length: number): Promise<void> {
     if (length <= 0) return;

@@ -25,10 +25,14 @@ import {
 } from '../sources/http-validators.js';
 import { isNoSpace } from './cache-full.js';
 import { type DigestAlgorithm, type DownloadDigests, DownloadHash } from './download-hash.js';
+import { EarlyWriteback } from './early-writeback.js';
 import { SparseWriter } from './sparse-writer.js';
 
 export type { Validators } from '../sources/http-validators.js';
 export type { DigestAlgorithm, DownloadDigests } from './download-hash.js';
+
+/** Data written between two background syncs of a download that could be raw. */
+const WRITEBACK_EVERY = 32 * 1024 * 1024;
 
 export interface ExpectedDigest {
   algorithm: DigestAlgorithm;
@@ -244,6 +248,14 @@ async function receive(
       true,
     );
     writer.onFlushed = opts.onPersisted;
+    // A download that could be raw is usually kept as the cache's file, made durable before it
+    // is published: its data goes to disk while it streams, so that final sync finds little
+    // left (it wrote all 300 MiB of a 1 GiB raw pull at the end: 0.3-0.8 s, nothing else
+    // running). Other downloads are converted and deleted: no writeback is asked for.
+    const writeback = new EarlyWriteback(file, WRITEBACK_EVERY);
+    writer.onWrite = (n) => {
+      if (hash.rawCandidate) writeback.wrote(n);
+    };
     let position = start;
     let overLimit = false;
     try {
@@ -267,6 +279,7 @@ async function receive(
         () => writer.space(),
       );
       await writer.finish();
+      await writeback.finish();
       if (opts.syncPart !== false) await file.sync();
     } catch (err) {
       // What arrived is kept (its size tells the next attempt where to resume).
@@ -282,6 +295,8 @@ async function receive(
     } finally {
       totals.fetched += position - start;
       totals.written += writer.written;
+      // Not closed under a running sync (its failure, if any, was the attempt's).
+      await writeback.finish().catch(() => {});
       await file.close();
     }
     if (total !== undefined && position !== total)

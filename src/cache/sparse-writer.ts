@@ -52,6 +52,8 @@ export class SparseWriter {
    * covers them, skipped zeroes included.
    */
   onFlushed: ((position: number) => void) | undefined;
+  /** Told the length of every data write (zero blocks are not written, so not told). */
+  onWrite: ((bytes: number) => void) | undefined;
 
   constructor(
     private readonly file: LocalFile,
@@ -256,5 +258,6 @@ export class SparseWriter {
     }
     this.written += to - from;
     this.extended = Math.max(this.extended, base + to);
+    this.onWrite?.(to - from);
   }
 }

@@ -19,8 +19,14 @@ server.files.set('disk.qcow2', { path: qcow2 });
 server.files.set('disk.raw', { path: raw });
 const expected = diskpipe(['checksum', raw]).stdout.split(' ')[0]!;
 
-/** The files made durable (fsync/fdatasync through a FileHandle) while `run` runs. */
-async function synced(run: () => Promise<unknown>): Promise<string[]> {
+/**
+ * The files made durable (fsync/fdatasync through a FileHandle) while `run` runs; `at` is told
+ * each one as it starts.
+ */
+async function synced(
+  run: () => Promise<unknown>,
+  at: (path: string) => void = () => {},
+): Promise<string[]> {
   const probe = await open(raw, 'r');
   const proto = Object.getPrototypeOf(probe) as Record<'sync' | 'datasync', () => Promise<void>>;
   await probe.close();
@@ -28,7 +34,9 @@ async function synced(run: () => Promise<unknown>): Promise<string[]> {
   const saved = { sync: proto.sync, datasync: proto.datasync };
   for (const name of ['sync', 'datasync'] as const) {
     proto[name] = function (this: { fd: number }) {
-      paths.push(readlinkSync(`/proc/self/fd/${this.fd}`));
+      const path = readlinkSync(`/proc/self/fd/${this.fd}`);
+      paths.push(path);
+      at(path);
       return saved[name].call(this);
     };
   }
@@ -69,4 +77,31 @@ test('pull: a raw download that becomes the blob as it is is made durable first'
     paths.some((p) => p.endsWith('.part')),
     `the downloaded file was synced before publishing: ${paths}`,
   );
+});
+
+test('pull: a raw download is written back while it streams, not all at the end', async () => {
+  // 48 MiB of data, the last of it 36 MiB before the end: past 32 MiB written, a sync starts.
+  const big = diskWithRandomRuns(
+    join(dir, 'big.raw'),
+    96 * MiB,
+    [0, 16 * MiB, 32 * MiB, 48 * MiB],
+    12 * MiB,
+  );
+  server.files.set('big.raw', { path: big });
+  const cacheDir = join(dir, 'cache-big');
+  let received = 0;
+  const early: number[] = [];
+  await synced(
+    () =>
+      pull(server.url('big.raw'), {
+        cacheDir,
+        onProgress: (p) => {
+          if (p.phase === 'download') received = p.done;
+        },
+      }),
+    (path) => {
+      if (path.endsWith('.part') && received < 96 * MiB) early.push(received);
+    },
+  );
+  assert.ok(early.length > 0, 'the partial download was synced only once complete');
 });
