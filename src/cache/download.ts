@@ -31,9 +31,6 @@ import { SparseWriter } from './sparse-writer.js';
 export type { Validators } from '../sources/http-validators.js';
 export type { DigestAlgorithm, DownloadDigests } from './download-hash.js';
 
-/** Data written between two background syncs of a download that could be raw. */
-const WRITEBACK_EVERY = 32 * 1024 * 1024;
-
 export interface ExpectedDigest {
   algorithm: DigestAlgorithm;
   hex: string;
@@ -278,7 +275,7 @@ async function receive(
   // is published: its data goes to disk while it streams, so that final sync finds little
   // left (it wrote all 300 MiB of a 1 GiB raw pull at the end: 0.3-0.8 s, nothing else
   // running). Other downloads are converted and deleted: no writeback is asked for.
-  const writeback = new EarlyWriteback(file, WRITEBACK_EVERY);
+  const writeback = new EarlyWriteback(file);
   writer.onWrite = (n) => {
     if (hash.rawCandidate) writeback.wrote(n);
   };

@@ -6,7 +6,9 @@
  */
 import type { LocalFile } from '../io/file.js';
 
-const EVERY = 64 * 1024 * 1024;
+// 64 MiB left the final sync of a pulled raw.zst 0.1-0.46 s of writing, the last step of
+// the pull with nothing else to do.
+const EVERY = 32 * 1024 * 1024;
 
 export class EarlyWriteback {
   private since = 0;

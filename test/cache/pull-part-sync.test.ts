@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,6 +19,17 @@ await qemuImg('convert', '-c', '-O', 'qcow2', raw, qcow2);
 server.files.set('disk.qcow2', { path: qcow2 });
 server.files.set('disk.raw', { path: raw });
 const expected = diskpipe(['checksum', raw]).stdout.split(' ')[0]!;
+// 48 MiB of data, the last of it 36 MiB before the end: past 32 MiB written, a sync starts.
+const big = diskWithRandomRuns(
+  join(dir, 'big.raw'),
+  96 * MiB,
+  [0, 16 * MiB, 32 * MiB, 48 * MiB],
+  12 * MiB,
+);
+server.files.set('big.raw', { path: big });
+const zst = join(dir, 'big.raw.zst');
+execFileSync('zstd', ['-q', '-f', big, '-o', zst]);
+server.files.set('big.raw.zst', { path: zst });
 
 /**
  * The files made durable (fsync/fdatasync through a FileHandle) while `run` runs; `at` is told
@@ -80,14 +92,6 @@ test('pull: a raw download that becomes the blob as it is is made durable first'
 });
 
 test('pull: a raw download is written back while it streams, not all at the end', async () => {
-  // 48 MiB of data, the last of it 36 MiB before the end: past 32 MiB written, a sync starts.
-  const big = diskWithRandomRuns(
-    join(dir, 'big.raw'),
-    96 * MiB,
-    [0, 16 * MiB, 32 * MiB, 48 * MiB],
-    12 * MiB,
-  );
-  server.files.set('big.raw', { path: big });
   const cacheDir = join(dir, 'cache-big');
   let received = 0;
   const early: number[] = [];
@@ -104,4 +108,23 @@ test('pull: a raw download is written back while it streams, not all at the end'
     },
   );
   assert.ok(early.length > 0, 'the partial download was synced only once complete');
+});
+
+test('pull: a raw.zst is written back while it converts, not all at the end', async () => {
+  const cacheDir = join(dir, 'cache-zst');
+  let converted = 0;
+  const early: number[] = [];
+  await synced(
+    () =>
+      pull(server.url('big.raw.zst'), {
+        cacheDir,
+        onProgress: (p) => {
+          if (p.phase === 'convert') converted = p.done;
+        },
+      }),
+    (path) => {
+      if (path.includes('convert.raw') && converted < 96 * MiB) early.push(converted);
+    },
+  );
+  assert.ok(early.length > 0, 'the converted file was synced only once complete');
 });
