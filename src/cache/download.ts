@@ -112,25 +112,12 @@ export function parseDigestSpec(spec: string): ExpectedDigest {
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const client = new HttpClient(opts.url, clientOptions(opts));
   const totals: Totals = { fetched: 0, written: 0, resumedFrom: undefined };
-  // The first attempt's digest worker starts while the request goes out: started with the
-  // body, its startup held up the first megabytes. Not for a conditional request, which is
-  // mostly answered 304 (nothing to hash).
-  let first: DownloadHash | undefined = opts.revalidate ? undefined : newHash(opts);
   try {
-    const r = await client.withRetries(() => {
-      const hash = first ?? newHash(opts);
-      first = undefined;
-      return attempt(client, opts, totals, hash);
-    });
+    const r = await client.withRetries(() => attempt(client, opts, totals));
     return { ...r, ...totals, resumedFrom: totals.resumedFrom ?? 0 };
   } finally {
-    first?.close();
     client.close();
   }
-}
-
-function newHash(opts: DownloadOptions): DownloadHash {
-  return new DownloadHash(opts.expected?.algorithm, opts.rawContent === true);
 }
 
 function clientOptions(o: DownloadOptions): HttpClientOptions {
@@ -145,25 +132,11 @@ function clientOptions(o: DownloadOptions): HttpClientOptions {
 
 type Attempt = Omit<DownloadResult, 'fetched' | 'written' | 'resumedFrom'>;
 
-/** One request: resumes what the partial file holds, or starts over; `hash` is closed after. */
+/** One request: resumes what the partial file holds, or starts over. */
 async function attempt(
   client: HttpClient,
   opts: DownloadOptions,
   totals: Totals,
-  hash: DownloadHash,
-): Promise<Attempt> {
-  try {
-    return await request(client, opts, totals, hash);
-  } finally {
-    hash.close();
-  }
-}
-
-async function request(
-  client: HttpClient,
-  opts: DownloadOptions,
-  totals: Totals,
-  hash: DownloadHash,
 ): Promise<Attempt> {
   // The part's metadata names the URL without credentials: they never reach a file.
   const label = client.label;
@@ -193,7 +166,7 @@ async function request(
     // asking for the last byte with If-Range, instead of downloading it all again.
     if (!complete && found.size === have) {
       await writeJsonDurably(metaPath, { ...meta, url: label, total: have } satisfies PartMeta);
-      return request(client, opts, totals, hash);
+      return attempt(client, opts, totals);
     }
     await discardPart(opts.partPath);
     throw new HttpError(`${label}: range not satisfiable`, true, 416);
@@ -228,7 +201,7 @@ async function request(
   const length = contentLength(res.headers);
   const total = found.size ?? (length !== undefined ? start + length : undefined);
   totals.resumedFrom ??= start;
-  return receive(res, opts, totals, { label, start, total, validators: found }, hash);
+  return receive(res, opts, totals, { label, start, total, validators: found });
 }
 
 /** Writes and hashes the body of a 200/206 answer from `start` on. */
@@ -237,7 +210,6 @@ async function receive(
   opts: DownloadOptions,
   totals: Totals,
   at: { label: string; start: number; total: number | undefined; validators: Validators },
-  hash: DownloadHash,
 ): Promise<Attempt> {
   const { label, start, total } = at;
   const place = { label, partPath: opts.partPath, start, total };
@@ -259,83 +231,88 @@ async function receive(
     total,
   } satisfies PartMeta);
 
-  await hash.hashPrefix(opts.partPath, start);
-  const file = await openPart(opts.partPath, start);
-  // The digest worker reads the write stages where they are (no second copy of the stream).
-  const writer = new SparseWriter(
-    file,
-    start,
-    // A path in the cache: a full cache filesystem is reported as such (cache-full.ts).
-    `the download to ${opts.partPath}`,
-    (bytes) => hash.take(bytes),
-    true,
-  );
-  writer.onFlushed = opts.onPersisted;
-  // A download that could be raw is usually kept as the cache's file, made durable before it
-  // is published: its data goes to disk while it streams, so that final sync finds little
-  // left (it wrote all 300 MiB of a 1 GiB raw pull at the end: 0.3-0.8 s, nothing else
-  // running). Other downloads are converted and deleted: no writeback is asked for.
-  const writeback = new EarlyWriteback(file);
-  writer.onWrite = (n) => {
-    if (hash.rawCandidate) writeback.wrote(n);
-  };
-  let position = start;
-  let overLimit = false;
+  const hash = new DownloadHash(opts.expected?.algorithm, opts.rawContent === true);
   try {
-    await pumpBody(
-      res,
-      label,
+    await hash.hashPrefix(opts.partPath, start);
+    const file = await openPart(opts.partPath, start);
+    // The digest worker reads the write stages where they are (no second copy of the stream).
+    const writer = new SparseWriter(
+      file,
       start,
-      total,
-      (chunk) => {
-        if (position + chunk.length > max) {
-          overLimit = true;
-          throw tooLarge(place, max, limits);
-        }
-        // The writer copies the chunk before the promise it may return settles.
-        const waiting = writer.write(chunk);
-        position += chunk.length;
-        opts.onProgress?.(position, total);
-        return waiting;
-      },
-      // The body is read straight into the write stage: no copy.
-      () => writer.space(),
+      // A path in the cache: a full cache filesystem is reported as such (cache-full.ts).
+      `the download to ${opts.partPath}`,
+      (bytes) => hash.take(bytes),
+      true,
     );
-    await writer.finish();
-    await writeback.finish();
-    if (opts.syncPart !== false) await file.sync();
-  } catch (err) {
-    // What arrived is kept (its size tells the next attempt where to resume).
-    const kept = await writer.finish().then(
-      () => true,
-      () => false,
-    );
-    if (!kept) position = start;
-    // A kept part would fill the cache's filesystem and make every later pull fail; one
-    // past the size limit would only be refused again.
-    if (isNoSpace(err) || overLimit) await discardPart(opts.partPath);
-    throw err;
+    writer.onFlushed = opts.onPersisted;
+    // A download that could be raw is usually kept as the cache's file, made durable before it
+    // is published: its data goes to disk while it streams, so that final sync finds little
+    // left (it wrote all 300 MiB of a 1 GiB raw pull at the end: 0.3-0.8 s, nothing else
+    // running). Other downloads are converted and deleted: no writeback is asked for.
+    const writeback = new EarlyWriteback(file);
+    writer.onWrite = (n) => {
+      if (hash.rawCandidate) writeback.wrote(n);
+    };
+    let position = start;
+    let overLimit = false;
+    try {
+      await pumpBody(
+        res,
+        label,
+        start,
+        total,
+        (chunk) => {
+          if (position + chunk.length > max) {
+            overLimit = true;
+            throw tooLarge(place, max, limits);
+          }
+          // The writer copies the chunk before the promise it may return settles.
+          const waiting = writer.write(chunk);
+          position += chunk.length;
+          opts.onProgress?.(position, total);
+          return waiting;
+        },
+        // The body is read straight into the write stage: no copy.
+        () => writer.space(),
+      );
+      await writer.finish();
+      await writeback.finish();
+      if (opts.syncPart !== false) await file.sync();
+    } catch (err) {
+      // What arrived is kept (its size tells the next attempt where to resume).
+      const kept = await writer.finish().then(
+        () => true,
+        () => false,
+      );
+      if (!kept) position = start;
+      // A kept part would fill the cache's filesystem and make every later pull fail; one
+      // past the size limit would only be refused again.
+      if (isNoSpace(err) || overLimit) await discardPart(opts.partPath);
+      throw err;
+    } finally {
+      totals.fetched += position - start;
+      totals.written += writer.written;
+      // Not closed under a running sync (its failure, if any, was the attempt's).
+      await writeback.finish().catch(() => {});
+      await file.close();
+    }
+    if (total !== undefined && position !== total)
+      throw new HttpError(`${label}: connection closed after ${position} of ${total} bytes`, true);
+    const digests = await hash.digests();
+    const expected = opts.expected;
+    if (expected && digests[expected.algorithm] !== expected.hex) {
+      await discardPart(opts.partPath);
+      const actual = digests[expected.algorithm] ?? '';
+      throw new ChecksumMismatchError(
+        `${label}: download ${expected.algorithm} is ${actual}, expected ${expected.hex}`,
+        expected.hex,
+        actual,
+      );
+    }
+    return { notModified: false, size: position, validators, digests };
   } finally {
-    totals.fetched += position - start;
-    totals.written += writer.written;
-    // Not closed under a running sync (its failure, if any, was the attempt's).
-    await writeback.finish().catch(() => {});
-    await file.close();
+    hash.close();
   }
-  if (total !== undefined && position !== total)
-    throw new HttpError(`${label}: connection closed after ${position} of ${total} bytes`, true);
-  const digests = await hash.digests();
-  const expected = opts.expected;
-  if (expected && digests[expected.algorithm] !== expected.hex) {
-    await discardPart(opts.partPath);
-    const actual = digests[expected.algorithm] ?? '';
-    throw new ChecksumMismatchError(
-      `${label}: download ${expected.algorithm} is ${actual}, expected ${expected.hex}`,
-      expected.hex,
-      actual,
-    );
-  }
-  return { notModified: false, size: position, validators, digests };
 }
 
 /** Removes a partial download and its metadata. */

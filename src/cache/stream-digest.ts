@@ -34,13 +34,6 @@ export type StreamDigestReply =
 const BATCH = 1024 * 1024;
 const MAX_IN_FLIGHT = 8;
 
-let workersStarted = 0;
-
-/** How many digest workers this process has started (when one starts is what tests look at). */
-export function digestWorkersStarted(): number {
-  return workersStarted;
-}
-
 export class StreamDigests {
   private readonly worker: Worker;
   private readonly free: ArrayBuffer[] = [];
@@ -65,7 +58,6 @@ export class StreamDigests {
   /** The worker starts at once (before the first bytes arrive). */
   constructor(algorithms: readonly StreamAlgorithm[]) {
     this.chosen = [...algorithms];
-    workersStarted++;
     // No inherited execArgv: flags such as --input-type or --eval are invalid in a worker.
     const script = workerScriptOverride('digest');
     const options = { execArgv: [] };

@@ -5,7 +5,6 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { download, parseDigestSpec } from '../../src/cache/download.js';
-import { digestWorkersStarted } from '../../src/cache/stream-digest.js';
 import { startServer } from '../helpers/http-server.js';
 import { tempDir } from '../helpers/peers.js';
 
@@ -112,20 +111,4 @@ test('download: the part is written on the calling thread, not one thread-pool r
   assert.equal(r.digests.sha256, createHash('sha256').update(big).digest('hex'));
   assert.deepEqual(readFileSync(join(dir, 'big.part')), big);
   assert.ok(requests < 32, `${requests} file requests for 16 MiB`);
-});
-
-test('download: the digest worker is started before the request is sent, not after the answer', async () => {
-  const before = digestWorkersStarted();
-  let atRequest: number | undefined;
-  // The server looks the file up as the request arrives.
-  server.files.set('probe.img', {
-    get path() {
-      atRequest ??= digestWorkersStarted() - before;
-      return file;
-    },
-  });
-  const r = await download({ url: server.url('probe.img'), partPath: join(dir, 'probe.part') });
-  assert.equal(r.digests.sha256, sha256);
-  assert.equal(atRequest, 1, 'no digest worker was running when the request arrived');
-  assert.equal(digestWorkersStarted() - before, 1, 'one worker for one attempt');
 });
