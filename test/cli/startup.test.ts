@@ -165,3 +165,17 @@ test('a plain local qcow2 or raw loads no codec, qcow2 writer, tar reader, stage
   assert.equal(s.status, 0, s.stderr);
   assert.ok(s.own.includes('filters/sparsify/index.js'));
 });
+
+test('convert and compare of a small qcow2 do not load koffi to align their buffers; the output is exact', async () => {
+  const path = join(dir, 'small-convert.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '16M');
+  await qemuIo(path, ['write -P 0x5a 1M 64k'], 'qcow2');
+  const out = join(dir, 'small-convert.raw');
+  const r = loadedBy(['convert', '-O', 'raw', path, out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!r.required.includes('koffi'), 'convert loaded koffi');
+  assert.equal(await qemuImg('compare', path, out), 'Images are identical.\n');
+  const c = loadedBy(['compare', path, path]);
+  assert.equal(c.status, 0, c.stderr);
+  assert.ok(!c.required.includes('koffi'), 'compare loaded koffi');
+});
