@@ -58,11 +58,12 @@ function readProcLocks(maxBytes: number): string | undefined {
   try {
     const chunks: Buffer[] = [];
     let total = 0;
+    // Each read returns at most a page or so, whatever the buffer's size.
+    const buf = Buffer.allocUnsafe(64 * 1024);
     for (;;) {
-      const chunk = Buffer.allocUnsafe(64 * 1024);
-      const n = readSync(fd, chunk, 0, chunk.length, null);
+      const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
-      chunks.push(chunk.subarray(0, n));
+      chunks.push(Buffer.from(buf.subarray(0, n)));
       total += n;
       if (total > maxBytes) return undefined;
     }
