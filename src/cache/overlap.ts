@@ -11,7 +11,7 @@ import type { ByteSource, Image } from '../image/types.js';
 import { openImageOn } from '../open.js';
 import { detectCompression } from '../sources/decompress/index.js';
 import { DownloadGoneError, type GrowingFile } from '../sources/growing-file.js';
-import { looksLikeTar } from '../sources/tar.js';
+import { looksLikeTar } from '../sources/tar-probe.js';
 import { type UnwrapOptions, unwrapSource } from '../sources/unwrap.js';
 import { startHashWorkers } from './copy-pass-hash.js';
 import { type StoredRaw, type StoreProgress, storeImage, storeStream } from './store-raw.js';

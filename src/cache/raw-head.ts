@@ -6,7 +6,7 @@
 import { probeFormat } from '../formats/registry.js';
 import '../formats/index.js';
 import { detectCompression } from '../sources/decompress/index.js';
-import { looksLikeTar } from '../sources/tar.js';
+import { looksLikeTar } from '../sources/tar-probe.js';
 
 export function couldBeRaw(head: Uint8Array): boolean {
   return (

@@ -7,13 +7,15 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { IoError, withOptionHint } from '../errors.js';
 import { ofdByteLocked, ofdShareByte } from './native.js';
-import { lockedRanges } from './proc-locks.js';
+import { type LockedRange, lockedRanges } from './proc-locks.js';
 
 const PERM_BASE = 100;
 const SHARED_BASE = 200;
 const READ = 0;
 const WRITE = 1;
 const RESIZE = 3;
+/** Bytes of /proc/locks read before asking fcntl instead (some 600 locks on the machine). */
+const SHORT_PROC_LOCKS = 32 * 1024;
 
 /**
  * Marks `fd` as written and resized by us (held until the file closes), then refuses when
@@ -73,11 +75,19 @@ export function lockForSharedRead(fd: number, name: string): void {
  */
 export function refuseWritten(fd: number, name: string): void {
   const writers = [PERM_BASE + WRITE, PERM_BASE + RESIZE];
-  // /proc/locks first: asking fcntl would load the native layer for every `info`.
-  const held = lockedRanges(fd);
-  const written = held
-    ? held.some((r) => writers.some((byte) => r.start <= byte && byte <= r.end))
-    : writers.some((byte) => ofdByteLocked(fd, byte) === true);
+  const lockedIn = (held: LockedRange[]) =>
+    held.some((r) => writers.some((byte) => r.start <= byte && byte <= r.end));
+  // A short /proc/locks first: asking fcntl would load the native layer for every `info`. A
+  // long one (a machine holding thousands of locks took seconds to read) goes to fcntl, and
+  // is read whole only without the native layer. Both see the same OFD and POSIX locks.
+  let written: boolean;
+  const held = lockedRanges(fd, SHORT_PROC_LOCKS);
+  if (held) written = lockedIn(held);
+  else {
+    const asked = writers.map((byte) => ofdByteLocked(fd, byte));
+    const all = asked.includes('unsupported') ? lockedRanges(fd) : undefined;
+    written = all ? lockedIn(all) : asked.includes(true);
+  }
   if (written) {
     throw withOptionHint(
       new IoError(

@@ -7,7 +7,7 @@
 import { withContext } from '../errors.js';
 import type { Extent, Image, ProgressListener } from '../image/types.js';
 import { throwIfAborted } from '../io/abort.js';
-import { RequestBuffers } from '../io/request-buffers.js';
+import { ALIGN_FROM_BYTES, RequestBuffers } from '../io/request-buffers.js';
 import { firstDifference, firstNonZero } from './copy/blocks.js';
 import { resolveRequestOptions } from './copy/options.js';
 import { SharedIterator } from './copy/sync.js';
@@ -92,7 +92,7 @@ export async function compareImages(
   let done = 0;
   let failure: unknown;
   // One fixed pool (shared memory: compressed clusters decode straight into it), 2 per worker.
-  const buffers = new RequestBuffers(2 * inFlight, requestSize);
+  const buffers = new RequestBuffers(2 * inFlight, requestSize, long.size >= ALIGN_FROM_BYTES);
   for (const walk of walks) {
     const items = new SharedIterator<Segment>(requests(walk, requestSize)[Symbol.asyncIterator]());
     const worker = async (index: number) => {

@@ -14,8 +14,10 @@ import { probeFormat } from '../formats/registry.js';
 import type { ByteSource } from '../image/types.js';
 import { detectCompression } from './decompress/detect.js';
 import { ovfDiskFiles } from './ovf.js';
+import { ascii, BLOCK, checksumOk, parseOctal } from './tar-probe.js';
 
-const BLOCK = 512;
+export { looksLikeTar } from './tar-probe.js';
+
 const MAX_ENTRIES = 100_000;
 /** Longest pax header or GNU long name accepted. */
 const MAX_META = 1 << 20;
@@ -30,15 +32,6 @@ export interface TarEntry {
   size: number;
   /** Stored as a sparse member (GNU or pax sparse): its bytes cannot be read in place. */
   sparse: boolean;
-}
-
-/** True when `head` (at least 512 bytes of a file) is a tar header; `name` may help. */
-export function looksLikeTar(head: Uint8Array, name = ''): boolean {
-  if (head.length < BLOCK) return false;
-  const magic = ascii(head.subarray(257, 262));
-  if (magic === 'ustar') return checksumOk(head);
-  // Old (v7) archives have no magic: trust the name, then the checksum.
-  return /\.(tar|ova)$/i.test(name) && checksumOk(head);
 }
 
 export function isRegular(e: TarEntry): boolean {
@@ -208,35 +201,9 @@ async function readExact(source: ByteSource, buf: Uint8Array, offset: number): P
     throw new CorruptImageError(`${source.name}: tar archive is truncated at offset ${offset + n}`);
 }
 
-function ascii(bytes: Uint8Array): string {
-  return String.fromCharCode(...bytes);
-}
-
 function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
   return new TextDecoder().decode(end >= 0 ? bytes.subarray(0, end) : bytes);
-}
-
-function checksumOk(block: Uint8Array): boolean {
-  const stored = parseOctal(block.subarray(148, 156));
-  if (stored === undefined) return false;
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  return stored === unsigned || stored === signed;
-}
-
-function parseOctal(field: Uint8Array): number | undefined {
-  const text = ascii(field)
-    .replace(/[\0 ]+$/, '')
-    .replace(/^ +/, '');
-  if (!/^[0-7]+$/.test(text)) return text === '' ? 0 : undefined;
-  const v = Number.parseInt(text, 8);
-  return Number.isSafeInteger(v) ? v : undefined;
 }
 
 /** The size field: octal, or GNU base-256 for sizes of 8 GiB and more. */

@@ -16,9 +16,8 @@ import { type Compression, detectCompression, SUFFIX } from './decompress/detect
 import type { DecompressOptions } from './decompress/index.js';
 import { type OpenedSource, openSource, type SourceOptions } from './index.js';
 import { Peekable, readStdin, type SequentialSource } from './sequential.js';
-import { type StageOptions, stageToFile } from './stage.js';
-import { stageLimit } from './stage-limit.js';
-import { looksLikeTar, openTarMember } from './tar.js';
+import type { StageOptions } from './stage.js';
+import { looksLikeTar } from './tar-probe.js';
 
 export interface UnwrapOptions extends DecompressOptions, StageOptions {
   /** The tar/OVA member to open (--member). */
@@ -69,7 +68,7 @@ export async function unwrapSource(opened: OpenedSource, opts: UnwrapOptions): P
       }
       if (looksLikeTar(head, source.name)) {
         layers.push('tar');
-        source = await openTarMember(source, { member });
+        source = await (await import('./tar.js')).openTarMember(source, { member });
         member = undefined;
         untrusted = true;
         continue;
@@ -103,7 +102,7 @@ export async function unwrapToSource(
 /** Opens a named tar member of `archive` (taking ownership of it). */
 export async function openMemberOf(archive: ByteSource, member: string): Promise<ByteSource> {
   try {
-    return await openTarMember(archive, { member });
+    return await (await import('./tar.js')).openTarMember(archive, { member });
   } catch (err) {
     await archive.close().catch(() => {});
     throw err;
@@ -161,6 +160,11 @@ async function settle(
       if (raw && opts.preferStream) {
         return { kind: 'stream', stream: new DecompressedStream(peek, name, layers, opts) };
       }
+      // Staging loads only for a stream that needs it (a plain local image never does).
+      const [{ stageToFile }, { stageLimit }] = await Promise.all([
+        import('./stage.js'),
+        import('./stage-limit.js'),
+      ]);
       staged = await stageToFile(peek.chunks(), name, opts, stageLimit(head, opts));
       break;
     }

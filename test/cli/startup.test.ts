@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { diskpipe, qemuImg, qemuIo, tempDir } from '../helpers/peers.js';
+import { diskpipe, qemuImg, qemuIo, runChecked, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
 
@@ -122,4 +122,60 @@ test('errors stay one line', () => {
   const http = diskpipe(['info', 'http://127.0.0.1:1/x.qcow2']);
   assert.equal(http.status, 2);
   assert.match(http.stderr, /^diskpipe: [^\n]+\n$/);
+});
+
+test('a plain local qcow2 or raw loads no codec, qcow2 writer, tar reader, stager or sparsify; they load on demand', async () => {
+  const path = join(dir, 'plain.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '4M');
+  await qemuIo(path, ['write -P 0x5a 1M 64k'], 'qcow2');
+  const raw = join(dir, 'plain.raw');
+  await qemuImg('convert', '-O', 'raw', path, raw);
+  const unused =
+    /^(codec\/|formats\/qcow2\/(writable\/|compressed)|sources\/(tar|stage|stage-limit)\.js|filters\/sparsify\/)/;
+  for (const args of [
+    ['info', path],
+    ['map', path],
+    ['checksum', raw],
+    ['checksum', path],
+  ]) {
+    const r = modulesOf(args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.own.includes('formats/registry.js'), 'the hook sees diskpipe modules');
+    assert.deepEqual(
+      r.own.filter((m) => unused.test(m)),
+      [],
+      args.join(' '),
+    );
+  }
+  // A compressed qcow2, an archive, --sparsify: each loads what it needs and gives qemu's answer.
+  const packed = join(dir, 'packed.qcow2');
+  await qemuImg('convert', '-c', '-O', 'qcow2', path, packed);
+  const back = join(dir, 'packed.raw');
+  const c = modulesOf(['convert', '-O', 'raw', packed, back]);
+  assert.equal(c.status, 0, c.stderr);
+  assert.ok(c.own.includes('formats/qcow2/compressed-reader.js'));
+  assert.equal(await qemuImg('compare', raw, back), 'Images are identical.\n');
+  const tar = join(dir, 'plain.tar');
+  runChecked('tar', ['-cf', tar, '-C', dir, 'plain.qcow2']);
+  const t = modulesOf(['checksum', tar]);
+  assert.equal(t.status, 0, t.stderr);
+  assert.ok(t.own.includes('sources/tar.js'));
+  assert.equal(t.stdout.split(' ')[0], diskpipe(['checksum', path]).stdout.split(' ')[0]);
+  const s = modulesOf(['checksum', '--sparsify', raw]);
+  assert.equal(s.status, 0, s.stderr);
+  assert.ok(s.own.includes('filters/sparsify/index.js'));
+});
+
+test('convert and compare of a small qcow2 do not load koffi to align their buffers; the output is exact', async () => {
+  const path = join(dir, 'small-convert.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '16M');
+  await qemuIo(path, ['write -P 0x5a 1M 64k'], 'qcow2');
+  const out = join(dir, 'small-convert.raw');
+  const r = loadedBy(['convert', '-O', 'raw', path, out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!r.required.includes('koffi'), 'convert loaded koffi');
+  assert.equal(await qemuImg('compare', path, out), 'Images are identical.\n');
+  const c = loadedBy(['compare', path, path]);
+  assert.equal(c.status, 0, c.stderr);
+  assert.ok(!c.required.includes('koffi'), 'compare loaded koffi');
 });

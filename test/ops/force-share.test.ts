@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { IoError, openImage } from '../../src/index.js';
@@ -51,6 +52,60 @@ test('reading commands refuse an image qemu-nbd has open for writing; -U reads i
       return true;
     });
     await (await openImage(image)).close();
+  });
+});
+
+/**
+ * Holds `count` shared OFD locks (every other byte of a scratch file) in a child process, so
+ * that /proc/locks is long, as on a machine with many VMs or a program holding thousands.
+ */
+async function withManyLocks(count: number, fn: () => Promise<void>): Promise<void> {
+  const crowd = join(dir, 'crowd.bin');
+  writeFileSync(crowd, '');
+  const native = new URL('../../src/io/native.js', import.meta.url).href;
+  const script = [
+    "import { openSync } from 'node:fs';",
+    `import { ofdShareByte } from ${JSON.stringify(native)};`,
+    `const fd = openSync(${JSON.stringify(crowd)}, 'r');`,
+    `for (let i = 0; i < ${count}; i++) if (ofdShareByte(fd, 2 * i) !== true) process.exit(3);`,
+    "process.stdout.write('locked\\n');",
+    'process.stdin.resume();',
+  ].join('\n');
+  const holder = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(holder.stdout!, 'data')) as [Buffer];
+  try {
+    assert.equal(line.toString(), 'locked\n');
+    await fn();
+  } finally {
+    holder.stdin!.end();
+    await once(holder, 'exit');
+  }
+}
+
+test('with thousands of locks on the machine (a long /proc/locks) the check still refuses, also without the native layer', async () => {
+  await withManyLocks(1500, async () => {
+    assert.ok(readFileSync('/proc/locks').length > 64 * 1024, 'a long /proc/locks');
+    await withNbdPeer('qemu-nbd', ['-f', 'qcow2', image], async () => {
+      for (const env of [{}, { DISKPIPE_NO_NATIVE: '1' }]) {
+        for (const [args, status] of READERS) {
+          const r = diskpipe(args, { env });
+          assert.equal(r.status, status, `${args[0]} ${JSON.stringify(env)}: ${r.stderr}`);
+          assert.match(r.stderr, REFUSED, args[0]);
+        }
+        const forced = diskpipe(['info', '-U', image], { env });
+        assert.equal(forced.status, 0, forced.stderr);
+      }
+    });
+    await withNbdPeer('qemu-nbd', ['-r', '-f', 'qcow2', image], async () => {
+      for (const env of [{}, { DISKPIPE_NO_NATIVE: '1' }]) {
+        for (const [args] of READERS) {
+          const r = diskpipe(args, { env });
+          assert.equal(r.status, 0, `${args[0]} ${JSON.stringify(env)}: ${r.stderr}`);
+        }
+      }
+    });
   });
 });
 

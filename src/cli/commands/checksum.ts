@@ -1,6 +1,5 @@
 import { fstatSync, read } from 'node:fs';
 import { ioError, UsageError } from '../../errors.js';
-import { sparsify } from '../../filters/sparsify/index.js';
 import { type OpenOptions, openImage } from '../../open.js';
 import { openStream } from '../../open-stream.js';
 import { checkAlgorithm, checkBlockSize, DEFAULT_BLOCK_SIZE } from '../../ops/checksum/blkhash.js';
@@ -101,6 +100,7 @@ async function hashOne(
   // Raw content inside a compressed wrapper is hashed as it decompresses (never staged);
   // sparsify needs random access, so it opens the image (staged if it must be).
   if (sparse) {
+    const { sparsify } = await import('../../filters/sparsify/index.js');
     const image = await sparsify(await openImage(name, open));
     try {
       return await checksumImage(image, opts);

@@ -18,7 +18,7 @@ import type {
   SnapshotInfo,
 } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
-import { CompressedReader } from './compressed-reader.js';
+import type { CompressedReader } from './compressed-reader.js';
 import {
   AUTOCLEAR_DATA_FILE_RAW,
   COMPAT_LAZY_REFCOUNTS,
@@ -55,7 +55,7 @@ export class Qcow2Image extends BaseImage {
   readonly source: ByteSource;
   private readonly data: ByteSource;
   private readonly map: Qcow2Map;
-  private readonly compressed: CompressedReader;
+  private compressedReader: CompressedReader | undefined;
   private recurse: Promise<boolean> | undefined;
 
   constructor(private readonly parts: Qcow2Parts) {
@@ -66,7 +66,15 @@ export class Qcow2Image extends BaseImage {
     this.map = parts.map;
     this.backing = parts.backing;
     this.size = parts.header.size;
-    this.compressed = new CompressedReader(parts.source, parts.header, parts.source.name);
+  }
+
+  /** Made with the first compressed cluster: the codecs (zlib, zstd, the worker pool) load then. */
+  private async compressed(): Promise<CompressedReader> {
+    if (!this.compressedReader) {
+      const { CompressedReader } = await import('./compressed-reader.js');
+      this.compressedReader ??= new CompressedReader(this.source, this.header, this.source.name);
+    }
+    return this.compressedReader;
   }
 
   override get label(): string {
@@ -79,12 +87,16 @@ export class Qcow2Image extends BaseImage {
     const flushGroup = async () => {
       const g = group;
       group = [];
-      if (g.length > 0) await jobs.add(() => this.compressed.read(g, buf, offset));
+      if (g.length > 0) {
+        const reader = this.compressedReader ?? (await this.compressed());
+        await jobs.add(() => reader.read(g, buf, offset));
+      }
     };
     try {
       for await (const r of this.map.runs(offset, buf.length)) {
         if (r.kind === Kind.Compressed) {
-          if (!this.compressed.fits(group, r)) await flushGroup();
+          if (!(this.compressedReader ?? (await this.compressed())).fits(group, r))
+            await flushGroup();
           group.push(r);
           continue;
         }
@@ -256,7 +268,7 @@ export class Qcow2Image extends BaseImage {
   }
 
   async close(): Promise<void> {
-    this.compressed.clear();
+    this.compressedReader?.clear();
     this.map.l1.release();
     const closing: Promise<void>[] = [];
     if (this.backing) closing.push(this.backing.close());

@@ -18,8 +18,6 @@ import { L1Table } from './l1-table.js';
 import { l2CacheBytesAt, Qcow2Map } from './mapping.js';
 import { readExact } from './reader.js';
 import { readBitmaps, readSnapshots } from './snapshots.js';
-import { WritableQcow2Image } from './writable/image.js';
-import { openTables } from './writable/open.js';
 
 export { Qcow2Image } from './image.js';
 
@@ -41,9 +39,10 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
   const l1Count = Math.ceil(header.size / (header.clusterSize * l2Entries));
   // Open for writing: the writer holds the whole L1 table and shares it with the reader's map;
   // otherwise it is read lazily, in pieces.
+  // (The writer's modules load only then.)
   const tables =
     ctx.writable && ctx.depth === 0
-      ? await openTables(
+      ? await (await import('./writable/open.js')).openTables(
           source,
           header,
           await readExact(source, header.l1TableOffset, l1Count * 8, 'L1 table'),
@@ -95,7 +94,9 @@ export async function openQcow2(source: ByteSource, ctx: OpenContext): Promise<I
       bitmaps,
       actualSize,
     });
-    return tables ? new WritableQcow2Image(image, tables) : image;
+    if (!tables) return image;
+    const { WritableQcow2Image } = await import('./writable/image.js');
+    return new WritableQcow2Image(image, tables);
   } catch (err) {
     l1.release();
     await Promise.allSettled(opened.map((o) => o.close()));

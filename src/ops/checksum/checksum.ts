@@ -87,6 +87,10 @@ function setup(opts: ChecksumOptions, total: number | undefined): Setup {
   let owned = false;
   if (opts.hasher) hasher = opts.hasher;
   else if (opts.threads === 0) hasher = new InlineHasher();
+  // An image of one window has nothing to hash alongside: starting a worker for it (a thread
+  // loading its modules) took longer than hashing it here.
+  else if (opts.threads === undefined && total !== undefined && total <= windowSize)
+    hasher = new InlineHasher();
   else if (opts.threads === undefined) hasher = sharedHashPool();
   else {
     hasher = new HashPool(opts.threads);

@@ -128,6 +128,11 @@ export class HashPool implements BlockHasher {
     this.threads = threads;
   }
 
+  /** Workers started and not closed. */
+  get running(): number {
+    return this.slots.length;
+  }
+
   hash(digester: BlockDigester, buffer: ArrayBufferLike, length: number): Promise<HashResult> {
     return this.submit(digester, buffer, length, undefined);
   }

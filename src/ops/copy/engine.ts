@@ -17,7 +17,7 @@ import {
 import { RawImage } from '../../formats/raw.js';
 import type { Image } from '../../image/types.js';
 import { LocalFile } from '../../io/file.js';
-import { RequestBuffers } from '../../io/request-buffers.js';
+import { ALIGN_FROM_BYTES, RequestBuffers } from '../../io/request-buffers.js';
 import { classify, type Run } from './blocks.js';
 import { type CopyOptions, type ResolvedCopyOptions, resolveCopyOptions } from './options.js';
 import { planWork, type WorkItem } from './plan.js';
@@ -112,7 +112,11 @@ class CopyJob {
     const runs = fileToFile && o.copyRange === 'runs' && !this.fileTarget;
     this.runsFrom = runs ? localFileOf(src) : undefined;
     this.runsTo = runs && this.runsFrom ? localFileOf(dst) : undefined;
-    this.buffers = new RequestBuffers(o.inFlight * (o.base ? 2 : 1), o.requestSize);
+    this.buffers = new RequestBuffers(
+      o.inFlight * (o.base ? 2 : 1),
+      o.requestSize,
+      src.size >= ALIGN_FROM_BYTES,
+    );
   }
 
   async run(): Promise<CopyResult> {
