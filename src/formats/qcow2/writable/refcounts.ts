@@ -87,6 +87,16 @@ export class Refcounts {
     return at;
   }
 
+  /**
+   * Gives back clusters `allocate` just returned, whose data could not be written (ENOSPC):
+   * nothing references them yet, so they are freed now, and handed out again when they are
+   * still the last ones. Without this each failed write leaked its clusters.
+   */
+  async unallocate(at: number, clusters: number): Promise<void> {
+    for (let i = 0; i < clusters; i++) await this.add(at / this.cs + i, -1);
+    if (this.end === at + clusters * this.cs) this.end = at;
+  }
+
   /** Drops one reference from each cluster overlapping [offset, end) after the next flush. */
   release(offset: number, end: number): void {
     for (let c = Math.floor(offset / this.cs); c * this.cs < end; c++) this.frees.push(c);
