@@ -318,3 +318,27 @@ test('no space left: failed writes leave no leaked clusters (as qemu-nbd)', asyn
     'read -P 0 32M 8M',
   ]);
 });
+
+test('a crafted L2 entry pointing at the refcount table: the write is refused, the tables kept (as qemu-nbd)', async () => {
+  const path = join(dir, 'onto-metadata.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '64M');
+  await qemuIo(path, ['write -P 1 0 64k']);
+  // Guest cluster 0's entry (COPIED) now names the refcount table's cluster.
+  const bytes = readFileSync(path);
+  const refTable = bytes.readBigUInt64BE(48);
+  const l2 = Number(bytes.readBigUInt64BE(Number(bytes.readBigUInt64BE(40))) & 0xfffffffffe00n);
+  bytes.writeBigUInt64BE((1n << 63n) | refTable, l2);
+  writeFileSync(path, bytes);
+  const socket = join(dir, 'onto-metadata.sock');
+  const server = await startServe(['--writable', '--socket', socket, path]);
+  const client = await NbdClient.connect(parseNbdUri(`nbd+unix:///?socket=${socket}`), {});
+  try {
+    // Before: acknowledged, and the refcount table held the guest's bytes.
+    await assert.rejects(client.pwrite(Buffer.alloc(65536, 0x55), 0));
+    await assert.rejects(client.pwrite(Buffer.alloc(512, 0x56), 4096));
+  } finally {
+    assert.equal(await server.stop(), 143, server.stderr());
+    await client.close().catch(() => {});
+  }
+  assert.deepEqual(readFileSync(path), bytes);
+});

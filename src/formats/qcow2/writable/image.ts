@@ -207,6 +207,7 @@ export class WritableQcow2Image extends BaseImage {
     const compressed = (hi & COMPRESSED) !== 0;
     const host = compressed ? 0 : entryOffset(hi, lo);
     const owned = host !== 0 && (hi & COPIED) !== 0;
+    if (owned) this.tables.refuseMetadata(host);
     if (owned && (lo & ZERO_FLAG) === 0) {
       await this.file.write(data, host + within);
       return;
@@ -240,6 +241,7 @@ export class WritableQcow2Image extends BaseImage {
     const owned = host !== 0 && (hi & COPIED) !== 0;
     if (owned) {
       if ((lo & ZERO_FLAG) !== 0) return;
+      this.tables.refuseMetadata(host);
       writeEntry(t, at / 8, host, COPIED);
       t.writeUInt32BE((t.readUInt32BE(at + 4) | ZERO_FLAG) >>> 0, at + 4);
       // The cluster keeps its storage (qemu's ZERO_ALLOC); punching it only saves space.

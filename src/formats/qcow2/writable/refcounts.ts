@@ -79,6 +79,16 @@ export class Refcounts {
     return off;
   }
 
+  /** Host offsets of the refcount blocks the table names now. */
+  blockOffsets(): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < this.tableEntries; b++) {
+      const off = this.blockOffset(b);
+      if (off !== 0) out.push(off);
+    }
+    return out;
+  }
+
   /** New clusters at the end of the file, refcount 1 each; returns the first host offset. */
   async allocate(clusters: number): Promise<number> {
     const at = this.end;
