@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import { CorruptImageError, UntrustedReferenceError, UsageError } from './errors.js';
 import {
   type FormatDriver,
@@ -151,10 +152,10 @@ async function openOn(
   if (depth > MAX_CHAIN_DEPTH) {
     throw new CorruptImageError(`backing chain is longer than ${MAX_CHAIN_DEPTH} images`);
   }
-  if (source.path) {
-    if (chain.has(source.path))
-      throw new CorruptImageError(`backing chain loops back to ${source.path}`);
-    chain = new Set(chain).add(source.path);
+  const key = chainKey(source);
+  if (key !== undefined) {
+    if (chain.has(key)) throw new CorruptImageError(`backing chain loops back to ${source.path}`);
+    chain = new Set(chain).add(key);
   }
   const driver = format ? driverFor(format) : await probeSource(source);
   /** The path the trust rule allows for `ref`; opening only to describe, a refusal's reason. */
@@ -173,9 +174,11 @@ async function openOn(
     async openBacking(ref, referrer, backingFormat) {
       const path = resolve(ref, referrer, 'backing file');
       if (typeof path !== 'string') return new RefusedBacking(ref, path.refused);
-      if (chain.has(path)) throw new CorruptImageError(`backing chain loops back to ${path}`);
       const file = await LocalFile.open(path, 'r');
       try {
+        if (chain.has(chainKey(file)!)) {
+          throw new CorruptImageError(`backing chain loops back to ${path}`);
+        }
         // A VM writing the backing file changes what the overlay reads as much as the top's.
         if (refuseWrittenFiles && !describeOnly) refuseWritten(file.fd, path);
         return await openOn(
@@ -209,4 +212,18 @@ async function openOn(
     },
   };
   return driver.open(source, ctx);
+}
+
+/**
+ * What identifies a file in a backing chain: device and inode, so another name for a file
+ * already in it (a hard link, a name the trust rule resolved differently) is the loop it is,
+ * found before the file's qemu lock is checked: the edit lock this process holds on IMAGE
+ * would otherwise be reported as another program's.
+ */
+function chainKey(source: ByteSource): string | undefined {
+  if (source instanceof LocalFile) {
+    const st = fstatSync(source.fd);
+    return `${st.dev}:${st.ino}`;
+  }
+  return source.path;
 }

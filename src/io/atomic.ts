@@ -3,8 +3,8 @@
  * only when complete, so an existing file is never truncated by a failed or interrupted run.
  */
 import { randomBytes } from 'node:crypto';
-import { renameSync } from 'node:fs';
-import { lstat, readdir, readlink, rm } from 'node:fs/promises';
+import { renameSync, type Stats } from 'node:fs';
+import { chmod, chown, lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DiskpipeError, ioError, UsageError, withMessage } from '../errors.js';
 import {
@@ -47,10 +47,12 @@ export async function writeAtomically<T>(
   opts: AtomicOptions = {},
 ): Promise<T> {
   const target = await followSymlinks(dest);
+  const replaced = await lstat(target).catch(() => undefined);
   await removeOrphans(target);
   const tmp = temporaryNameFor(target);
   try {
     const result = await nameDestination(tmp, dest, fn(tmp));
+    if (replaced?.isFile()) await keepAccess(tmp, replaced, dest);
     // Synchronous, so no signal handler runs between the rename and the bookkeeping after it.
     try {
       renameSync(tmp, target);
@@ -62,6 +64,25 @@ export async function writeAtomically<T>(
     return result;
   } finally {
     if (unregisterTemporary(tmp)) await rm(tmp, { force: true }).catch(() => {});
+  }
+}
+
+/**
+ * The replaced file's owner and permission bits carry over to its replacement, as when
+ * qemu-img truncates the file in place: a private (0600) disk must not come back readable by
+ * everyone, nor a user's disk owned by root after `sudo`. Only root can give a file away;
+ * anyone else's output stays theirs, as a new file would.
+ */
+async function keepAccess(tmp: string, old: Stats, dest: string): Promise<void> {
+  try {
+    const now = await stat(tmp);
+    if (now.uid !== old.uid || now.gid !== old.gid) {
+      await chown(tmp, old.uid, old.gid).catch(() => {});
+    }
+    // After chown, which clears set-id bits.
+    await chmod(tmp, old.mode & 0o7777);
+  } catch (err) {
+    throw ioError(err, `cannot give ${dest} the permissions of the file it replaces`);
   }
 }
 

@@ -19,6 +19,7 @@ import { lockForInPlaceEdit } from '../io/qemu-locks.js';
 import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import { openImage } from '../open.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
+import { refuseMisplacedL1 } from './qcow2/l1-placement.js';
 import { StoredRefcounts } from './qcow2/refcounts.js';
 import { shrinkQcow2 } from './qcow2/shrink.js';
 
@@ -140,6 +141,7 @@ async function resizeQcow2(file: LocalFile, newSize: number): Promise<void> {
       `${who}: resizing images with persistent dirty bitmaps is not implemented (remove them with qemu-img bitmap --remove, or use qemu-img resize)`,
     );
   }
+  if (newSize !== h.size) await refuseMisplacedL1(who, h, new StoredRefcounts(file, h));
   if (newSize < h.size) {
     if (h.nbSnapshots > 0) {
       // Their L2 tables and clusters are shared with the active layer.

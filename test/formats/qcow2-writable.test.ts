@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NbdClient } from '../../src/nbd/client/connection.js';
@@ -271,4 +271,74 @@ test('convert -n into an existing qcow2 writes it in place through the writer', 
   assert.equal(r.status, 0, r.stderr);
   assert.equal(checkStatus(path).status, 0);
   await qemuImg('compare', '-f', 'qcow2', '-F', 'raw', path, raw);
+});
+
+test('no space left: failed writes leave no leaked clusters (as qemu-nbd)', async (t) => {
+  // A 4 MiB tmpfs (tests run as root in CI) holding a qcow2 with 1 MiB of data.
+  const mnt = join(dir, 'full-fs');
+  mkdirSync(mnt);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+  assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+  t.after(() => spawnSync('umount', [mnt]));
+  const path = join(mnt, 'full.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '64M');
+  await qemuIo(path, ['write -P 0x11 0 1M']);
+  const socket = join(dir, 'full.sock');
+  const server = await startServe(['--writable', '--socket', socket, path]);
+  const client = await NbdClient.connect(parseNbdUri(`nbd+unix:///?socket=${socket}`), {});
+  const partial: number[] = [];
+  try {
+    // Partial clusters, each in a new cluster, until the disk is full...
+    for (let i = 0; ; i++) {
+      assert.ok(i < 64, 'the filesystem never filled up');
+      const off = 16 * MiB + i * 65536 + 512;
+      const ok = await client.pwrite(Buffer.alloc(4096, 0x23), off).then(
+        () => true,
+        () => false,
+      );
+      if (!ok) break;
+      partial.push(off);
+    }
+    // ...then whole new clusters, which cannot fit either.
+    await assert.rejects(client.pwrite(Buffer.alloc(8 * MiB, 0x22), 32 * MiB));
+    // A cluster the image already has still takes writes.
+    await client.pwrite(Buffer.alloc(65536, 0x24), 0);
+    await client.flush();
+  } finally {
+    assert.equal(await server.stop(), 143, server.stderr());
+    await client.close().catch(() => {});
+  }
+  const check = checkStatus(path);
+  assert.equal(check.status, 0, check.out);
+  assert.ok(partial.length > 0);
+  await qemuIo(path, [
+    'read -P 0x24 0 64k',
+    'read -P 0x11 64k 960k',
+    ...partial.map((off) => `read -P 0x23 ${off} 4096`),
+    'read -P 0 32M 8M',
+  ]);
+});
+
+test('a crafted L2 entry pointing at the refcount table: the write is refused, the tables kept (as qemu-nbd)', async () => {
+  const path = join(dir, 'onto-metadata.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '64M');
+  await qemuIo(path, ['write -P 1 0 64k']);
+  // Guest cluster 0's entry (COPIED) now names the refcount table's cluster.
+  const bytes = readFileSync(path);
+  const refTable = bytes.readBigUInt64BE(48);
+  const l2 = Number(bytes.readBigUInt64BE(Number(bytes.readBigUInt64BE(40))) & 0xfffffffffe00n);
+  bytes.writeBigUInt64BE((1n << 63n) | refTable, l2);
+  writeFileSync(path, bytes);
+  const socket = join(dir, 'onto-metadata.sock');
+  const server = await startServe(['--writable', '--socket', socket, path]);
+  const client = await NbdClient.connect(parseNbdUri(`nbd+unix:///?socket=${socket}`), {});
+  try {
+    // Before: acknowledged, and the refcount table held the guest's bytes.
+    await assert.rejects(client.pwrite(Buffer.alloc(65536, 0x55), 0));
+    await assert.rejects(client.pwrite(Buffer.alloc(512, 0x56), 4096));
+  } finally {
+    assert.equal(await server.stop(), 143, server.stderr());
+    await client.close().catch(() => {});
+  }
+  assert.deepEqual(readFileSync(path), bytes);
 });

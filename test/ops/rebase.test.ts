@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, linkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { diskpipe, qemuImg, qemuIo, run, tempDir } from '../helpers/peers.js';
@@ -125,4 +125,30 @@ test('rebase (-u and safe) refuses a backing file whose chain holds IMAGE: no lo
     }
   }
   await run('qemu-img', ['check', top]);
+});
+
+test('an image whose own chain loops back to it (also through a hard link): the loop is named, not a lock', async () => {
+  // a -> b -> a, and c -> its own hard link: made with qemu-img rebase -u, which allows both.
+  const a = join(dir, 'own-loop-a.qcow2');
+  const b = join(dir, 'own-loop-b.qcow2');
+  await qemuImg('create', '-f', 'qcow2', a, '1M');
+  await qemuImg('create', '-f', 'qcow2', '-b', 'own-loop-a.qcow2', '-F', 'qcow2', b);
+  await qemuImg('rebase', '-u', '-f', 'qcow2', '-b', 'own-loop-b.qcow2', '-F', 'qcow2', a);
+  const c = join(dir, 'own-loop-c.qcow2');
+  await qemuImg('create', '-f', 'qcow2', c, '1M');
+  linkSync(c, join(dir, 'own-loop-c-link.qcow2'));
+  await qemuImg('rebase', '-u', '-f', 'qcow2', '-b', 'own-loop-c-link.qcow2', '-F', 'qcow2', c);
+  for (const image of [b, c]) {
+    const before = readFileSync(image);
+    for (const args of [
+      ['rebase', '-b', '', image],
+      ['serve', '--writable', '--socket', join(dir, 'own-loop.sock'), image],
+    ]) {
+      // Before: 'being written by another program ... or read anyway with -U': its own lock.
+      const r = diskpipe(args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^diskpipe: backing chain loops back to .*own-loop.*\n$/);
+      assert.deepEqual(readFileSync(image), before, args.join(' '));
+    }
+  }
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { diskpipe, qemuImg, qemuIo, run, tempDir } from '../helpers/peers.js';
@@ -202,4 +203,29 @@ test('resize --shrink refuses qcow2 images with internal snapshots, unchanged', 
   assert.match(r.stderr, /internal snapshots is not implemented/);
   assert.equal(JSON.parse(await qemuImg('info', '--output=json', q))['virtual-size'], 4 * 2 ** 20);
   await qemuImg('check', q);
+});
+
+test('resize refuses a qcow2 whose L1 table lies on a refcount block, unchanged (as qemu-img)', async () => {
+  const path = join(dir, 'l1-on-refblock.qcow2');
+  await qemuImg('create', '-f', 'qcow2', path, '100M');
+  await qemuIo(path, ['write -P 1 0 1M']);
+  // A crafted header: the L1 table offset (bytes 40-47) names the first refcount block.
+  const bytes = readFileSync(path);
+  const refTable = Number(bytes.readBigUInt64BE(48));
+  const block = bytes.readBigUInt64BE(refTable);
+  bytes.writeBigUInt64BE(block, 40);
+  writeFileSync(path, bytes);
+  const copy = join(dir, 'l1-on-refblock-qemu.qcow2');
+  for (const [args, size] of [
+    [[], '3G'], // new L1 entries in the table's own cluster: they were zeroed over refcounts
+    [['--shrink'], '1M'],
+  ] as const) {
+    const r = diskpipe(['resize', ...args, path, size]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^diskpipe: .*the L1 table \(at \d+\) overlaps the refcount block 0;/);
+    assert.deepEqual(readFileSync(path), bytes);
+    copyFileSync(path, copy);
+    const q = spawnSync('qemu-img', ['resize', ...args, copy, size], { encoding: 'utf8' });
+    assert.equal(q.status, 1, `qemu-img resize ${args.join(' ')} ${size}: ${q.stderr}`);
+  }
 });

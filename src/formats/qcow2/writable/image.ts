@@ -103,7 +103,7 @@ export class WritableQcow2Image extends BaseImage {
       const writeFresh = async () => {
         if (fresh.length === 0) return;
         const host = await this.tables.refcounts.allocate(fresh.length);
-        await this.file.write(buf.subarray(freshAt, freshAt + fresh.length * this.cs), host);
+        await this.writeNew(buf.subarray(freshAt, freshAt + fresh.length * this.cs), host);
         fresh.forEach(({ slot, hi, lo }, i) => {
           this.release(hi, lo);
           writeEntry(slot.t, slot.at / 8, host + i * this.cs, COPIED);
@@ -130,6 +130,16 @@ export class WritableQcow2Image extends BaseImage {
       }
       await writeFresh();
     });
+  }
+
+  /** Writes the data of clusters just allocated at `host`; a failed write frees them again. */
+  private async writeNew(data: Uint8Array, host: number): Promise<void> {
+    try {
+      await this.file.write(data, host);
+    } catch (err) {
+      await this.tables.refcounts.unallocate(host, data.length / this.cs);
+      throw err;
+    }
   }
 
   /** The entry has its own host cluster (data or preallocated zeroes): it is reused. */
@@ -197,6 +207,7 @@ export class WritableQcow2Image extends BaseImage {
     const compressed = (hi & COMPRESSED) !== 0;
     const host = compressed ? 0 : entryOffset(hi, lo);
     const owned = host !== 0 && (hi & COPIED) !== 0;
+    if (owned) this.tables.refuseMetadata(host);
     if (owned && (lo & ZERO_FLAG) === 0) {
       await this.file.write(data, host + within);
       return;
@@ -212,7 +223,8 @@ export class WritableQcow2Image extends BaseImage {
       cluster.set(data, within);
     }
     const target = owned ? host : await this.tables.refcounts.allocate(1);
-    await this.file.write(cluster, target);
+    if (owned) await this.file.write(cluster, target);
+    else await this.writeNew(cluster, target);
     if (!owned) this.release(hi, lo);
     writeEntry(t, at / 8, target, COPIED);
     this.tables.markL2(l2);
@@ -229,6 +241,7 @@ export class WritableQcow2Image extends BaseImage {
     const owned = host !== 0 && (hi & COPIED) !== 0;
     if (owned) {
       if ((lo & ZERO_FLAG) !== 0) return;
+      this.tables.refuseMetadata(host);
       writeEntry(t, at / 8, host, COPIED);
       t.writeUInt32BE((t.readUInt32BE(at + 4) | ZERO_FLAG) >>> 0, at + 4);
       // The cluster keeps its storage (qemu's ZERO_ALLOC); punching it only saves space.

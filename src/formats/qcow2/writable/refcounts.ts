@@ -79,12 +79,32 @@ export class Refcounts {
     return off;
   }
 
+  /** Host offsets of the refcount blocks the table names now. */
+  blockOffsets(): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < this.tableEntries; b++) {
+      const off = this.blockOffset(b);
+      if (off !== 0) out.push(off);
+    }
+    return out;
+  }
+
   /** New clusters at the end of the file, refcount 1 each; returns the first host offset. */
   async allocate(clusters: number): Promise<number> {
     const at = this.end;
     this.end += clusters * this.cs;
     for (let i = 0; i < clusters; i++) await this.add(at / this.cs + i, 1);
     return at;
+  }
+
+  /**
+   * Gives back clusters `allocate` just returned, whose data could not be written (ENOSPC):
+   * nothing references them yet, so they are freed now, and handed out again when they are
+   * still the last ones. Without this each failed write leaked its clusters.
+   */
+  async unallocate(at: number, clusters: number): Promise<void> {
+    for (let i = 0; i < clusters; i++) await this.add(at / this.cs + i, -1);
+    if (this.end === at + clusters * this.cs) this.end = at;
   }
 
   /** Drops one reference from each cluster overlapping [offset, end) after the next flush. */

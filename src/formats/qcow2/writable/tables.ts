@@ -9,8 +9,10 @@
  * This is qemu's cache-flush order without lazy refcounts; the dirty bit is never needed, so
  * any reader (and `qemu-img check`) sees a consistent image after a crash.
  */
+import { CorruptImageError } from '../../../errors.js';
 import type { LocalFile } from '../../../io/file.js';
 import { readExact } from '../reader.js';
+import { entryOffset } from '../writer/layout.js';
 import type { Refcounts } from './refcounts.js';
 
 /** Byte offsets of the header fields a writer rewrites. */
@@ -21,6 +23,13 @@ export class Qcow2Tables {
   private l1Dirty = false;
   private readonly l2 = new Map<number, Buffer>();
   private readonly dirtyL2 = new Set<number>();
+  /**
+   * Host clusters holding metadata: header, L1 table, refcount table and blocks, L2 tables
+   * (those of the open image, and L2 tables added since). A data entry of a crafted image
+   * may point at one; writing guest data through it would destroy the tables, which qemu's
+   * overlap check refuses too.
+   */
+  private readonly metadata = new Set<number>();
 
   constructor(
     readonly file: LocalFile,
@@ -30,6 +39,26 @@ export class Qcow2Tables {
     readonly refcounts: Refcounts,
   ) {
     this.l1 = Buffer.from(l1.buffer, l1.byteOffset, l1.byteLength);
+    const cs = clusterSize;
+    const span = (offset: number, bytes: number) => {
+      for (let c = offset / cs; c < (offset + bytes) / cs; c++) this.metadata.add(c);
+    };
+    span(0, cs);
+    span(l1Offset, Math.max(cs, this.l1.length));
+    span(refcounts.tableOffset, refcounts.tableClusters * cs);
+    for (const off of refcounts.blockOffsets()) span(off, cs);
+    for (let i = 0; i < this.l1.length / 8; i++) {
+      const off = entryOffset(this.l1.readUInt32BE(i * 8), this.l1.readUInt32BE(i * 8 + 4));
+      if (off !== 0) span(off, cs);
+    }
+  }
+
+  /** Refuses to write guest data at `host` when metadata lives there (a crafted image). */
+  refuseMetadata(host: number): void {
+    if (!this.metadata.has(Math.floor(host / this.clusterSize))) return;
+    throw new CorruptImageError(
+      `${this.file.name}: an L2 entry points at the image's own metadata (host offset ${host}); writing there would destroy it (repair the image with qemu-img check -r all)`,
+    );
   }
 
   /** File size as the mapping must see it: clusters allocated in memory count as present. */
@@ -53,6 +82,7 @@ export class Qcow2Tables {
   /** A new, empty L2 table at `offset` (allocated by the caller). */
   adopt(offset: number): Buffer {
     const t = Buffer.alloc(this.clusterSize);
+    this.metadata.add(offset / this.clusterSize);
     this.l2.set(offset, t);
     this.dirtyL2.add(offset);
     return t;
