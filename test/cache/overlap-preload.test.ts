@@ -43,8 +43,7 @@ test('pull asks for the qcow2 reader beside the converter, not after its modules
   await qemuImg('create', '-f', 'qcow2', qcow2, '4M');
   server.files.set('small.qcow2', { path: qcow2 });
   const args = ['pull', '--cache-dir', join(dir, 'cache'), server.url('small.qcow2')];
-  const r = await diskpipeAsync(args, { env: { NODE_OPTIONS: `--import=${MODULE_TRACE}` } })
-    .done;
+  const r = await diskpipeAsync(args, { env: { NODE_OPTIONS: `--import=${MODULE_TRACE}` } }).done;
   assert.equal(r.status, 0, r.stderr);
   const loaded = tracedModules(r.stderr);
   const at = (m: string) => loaded.indexOf(m);
