@@ -5,7 +5,7 @@
  */
 import { probeFormat } from '../formats/registry.js';
 import '../formats/index.js';
-import { detectCompression } from '../sources/decompress/index.js';
+import { detectCompression } from '../sources/decompress/detect.js';
 import { looksLikeTar } from '../sources/tar-probe.js';
 
 export function couldBeRaw(head: Uint8Array): boolean {

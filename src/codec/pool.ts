@@ -68,14 +68,27 @@ function start(): Slot {
   return slot;
 }
 
-function pick(): Slot {
+function ensureStarted(): Slot[] {
   if (!slots || slots.length === 0) {
     const n = Math.max(1, Math.min(8, availableParallelism()));
     slots = Array.from({ length: n }, start);
   }
-  let best = slots[0]!;
-  for (const s of slots) if (s.pending.size < best.pending.size) best = s;
+  return slots;
+}
+
+function pick(): Slot {
+  const all = ensureStarted();
+  let best = all[0]!;
+  for (const s of all) if (s.pending.size < best.pending.size) best = s;
   return best;
+}
+
+/**
+ * Starts the workers now (else on the first batch): a caller that knows batches will come
+ * soon lets them load their modules meanwhile. Idle workers never keep the process alive.
+ */
+export function startDecodeWorkers(): void {
+  ensureStarted();
 }
 
 /**
