@@ -1,5 +1,6 @@
 /** The CLI proper, loaded by main.ts once its signal handlers are installed. */
 import { DiskpipeError, UsageError } from '../errors.js';
+import { defuseStdioSyncAtExit } from '../io/native.js';
 import { splitCommand } from './argv.js';
 import { type Command, subcommandOf } from './command.js';
 import { allCommands, loadCommand } from './commands/index.js';
@@ -70,6 +71,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
 });
 
+// The native layer's library fsyncs stdout/stderr at exit (a log file's journal commit).
+process.once('exit', defuseStdioSyncAtExit);
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

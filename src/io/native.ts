@@ -13,6 +13,7 @@
  */
 import { createRequire } from 'node:module';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { pointStdioFilesAtNull } from './stdio-exit.js';
 
 /** Largest range one blocking call covers (copy_file_range, fallocate, BLKZEROOUT). */
 export const MAX_CALL_BYTES = 4 * 1024 * 1024;
@@ -77,6 +78,7 @@ interface Libc {
   fcntlLock(fd: number, cmd: number, lock: FlockStruct): number;
   /** Absent when this libc has no preadv2. */
   preadv2?: (fd: number, buf: Uint8Array, offset: number, flags: number) => number;
+  dup2(from: number, to: number): number;
   errno(): number;
 }
 
@@ -138,6 +140,7 @@ function load(): Libc | null {
     });
     // fcntl is variadic; on Linux a pointer argument is passed the same way either way.
     const fcntlLock = lib.func('int fcntl(int fd, int cmd, _Inout_ diskpipe_flock *lock)');
+    const dup2 = lib.func('int dup2(int oldfd, int newfd)');
     const cfr = lib.func(
       'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
     );
@@ -151,6 +154,7 @@ function load(): Libc | null {
       copyFileRange: (a, oa, b, ob, len, flags) => Number(cfr(a, oa, b, ob, len, flags)),
       flock: (fd, operation) => flock(fd, operation),
       fcntlLock: (fd, cmd, lock) => fcntlLock(fd, cmd, lock),
+      dup2: (from, to) => dup2(from, to),
       errno: () => koffi.errno(),
     };
   } catch (err) {
@@ -174,6 +178,14 @@ function loadPreadv2(
   } catch {
     return undefined;
   }
+}
+
+/**
+ * At the CLI's exit: koffi's exit-time fsync of stdout and stderr (see io/stdio-exit.ts) is
+ * made harmless, if koffi was loaded at all (this never loads it).
+ */
+export function defuseStdioSyncAtExit(): void {
+  if (libc) pointStdioFilesAtNull(libc.dup2);
 }
 
 /** Which native path is in use (for `--version`-style diagnostics and tests). */
