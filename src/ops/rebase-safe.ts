@@ -15,6 +15,7 @@ import { isZero } from '../io/bytes.js';
 import { openImage } from '../open.js';
 import { refuseBackingLoop } from './backing-target.js';
 import type { Range } from './copy-ranges.js';
+import { refuseNonLocal } from './local-path.js';
 import { rebaseUnsafe, refuseLoopThrough } from './rebase.js';
 
 export interface RebaseSafeOptions {
@@ -46,6 +47,7 @@ export async function rebaseSafe(
   opts: RebaseSafeOptions = {},
   writeReference: ReferenceWriter = rebaseUnsafe,
 ): Promise<RebaseSafeResult> {
+  refuseNonLocal(path, 'rebase');
   const trust = opts.trust ?? {};
   if (backing !== '' && opts.backingFormat === undefined) {
     throw new UsageError('-F FMT is required with -b (the backing format is stored, as qemu-img)');

@@ -15,6 +15,7 @@ import { lockForInPlaceEdit } from '../io/qemu-locks.js';
 import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import { openImage } from '../open.js';
 import { refuseBackingLoop } from './backing-target.js';
+import { refuseNonLocal } from './local-path.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 
 const EXT_BACKING_FORMAT = 0xe2792aca;
@@ -36,6 +37,7 @@ export async function rebaseUnsafe(
   if (Buffer.byteLength(backing) > MAX_BACKING_NAME) {
     throw new UsageError(`backing file name is longer than ${MAX_BACKING_NAME} bytes`);
   }
+  refuseNonLocal(path, 'rebase');
   const file = await LocalFile.open(path, 'r+');
   try {
     refuseReadOnlyImage(file.fd, path);

@@ -18,6 +18,7 @@ import { LocalFile } from '../io/file.js';
 import { lockForInPlaceEdit } from '../io/qemu-locks.js';
 import { refuseReadOnlyImage } from '../io/read-only-image.js';
 import { openImage } from '../open.js';
+import { refuseNonLocal } from './local-path.js';
 import { readHeader, readZeroFilled } from './qcow2/file.js';
 import { refuseMisplacedL1 } from './qcow2/l1-placement.js';
 import { StoredRefcounts } from './qcow2/refcounts.js';
@@ -49,6 +50,7 @@ export async function resizeImage(
   change: SizeChange,
   opts: ResizeOptions = {},
 ): Promise<ResizeResult> {
+  refuseNonLocal(path, 'resize');
   let st: Awaited<ReturnType<typeof stat>>;
   try {
     st = await stat(path);

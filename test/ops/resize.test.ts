@@ -229,3 +229,18 @@ test('resize refuses a qcow2 whose L1 table lies on a refcount block, unchanged 
     assert.equal(q.status, 1, `qemu-img resize ${args.join(' ')} ${size}: ${q.stderr}`);
   }
 });
+
+test('resize and rebase name a URL or stdin as what it is, not a missing file', () => {
+  for (const image of ['nbd://127.0.0.1:1/', 'http://127.0.0.1:1/x.qcow2', '-']) {
+    for (const args of [
+      ['resize', image, '1G'],
+      ['rebase', '-u', '-b', '', image],
+      ['rebase', '-b', '', image],
+    ]) {
+      // Before: 'cannot open nbd://127.0.0.1:1/: ENOENT: no such file or directory'.
+      const r = diskpipe(args);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /^diskpipe: (resize|rebase) edits an image file in place; .*\n$/);
+    }
+  }
+});
