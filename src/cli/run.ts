@@ -66,16 +66,39 @@ function fail(err: unknown): number {
   return 2;
 }
 
+/** Why stdout could not take the output (a full disk, EIO): the run then failed. */
+let outputLost: Error | undefined;
+/** The command's exit status, once it has returned. */
+let returned: number | undefined;
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   // A closed pipe (diskpipe map | head) is not an error worth a message.
   if (err.code === 'EPIPE') process.exit(0);
+  // `info --json x > out.json` on a full disk: the file holds less than was printed.
+  if (outputLost) return;
+  outputLost = err;
+  if (answered(returned)) reportLostOutput();
 });
+
+/** A run that printed its answer (0, or compare's 1) did not get it out: that is an error. */
+function answered(code: number | undefined): boolean {
+  return code === 0 || code === 1;
+}
+
+function reportLostOutput(): void {
+  process.stderr.write(
+    `diskpipe: cannot write the output (standard output): ${outputLost?.message}\n`,
+  );
+  process.exitCode = 2;
+}
 
 // The native layer's library fsyncs stdout/stderr at exit (a log file's journal commit).
 process.once('exit', defuseStdioSyncAtExit);
 main(process.argv.slice(2)).then(
   (code) => {
+    returned = code;
     process.exitCode = code;
+    // A command that failed has said why (convert to stdout names the write error itself).
+    if (outputLost && answered(code)) reportLostOutput();
   },
   (err) => {
     process.exitCode = fail(err);
