@@ -14,6 +14,7 @@ import {
   unregisterTemporary,
 } from './cleanup.js';
 import { pidIsAlive } from './json-file.js';
+import { copyAccessAcl } from './native.js';
 
 /**
  * A temporary name beside `dest`, registered at once for removal on a signal (the CLI's
@@ -52,7 +53,7 @@ export async function writeAtomically<T>(
   const tmp = temporaryNameFor(target);
   try {
     const result = await nameDestination(tmp, dest, fn(tmp));
-    if (replaced?.isFile()) await keepAccess(tmp, replaced, dest);
+    if (replaced?.isFile()) await keepAccess(tmp, replaced, target, dest);
     // Synchronous, so no signal handler runs between the rename and the bookkeeping after it.
     try {
       renameSync(tmp, target);
@@ -73,7 +74,7 @@ export async function writeAtomically<T>(
  * everyone, nor a user's disk owned by root after `sudo`. Only root can give a file away;
  * anyone else's output stays theirs, as a new file would.
  */
-async function keepAccess(tmp: string, old: Stats, dest: string): Promise<void> {
+async function keepAccess(tmp: string, old: Stats, oldPath: string, dest: string): Promise<void> {
   try {
     const now = await stat(tmp);
     if (now.uid !== old.uid || now.gid !== old.gid) {
@@ -81,6 +82,9 @@ async function keepAccess(tmp: string, old: Stats, dest: string): Promise<void> 
     }
     // After chown, which clears set-id bits.
     await chmod(tmp, old.mode & 0o7777);
+    // With an ACL the mode's group bits are its mask: the owning group alone may have had
+    // none of them (a disk shared with one user), so the ACL itself goes over too.
+    copyAccessAcl(oldPath, tmp);
   } catch (err) {
     throw ioError(err, `cannot give ${dest} the permissions of the file it replaces`);
   }

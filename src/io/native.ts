@@ -79,6 +79,8 @@ interface Libc {
   /** Absent when this libc has no preadv2. */
   preadv2?: (fd: number, buf: Uint8Array, offset: number, flags: number) => number;
   dup2(from: number, to: number): number;
+  getxattr(path: string, name: string, value: Buffer, size: number): number;
+  setxattr(path: string, name: string, value: Buffer, size: number, flags: number): number;
   errno(): number;
 }
 
@@ -141,6 +143,12 @@ function load(): Libc | null {
     // fcntl is variadic; on Linux a pointer argument is passed the same way either way.
     const fcntlLock = lib.func('int fcntl(int fd, int cmd, _Inout_ diskpipe_flock *lock)');
     const dup2 = lib.func('int dup2(int oldfd, int newfd)');
+    const getxattr = lib.func(
+      'int64_t getxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)',
+    );
+    const setxattr = lib.func(
+      'int setxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)',
+    );
     const cfr = lib.func(
       'int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)',
     );
@@ -155,6 +163,8 @@ function load(): Libc | null {
       flock: (fd, operation) => flock(fd, operation),
       fcntlLock: (fd, cmd, lock) => fcntlLock(fd, cmd, lock),
       dup2: (from, to) => dup2(from, to),
+      getxattr: (path, name, value, size) => Number(getxattr(path, name, value, size)),
+      setxattr: (path, name, value, size, flags) => setxattr(path, name, value, size, flags),
       errno: () => koffi.errno(),
     };
   } catch (err) {
@@ -186,6 +196,32 @@ function loadPreadv2(
  */
 export function defuseStdioSyncAtExit(): void {
   if (libc) pointStdioFilesAtNull(libc.dup2);
+}
+
+const ACCESS_ACL = 'system.posix_acl_access';
+const ENODATA = 61;
+const EOPNOTSUPP = 95;
+
+/**
+ * Gives `to` the POSIX access ACL of `from` (the entries beyond the mode bits: `user:bob:rw-`).
+ * 'none' when `from` has none or its filesystem has no ACLs; 'unsupported' without the native
+ * layer. Throws when the ACL cannot be set on `to`.
+ */
+export function copyAccessAcl(from: string, to: string): 'copied' | 'none' | 'unsupported' {
+  const c = load();
+  if (!c) return 'unsupported';
+  // The largest extended attribute Linux stores (XATTR_SIZE_MAX).
+  const value = Buffer.alloc(64 * 1024);
+  const n = c.getxattr(from, ACCESS_ACL, value, value.length);
+  if (n < 0) {
+    const e = c.errno();
+    if (e === ENODATA || e === EOPNOTSUPP) return 'none';
+    throw errnoError(`getxattr(${ACCESS_ACL})`, e);
+  }
+  if (c.setxattr(to, ACCESS_ACL, value, n, 0) !== 0) {
+    throw errnoError(`setxattr(${ACCESS_ACL})`, c.errno());
+  }
+  return 'copied';
 }
 
 /** Which native path is in use (for `--version`-style diagnostics and tests). */

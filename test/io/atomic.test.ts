@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { diskpipe, qemuImg, qemuIo, sparseFile, tempDir } from '../helpers/peers.js';
+import { diskpipe, qemuImg, qemuIo, runChecked, sparseFile, tempDir } from '../helpers/peers.js';
 
 const dir = tempDir();
 
@@ -45,5 +45,50 @@ test('create, convert and clone over an existing file keep its owner and mode (a
       const what = `${args.join(' ')} over a ${mode.toString(8)} file`;
       assert.equal(access(path), `${mode.toString(8)} 1234:2345`, what);
     }
+  }
+});
+
+/**
+ * The POSIX access ACL of `path` (system.posix_acl_access, hex; '' for none), read or set with
+ * python3's os.getxattr/os.setxattr: no setfacl here.
+ */
+function acl(path: string, set?: string): string {
+  const code = set
+    ? `import os,sys; os.setxattr(sys.argv[1], 'system.posix_acl_access', bytes.fromhex(sys.argv[2]))`
+    : `import os,sys\ntry: print(os.getxattr(sys.argv[1], 'system.posix_acl_access').hex())\nexcept OSError: print('')`;
+  return runChecked('python3', ['-c', code, path, ...(set ? [set] : [])]).trim();
+}
+
+/** Version 2, then (tag, perm, id) entries: user::rw- user:1000:rw- group::--- mask::rw- other::---. */
+const SHARED_WITH_ONE_USER = [
+  '02000000',
+  '01000600ffffffff',
+  '02000600e8030000',
+  '04000000ffffffff',
+  '10000600ffffffff',
+  '20000000ffffffff',
+].join('');
+
+// A disk shared with one user through an ACL shows mode 0660 (the group bits are the ACL's
+// mask): copying only the mode gave the file's whole group read and write access.
+test('convert, create and clone over a file with an access ACL keep the ACL (as qemu-img): its group gets no access', async () => {
+  const src = sparseFile(join(dir, 'acl-src.raw'), 4 * 1024 * 1024);
+  const peer = existing('acl-peer.img', 0o600);
+  acl(peer, SHARED_WITH_ONE_USER);
+  assert.equal(access(peer), '660 1234:2345');
+  await qemuImg('convert', '-O', 'raw', src, peer);
+  assert.equal(acl(peer), SHARED_WITH_ONE_USER, 'qemu-img convert keeps the ACL');
+  for (const args of [
+    ['convert', '-O', 'qcow2', src],
+    ['create', '-f', 'raw'],
+    ['clone', src],
+  ]) {
+    const path = existing('acl-out.img', 0o600);
+    acl(path, SHARED_WITH_ONE_USER);
+    const r = diskpipe([...args, path, ...(args[0] === 'create' ? ['1M'] : [])]);
+    assert.equal(r.status, 0, r.stderr);
+    // Before: no ACL and mode 660, so group 2345 could read and write the disk.
+    assert.equal(acl(path), SHARED_WITH_ONE_USER, args.join(' '));
+    assert.equal(access(path), '660 1234:2345', args.join(' '));
   }
 });
