@@ -3,8 +3,8 @@
  * only when complete, so an existing file is never truncated by a failed or interrupted run.
  */
 import { randomBytes } from 'node:crypto';
-import { renameSync, type Stats } from 'node:fs';
-import { chmod, chown, lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { constants, renameSync, type Stats } from 'node:fs';
+import { access, chmod, chown, lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DiskpipeError, ioError, UsageError, withMessage } from '../errors.js';
 import {
@@ -49,6 +49,13 @@ export async function writeAtomically<T>(
 ): Promise<T> {
   const target = await followSymlinks(dest);
   const replaced = await lstat(target).catch(() => undefined);
+  // A file the caller may not write (kept read-only, another user's) is not theirs to
+  // replace, though the directory allows the rename: qemu-img cannot open it and refuses.
+  if (replaced?.isFile()) {
+    await access(target, constants.W_OK).catch((err: unknown) => {
+      throw ioError(err, `cannot write ${dest}`);
+    });
+  }
   await removeOrphans(target);
   const tmp = temporaryNameFor(target);
   try {

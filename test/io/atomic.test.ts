@@ -3,7 +3,8 @@
  * the file's owner and permission bits, as qemu-img does by truncating it in place.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { diskpipe, qemuImg, qemuIo, runChecked, sparseFile, tempDir } from '../helpers/peers.js';
@@ -91,4 +92,50 @@ test('convert, create and clone over a file with an access ACL keep the ACL (as 
     assert.equal(acl(path), SHARED_WITH_ONE_USER, args.join(' '));
     assert.equal(access(path), '660 1234:2345', args.join(' '));
   }
+});
+
+const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
+
+// A golden disk kept read-only (0444) by its owner, or another user's disk in a shared
+// directory: qemu-img cannot open it for writing and refuses ('Permission denied'); the
+// rename put a new file in its place and the disk was gone.
+test('create, convert and clone over a file the caller cannot write refuse, and leave it as it was (as qemu-img)', async () => {
+  const asRoot = process.getuid?.() === 0;
+  // As root every file is writable: the run is as nobody (65534), in a directory it may write.
+  const as = asRoot ? { uid: 65534, gid: 65534 } : {};
+  const shared = join(dir, 'shared');
+  mkdirSync(shared, { recursive: true });
+  chmodSync(dir, 0o755);
+  chmodSync(shared, 0o777);
+  const src = sparseFile(join(shared, 'ro-src.raw'), 4 * 1024 * 1024);
+  await qemuIo(src, ['write -P 0x33 0 1M'], 'raw');
+  chmodSync(src, 0o644);
+  const golden = join(shared, 'golden.img');
+  const runAs = (args: string[]) =>
+    spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', ...as });
+  for (const args of [
+    ['convert', '-O', 'qcow2', src],
+    ['convert', src],
+    ['create', '-f', 'raw'],
+    ['clone', src],
+  ]) {
+    writeFileSync(golden, 'precious');
+    chmodSync(golden, 0o444);
+    if (asRoot) chownSync(golden, 65534, 65534);
+    const r = runAs([...args, golden, ...(args[0] === 'create' ? ['1M'] : [])]);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^diskpipe: cannot write .*golden\.img: EACCES: permission denied/);
+    // Before: exit 0 and the read-only disk replaced.
+    assert.equal(readFileSync(golden, 'utf8'), 'precious', args.join(' '));
+    assert.equal(
+      access(golden),
+      `444 ${asRoot ? '65534:65534' : `${process.getuid?.()}:${process.getgid?.()}`}`,
+    );
+  }
+  writeFileSync(golden, 'precious');
+  chmodSync(golden, 0o444);
+  if (asRoot) chownSync(golden, 65534, 65534);
+  const peer = spawnSync('qemu-img', ['convert', '-O', 'raw', src, golden], as);
+  assert.equal(peer.status, 1, 'qemu-img refuses too');
+  assert.equal(readFileSync(golden, 'utf8'), 'precious');
 });
