@@ -18,6 +18,8 @@ export class Refcounts {
   tableMoved = false;
   tableDirty = false;
   private readonly blocks = new Map<number, Buffer>();
+  /** Clusters holding refcount blocks, those allocated since opening too. */
+  private readonly blockClusters = new Set<number>();
   readonly dirtyBlocks = new Set<number>();
   /** Clusters whose reference goes away once the new tables are on disk. */
   private frees: number[] = [];
@@ -45,7 +47,10 @@ export class Refcounts {
     // Never hand out a cluster that the table itself places past the end of the file.
     for (let b = 0; b < this.tableEntries; b++) {
       const off = this.blockOffset(b);
-      if (off !== 0) this.end = Math.max(this.end, off + clusterSize);
+      if (off !== 0) {
+        this.end = Math.max(this.end, off + clusterSize);
+        this.blockClusters.add(off / clusterSize);
+      }
     }
   }
 
@@ -87,6 +92,18 @@ export class Refcounts {
       if (off !== 0) out.push(off);
     }
     return out;
+  }
+
+  /**
+   * Whether the refcount table or a refcount block is at host cluster `cluster`, including
+   * those allocated while the image is open (at the end of the file, where an entry of a
+   * crafted image may already point).
+   */
+  holdsMetadata(cluster: number): boolean {
+    const first = this.tableOffset / this.cs;
+    return (
+      this.blockClusters.has(cluster) || (cluster >= first && cluster < first + this.tableClusters)
+    );
   }
 
   /** New clusters at the end of the file, refcount 1 each; returns the first host offset. */
@@ -154,6 +171,7 @@ export class Refcounts {
     const at = this.end;
     this.end += this.cs;
     const block = Buffer.alloc(this.cs);
+    this.blockClusters.add(at / this.cs);
     this.blocks.set(b, block);
     this.dirtyBlocks.add(b);
     this.table.writeBigUInt64BE(BigInt(at), b * 8);

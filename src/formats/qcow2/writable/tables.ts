@@ -55,7 +55,8 @@ export class Qcow2Tables {
 
   /** Refuses to write guest data at `host` when metadata lives there (a crafted image). */
   refuseMetadata(host: number): void {
-    if (!this.metadata.has(Math.floor(host / this.clusterSize))) return;
+    const cluster = Math.floor(host / this.clusterSize);
+    if (!this.metadata.has(cluster) && !this.refcounts.holdsMetadata(cluster)) return;
     throw new CorruptImageError(
       `${this.file.name}: an L2 entry points at the image's own metadata (host offset ${host}); writing there would destroy it (repair the image with qemu-img check -r all)`,
     );
