@@ -88,13 +88,27 @@ async function keepAccess(tmp: string, old: Stats, oldPath: string, dest: string
       await chown(tmp, old.uid, old.gid).catch(() => {});
     }
     // After chown, which clears set-id bits.
-    await chmod(tmp, old.mode & 0o7777);
+    await chmod(tmp, keptMode(old.mode));
     // With an ACL the mode's group bits are its mask: the owning group alone may have had
     // none of them (a disk shared with one user), so the ACL itself goes over too.
     copyAccessAcl(oldPath, tmp);
   } catch (err) {
     throw ioError(err, `cannot give ${dest} the permissions of the file it replaces`);
   }
+}
+
+/**
+ * The permission bits a replacement keeps. Writing new content into a set-id file without
+ * CAP_FSETID (root) makes the kernel drop set-uid, and set-gid when group execute is set:
+ * new content must not run with the old file's privileges (qemu-img's in-place write gets
+ * the same). Root's keep them, as qemu-img's do.
+ */
+function keptMode(mode: number): number {
+  let bits = mode & 0o7777;
+  if (process.getuid?.() === 0) return bits;
+  bits &= ~0o4000;
+  if (bits & 0o010) bits &= ~0o2000;
+  return bits;
 }
 
 /**

@@ -139,3 +139,42 @@ test('create, convert and clone over a file the caller cannot write refuse, and 
   assert.equal(peer.status, 1, 'qemu-img refuses too');
   assert.equal(readFileSync(golden, 'utf8'), 'precious');
 });
+
+// qemu-img writing a set-id file it owns (no CAP_FSETID) has the kernel drop the set-id
+// bits: new content must not run with the old file's privileges. Root keeps them (as qemu-img).
+test('convert over a set-id file as its (unprivileged) owner clears set-uid and set-gid, as the kernel does for qemu-img', async () => {
+  const asRoot = process.getuid?.() === 0;
+  const as = asRoot ? { uid: 65534, gid: 65534 } : {};
+  const shared = join(dir, 'setid');
+  mkdirSync(shared, { recursive: true });
+  chmodSync(dir, 0o755);
+  chmodSync(shared, 0o777);
+  const src = sparseFile(join(shared, 'src.raw'), 1024 * 1024);
+  chmodSync(src, 0o644);
+  const owned = (name: string, mode: number) => {
+    const path = join(shared, name);
+    writeFileSync(path, 'old');
+    if (asRoot) chownSync(path, 65534, 65534);
+    chmodSync(path, mode);
+    return path;
+  };
+  const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
+  for (const [before, after] of [
+    [0o4755, '755'],
+    [0o6755, '755'],
+    [0o2770, '770'],
+    [0o2660, '2660'], // set-gid without group execute is no privilege: kept
+  ] as const) {
+    const peer = owned(`peer-${before.toString(8)}.img`, before);
+    assert.equal(spawnSync('qemu-img', ['convert', '-O', 'raw', src, peer], as).status, 0);
+    assert.equal(mode(peer), after, `qemu-img over ${before.toString(8)}`);
+    const path = owned(`out-${before.toString(8)}.img`, before);
+    const r = spawnSync(process.execPath, [main, 'convert', '-O', 'raw', src, path], {
+      encoding: 'utf8',
+      ...as,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    // Before: 4755 and 6755 kept, so the new content ran set-uid.
+    assert.equal(mode(path), after, `diskpipe over ${before.toString(8)}`);
+  }
+});
