@@ -79,16 +79,28 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (answered(returned)) reportLostOutput();
 });
 
+/**
+ * `check` exits as qemu-img check does, where 2 means a corrupt image: its report that could
+ * not be written is 1 there ('check not completed'), after a clean (0) or leaks-only (3) result.
+ */
+function isCheck(): boolean {
+  try {
+    return splitCommand(process.argv.slice(2)).name === 'check';
+  } catch {
+    return false; // a usage error, already reported
+  }
+}
+
 /** A run that printed its answer (0, or compare's 1) did not get it out: that is an error. */
 function answered(code: number | undefined): boolean {
-  return code === 0 || code === 1;
+  return isCheck() ? code === 0 || code === 3 : code === 0 || code === 1;
 }
 
 function reportLostOutput(): void {
   process.stderr.write(
     `diskpipe: cannot write the output (standard output): ${outputLost?.message}\n`,
   );
-  process.exitCode = 2;
+  process.exitCode = isCheck() ? 1 : 2;
 }
 
 // The native layer's library fsyncs stdout/stderr at exit (a log file's journal commit).

@@ -39,3 +39,12 @@ test('output that cannot be written (stdout on a full device) is an error, exit 
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
 });
+
+// check exits as qemu-img check: 2 would say the image is corrupt.
+test('check whose report cannot be written exits 1 (not completed), not 2 (corrupt)', async () => {
+  const image = join(dir, 'clean.qcow2');
+  await qemuImg('create', '-f', 'qcow2', image, '8M');
+  const r = toFullDevice(['check', image]);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^diskpipe: cannot write the output \(standard output\): .*ENOSPC/m);
+});
