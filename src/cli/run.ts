@@ -79,6 +79,10 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (answered(returned)) reportLostOutput();
 });
 
+// A message that cannot be written has nowhere else to go; unhandled, the write error would
+// end the process with status 1, which is compare's 'different'. The status stays the run's.
+process.stderr.on('error', () => {});
+
 /**
  * `check` exits as qemu-img check does, where 2 means a corrupt image: its report that could
  * not be written is 1 there ('check not completed'), after a clean (0) or leaks-only (3) result.

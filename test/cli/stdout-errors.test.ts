@@ -48,3 +48,22 @@ test('check whose report cannot be written exits 1 (not completed), not 2 (corru
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /^diskpipe: cannot write the output \(standard output\): .*ENOSPC/m);
 });
+
+// An error message that cannot be written (stderr on a full disk, `>/dev/full 2>&1`) must not
+// turn the status into another answer: 1 is compare's 'different', check's 'not completed'.
+test('an error whose message cannot be written (stderr on a full device) still exits 2', async () => {
+  const image = join(dir, 'b.qcow2');
+  await qemuImg('create', '-f', 'qcow2', image, '8M');
+  const full = openSync('/dev/full', 'w');
+  try {
+    for (const args of [
+      ['compare', image, join(dir, 'missing.qcow2')],
+      ['info', join(dir, 'missing.qcow2')],
+    ]) {
+      const r = spawnSync(process.execPath, [main, ...args], { stdio: ['ignore', full, full] });
+      assert.equal(r.status, 2, args.join(' '));
+    }
+  } finally {
+    closeSync(full);
+  }
+});
