@@ -84,16 +84,6 @@ export class Refcounts {
     return off;
   }
 
-  /** Host offsets of the refcount blocks the table names now. */
-  blockOffsets(): number[] {
-    const out: number[] = [];
-    for (let b = 0; b < this.tableEntries; b++) {
-      const off = this.blockOffset(b);
-      if (off !== 0) out.push(off);
-    }
-    return out;
-  }
-
   /**
    * Whether the refcount table or a refcount block is at host cluster `cluster`, including
    * those allocated while the image is open (at the end of the file, where an entry of a

@@ -24,8 +24,9 @@ export class Qcow2Tables {
   private readonly l2 = new Map<number, Buffer>();
   private readonly dirtyL2 = new Set<number>();
   /**
-   * Host clusters holding metadata: header, L1 table, refcount table and blocks, L2 tables
-   * (those of the open image, and L2 tables added since). A data entry of a crafted image
+   * Host clusters holding metadata: header, L1 table, refcount table, L2 tables (those of the
+   * open image, and L2 tables added since); the refcount blocks, old and new, are the
+   * refcounts' own to tell (`holdsMetadata`). A data entry of a crafted image
    * may point at one; writing guest data through it would destroy the tables, which qemu's
    * overlap check refuses too.
    */
@@ -46,7 +47,6 @@ export class Qcow2Tables {
     span(0, cs);
     span(l1Offset, Math.max(cs, this.l1.length));
     span(refcounts.tableOffset, refcounts.tableClusters * cs);
-    for (const off of refcounts.blockOffsets()) span(off, cs);
     for (let i = 0; i < this.l1.length / 8; i++) {
       const off = entryOffset(this.l1.readUInt32BE(i * 8), this.l1.readUInt32BE(i * 8 + 4));
       if (off !== 0) span(off, cs);
