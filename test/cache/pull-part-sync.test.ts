@@ -91,40 +91,43 @@ test('pull: a raw download that becomes the blob as it is is made durable first'
   );
 });
 
-test('pull: a raw download is written back while it streams, not all at the end', async () => {
-  const cacheDir = join(dir, 'cache-big');
-  let received = 0;
+/**
+ * How far `phase` had got (bytes) at each sync of a file `isFile` names, counting only syncs
+ * before 96 MiB of a bigger image: some must come while the data still streams.
+ */
+async function earlySyncs(
+  name: string,
+  cacheDir: string,
+  phase: 'download' | 'convert',
+  isFile: (path: string) => boolean,
+): Promise<number[]> {
+  let done = 0;
   const early: number[] = [];
   await synced(
     () =>
-      pull(server.url('big.raw'), {
+      pull(server.url(name), {
         cacheDir,
         onProgress: (p) => {
-          if (p.phase === 'download') received = p.done;
+          if (p.phase === phase) done = p.done;
         },
       }),
     (path) => {
-      if (path.endsWith('.part') && received < 96 * MiB) early.push(received);
+      if (isFile(path) && done < 96 * MiB) early.push(done);
     },
+  );
+  return early;
+}
+
+test('pull: a raw download is written back while it streams, not all at the end', async () => {
+  const early = await earlySyncs('big.raw', join(dir, 'cache-big'), 'download', (path) =>
+    path.endsWith('.part'),
   );
   assert.ok(early.length > 0, 'the partial download was synced only once complete');
 });
 
 test('pull: a raw.zst is written back while it converts, not all at the end', async () => {
-  const cacheDir = join(dir, 'cache-zst');
-  let converted = 0;
-  const early: number[] = [];
-  await synced(
-    () =>
-      pull(server.url('big.raw.zst'), {
-        cacheDir,
-        onProgress: (p) => {
-          if (p.phase === 'convert') converted = p.done;
-        },
-      }),
-    (path) => {
-      if (path.includes('convert.raw') && converted < 96 * MiB) early.push(converted);
-    },
+  const early = await earlySyncs('big.raw.zst', join(dir, 'cache-zst'), 'convert', (path) =>
+    path.includes('convert.raw'),
   );
   assert.ok(early.length > 0, 'the converted file was synced only once complete');
 });
