@@ -96,17 +96,28 @@ test('convert, create and clone over a file with an access ACL keep the ACL (as 
 
 const main = new URL('../../src/cli/main.js', import.meta.url).pathname;
 
+/**
+ * A directory anyone may write, and who runs there: as root every file is writable, so the
+ * run is as nobody (65534); otherwise as the caller.
+ */
+function sharedDir(name: string): {
+  asRoot: boolean;
+  as: { uid?: number; gid?: number };
+  shared: string;
+} {
+  const asRoot = process.getuid?.() === 0;
+  const shared = join(dir, name);
+  mkdirSync(shared, { recursive: true });
+  chmodSync(dir, 0o755);
+  chmodSync(shared, 0o777);
+  return { asRoot, as: asRoot ? { uid: 65534, gid: 65534 } : {}, shared };
+}
+
 // A golden disk kept read-only (0444) by its owner, or another user's disk in a shared
 // directory: qemu-img cannot open it for writing and refuses ('Permission denied'); the
 // rename put a new file in its place and the disk was gone.
 test('create, convert and clone over a file the caller cannot write refuse, and leave it as it was (as qemu-img)', async () => {
-  const asRoot = process.getuid?.() === 0;
-  // As root every file is writable: the run is as nobody (65534), in a directory it may write.
-  const as = asRoot ? { uid: 65534, gid: 65534 } : {};
-  const shared = join(dir, 'shared');
-  mkdirSync(shared, { recursive: true });
-  chmodSync(dir, 0o755);
-  chmodSync(shared, 0o777);
+  const { asRoot, as, shared } = sharedDir('shared');
   const src = sparseFile(join(shared, 'ro-src.raw'), 4 * 1024 * 1024);
   await qemuIo(src, ['write -P 0x33 0 1M'], 'raw');
   chmodSync(src, 0o644);
@@ -143,12 +154,7 @@ test('create, convert and clone over a file the caller cannot write refuse, and 
 // qemu-img writing a set-id file it owns (no CAP_FSETID) has the kernel drop the set-id
 // bits: new content must not run with the old file's privileges. Root keeps them (as qemu-img).
 test('convert over a set-id file as its (unprivileged) owner clears set-uid and set-gid, as the kernel does for qemu-img', async () => {
-  const asRoot = process.getuid?.() === 0;
-  const as = asRoot ? { uid: 65534, gid: 65534 } : {};
-  const shared = join(dir, 'setid');
-  mkdirSync(shared, { recursive: true });
-  chmodSync(dir, 0o755);
-  chmodSync(shared, 0o777);
+  const { asRoot, as, shared } = sharedDir('setid');
   const src = sparseFile(join(shared, 'src.raw'), 1024 * 1024);
   chmodSync(src, 0o644);
   const owned = (name: string, mode: number) => {
